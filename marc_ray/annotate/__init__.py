@@ -1,0 +1,1 @@
+"""annotate: simulated-annotator judge inference (Ray Data; vLLM, transformers, HTTP, replay)."""
