@@ -1,0 +1,331 @@
+"""The annotate job on Ray Data: comparisons → run rows → judge engine → annotation shards.
+
+Steps (``annotate(config)``):
+
+1. validate the config, read and validate the comparisons and the few-shot pool, refuse any
+   pool id in the comparisons, build the simulated annotators, resolve the model and its
+   tokenizer, check the label tokens: every bad input fails here, before an engine starts;
+2. split the items into shards of ``shard_size`` (the unit of output and resume); shards whose
+   Parquet file already exists are skipped;
+3. one Ray Data pipeline for every pending shard: *work units* (shard, shared prefix) are
+   expanded into run rows (``flat_map``), ordered shard by shard and, within a shard, by
+   (annotator, subset) so that each few-shot prefix stays hot in the engine's KV cache, then
+   judged by the engine (transformers: ``map_batches`` on an actor pool; vLLM: the
+   ``ray.data.llm`` stage; HTTP: ``map_batches`` on an actor pool);
+4. results stream back to the driver (``iter_batches``); a shard is assembled
+   (``assemble.annotation_row``) and written atomically as soon as all its runs are in.
+
+Exactly once: engine actors are restarted (``max_restarts``) and their unfinished batches
+retried (``max_task_retries``) when a worker dies; results are keyed by (id, run) on the
+driver, so a batch delivered twice is counted once, and a shard is written only when every run
+of every one of its items is in. A crash or interruption loses at most the shards in flight.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pyarrow as pa
+
+from ..contracts import (ContractError, check_pool_disjoint, read_table, table_hash,
+                         validate_comparisons, write_json_atomic, write_table_atomic)
+from .annotators import build_annotators, read_pool, run_layout
+from .assemble import annotation_row, annotation_table, carried_columns
+from .config import AnnotateConfig
+from .engine import RunResult, label_token_ids
+from .prompts import PromptBuilder, get_template
+
+MANIFEST = "_manifest.json"  # "_" prefix: Parquet folder readers skip it
+RESULT_COLUMNS = ("id", "run", "p_first", "label_mass", "status")
+ROWS_PER_CALL_FACTOR = 4  # an engine call gets 4 engine batches: amortises Ray per-call cost
+RUN_ROWS_PER_BLOCK = 2048  # run rows per Ray Data block (each carries its prefix text)
+
+
+@dataclass
+class AnnotateSummary:
+    """What a run did."""
+
+    output: str
+    n_items: int
+    n_shards: int
+    shards_written: list[int] = field(default_factory=list)
+    shards_skipped: list[int] = field(default_factory=list)
+    n_runs: int = 0
+    seconds: float = 0.0
+
+
+def shard_path(output: str, shard: int) -> str:
+    return os.path.join(output, f"part-{shard:05d}.parquet")
+
+
+# ---------------------------------------------------------------------------------------------
+# Preparation (no engine, no Ray): everything that can fail on bad input
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Plan:
+    """The validated inputs of a run: items, shards, prompts, layout, judge name."""
+
+    config: AnnotateConfig
+    items: list[dict]
+    builder: PromptBuilder
+    judge: str
+    fingerprint: dict
+
+    @property
+    def n_shards(self) -> int:
+        return math.ceil(len(self.items) / self.config.shard_size)
+
+    def shard_items(self, shard: int) -> list[dict]:
+        size = self.config.shard_size
+        return self.items[shard * size:(shard + 1) * size]
+
+
+def prepare(config: AnnotateConfig) -> Plan:
+    """Validate everything (config, data, pool, model, labels) and build the prompts.
+
+    Raises
+    ------
+    ContractError
+        Malformed comparisons or pool, an empty pool, pool ids among the comparisons, K larger
+        than an annotator's examples.
+    ValueError
+        A bad setting, an unknown model, a model without the label tokens (choice mode).
+    """
+    from .models import check_model_spec, load_tokenizer, model_name
+
+    config.validate()
+    comparisons = validate_comparisons(read_table(config.input), config.input)
+    pool = read_pool(read_table(config.pool), config.pool)
+    check_pool_disjoint(pool, comparisons, config.pool, config.input)
+    annotators = build_annotators(pool, config.n_annotators, config.k_shots, config.seed, config.pool)
+    layout = run_layout(config.n_annotators, config.k_shots, config.max_subset_size, config.orders)
+    template = get_template(config.template)
+
+    tokenizer = None
+    if config.engine in ("transformers", "vllm"):
+        check_model_spec(config.model)
+        tokenizer = load_tokenizer(config.model)
+    elif config.engine_options.get("tokenizer"):  # http: optional, for the chat template
+        tokenizer = load_tokenizer(config.engine_options["tokenizer"])
+    if config.mode == "choice" and tokenizer is not None:
+        for label in config.labels:
+            label_token_ids(tokenizer, label)  # raises with the fix when not a single token
+    builder = PromptBuilder(template, annotators, layout, config.mode, config.labels, tokenizer,
+                            config.zero_shot)
+    builder.tokenizer = None  # only needed while rendering; keeps the builder light to ship
+    judge = config.judge_name or (model_name(config.model) if config.engine != "http"
+                                  else str(config.model))
+    fingerprint = {
+        "judge": judge, "engine": config.engine, "model": config.model, "mode": config.mode,
+        "labels": list(config.labels), "beta": config.beta, "template": template.to_dict(),
+        "layout": layout.to_json(), "zero_shot": config.zero_shot, "seed": config.seed,
+        "shard_size": config.shard_size, "annotators": [a.name for a in annotators],
+        "examples": [[e["id"] for e in a.examples] for a in annotators],
+        "input_hash": table_hash(comparisons, ["id", "instruction", "response_a", "response_b"]),
+    }
+    return Plan(config, comparisons.to_pylist(), builder, judge, fingerprint)
+
+
+def check_output(plan: Plan) -> list[int]:
+    """Shards already written by an identical earlier run (resume); refuse a different run's folder."""
+    import json
+
+    output = plan.config.output
+    manifest = os.path.join(output, MANIFEST)
+    if os.path.isfile(manifest):
+        with open(manifest, encoding="utf-8") as stream:
+            previous = json.load(stream).get("fingerprint")
+        if previous != plan.fingerprint:
+            changed = sorted(k for k in plan.fingerprint if (previous or {}).get(k) != plan.fingerprint[k])
+            raise ContractError(output, f"the output folder holds annotations of a different run "
+                                f"(differs in {changed})", hint="choose a new --output or delete "
+                                "the folder to start over")
+    return [shard for shard in range(plan.n_shards) if os.path.isfile(shard_path(output, shard))]
+
+
+# ---------------------------------------------------------------------------------------------
+# Ray Data stages
+# ---------------------------------------------------------------------------------------------
+
+def expand_units(batch: dict, plan: Plan) -> list[dict]:
+    """Work units (shard, group) → their run rows (one Ray Data ``flat_map`` row at a time)."""
+    items = plan.shard_items(int(batch["shard"]))
+    return plan.builder.runs_for_group(items, int(batch["group"]))
+
+
+class EngineBatches:
+    """Ray Data actor UDF: a batch of run rows → the same runs with their results."""
+
+    def __init__(self, factory: Callable[[], Any]):
+        self.engine = factory()
+
+    def __call__(self, batch: dict) -> dict:
+        names = list(batch)
+        runs = [dict(zip(names, values)) for values in zip(*(batch[n] for n in names))]
+        results = self.engine.judge(runs)
+        return {"id": batch["id"], "run": batch["run"],
+                "p_first": [r.p_first for r in results],
+                "label_mass": [r.label_mass for r in results],
+                "status": [r.status for r in results]}
+
+
+def transformers_factory(config: AnnotateConfig):
+    from .transformers_engine import TransformersEngine
+
+    return TransformersEngine(config.model, device=config.device, dtype=config.dtype,
+                              batch_size=config.batch_size, beta=config.beta).load()
+
+
+def http_factory(config: AnnotateConfig):
+    from .http_engine import HttpEngine  # written beside this module; imported lazily
+
+    return HttpEngine.from_config(config)
+
+
+def engine_stage(ds, config: AnnotateConfig):
+    """Attach the configured engine to a dataset of run rows."""
+    import ray
+
+    if config.engine == "vllm":
+        from .vllm_engine import vllm_stage
+
+        return vllm_stage(ds, config)
+    factory = functools.partial(transformers_factory if config.engine == "transformers"
+                                else http_factory, config)
+    num_gpus = config.num_gpus_per_worker
+    if config.engine == "transformers" and not num_gpus and str(config.device).startswith("cuda"):
+        num_gpus = 1.0
+    if config.engine == "transformers" and config.device == "auto" and not num_gpus:
+        num_gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= config.num_workers else 0.0
+    with warnings.catch_warnings():
+        # Ray 2.60 flags max_restarts / max_task_retries (remote args) as deprecated but has no
+        # named replacement yet; without them Ray Data restarts a dying actor forever.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return ds.map_batches(
+            EngineBatches, fn_constructor_kwargs={"factory": factory},
+            compute=ray.data.ActorPoolStrategy(size=config.num_workers),
+            batch_size=config.batch_size * ROWS_PER_CALL_FACTOR,
+            num_cpus=1 if not num_gpus else 0, num_gpus=num_gpus or None,
+            max_restarts=config.max_restarts, max_task_retries=config.max_task_retries)
+
+
+# ---------------------------------------------------------------------------------------------
+# The job
+# ---------------------------------------------------------------------------------------------
+
+def annotate(config: AnnotateConfig) -> AnnotateSummary:
+    """Run the annotate stage (module docstring); resumes when ``config.output`` has shards.
+
+    Returns
+    -------
+    AnnotateSummary
+    """
+    start = time.perf_counter()
+    if config.validate().engine == "replay":
+        from .replay import replay_annotations  # noqa: F401  (fails early if absent)
+
+        return _replay(config, start)
+    plan = prepare(config)
+    done = check_output(plan)
+    summary = AnnotateSummary(config.output, len(plan.items), plan.n_shards, shards_skipped=done)
+    pending = [shard for shard in range(plan.n_shards) if shard not in done]
+    os.makedirs(config.output, exist_ok=True)
+    write_json_atomic({"fingerprint": plan.fingerprint, "config": config.to_dict(),
+                       "n_items": len(plan.items), "n_shards": plan.n_shards,
+                       "complete": not pending}, os.path.join(config.output, MANIFEST))
+    if pending:
+        summary.n_runs = _run_pending(plan, pending, summary)
+    write_json_atomic({"fingerprint": plan.fingerprint, "config": config.to_dict(),
+                       "n_items": len(plan.items), "n_shards": plan.n_shards, "complete": True,
+                       "seconds_last_run": time.perf_counter() - start},
+                      os.path.join(config.output, MANIFEST))
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _run_pending(plan: Plan, pending: list[int], summary: AnnotateSummary) -> int:
+    import ray
+    from tqdm.auto import tqdm
+
+    config = plan.config
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # one bar, ours, counting finished runs
+    units = [{"shard": shard, "group": group} for shard in pending
+             for group in range(len(plan.builder.groups))]
+    runs_per_unit = config.shard_size * len(config.orders)
+    units_per_block = max(1, RUN_ROWS_PER_BLOCK // runs_per_unit)
+    ds = ray.data.from_items(units, override_num_blocks=max(1, math.ceil(len(units) / units_per_block)))
+    # the plan (items + prompts) is shipped once with the operator, not per task
+    # num_cpus=0: building prompts is light string work, and engine actors may hold every CPU
+    # (num_workers = cores); a 1-CPU task would then never be scheduled and the job would stall
+    ds = ds.flat_map(expand_units, fn_kwargs={"plan": plan}, num_cpus=0)
+    ds = engine_stage(ds, config)
+
+    shard_of = {item["id"]: shard for shard in pending for item in plan.shard_items(shard)}
+    expected = {shard: len(plan.shard_items(shard)) * plan.builder.runs_per_item for shard in pending}
+    results: dict[int, dict[tuple[str, int], RunResult]] = {shard: {} for shard in pending}
+    total = sum(expected.values())
+    bar = tqdm(total=total, unit="run", desc="annotate", disable=not config.progress)
+    received = 0
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        columns = {name: batch.column(name).to_pylist() for name in RESULT_COLUMNS}
+        for item_id, run, p_first, mass, status in zip(*(columns[n] for n in RESULT_COLUMNS)):
+            shard = shard_of[item_id]
+            bucket = results.get(shard)
+            if bucket is None:
+                continue  # a late duplicate of a shard already written
+            key = (item_id, int(run))
+            if key not in bucket:
+                received += 1
+                bar.update(1)
+            bucket[key] = RunResult(math.nan if p_first is None else float(p_first),
+                                    math.nan if mass is None else float(mass), status)
+            if len(bucket) == expected[shard]:
+                _write_shard(plan, shard, results.pop(shard))
+                summary.shards_written.append(shard)
+                bar.set_postfix(shards=f"{len(summary.shards_written)}/{len(pending)}")
+    bar.close()
+    if results:
+        missing = {shard: expected[shard] - len(bucket) for shard, bucket in results.items()}
+        raise RuntimeError(f"the engine returned no result for some runs {missing} (shard: runs "
+                           f"missing); finished shards are kept, rerun the same command to resume")
+    return received
+
+
+def _write_shard(plan: Plan, shard: int, results: dict[tuple[str, int], RunResult]) -> None:
+    by_item: dict[str, dict[int, RunResult]] = {}
+    for (item_id, run), result in results.items():
+        by_item.setdefault(item_id, {})[run] = result
+    rows = [annotation_row(item["id"], plan.judge, plan.builder.layout, by_item[item["id"]],
+                           carried_columns(item)) for item in plan.shard_items(shard)]
+    write_table_atomic(annotation_table(rows, plan.builder.layout),
+                       shard_path(plan.config.output, shard))
+
+
+def _replay(config: AnnotateConfig, start: float) -> AnnotateSummary:
+    """engine="replay": judge outputs computed elsewhere (``engine_options['runs']``)."""
+    from .replay import replay_annotations
+
+    options = dict(config.engine_options)
+    if "runs" not in options:
+        raise ValueError("annotate config: engine 'replay' needs engine_options.runs, the run "
+                         "table to replay (see marc_ray.annotate.replay)")
+    comparisons = validate_comparisons(read_table(config.input), config.input)
+    runs_path = options.pop("runs")
+    table = replay_annotations(read_table(runs_path), config.judge_name or "replay",
+                               comparisons=comparisons, source=runs_path, **options)
+    write_table_atomic(table, shard_path(config.output, 0))
+    return AnnotateSummary(config.output, table.num_rows, 1, shards_written=[0],
+                           seconds=time.perf_counter() - start)
+
+
+def read_annotations(output: str) -> pa.Table:
+    """Every shard of an annotate output folder as one table (layout metadata kept)."""
+    return read_table(output)

@@ -1,0 +1,410 @@
+"""The selective calibrator: pick a certified confidence threshold for one judge.
+
+Usage, in three steps (scikit-learn style):
+
+1. ``calibrator = SelectiveCalibrator(alpha=0.1, delta=0.1)`` — only stores the settings;
+2. ``calibrator.calibrate(confidence, pred, human_label)`` — returns ``self`` and sets
+   ``threshold_``, ``upper_bound_``, ``n_``, ``k_``, ``coverage_``, ``agreement_``, ``results_``;
+3. ``calibrator.accept(new_confidence)`` — which new verdicts to keep; the rest are escalated.
+   ``calibrator.certificate(data_hash=...)`` records everything needed to check the result.
+
+The guarantee (``docs/guarantee.md``): with probability at least ``1 - delta`` over the draw
+of the calibration set, the judge agrees with the humans on at least ``1 - alpha`` of the
+items it accepts. Several alphas can be calibrated in one call (``alpha=[0.05, 0.1, 0.2]``):
+the data are counted once and each alpha gets its own result; each result carries its own
+``1 - delta`` guarantee (they are not simultaneous; for that, divide delta by their number).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ..contracts import ASSUMPTIONS, TIE_POLICIES, Certificate, agreement
+from .grid import ThresholdGrid, as_grid, check_grid_independent, counts_at_thresholds
+from .bounds import clopper_pearson_upper
+from .testing import PROCEDURES, check_procedure, select_thresholds, threshold_records
+
+__all__ = ["SelectiveCalibrator", "CalibrationResult", "NotCalibratedError", "check_alpha",
+           "check_delta", "calibrate_counts"]
+
+
+class NotCalibratedError(ValueError, AttributeError):
+    """Raised when a calibrator is used before ``calibrate`` (as scikit-learn's NotFittedError)."""
+
+
+def check_delta(delta) -> float:
+    if isinstance(delta, bool) or not isinstance(delta, (int, float, np.floating, np.integer)) \
+            or not 0 < float(delta) < 1:
+        raise ValueError(f"delta must be a number in (0, 1), got {delta!r} "
+                         "(e.g. 0.1: the guarantee holds with probability 0.9)")
+    return float(delta)
+
+
+def check_alpha(alpha) -> tuple[float, ...]:
+    """One alpha or a sequence of them, each in (0, 1)."""
+    values = [alpha] if np.ndim(alpha) == 0 else list(np.asarray(alpha).ravel())
+    if not values:
+        raise ValueError("alpha is empty; give at least one value in (0, 1)")
+    checked = []
+    for value in values:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.floating, np.integer)) \
+                or not 0 < float(value) < 1:
+            raise ValueError(f"alpha must be a number in (0, 1) (or a list of them), got {value!r} "
+                             "(e.g. 0.1: at least 90% agreement on accepted items)")
+        checked.append(float(value))
+    return tuple(checked)
+
+
+@dataclass
+class CalibrationResult:
+    """The outcome for one alpha.
+
+    Attributes
+    ----------
+    alpha, delta : float
+    procedure : str
+    threshold : float
+        Accept items with confidence >= threshold; ``inf`` when nothing could be certified.
+    index : int
+        Position of the threshold in the descending grid (-1: nothing accepted).
+    n, k : int
+        Calibration items accepted at the threshold and disagreements among them.
+    upper_bound : float
+        Clopper–Pearson upper bound on the disagreement rate at the threshold, at the level
+        the procedure tested it (1.0 when nothing is accepted).
+    coverage : float
+        Share of all calibration items (ties included) with confidence >= threshold.
+    agreement : float
+        Agreement on the accepted calibration items (NaN when none).
+    min_n : int
+        The minimum-n rule in force.
+    records : dict of lists
+        Per grid threshold: threshold, n, k, upper_bound (computed on first access), p_value
+        (exact binomial), level (the level it was tested at), tested, passed.
+    """
+
+    alpha: float
+    delta: float
+    procedure: str
+    threshold: float
+    index: int
+    n: int
+    k: int
+    upper_bound: float
+    coverage: float
+    agreement: float
+    min_n: int
+    records: dict = field(repr=False)
+
+    def upper_bounds(self) -> list:
+        """Clopper–Pearson upper bound at every grid threshold (at its tested level)."""
+        return self.records["upper_bound"]
+
+    @property
+    def abstains(self) -> bool:
+        return self.index < 0
+
+    def sentence(self) -> str:
+        """The result in one plain sentence."""
+        if self.abstains:
+            return (f"No threshold could be certified for at least {1 - self.alpha:.0%} agreement "
+                    f"with {1 - self.delta:.0%} confidence: every item is escalated.")
+        return (f"With {1 - self.delta:.0%} confidence, the judge agrees with the human labels on at "
+                f"least {1 - self.alpha:.0%} of the items whose confidence is >= {self.threshold:.4g}; "
+                f"on the calibration set that is {self.coverage:.1%} of items ({self.n} items, "
+                f"{self.k} disagreements, bound {self.upper_bound:.3f}).")
+
+
+def calibrate_counts(grid, n, k, alphas: Sequence[float], delta: float, procedure: str,
+                     min_n, coverage_of) -> list[CalibrationResult]:
+    """Turn per-threshold counts into one :class:`CalibrationResult` per alpha.
+
+    ``coverage_of(threshold)`` gives the coverage at a threshold (the caller knows the
+    denominator: all items, ties included).
+    """
+    results = []
+    for alpha in alphas:
+        selection = select_thresholds(n, k, alpha, delta, procedure, min_n)
+        records = threshold_records(grid, n, k, alpha, selection)
+        index = int(selection.index)
+        if index < 0:
+            results.append(CalibrationResult(alpha, delta, procedure, float("inf"), -1, 0, 0, 1.0,
+                                             0.0, float("nan"), selection.min_n, records))
+            continue
+        n_at, k_at = int(n[index]), int(k[index])
+        threshold = float(grid[index])
+        bound = clopper_pearson_upper(k_at, n_at, selection.level[index])
+        results.append(CalibrationResult(
+            alpha, delta, procedure, threshold, index, n_at, k_at, float(bound),
+            float(coverage_of(threshold)), 1.0 - k_at / n_at, selection.min_n, records))
+    return results
+
+
+class SelectiveCalibrator:
+    """Certify a confidence threshold above which a judge agrees with humans.
+
+    Parameters
+    ----------
+    alpha : float or sequence of float in (0, 1), default=0.1
+        Tolerated disagreement rate among accepted items. A sequence calibrates each value
+        from the same counts; the fitted attributes then become arrays of shape (n_alpha,).
+    delta : float in (0, 1), default=0.1
+        Error level: the guarantee holds with probability at least ``1 - delta``.
+    grid : None, "fixed", array-like or ThresholdGrid, default=None
+        Candidate thresholds. None / "fixed": ``fixed_grid(n_grid)`` on [0, 1]. An array is
+        refused if it looks derived from the calibration confidences; use
+        :func:`quantile_grid` on a disjoint split for a data-shaped grid.
+    n_grid : int, default=200
+        Size of the fixed grid.
+    procedure : {"fixed_sequence", "bonferroni", "holm"}, default="fixed_sequence"
+        Family-wise procedure, see ``PROCEDURES``.
+    min_n : "auto" or int, default="auto"
+        Thresholds accepting fewer calibration items are skipped; "auto" is the smallest n at
+        which a threshold can pass at all (22 for alpha = delta = 0.1).
+    tie_policy : {"drop", "disagree"}, default="drop"
+        How items whose human label is a tie count (``marc_ray.contracts.TIE_POLICIES``).
+
+    Attributes
+    ----------
+    threshold_ : float or ndarray of shape (n_alpha,)
+        Certified threshold; ``inf`` when nothing is accepted.
+    upper_bound_, coverage_, agreement_ : float or ndarray of shape (n_alpha,)
+    n_, k_ : int or ndarray of shape (n_alpha,)
+    results_ : list of CalibrationResult, one per alpha (with the per-threshold records)
+    grid_ : ThresholdGrid, shape (G,)
+    alphas_ : tuple of float
+    n_calibration_ : int
+        Calibration items given (ties included).
+    n_ties_dropped_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> confidence = rng.uniform(0.5, 1.0, 5000)
+    >>> agree = rng.random(5000) < confidence          # agreement grows with confidence
+    >>> pred = np.full(5000, "a"); human = np.where(agree, "a", "b")
+    >>> calibrator = SelectiveCalibrator(alpha=0.1, delta=0.1).calibrate(confidence, pred, human)
+    >>> bool(calibrator.upper_bound_ <= 0.1), bool(0 < calibrator.coverage_ < 1)
+    (True, True)
+
+    References
+    ----------
+    .. [1] J. Jung, F. Brahman, Y. Choi, "Trust or Escalate: LLM Judges with Provable
+       Guarantees for Human Agreement", ICLR 2025.
+    """
+
+    def __init__(self, alpha=0.1, delta=0.1, grid=None, n_grid=200, procedure="fixed_sequence",
+                 min_n="auto", tie_policy="drop"):
+        self.alpha = alpha
+        self.delta = delta
+        self.grid = grid
+        self.n_grid = n_grid
+        self.procedure = procedure
+        self.min_n = min_n
+        self.tie_policy = tie_policy
+
+    # -- fitting ---------------------------------------------------------------------------
+
+    def _validated(self) -> tuple[tuple[float, ...], float, ThresholdGrid]:
+        alphas = check_alpha(self.alpha)
+        delta = check_delta(self.delta)
+        check_procedure(self.procedure)
+        if self.tie_policy not in TIE_POLICIES:
+            raise ValueError(f"tie_policy must be one of {sorted(TIE_POLICIES)}, got {self.tie_policy!r}")
+        return alphas, delta, as_grid(self.grid, self.n_grid)
+
+    def calibrate(self, confidence, pred, human_label, *, ids=None) -> "SelectiveCalibrator":
+        """Calibrate on human-labelled items.
+
+        Parameters
+        ----------
+        confidence : array-like of float, shape (n_items,)
+        pred : array-like of str, shape (n_items,)
+            The judge's verdicts, "a" or "b".
+        human_label : array-like of str, shape (n_items,)
+            "a", "b" or "tie".
+        ids : array-like of str, shape (n_items,), optional
+            Item ids; checked against a quantile grid's source ids.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            Bad parameters, inputs of different lengths, non-finite confidences, no item left
+            after the tie policy, or a grid derived from the calibration scores.
+        """
+        confidence = np.asarray(confidence, dtype=float).ravel()
+        pred, human_label = np.asarray(pred, dtype=object).ravel(), np.asarray(human_label, dtype=object).ravel()
+        if not (len(confidence) == len(pred) == len(human_label)):
+            raise ValueError(f"confidence ({len(confidence)}), pred ({len(pred)}) and human_label "
+                             f"({len(human_label)}) must have the same length")
+        self._validated()  # parameters first, so a bad alpha is reported before the data
+        agree, kept = agreement(pred, human_label, self.tie_policy)
+        return self._fit(confidence[kept], agree, confidence, ids)
+
+    def calibrate_agreement(self, confidence, agree, *, ids=None) -> "SelectiveCalibrator":
+        """Calibrate from agreement indicators directly (ties already resolved).
+
+        Parameters
+        ----------
+        confidence : array-like of float, shape (n_items,)
+        agree : array-like of bool, shape (n_items,)
+        ids : array-like of str, optional
+
+        Returns
+        -------
+        self
+        """
+        confidence = np.asarray(confidence, dtype=float).ravel()
+        agree = np.asarray(agree).ravel()
+        if agree.dtype != bool:
+            if not np.isin(agree, (0, 1)).all():
+                raise ValueError("agree must hold booleans (or 0/1)")
+            agree = agree.astype(bool)
+        if len(confidence) != len(agree):
+            raise ValueError(f"confidence ({len(confidence)}) and agree ({len(agree)}) differ in length")
+        return self._fit(confidence, agree, confidence, ids)
+
+    def _fit(self, confidence, agree, all_confidence, ids) -> "SelectiveCalibrator":
+        alphas, delta, grid = self._validated()
+        if not np.all(np.isfinite(all_confidence)):
+            raise ValueError(f"confidence holds NaN or infinite values (first at position "
+                             f"{int(np.flatnonzero(~np.isfinite(all_confidence))[0])}); "
+                             "fix or drop those items")
+        if confidence.size == 0:
+            raise ValueError("no calibration items (after the tie policy "
+                             f"{self.tie_policy!r}); label more items or use tie_policy='disagree'")
+        if ids is not None and len(ids) != len(all_confidence):
+            raise ValueError(f"ids ({len(ids)}) and confidence ({len(all_confidence)}) differ in length")
+        check_grid_independent(grid, all_confidence, None if ids is None else np.asarray(ids))
+        n, k = counts_at_thresholds(confidence, agree, grid)
+        sorted_all = np.sort(all_confidence)
+
+        def coverage_of(threshold: float) -> float:
+            accepted = sorted_all.size - np.searchsorted(sorted_all, threshold, side="left")
+            return accepted / sorted_all.size
+
+        self.results_ = calibrate_counts(grid, n, k, alphas, delta, self.procedure, self.min_n,
+                                         coverage_of)
+        self.grid_ = grid
+        self.alphas_ = alphas
+        self.delta_ = delta
+        self.n_calibration_ = int(all_confidence.size)
+        self.n_used_ = int(confidence.size)
+        self.n_ties_dropped_ = int(all_confidence.size - confidence.size)
+        single = np.ndim(self.alpha) == 0
+
+        def collect(name, dtype):
+            values = np.array([getattr(result, name) for result in self.results_], dtype=dtype)
+            return values[0].item() if single else values
+
+        self.threshold_ = collect("threshold", float)
+        self.upper_bound_ = collect("upper_bound", float)
+        self.n_ = collect("n", np.int64)
+        self.k_ = collect("k", np.int64)
+        self.coverage_ = collect("coverage", float)
+        self.agreement_ = collect("agreement", float)
+        return self
+
+    # -- using the result --------------------------------------------------------------------
+
+    def _check_calibrated(self) -> None:
+        if not hasattr(self, "results_"):
+            raise NotCalibratedError("This SelectiveCalibrator is not calibrated yet: call "
+                                     "calibrate(confidence, pred, human_label) first")
+
+    def result(self, alpha=None) -> CalibrationResult:
+        """The :class:`CalibrationResult` for ``alpha`` (optional when one alpha was given)."""
+        self._check_calibrated()
+        if alpha is None:
+            if len(self.results_) > 1:
+                raise ValueError(f"several alphas were calibrated {list(self.alphas_)}; "
+                                 "say which one with alpha=...")
+            return self.results_[0]
+        for result in self.results_:
+            if np.isclose(result.alpha, float(alpha), rtol=0, atol=1e-12):
+                return result
+        raise ValueError(f"alpha={alpha!r} was not calibrated; calibrated: {list(self.alphas_)}")
+
+    def accept(self, confidence, alpha=None) -> np.ndarray:
+        """Which items the certified rule accepts (``confidence >= threshold_``).
+
+        Parameters
+        ----------
+        confidence : array-like of float, shape (n_items,)
+        alpha : float, optional
+            Which calibrated alpha to apply. Without it, a single-alpha calibrator returns
+            shape (n_items,) and a multi-alpha one shape (n_alpha, n_items).
+
+        Returns
+        -------
+        mask : ndarray of bool
+            False everywhere when nothing was certified (threshold +inf).
+        """
+        self._check_calibrated()
+        confidence = np.asarray(confidence, dtype=float)
+        if alpha is not None or len(self.results_) == 1:
+            return confidence >= self.result(alpha).threshold
+        return np.stack([confidence >= result.threshold for result in self.results_])
+
+    def certificate(self, data_hash: str, confidence_name: str = "confidence",
+                    model_hash: str | None = None, judge_name: str = "judge", alpha=None,
+                    extra: dict | None = None) -> Certificate:
+        """The certificate of one calibrated alpha (:class:`marc_ray.contracts.Certificate`).
+
+        Parameters
+        ----------
+        data_hash : str
+            Hash of the calibration data (``marc_ray.contracts.table_hash``).
+        confidence_name : str
+            The confidence measure (column name or model description).
+        model_hash : str, optional
+            Hash of the confidence model's weights, if learned.
+        judge_name : str
+        alpha : float, optional
+            Required when several alphas were calibrated.
+        extra : dict, optional
+            Merged into the certificate's ``extra``.
+        """
+        from .. import __version__
+
+        result = self.result(alpha)
+        stage = _stage_record(judge_name, confidence_name, result)
+        details = {"min_n": result.min_n, "n_used": self.n_used_,
+                   "n_ties_dropped": self.n_ties_dropped_,
+                   "procedure_description": PROCEDURES[self.procedure],
+                   "per_threshold": result.records.complete(),
+                   "sentence": result.sentence()}
+        details.update(extra or {})
+        return Certificate(
+            alpha=result.alpha, delta=result.delta, procedure=self.procedure,
+            tie_policy=self.tie_policy, grid=_grid_record(self.grid_), stages=[stage],
+            delta_split="none (single judge)", coverage=result.coverage,
+            n_calibration=self.n_calibration_,
+            agreement_on_accepted=None if result.abstains else result.agreement,
+            data_hash=data_hash, model_hash=model_hash, assumptions=list(ASSUMPTIONS),
+            version=__version__, extra=details)
+
+
+def _grid_record(grid: ThresholdGrid) -> dict:
+    record = grid.describe()
+    if grid.source_ids is not None:
+        record["n_source_ids"] = len(grid.source_ids)
+    return record
+
+
+def _stage_record(name: str, confidence_name: str, result: CalibrationResult,
+                  delta: float | None = None) -> dict:
+    return {"name": name, "confidence": confidence_name, "threshold": result.threshold,
+            "n": result.n, "k": result.k, "upper_bound": result.upper_bound,
+            "coverage": result.coverage,
+            "agreement": None if result.abstains else result.agreement,
+            "delta": result.delta if delta is None else delta, "min_n": result.min_n,
+            "abstains": result.abstains}

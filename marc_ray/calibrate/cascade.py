@@ -1,0 +1,232 @@
+"""Cascades: judges in order of cost, each deciding what the cheaper ones escalated.
+
+Stage 1 is calibrated on every calibration item; stage l on the items that stages 1..l-1 did
+not accept; what no stage accepts goes to humans. Stage l gets error level ``delta_l`` with
+``sum(delta_l) = delta`` (``delta / L`` each by default), so by the union bound every stage's
+guarantee holds together with probability at least ``1 - delta``, and then the agreement on
+everything the cascade accepts — a mixture of the stages' accepted sets — is at least
+``1 - alpha`` too. The split is written in the certificate.
+
+A one-stage cascade is exactly :class:`SelectiveCalibrator` (tested).
+
+Limit (stated in ``docs/guarantee.md``): stage l's calibration items are selected by earlier
+thresholds that were themselves chosen on the same calibration set; the union-bound argument
+treats those thresholds as given.
+
+References
+----------
+.. [1] J. Jung, F. Brahman, Y. Choi, "Trust or Escalate", ICLR 2025 (Section 3, cascades).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..contracts import ASSUMPTIONS, TIE_POLICIES, Certificate, agreement
+from .calibrator import (CalibrationResult, NotCalibratedError, SelectiveCalibrator, _grid_record,
+                         _stage_record, check_alpha, check_delta)
+
+__all__ = ["CascadeCalibrator", "DELTA_SPLITS"]
+
+DELTA_SPLITS = {
+    "equal": "delta / L for each of the L stages",
+    "weights": "delta * w_l / sum(w) for given weights w (pass a sequence as delta_split)",
+}
+
+
+class CascadeCalibrator:
+    """Calibrate a cascade of judges so that everything accepted meets one guarantee.
+
+    Parameters
+    ----------
+    alpha : float in (0, 1), default=0.1
+        Tolerated disagreement rate for every stage (and hence for the whole cascade).
+    delta : float in (0, 1), default=0.1
+        Total error level, split across stages.
+    delta_split : "equal" or sequence of positive float, default="equal"
+        "equal": delta / L per stage; a sequence: weights, normalised to sum to delta.
+    grid, n_grid, procedure, min_n, tie_policy
+        As for :class:`SelectiveCalibrator`, used for every stage.
+
+    Attributes
+    ----------
+    stages_ : list of dict
+        Per stage: name, delta, its :class:`CalibrationResult`, and how many items it saw.
+    thresholds_ : ndarray of float, shape (L,)
+    deltas_ : ndarray of float, shape (L,)
+    coverage_ : float
+        Share of calibration items some stage accepts.
+    agreement_ : float
+        Agreement on everything the cascade accepts (NaN if nothing).
+    route_counts_ : ndarray of int, shape (L + 1,)
+        Calibration items decided by each stage, then escalated (last entry).
+    """
+
+    def __init__(self, alpha=0.1, delta=0.1, delta_split="equal", grid=None, n_grid=200,
+                 procedure="fixed_sequence", min_n="auto", tie_policy="drop"):
+        self.alpha = alpha
+        self.delta = delta
+        self.delta_split = delta_split
+        self.grid = grid
+        self.n_grid = n_grid
+        self.procedure = procedure
+        self.min_n = min_n
+        self.tie_policy = tie_policy
+
+    def _stage_deltas(self, n_stages: int) -> np.ndarray:
+        delta = check_delta(self.delta)
+        if isinstance(self.delta_split, str):
+            if self.delta_split != "equal":
+                raise ValueError(f"delta_split must be 'equal' or a sequence of {n_stages} positive "
+                                 f"weights, got {self.delta_split!r}")
+            return np.full(n_stages, delta / n_stages)
+        weights = np.asarray(self.delta_split, dtype=float).ravel()
+        if weights.size != n_stages or not np.all(np.isfinite(weights)) or np.any(weights <= 0):
+            raise ValueError(f"delta_split weights must be {n_stages} positive numbers, got "
+                             f"{list(self.delta_split)!r}")
+        return delta * weights / weights.sum()
+
+    def calibrate(self, stages: Sequence[tuple], human_label, *, ids=None) -> "CascadeCalibrator":
+        """Calibrate every stage in cost order.
+
+        Parameters
+        ----------
+        stages : sequence of (name, confidence, pred)
+            One entry per judge, cheapest first; ``confidence`` of shape (n_items,),
+            ``pred`` of shape (n_items,) with "a"/"b", all for the same items in the same order.
+        human_label : array-like of str, shape (n_items,)
+        ids : array-like of str, optional
+
+        Returns
+        -------
+        self
+        """
+        alpha = check_alpha(self.alpha)
+        if len(alpha) != 1:
+            raise ValueError("a cascade takes one alpha; calibrate one cascade per alpha")
+        if self.tie_policy not in TIE_POLICIES:
+            raise ValueError(f"tie_policy must be one of {sorted(TIE_POLICIES)}, got {self.tie_policy!r}")
+        if len(stages) == 0:
+            raise ValueError("a cascade needs at least one stage (name, confidence, pred)")
+        human_label = np.asarray(human_label, dtype=object).ravel()
+        n_items = len(human_label)
+        parsed = []
+        for position, stage in enumerate(stages):
+            if len(stage) != 3:
+                raise ValueError(f"stage {position} must be (name, confidence, pred), got {len(stage)} items")
+            name, confidence, pred = stage
+            confidence = np.asarray(confidence, dtype=float).ravel()
+            pred = np.asarray(pred, dtype=object).ravel()
+            if len(confidence) != n_items or len(pred) != n_items:
+                raise ValueError(f"stage {name!r}: confidence ({len(confidence)}) and pred ({len(pred)}) "
+                                 f"must have one entry per item ({n_items})")
+            parsed.append((str(name), confidence, pred))
+        deltas = self._stage_deltas(len(parsed))
+
+        # items the tie policy keeps (the same for every stage: it depends on the label only)
+        _, usable = agreement(np.full(n_items, "a", dtype=object), human_label, self.tie_policy)
+        remaining = np.ones(n_items, dtype=bool)
+        decided_by = np.full(n_items, -1)
+        records, thresholds = [], []
+        for position, (name, confidence, pred) in enumerate(parsed):
+            calibrator = SelectiveCalibrator(alpha=alpha[0], delta=float(deltas[position]),
+                                             grid=self.grid, n_grid=self.n_grid,
+                                             procedure=self.procedure, min_n=self.min_n,
+                                             tie_policy=self.tie_policy)
+            n_seen = int(remaining.sum())
+            if not np.any(remaining & usable):  # nothing left to calibrate on: accept nothing
+                result = None
+                threshold = float("inf")
+            else:
+                calibrator.calibrate(confidence[remaining], pred[remaining], human_label[remaining],
+                                     ids=None if ids is None else np.asarray(ids)[remaining])
+                result = calibrator.results_[0]
+                threshold = result.threshold
+                self.grid_ = calibrator.grid_
+            accepted = remaining & (confidence >= threshold)
+            decided_by[accepted] = position
+            remaining &= ~accepted
+            thresholds.append(threshold)
+            records.append({"name": name, "delta": float(deltas[position]), "result": result,
+                            "n_seen": n_seen, "n_decided": int(accepted.sum())})
+
+        if not hasattr(self, "grid_"):
+            raise ValueError("no stage had calibration items")
+        # overall agreement: each item judged by its deciding stage's verdict
+        final_pred = np.full(n_items, None, dtype=object)
+        for position, (_, _, pred) in enumerate(parsed):
+            final_pred[decided_by == position] = pred[decided_by == position]
+        accepted_any = decided_by >= 0
+        agree, kept = agreement(final_pred[accepted_any], human_label[accepted_any], self.tie_policy)
+        self.stages_ = records
+        self.thresholds_ = np.array(thresholds, dtype=float)
+        self.deltas_ = deltas
+        self.alpha_ = alpha[0]
+        self.n_calibration_ = n_items
+        self.coverage_ = float(accepted_any.mean()) if n_items else 0.0
+        self.agreement_ = float(agree.mean()) if agree.size else float("nan")
+        self.route_counts_ = np.array([int((decided_by == s).sum()) for s in range(len(parsed))]
+                                      + [int((decided_by < 0).sum())])
+        self.stage_names_ = [name for name, _, _ in parsed]
+        return self
+
+    def _check_calibrated(self) -> None:
+        if not hasattr(self, "stages_"):
+            raise NotCalibratedError("This CascadeCalibrator is not calibrated yet: call "
+                                     "calibrate(stages, human_label) first")
+
+    def route(self, confidences) -> np.ndarray:
+        """Which stage decides each item: the first whose threshold its confidence reaches.
+
+        Parameters
+        ----------
+        confidences : sequence of array-like, one per stage, each of shape (n_items,)
+            (or an array of shape (L, n_items)).
+
+        Returns
+        -------
+        stage : ndarray of int, shape (n_items,)
+            Index of the deciding stage, or -1: escalate to humans.
+        """
+        self._check_calibrated()
+        if len(confidences) != len(self.thresholds_):
+            raise ValueError(f"route needs one confidence array per stage ({len(self.thresholds_)}), "
+                             f"got {len(confidences)}")
+        matrix = np.stack([np.asarray(c, dtype=float).ravel() for c in confidences])
+        accepted = matrix >= self.thresholds_[:, None]
+        return np.where(accepted.any(axis=0), np.argmax(accepted, axis=0), -1)
+
+    def certificate(self, data_hash: str, confidence_names: Sequence[str] | None = None,
+                    model_hash: str | None = None, extra: dict | None = None) -> Certificate:
+        """The cascade's certificate: one stage record per judge, the delta split, coverage."""
+        from .. import __version__
+
+        self._check_calibrated()
+        names = confidence_names or ["confidence"] * len(self.stages_)
+        stage_records = []
+        for record, confidence_name in zip(self.stages_, names):
+            result: CalibrationResult | None = record["result"]
+            if result is None:  # nothing was left for this stage
+                entry = {"name": record["name"], "confidence": confidence_name,
+                         "threshold": float("inf"), "n": 0, "k": 0, "upper_bound": 1.0,
+                         "coverage": 0.0, "agreement": None, "delta": record["delta"],
+                         "abstains": True}
+            else:
+                entry = _stage_record(record["name"], confidence_name, result, record["delta"])
+            entry.update(n_seen=record["n_seen"], n_decided=record["n_decided"])
+            stage_records.append(entry)
+        split = (f"equal: delta / {len(self.stages_)} per stage" if isinstance(self.delta_split, str)
+                 else f"weights {list(map(float, self.delta_split))} normalised to sum to delta")
+        details = {"route_counts": self.route_counts_.tolist(),
+                   "stage_deltas": self.deltas_.tolist(),
+                   "cascade_note": "stage l is calibrated on the items stages before it did not accept"}
+        details.update(extra or {})
+        return Certificate(
+            alpha=self.alpha_, delta=check_delta(self.delta), procedure=self.procedure,
+            tie_policy=self.tie_policy, grid=_grid_record(self.grid_), stages=stage_records,
+            delta_split=split, coverage=self.coverage_, n_calibration=self.n_calibration_,
+            agreement_on_accepted=None if np.isnan(self.agreement_) else self.agreement_,
+            data_hash=data_hash, model_hash=model_hash, assumptions=list(ASSUMPTIONS),
+            version=__version__, extra=details)

@@ -1,0 +1,313 @@
+"""``marc-ray calibrate`` and ``marc-ray validity``: the calibration stage on the command line.
+
+Both read a *scores* file (JSONL, JSON or Parquet) with one row per human-labelled item:
+``id``, a confidence column, ``pred`` (the judge's verdict, "a" or "b") and ``human_label``
+("a", "b" or "tie"); optional ``split`` and ``group`` columns. Every input is validated before
+anything is written: a bad file, column, row or parameter exits with status 2 and a message
+naming it, and leaves no output behind. Outputs are written atomically.
+
+Only numpy / scipy / pyarrow are imported here, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import numpy as np
+
+from ..contracts import (TIE_POLICIES, ContractError, read_table, table_hash, validate_scores,
+                         write_json_atomic)
+
+CALIBRATE_EXAMPLE = """\
+example:
+  marc-ray calibrate scores.parquet --confidence-column conf_simulated \\
+      --alpha 0.1 --alpha 0.2 --delta 0.1 --out runs/calibration
+
+what you get: the highest-coverage confidence threshold such that, with probability
+at least 1 - delta (over the draw of the labelled items), the judge agrees with the
+human label on at least 1 - alpha of the items it accepts. Items below the threshold
+are escalated. If no threshold can be certified, nothing is accepted (threshold inf).
+
+the scores file needs columns: id, <confidence column> (a number in [0, 1]),
+pred ("a" or "b"), human_label ("a", "b" or "tie"). If it has a split column, only
+rows whose split is "calibration" are used when any exist (or the value given with
+--calibration-split); otherwise every row is a calibration item.
+
+outputs in --out: certificate.json (the first --alpha), certificate_alpha-<A>.json for
+each alpha when several are given, summary.json (every alpha, in plain words too).
+"""
+
+VALIDITY_EXAMPLE = """\
+example:
+  marc-ray validity scores.parquet --confidence-column conf_simulated \\
+      --alpha 0.1 --delta 0.1 --design population --repetitions 1000 --out runs/validity
+
+it recalibrates on many redrawn calibration sets and counts how often the promise held
+(agreement on accepted items >= 1 - alpha; accepting nothing counts as a success).
+  split:       random calibration/test splits (whole groups when a group column exists);
+               judged on the test part, as a user with one test set would see it
+  population:  the file is the population; calibration sets are drawn from it with
+               replacement and judged on the whole file: the test of the guarantee itself
+Every row of the file is used (the split column is ignored).
+outputs in --out: validity.json (summary, interval, and per-repetition results).
+"""
+
+
+def _unit_interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, got {text!r}")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _min_n(text: str):
+    return "auto" if text == "auto" else _positive_int(text)
+
+
+def _size(text: str):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a count, got {text!r}")
+    if 0 < value < 1:
+        return value
+    if value >= 1 and value == int(value):
+        return int(value)
+    raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a whole count >= 1, got {text}")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    from .testing import PROCEDURES
+
+    parser.add_argument("scores", metavar="SCORES",
+                        help="scores file (.jsonl, .json or .parquet): id, confidence, pred, human_label")
+    parser.add_argument("--confidence-column", default="confidence", metavar="NAME",
+                        help="column holding the confidence in [0, 1] (default: confidence; "
+                             "annotation files have conf_simulated and conf_predictive)")
+    parser.add_argument("--delta", type=_unit_interval, default=0.1,
+                        help="error level: the guarantee holds with probability 1 - delta (default 0.1)")
+    parser.add_argument("--procedure", choices=sorted(PROCEDURES), default="fixed_sequence",
+                        help="how the thresholds are tested: " + "; ".join(
+                            f"{k}: {v}" for k, v in PROCEDURES.items()) + " (default fixed_sequence)")
+    parser.add_argument("--grid-size", type=_positive_int, default=200, metavar="G",
+                        help="number of evenly spaced candidate thresholds, fixed in advance (default 200)")
+    parser.add_argument("--grid-low", type=float, default=0.0, help="lowest candidate threshold (default 0)")
+    parser.add_argument("--grid-high", type=float, default=1.0, help="highest candidate threshold (default 1)")
+    parser.add_argument("--min-n", type=_min_n, default="auto", metavar="N|auto",
+                        help="skip thresholds accepting fewer calibration items; auto = the fewest "
+                             "with which a threshold can pass at all (default auto)")
+    parser.add_argument("--tie-policy", choices=sorted(TIE_POLICIES), default="drop",
+                        help="; ".join(f"{k}: {v}" for k, v in TIE_POLICIES.items()) + " (default drop)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
+
+
+def register(subparsers) -> None:
+    """Add the ``calibrate`` and ``validity`` subcommands."""
+    calibrate = subparsers.add_parser(
+        "calibrate", help="certify a confidence threshold on human-labelled scores",
+        description="Find the confidence threshold above which the judge's verdicts can be trusted: "
+                    "agreement with humans >= 1 - alpha, with probability >= 1 - delta.",
+        epilog=CALIBRATE_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(calibrate)
+    calibrate.add_argument("--alpha", type=_unit_interval, action="append", metavar="A",
+                           help="tolerated disagreement rate among accepted items, e.g. 0.1 for 90%% "
+                                "agreement; repeat for several (default 0.1)")
+    calibrate.add_argument("--split-column", default="split", metavar="NAME",
+                           help="column naming each row's split (default: split)")
+    calibrate.add_argument("--calibration-split", default=None, metavar="VALUE",
+                           help="use only rows whose split column equals VALUE (default: 'calibration' "
+                                "when such rows exist, else every row)")
+    calibrate.add_argument("--judge-name", default=None,
+                           help="judge name for the certificate (default: the file's judge column, or 'judge')")
+    calibrate.add_argument("--model-hash", default=None,
+                           help="hash of the confidence model, recorded in the certificate")
+    calibrate.set_defaults(handler=run_calibrate)
+
+    validity = subparsers.add_parser(
+        "validity", help="check the guarantee by recalibrating on >= 1000 redrawn calibration sets",
+        description="Validity study: how often does the certified threshold keep its promise?",
+        epilog=VALIDITY_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(validity)
+    validity.add_argument("--alpha", type=_unit_interval, default=0.1,
+                          help="tolerated disagreement rate among accepted items (default 0.1)")
+    validity.add_argument("--design", choices=("split", "population"), default="population",
+                          help="split or population (see below; default population)")
+    validity.add_argument("--repetitions", type=_positive_int, default=1000,
+                          help="number of seeded repetitions (default 1000)")
+    validity.add_argument("--calibration-size", type=_size, default=0.5, metavar="S",
+                          help="calibration set size: a fraction in (0, 1) or a count (default 0.5)")
+    validity.add_argument("--group-column", default="group", metavar="NAME",
+                          help="split design: keep each group on one side (default: the group "
+                               "column, when the file has one)")
+    validity.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    validity.set_defaults(handler=run_validity)
+
+
+# ---------------------------------------------------------------------------------------------
+
+def _load(args, for_validity: bool):
+    """Read and validate the scores; return (table of the rows used, source, note)."""
+    source = os.fspath(args.scores)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ContractError(args.out, "--out must be a folder, but a file of that name exists")
+    if not (np.isfinite(args.grid_low) and np.isfinite(args.grid_high) and args.grid_low < args.grid_high):
+        raise ValueError(f"--grid-low must be below --grid-high, got {args.grid_low} and {args.grid_high}")
+    table = validate_scores(read_table(source), args.confidence_column, source)
+    note = "every row of the file"
+    if for_validity:
+        return table, source, note
+    wanted = args.calibration_split
+    if args.split_column in table.column_names:
+        splits = np.asarray(table.column(args.split_column).to_pylist(), dtype=object)
+        if wanted is None and np.any(splits == "calibration"):
+            wanted = "calibration"
+        if wanted is not None:
+            keep = splits == wanted
+            if not keep.any():
+                present = sorted({str(s) for s in splits})
+                raise ContractError(source, f"no row has {args.split_column} == {wanted!r}",
+                                    field=args.split_column, hint=f"values present: {present}")
+            table = table.filter(keep)
+            note = f"rows with {args.split_column} == {wanted!r}"
+    elif wanted is not None:
+        raise ContractError(source, f"--calibration-split {wanted!r} was given but the file has no "
+                            "such column", field=args.split_column,
+                            hint="drop --calibration-split or name the column with --split-column")
+    return table, source, note
+
+
+def _arrays(table, column: str):
+    confidence = table.column(column).to_numpy(zero_copy_only=False).astype(float)
+    pred = np.asarray(table.column("pred").to_pylist(), dtype=object)
+    human = np.asarray(table.column("human_label").to_pylist(), dtype=object)
+    return confidence, pred, human
+
+
+def _check_enough(n_used: int, alphas, args, source: str, what: str) -> None:
+    from .bounds import min_n_to_pass
+    from .testing import procedure_level
+
+    needed = min(min_n_to_pass(alpha, procedure_level(args.procedure, args.delta, args.grid_size))
+                 for alpha in alphas)
+    if n_used < needed:
+        raise ContractError(source, f"{what} has {n_used} usable items (after tie policy "
+                            f"{args.tie_policy!r}); at least {needed} are needed before any threshold "
+                            f"can be certified at alpha={max(alphas)}, delta={args.delta} "
+                            f"({args.procedure})", field="human_label",
+                            hint="label more items, or raise --alpha / --delta")
+
+
+def run_calibrate(args) -> int:
+    from ..contracts import agreement
+    from .calibrator import SelectiveCalibrator
+    from .grid import fixed_grid
+
+    alphas = args.alpha or [0.1]
+    if len(set(alphas)) != len(alphas):
+        raise ValueError(f"--alpha values repeat: {alphas}")
+    table, source, note = _load(args, for_validity=False)
+    confidence, pred, human = _arrays(table, args.confidence_column)
+    _, kept = agreement(pred, human, args.tie_policy)
+    _check_enough(int(kept.sum()), alphas, args, source, f"the calibration set ({note})")
+
+    grid = fixed_grid(args.grid_size, args.grid_low, args.grid_high)
+    calibrator = SelectiveCalibrator(alpha=list(alphas), delta=args.delta, grid=grid,
+                                     procedure=args.procedure, min_n=args.min_n,
+                                     tie_policy=args.tie_policy)
+    ids = np.asarray(table.column("id").to_pylist(), dtype=object)
+    calibrator.calibrate(confidence, pred, human, ids=ids)
+
+    judge = args.judge_name
+    if judge is None and "judge" in table.column_names:
+        judges = {j for j in table.column("judge").to_pylist() if j is not None}
+        judge = judges.pop() if len(judges) == 1 else None
+    judge = judge or "judge"
+    data_hash = table_hash(table, ["id", args.confidence_column, "pred", "human_label"])
+    extra = {"scores_file": source, "calibration_rows": note}
+    certificates = {alpha: calibrator.certificate(data_hash=data_hash,
+                                                  confidence_name=args.confidence_column,
+                                                  model_hash=args.model_hash, judge_name=judge,
+                                                  alpha=alpha, extra=extra)
+                    for alpha in alphas}
+    summary = {
+        "scores_file": source, "calibration_rows": note, "confidence": args.confidence_column,
+        "judge": judge, "delta": args.delta, "procedure": args.procedure,
+        "tie_policy": args.tie_policy, "n_calibration": calibrator.n_calibration_,
+        "n_ties_dropped": calibrator.n_ties_dropped_, "data_hash": data_hash,
+        "grid": {"kind": "fixed", "n_points": args.grid_size, "low": args.grid_low, "high": args.grid_high},
+        "results": [{"alpha": r.alpha, "threshold": r.threshold, "n": r.n, "k": r.k,
+                     "upper_bound": r.upper_bound, "coverage": r.coverage,
+                     "agreement": None if r.abstains else r.agreement, "min_n": r.min_n,
+                     "abstains": r.abstains, "sentence": r.sentence()} for r in calibrator.results_],
+        "files": ["certificate.json"] + ([f"certificate_alpha-{a:g}.json" for a in alphas]
+                                         if len(alphas) > 1 else []),
+    }
+    # everything is computed: only now touch the output folder
+    certificates[alphas[0]].write(os.path.join(args.out, "certificate.json"))
+    if len(alphas) > 1:
+        for alpha, certificate in certificates.items():
+            certificate.write(os.path.join(args.out, f"certificate_alpha-{alpha:g}.json"))
+    write_json_atomic(summary, os.path.join(args.out, "summary.json"))
+    for result in calibrator.results_:
+        print(result.sentence())
+    print(f"(calibrated on {calibrator.n_calibration_} items: {note}; written to {args.out})")
+    return 0
+
+
+def run_validity(args) -> int:
+    from .validity import validity_study
+
+    table, source, note = _load(args, for_validity=True)
+    confidence, pred, human = _arrays(table, args.confidence_column)
+    groups = None
+    if args.group_column in table.column_names and args.design == "split":
+        groups = np.asarray(table.column(args.group_column).to_pylist(), dtype=object)
+        missing = np.flatnonzero(np.equal(groups, None))
+        if missing.size:
+            raise ContractError(source, "missing group", row=int(missing[0]), field=args.group_column,
+                                hint="fill every group or name another column with --group-column")
+    elif args.group_column != "group" and args.group_column not in table.column_names:
+        raise ContractError(source, "missing column", field=args.group_column,
+                            hint="name an existing column with --group-column")
+    from ..contracts import agreement
+
+    _, kept = agreement(pred, human, args.tie_policy)
+    size = args.calibration_size
+    n_cal = int(round(size * kept.sum())) if isinstance(size, float) else size
+    _check_enough(n_cal, [args.alpha], args, source, f"each calibration set ({n_cal} of {int(kept.sum())})")
+    if args.design == "split" and n_cal >= kept.sum():
+        raise ContractError(source, f"--calibration-size {size} leaves no test items out of "
+                            f"{int(kept.sum())}", hint="use a fraction such as 0.5")
+    result = validity_study(confidence, pred, human, alpha=args.alpha, delta=args.delta,
+                            n_repetitions=args.repetitions, design=args.design,
+                            calibration_size=size, groups=groups, procedure=args.procedure,
+                            grid=_grid(args), min_n=args.min_n, tie_policy=args.tie_policy,
+                            random_state=args.seed)
+    report = result.to_dict(repetitions=True)
+    report.update(scores_file=source, confidence=args.confidence_column, seed=args.seed,
+                  tie_policy=args.tie_policy, grouped=groups is not None,
+                  data_hash=table_hash(table, ["id", args.confidence_column, "pred", "human_label"]))
+    write_json_atomic(report, os.path.join(args.out, "validity.json"))
+    print(result.sentence())
+    print(f"(written to {os.path.join(args.out, 'validity.json')})")
+    return 0
+
+
+def _grid(args):
+    from .grid import fixed_grid
+
+    return fixed_grid(args.grid_size, args.grid_low, args.grid_high)

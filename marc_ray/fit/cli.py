@@ -1,0 +1,140 @@
+"""``marc-ray fit``, ``marc-ray tune``, ``marc-ray score``.
+
+Every FitConfig field is a flag of ``fit`` and ``tune`` (``--margin-init 0.2``,
+``--hidden-sizes 64,32,16``, ``--use-gpu``); ``--config FILE.json`` reads a FitConfig mapping
+first and the flags override it. Imports nothing heavy until a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import typing
+from dataclasses import MISSING, fields
+
+
+def _config_field_type(name: str):
+    from .config import FitConfig
+
+    return typing.get_type_hints(FitConfig)[name]
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    from .config import FitConfig
+
+    group = parser.add_argument_group("FitConfig fields (defaults: MARC's published settings)")
+    for f in fields(FitConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else None
+        kind = _config_field_type(f.name)
+        if kind is bool:
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=None, help=f"default {default}")
+        elif isinstance(default, tuple):
+            caster = int if default and isinstance(default[0], int) else str
+            group.add_argument(flag, dest=f.name, default=None, metavar="A,B,...",
+                               type=lambda text, c=caster: tuple(c(v) for v in text.split(",") if v),
+                               help=f"comma-separated, default {','.join(map(str, default))}")
+        else:
+            caster = float if isinstance(default, float) else int if isinstance(default, int) else str
+            group.add_argument(flag, dest=f.name, type=caster, default=None,
+                               help=f"default {default}")
+    parser.add_argument("--config", dest="config_file", help="a JSON file of FitConfig fields")
+
+
+def config_from_args(args: argparse.Namespace):
+    """FitConfig from ``--config`` then the per-field flags (unknown JSON keys are an error)."""
+    from .config import FitConfig
+
+    data: dict = {}
+    if getattr(args, "config_file", None):
+        with open(args.config_file, encoding="utf-8") as stream:
+            data = json.load(stream)
+    for f in fields(FitConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            data[f.name] = value
+    return FitConfig.from_dict(data)
+
+
+def _summary(model) -> str:
+    last = model.history_[-1] if model.history_ else {}
+    return (f"{model.config.variant}: gamma={model.gamma_:.3g}, bound={model.bound_['bound']:.4g} "
+            f"(empirical margin risk {model.bound_['empirical_margin_risk']:.3f}, slack "
+            f"{model.bound_['slack']:.4g}), valid ranking risk="
+            f"{last.get('valid_ranking_risk', float('nan')):.3f}, {model.n_train_} training items")
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from .estimator import MarcConfidence
+
+    config = config_from_args(args)
+    if config.backend == "ray":
+        import ray
+
+        ray.init(address=args.address)
+    model = MarcConfidence(config).fit(args.annotations)
+    model.save(args.out)
+    print(f"{_summary(model)}; saved to {args.out}")
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    import ray
+
+    from ..contracts import write_json_atomic
+    from .tune import tune_margin
+
+    config = config_from_args(args)
+    ray.init(address=args.address)
+    outcome = tune_margin(args.annotations, config, num_samples=args.num_samples,
+                          select=args.select, trainer=args.trainer,
+                          storage_path=os.path.abspath(args.storage) if args.storage else None)
+    outcome.model.save(args.out)
+    write_json_atomic({"best_config": outcome.best_config.to_dict(),
+                       "best_metrics": outcome.best_metrics, "select": args.select,
+                       "trials": outcome.trials}, os.path.join(args.out, "tune.json"))
+    print(f"best of {len(outcome.trials)} trials by {args.select}: {_summary(outcome.model)}; "
+          f"saved to {args.out}")
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from .score import score_annotations
+
+    table = score_annotations(args.model, args.annotations, args.out)
+    added = [c for c in ("conf_marc", "conf_vanilla") if c in table.column_names]
+    print(f"scored {table.num_rows} rows ({', '.join(added)}) -> {args.out}")
+    return 0
+
+
+def register(subparsers) -> None:
+    fit = subparsers.add_parser("fit", help="train the MARC confidence model on an annotation file",
+                                description="Train C_θ on the rows of the training split(s); "
+                                "writes model.safetensors + config.json into --out.")
+    fit.add_argument("annotations", help="annotation file (Parquet from `marc-ray annotate`)")
+    fit.add_argument("--out", required=True, help="folder for the model")
+    fit.add_argument("--address", default=None, help="Ray cluster address (backend ray)")
+    _add_config_flags(fit)
+    fit.set_defaults(handler=_fit)
+
+    tune = subparsers.add_parser("tune", help="sweep margin, lr, width, temperature on Ray Tune",
+                                 description="ASHA sweep; refits the best configuration into --out.")
+    tune.add_argument("annotations")
+    tune.add_argument("--out", required=True, help="folder for the best model and tune.json")
+    tune.add_argument("--num-samples", type=int, default=8)
+    tune.add_argument("--select", default="valid_ranking_risk",
+                      choices=["valid_ranking_risk", "bound"])
+    tune.add_argument("--trainer", default="local", choices=["local", "ray_train"])
+    tune.add_argument("--storage", default=None, help="Tune results folder")
+    tune.add_argument("--address", default=None, help="Ray cluster address")
+    _add_config_flags(tune)
+    tune.set_defaults(handler=_tune)
+
+    score = subparsers.add_parser("score", help="add conf_marc / conf_vanilla to an annotation file")
+    score.add_argument("annotations")
+    score.add_argument("--model", action="append", required=True,
+                       help="a folder written by `marc-ray fit` (repeat for several)")
+    score.add_argument("--out", required=True, help="the scored Parquet file (written atomically)")
+    score.set_defaults(handler=_score)

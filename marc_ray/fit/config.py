@@ -1,0 +1,153 @@
+"""FitConfig: every setting of the fit stage, one commented field each, validated once.
+
+Defaults are MARC's published settings (Jin, Tao, Yu, Huang, ICML 2026; ``DESIGN.md``,
+"The mathematics, exactly"): MLP 64 → 32 → 16 with ReLU and a sigmoid output, the softplus
+surrogate with τ = 0.1 over 5,000 sampled agree/disagree pairs, the complexity penalty
+β·sqrt(Σ‖W‖_F²)/γ with β = 1e-4, 30 epochs, learning rate 1e-3, weight decay 1e-4.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+from ..contracts import TIE_POLICIES
+
+Variant = Literal["marc", "vanilla"]
+VARIANTS: dict[str, str] = {
+    "marc": "adaptive margin: alternate epochs of SGD on θ with a line search over γ that "
+            "minimises the bound's right-hand side; complexity penalty in the objective",
+    "vanilla": "vanilla learned: the same network and surrogate with the margin fixed at "
+               "margin_init and no complexity penalty",
+}
+LABEL_MODES: dict[str, str] = {
+    "human": "a(x) = 1 if the judge's verdict equals the human label (ties by tie_policy)",
+    "simulated": "simulated annotator `held_out_annotator` is the pseudo-human; its runs are "
+                 "removed from the features and the verdict is recomputed without it",
+}
+BACKENDS: dict[str, str] = {
+    "local": "the training loop in this process (no Ray)",
+    "ray": "the same loop on Ray Train (TorchTrainer, DDP over num_workers workers)",
+}
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Settings of the MARC confidence model and of how it is trained.
+
+    Validated once, at construction: a bad value raises ``ValueError`` naming the field, the
+    allowed values or range and the value received. ``from_dict`` rejects unknown keys.
+    """
+
+    # --- model ---
+    variant: str = "marc"                      # "marc" | "vanilla" (see VARIANTS)
+    hidden_sizes: tuple[int, ...] = (64, 32, 16)  # MLP widths; ReLU between, sigmoid on the output
+    # --- loss and margin ---
+    temperature: float = 0.1                   # τ of softplus(−(C_i − C_j − γ)/τ); MARC: 0.1
+    n_pairs: int = 5000                        # (agree, disagree) pairs sampled per epoch; MARC: 5,000
+    pairs_per_step: int = 250                  # pairs per SGD step (n_pairs / this = steps per epoch)
+    complexity_weight: float = 1e-4            # β of the penalty β·sqrt(Σ‖W_l‖_F²)/γ; MARC: 1e-4
+    margin_init: float = 0.1                   # γ at epoch 0 (and the fixed γ of "vanilla"); in confidence units
+    margin_min: float = 0.01                   # smallest γ of the line search (γ > 0: the bound divides by γ)
+    margin_max: float = 1.0                    # largest γ; C ∈ (0, 1) so C_i − C_j < 1 always
+    margin_grid_size: int = 50                 # candidate γ, geometric between margin_min and margin_max
+    delta_prime: float = 0.05                  # δ′ of the bound's ln(3 m_p / δ′) term
+    # --- optimisation ---
+    epochs: int = 30                           # MARC: 30
+    learning_rate: float = 1e-3                # AdamW step size; MARC: 1e-3
+    weight_decay: float = 1e-4                 # AdamW decoupled weight decay; MARC: 1e-4
+    random_state: int = 0                      # seeds weights, pair sampling and the validation split
+    # --- labels ---
+    label_mode: str = "human"                  # "human" | "simulated" (see LABEL_MODES)
+    held_out_annotator: int = 0                # simulated mode: the annotator used as pseudo-human
+    tie_policy: str = "drop"                   # "drop" | "disagree" (contracts.TIE_POLICIES)
+    soft_targets: bool = False                 # weight a pair by the gap of its items' human vote fractions
+    # --- data split ---
+    train_splits: tuple[str, ...] = ("train",)  # `split` values trained on
+    valid_splits: tuple[str, ...] = ("valid", "validation", "dev")  # `split` values for model selection
+    valid_fraction: float = 0.2                # when no row has a valid split: share of groups held out
+    # --- execution ---
+    backend: str = "local"                     # "local" | "ray" (see BACKENDS)
+    num_workers: int = 2                       # Ray Train workers (DDP ranks)
+    use_gpu: bool = False                      # Ray Train workers on GPUs
+    cpus_per_worker: float = 1.0               # CPUs requested per Ray Train worker (0.99 when nested in Tune)
+    max_failures: int = 1                      # worker-group restarts from the last checkpoint (FailureConfig)
+    storage_path: str | None = None            # where Ray Train keeps checkpoints (None: ~/ray_results)
+    torch_threads: int = 1                     # torch CPU threads per training process; 2 threads ran
+                                               # ~10x slower than 1 on a busy 2-core machine
+
+    def __post_init__(self) -> None:
+        _choice("variant", self.variant, VARIANTS)
+        _choice("label_mode", self.label_mode, LABEL_MODES)
+        _choice("tie_policy", self.tie_policy, TIE_POLICIES)
+        _choice("backend", self.backend, BACKENDS)
+        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
+        object.__setattr__(self, "train_splits", tuple(self.train_splits))
+        object.__setattr__(self, "valid_splits", tuple(self.valid_splits))
+        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
+            raise ValueError(f"hidden_sizes must be positive widths, got {self.hidden_sizes!r}")
+        for name in ("temperature", "learning_rate", "margin_min", "margin_max", "delta_prime"):
+            _positive(name, getattr(self, name))
+        for name in ("complexity_weight", "weight_decay"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        for name in ("n_pairs", "pairs_per_step", "epochs", "num_workers", "margin_grid_size",
+                     "torch_threads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not 0 < self.margin_min < self.margin_max <= 1:
+            raise ValueError(f"need 0 < margin_min < margin_max <= 1 (confidences lie in (0, 1)), "
+                             f"got margin_min={self.margin_min}, margin_max={self.margin_max}")
+        if not 0 < self.margin_init <= 1:
+            raise ValueError(f"margin_init must be in (0, 1], got {self.margin_init!r}")
+        if not 0 < self.delta_prime < 1:
+            raise ValueError(f"delta_prime must be in (0, 1), got {self.delta_prime!r}")
+        if not 0 < self.valid_fraction < 1:
+            raise ValueError(f"valid_fraction must be in (0, 1), got {self.valid_fraction!r}")
+        if self.held_out_annotator < 0:
+            raise ValueError(f"held_out_annotator must be >= 0, got {self.held_out_annotator!r}")
+        if self.max_failures < 0:
+            raise ValueError(f"max_failures must be >= 0, got {self.max_failures!r}")
+        _positive("cpus_per_worker", self.cpus_per_worker)
+        if set(self.train_splits) & set(self.valid_splits):
+            raise ValueError(f"train_splits {self.train_splits} and valid_splits "
+                             f"{self.valid_splits} overlap")
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, math.ceil(self.n_pairs / self.pairs_per_step))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FitConfig":
+        """Build from a mapping (a JSON file, CLI flags); unknown keys are an error."""
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ValueError(f"unknown FitConfig keys {unknown}; known keys: {names}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> "FitConfig":
+        """A copy with some fields changed (validated again)."""
+        data = self.to_dict()
+        data.update(changes)
+        return FitConfig.from_dict(data)
+
+
+def _choice(name: str, value: Any, allowed: dict[str, str]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
+
+
+def _positive(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")

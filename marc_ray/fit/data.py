@@ -1,0 +1,113 @@
+"""From an annotation file to training and validation arrays.
+
+Which rows are trained on: rows whose ``split`` is in ``FitConfig.train_splits`` (a null split
+counts as training data); rows whose split is in ``valid_splits`` are the validation set
+(model selection, early stopping, reported validation ranking risk). Rows with any other split
+(``calibration``, ``test``, ...) are never used here, so calibration stays disjoint from
+training. When no row is in a validation split, ``valid_fraction`` of the training *groups*
+(the ``group`` column, else the id) is held out at random (seeded by ``random_state``), so
+that items sharing a prompt never straddle the two sets.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from ..contracts import ContractError, read_table, table_hash
+from .config import FitConfig
+from .features import FeatureLayout, build_features
+from .labels import human_labels, simulated_view
+from .loss import check_pairable
+
+
+@dataclass
+class Arrays:
+    """Features and labels of one set of items.
+
+    features : (n, n_features) float32; agree : (n,) float 1/0; soft : (n,) float in [0, 1];
+    ids : (n,) object.
+    """
+
+    features: np.ndarray
+    agree: np.ndarray
+    soft: np.ndarray
+    ids: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.agree)
+
+
+@dataclass
+class Prepared:
+    train: Arrays
+    valid: Arrays
+    layout: FeatureLayout
+    data_hash: str
+    source: str
+
+
+def load_annotations(table_or_path, source: str | None = None) -> tuple[pa.Table, str]:
+    """A table and a name for errors, from a table or a path."""
+    if isinstance(table_or_path, pa.Table):
+        return table_or_path, source or "<annotations>"
+    path = os.fspath(table_or_path)
+    return read_table(path), source or path
+
+
+def labelled_arrays(table: pa.Table, config: FitConfig, source: str,
+                    layout: FeatureLayout | None = None) -> tuple[Arrays, FeatureLayout]:
+    """Features and agreement labels of every row the label mode and tie policy keep."""
+    if config.label_mode == "simulated":
+        table = simulated_view(table, config.held_out_annotator, source)
+    features, layout = build_features(table, source, layout)
+    agree, kept, soft = human_labels(table, config.tie_policy, source)
+    ids = np.asarray(table.column("id").to_pylist(), dtype=object)
+    return Arrays(features[kept], agree, soft, ids[kept]), layout
+
+
+def prepare(table_or_path, config: FitConfig, source: str | None = None) -> Prepared:
+    """Training and validation arrays from an annotation table or file.
+
+    Raises
+    ------
+    ContractError
+        The file breaks the annotation contract, no row is in a training split, or the training
+        set has too few agreement or disagreement cases to form pairs.
+    """
+    table, source = load_annotations(table_or_path, source)
+    splits = (table.column("split").to_pylist() if "split" in table.column_names
+              else [None] * table.num_rows)
+    is_train = np.array([s is None or s in config.train_splits for s in splits])
+    is_valid = np.array([s in config.valid_splits for s in splits])
+    if not is_train.any():
+        raise ContractError(source, f"no row is in a training split {list(config.train_splits)}",
+                            field="split", hint="set FitConfig.train_splits to the split names used")
+    if not is_valid.any():
+        is_valid = _hold_out_groups(table, is_train, config)
+        is_train &= ~is_valid
+    train, layout = labelled_arrays(table.filter(pa.array(is_train)), config, source)
+    valid, _ = labelled_arrays(table.filter(pa.array(is_valid)), config, source, layout)
+    check_pairable(train.agree, f"{source} (training rows)")
+    if len(valid) == 0 or valid.agree.all() or not valid.agree.any():
+        warnings.warn(f"{source}: the validation set has {int(valid.agree.sum())} agreement and "
+                      f"{int(len(valid) - valid.agree.sum())} disagreement cases; its ranking risk "
+                      f"is undefined (NaN)", UserWarning, stacklevel=2)
+    return Prepared(train, valid, layout, table_hash(table, ["id", "probs", "pred"]), source)
+
+
+def _hold_out_groups(table: pa.Table, candidates: np.ndarray, config: FitConfig) -> np.ndarray:
+    ids = table.column("id").to_pylist()
+    groups = (table.column("group").to_pylist() if "group" in table.column_names
+              else [None] * table.num_rows)
+    keys = np.array([str(g) if g is not None else f"id:{i}" for g, i in zip(groups, ids)],
+                    dtype=object)
+    unique = np.array(sorted(set(keys[candidates])), dtype=object)
+    rng = np.random.default_rng(config.random_state)
+    n_valid = max(1, int(round(config.valid_fraction * len(unique))))
+    chosen = set(rng.permutation(unique)[:n_valid])
+    return candidates & np.array([k in chosen for k in keys])

@@ -1,0 +1,231 @@
+"""MarcConfidence: the learned confidence as a scikit-learn-style estimator.
+
+Usage
+-----
+1. ``model = MarcConfidence(FitConfig(...))`` stores the configuration;
+2. ``model.fit("annotations.parquet")`` trains C_θ (locally or on Ray Train) and returns self;
+3. ``model.score(table)`` gives C_θ for every row; ``model.save(folder)`` writes
+   ``model.safetensors`` + ``config.json`` (feature layout, γ, bound terms, history);
+   ``MarcConfidence.load(folder)`` reads them back without pickle.
+
+References
+----------
+Jin, Tao, Yu, Huang. "Margin-Adaptive Confidence Ranking" (MARC), ICML 2026.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import numpy as np
+import pyarrow as pa
+
+from .. import __version__
+from ..contracts import ContractError, write_json_atomic
+from .config import FitConfig
+from .data import load_annotations, prepare
+from .features import FeatureLayout, build_features, check_finite
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+FORMAT = "marc_ray.confidence_model/1"
+
+
+class NotFittedError(ValueError, AttributeError):
+    """The model was used before ``fit`` (or ``load``)."""
+
+
+class MarcConfidence:
+    """The MARC confidence model C_θ(s) = sigmoid(MLP_θ(s)) over simulated-annotator runs.
+
+    Parameters
+    ----------
+    config : FitConfig, default=FitConfig()
+        Architecture, loss, margin search, training and execution settings.
+
+    Attributes
+    ----------
+    model_ : ConfidenceMLP
+        The trained network (CPU, eval mode).
+    feature_layout_ : FeatureLayout
+        The run layout and feature names the model reads.
+    gamma_ : float
+        The final margin γ.
+    bound_ : dict
+        Every term of the bound at ``gamma_`` (see :class:`marc_ray.fit.bound.BoundTerms`).
+    history_ : list of dict
+        Per-epoch metrics.
+    data_hash_ : str
+        Hash of the training file's ids, runs and verdicts.
+    n_train_, n_valid_ : int
+    """
+
+    def __init__(self, config: FitConfig | None = None):
+        self.config = config
+
+    @property
+    def column(self) -> str:
+        """The score column this model writes: ``conf_marc`` or ``conf_vanilla``."""
+        return f"conf_{(self.config or FitConfig()).variant}"
+
+    def fit(self, annotations, *, source: str | None = None, _loop_extra: dict | None = None
+            ) -> "MarcConfidence":
+        """Train on an annotation table or file (rows in the training/validation splits).
+
+        Parameters
+        ----------
+        annotations : pyarrow.Table or path
+        source : str, optional
+            A name for the data in errors (defaults to the path).
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ContractError
+            Bad annotation file, too few agreement or disagreement cases, non-finite features.
+        """
+        config = self.config or FitConfig()
+        if not isinstance(config, FitConfig):
+            raise ValueError(f"config must be a FitConfig, got {type(config).__name__}")
+        data = prepare(annotations, config, source)
+        if config.backend == "ray":
+            from .train import fit_ray
+
+            model, state = fit_ray(config, data.train, data.valid, extra_loop_config=_loop_extra)
+        else:
+            from .train import fit_local
+
+            model, state = fit_local(config, data.train, data.valid)
+        self.model_ = model
+        self.feature_layout_ = data.layout
+        self.gamma_ = float(state["gamma"])
+        self.bound_ = dict(state["bound"])
+        self.history_ = list(state["history"])
+        self.data_hash_ = data.data_hash
+        self.n_train_, self.n_valid_ = len(data.train), len(data.valid)
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError("this MarcConfidence is not fitted yet: call fit(annotations) "
+                                 "or MarcConfidence.load(folder) first")
+
+    def score_features(self, features: np.ndarray, source: str = "<features>") -> np.ndarray:
+        """C_θ of a feature matrix of shape (n, n_features); returns shape (n,).
+
+        Raises
+        ------
+        ContractError
+            Wrong width, or a non-finite feature.
+        """
+        self._check_fitted()
+        import torch
+
+        features = np.asarray(features, dtype=np.float32)
+        if features.ndim != 2 or features.shape[1] != self.feature_layout_.n_features:
+            raise ContractError(source, f"feature layout mismatch: expected shape (n, "
+                                f"{self.feature_layout_.n_features}), got {features.shape}",
+                                field="features")
+        check_finite(features, self.feature_layout_, source)
+        with torch.no_grad():
+            return self.model_.confidence(torch.from_numpy(features)).numpy().astype(np.float64)
+
+    def score(self, annotations, source: str | None = None) -> np.ndarray:
+        """C_θ for every row of an annotation table or file, shape (n_rows,).
+
+        Raises
+        ------
+        ContractError
+            The file's run layout is not the one the model was trained on; a row has no
+            verdict or no run; bad annotation contract.
+        """
+        self._check_fitted()
+        table, source = load_annotations(annotations, source)
+        features, _ = build_features(table, source, self.feature_layout_)
+        return self.score_features(features, source)
+
+    # -- persistence: safetensors + JSON, no pickle -------------------------------------------
+
+    def save(self, folder: str | os.PathLike) -> str:
+        """Write ``model.safetensors`` and ``config.json`` into ``folder`` (each atomically)."""
+        self._check_fitted()
+        from safetensors.torch import save_file
+
+        folder = os.fspath(folder)
+        os.makedirs(folder, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=folder)
+        os.close(handle)
+        try:
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.model_.state_dict().items()},
+                      temporary)
+            os.replace(temporary, os.path.join(folder, MODEL_FILE))
+        finally:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+        write_json_atomic({
+            "format": FORMAT, "marc_ray_version": __version__, "column": self.column,
+            "fit_config": (self.config or FitConfig()).to_dict(),
+            "features": self.feature_layout_.to_dict(), "gamma": self.gamma_,
+            "bound": self.bound_, "history": self.history_, "data_hash": self.data_hash_,
+            "n_train": self.n_train_, "n_valid": self.n_valid_,
+        }, os.path.join(folder, CONFIG_FILE))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> "MarcConfidence":
+        """Read a model written by :meth:`save` (safetensors + JSON only)."""
+        from safetensors.torch import load_file
+
+        from .model import ConfidenceMLP
+
+        folder = os.fspath(folder)
+        config_path = os.path.join(folder, CONFIG_FILE)
+        try:
+            with open(config_path, encoding="utf-8") as stream:
+                data = json.load(stream)
+        except FileNotFoundError as error:
+            raise ContractError(config_path, "no such file",
+                                hint="pass the folder written by `marc-ray fit`") from error
+        except json.JSONDecodeError as error:
+            raise ContractError(config_path, f"malformed JSON: {error.msg}") from error
+        if data.get("format") != FORMAT:
+            raise ContractError(config_path, f"not a marc_ray confidence model (format "
+                                f"{data.get('format')!r}, expected {FORMAT!r})", field="format")
+        estimator = cls(FitConfig.from_dict(data["fit_config"]))
+        layout = FeatureLayout.from_dict(data["features"], config_path)
+        model = ConfidenceMLP(layout.n_features, estimator.config.hidden_sizes)
+        model.load_state_dict(load_file(os.path.join(folder, MODEL_FILE)))
+        estimator.model_ = model.eval()
+        estimator.feature_layout_ = layout
+        estimator.gamma_ = float(data["gamma"])
+        estimator.bound_ = dict(data["bound"])
+        estimator.history_ = list(data["history"])
+        estimator.data_hash_ = data["data_hash"]
+        estimator.n_train_, estimator.n_valid_ = int(data["n_train"]), int(data["n_valid"])
+        return estimator
+
+
+def fit_confidence_model(annotations, config: FitConfig | None = None, **kwargs
+                         ) -> MarcConfidence:
+    """Fit a MARC (or vanilla) confidence model: ``MarcConfidence(config).fit(annotations)``.
+
+    Parameters
+    ----------
+    annotations : pyarrow.Table or path
+    config : FitConfig, optional
+    **kwargs : passed to :meth:`MarcConfidence.fit` (``source``)
+    """
+    return MarcConfidence(config).fit(annotations, **kwargs)
+
+
+def add_column(table: pa.Table, name: str, values: np.ndarray) -> pa.Table:
+    """``table`` with column ``name`` set to ``values`` (replaced when present), metadata kept."""
+    array = pa.array(np.asarray(values, dtype=np.float64), pa.float64())
+    if name in table.column_names:
+        return table.set_column(table.column_names.index(name), name, array)
+    return table.append_column(name, array)

@@ -1,0 +1,64 @@
+"""Scoring: add a learned confidence column to an annotation file.
+
+``score_annotations(model_dirs, annotations, out)`` loads each saved model (safetensors + JSON,
+no pickle), checks that the file's run layout is the one the model was trained on, and writes
+the file back with ``conf_marc`` (or ``conf_vanilla``, the column named in the model's
+``config.json``) added, atomically. Every row is scored, whatever its split.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import pyarrow as pa
+
+from ..contracts import write_table_atomic
+from .data import load_annotations
+from .estimator import MarcConfidence, add_column
+
+
+def score_table(models: Sequence[MarcConfidence], table: pa.Table, source: str = "<annotations>"
+                ) -> pa.Table:
+    """``table`` with one confidence column per model (``model.column``), metadata kept.
+
+    Raises
+    ------
+    ContractError
+        Layout mismatch between a model and the table, a row without features.
+    ValueError
+        Two models write the same column.
+    """
+    columns = [m.column for m in models]
+    if len(set(columns)) != len(columns):
+        raise ValueError(f"two models write the same column ({columns}); score them into "
+                         "separate files or fit one of each variant")
+    for model in models:
+        table = add_column(table, model.column, model.score(table, source))
+    return table
+
+
+def score_annotations(model_dirs: str | os.PathLike | Sequence[str | os.PathLike],
+                      annotations_path: str | os.PathLike | pa.Table,
+                      out_path: str | os.PathLike) -> pa.Table:
+    """Score an annotation file with one or more saved models and write it to ``out_path``.
+
+    Parameters
+    ----------
+    model_dirs : path or sequence of paths
+        Folders written by ``MarcConfidence.save`` / ``marc-ray fit``.
+    annotations_path : path or pyarrow.Table
+    out_path : path
+        A Parquet file, written atomically (may equal ``annotations_path``).
+
+    Returns
+    -------
+    pyarrow.Table : the scored table (also written).
+    """
+    if isinstance(model_dirs, (str, os.PathLike)):
+        model_dirs = [model_dirs]
+    models = [MarcConfidence.load(folder) for folder in model_dirs]
+    table, source = load_annotations(annotations_path)
+    scored = score_table(models, table, source)
+    write_table_atomic(scored, out_path)
+    return scored

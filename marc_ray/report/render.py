@@ -1,0 +1,387 @@
+"""Write the report: self-contained HTML (plots as base64 PNG), a Markdown summary, the JSON.
+
+:func:`write_report` is the one entry point: it calls :func:`summary.summarize` for the
+numbers, draws the figures (``plots.py``), and writes, atomically, under ``out_dir``:
+
+* ``report.html``: one file, no external resources (opens offline, attaches to an e-mail);
+* ``report.md``: the same text as Markdown, with the figures as ``figures/*.png``;
+* ``report.json``: every number shown (what tests check against the certificate);
+* ``certificate.json``: the certificate itself, what ``marc-ray apply`` reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+
+import numpy as np
+
+from ..calibrate.metrics import risk_coverage_curve
+from ..contracts import TIE_POLICIES, write_json_atomic, write_text_atomic
+from . import plots
+from .summary import ReportInputs, _stage_view, percent, summarize
+
+SECRET_WORDS = ("key", "token", "secret", "password", "credential")
+
+CSS = """
+body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; max-width: 1100px;
+       margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 4px; margin-top: 1.6em; }
+.headline { font-size: 1.25em; background: #eef6ee; border-left: 6px solid #1e8449; padding: 0.8em 1em; }
+.headline.abstained { background: #fbeeee; border-left-color: #c0392b; }
+.note { background: #fff8e1; border-left: 6px solid #d68910; padding: 0.6em 1em; margin: 0.6em 0; }
+.warning { background: #fbeeee; border-left: 6px solid #c0392b; padding: 0.6em 1em; margin: 0.6em 0; }
+.ok { color: #1e8449; } .bad { color: #c0392b; font-weight: bold; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }
+th { background: #f4f6f7; }
+.figures { display: flex; flex-wrap: wrap; gap: 12px; }
+.figures figure { margin: 0; flex: 1 1 460px; } .figures img { max-width: 100%; border: 1px solid #eee; }
+figcaption { font-size: 0.88em; color: #555; }
+pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; max-height: 420px; }
+code { background: #f2f2f2; padding: 1px 4px; }
+"""
+
+
+# Marks the page once every figure has decoded, so a headless browser can check the rendering
+# (tests/report/test_render_browser.py); the page works the same without JavaScript.
+RENDER_CHECK = """<script>
+window.addEventListener('load', function () {
+  var broken = Array.prototype.filter.call(document.images, function (img) {
+    return !img.complete || img.naturalWidth === 0; });
+  document.body.setAttribute('data-render-check',
+    broken.length === 0 ? 'ok:' + document.images.length : 'broken:' + broken.length);
+});
+</script>"""
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    value = float(value)
+    if math.isinf(value):
+        return "+inf (nothing accepted)" if value > 0 else "-inf"
+    if math.isnan(value):
+        return "n/a"
+    return f"{value:.{digits}g}"
+
+
+def redact(value, key: str = ""):
+    """Replace anything that looks like a secret (api keys, tokens, passwords) by "<redacted>"."""
+    if isinstance(value, dict):
+        return {k: redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, key) for v in value]
+    if value and any(word in key.lower() for word in SECRET_WORDS):
+        return "<redacted>"
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------------------------
+
+def draw_figures(inputs: ReportInputs, summary: dict) -> list[tuple[str, str, object]]:
+    """(file stem, caption, Figure) for every plot of the report."""
+    certificate = inputs.certificate
+    figures = []
+    item_sets = [inputs.calibration] + ([inputs.deployment] if inputs.deployment is not None else [])
+    for l, stage in enumerate(certificate.stages):
+        name, measure = stage["name"], stage["confidence"]
+        threshold = float(stage["threshold"])
+        suffix = f" - {name}" if len(certificate.stages) > 1 else ""
+        curves, points = {}, {}
+        for items in item_sets:
+            if not items.labelled:
+                continue
+            confidence, agree = _stage_view(certificate, items, l)
+            finite = np.isfinite(confidence)
+            if not finite.any():
+                continue
+            curves[items.name] = risk_coverage_curve(confidence[finite], agree[finite])
+            if math.isfinite(threshold):
+                accepted = confidence[finite] >= threshold
+                if accepted.any():
+                    points[items.name] = (float(accepted.mean()), float(1 - agree[finite][accepted].mean()))
+        if curves:
+            figures.append((f"risk_coverage_{l}", "Risk-coverage: the disagreement rate among the items "
+                            "the judge decides, as more items are decided (most confident first). The "
+                            "dot is the certified operating point.",
+                            plots.plot_risk_coverage(curves, certificate.alpha, points,
+                                                     title=f"Risk-coverage curve{suffix}")))
+        entry = summary["diagnostics"]["stages"][l]
+        scan = entry.get("scan")
+        if scan:
+            figures.append((f"threshold_scan_{l}", "Fixed-sequence testing: thresholds are tested from the "
+                            "highest down; lambda-hat is the last one whose upper bound stays under alpha.",
+                            plots.plot_threshold_scan(np.array(scan["grid"]), np.array(scan["risk"], float),
+                                                      np.array(scan["bound"], float), np.array(scan["n"]),
+                                                      certificate.alpha, threshold,
+                                                      title=f"Threshold scan on the calibration set{suffix}")))
+        monotone = entry.get("monotonicity")
+        if monotone and monotone["n_bins"]:
+            figures.append((f"reliability_{l}", "Reliability: observed agreement per confidence bin "
+                            "(calibration set). A learned confidence ranks items and need not lie on the "
+                            "diagonal; agreement should rise from left to right.",
+                            plots.plot_reliability(np.array(monotone["mean_confidence"]),
+                                                   np.array(monotone["agreement"]),
+                                                   np.array(monotone["counts"]), measure,
+                                                   title=f"Reliability diagram{suffix}")))
+        samples = {items.name: items.confidence[:, l] for items in item_sets}
+        figures.append((f"confidence_hist_{l}", "Confidence distributions with the certified threshold; "
+                        "items left of lambda-hat are escalated.",
+                        plots.plot_confidence_histograms(samples, threshold, measure,
+                                                         title=f"Confidence histograms{suffix}")))
+    shares = {summary["calibration"]["name"]: summary["calibration"]["shares"]}
+    if summary["deployment"] is not None:
+        shares[summary["deployment"]["name"]] = summary["deployment"]["shares"]
+    figures.append(("routing", "Routing: which judge decided each item, and what was escalated to humans.",
+                    plots.plot_routing(shares, [s["name"] for s in certificate.stages],
+                                       title="Cascade routing" if len(certificate.stages) > 1
+                                       else "Decided vs escalated")))
+    if inputs.measures:
+        figures.append(("measures", "Confidence measures compared on held-out items: AUROC of the "
+                        "confidence for predicting agreement (ranking risk = 1 - AUROC).",
+                        plots.plot_measures(inputs.measures)))
+    return figures
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables shared by HTML and Markdown: (headers, rows) of plain strings
+# ---------------------------------------------------------------------------------------------
+
+def component_table(summary: dict) -> tuple[list[str], list[list[str]]]:
+    certificate = summary["certificate"]
+    grid = certificate["grid"]
+    grid_text = (f"{grid.get('kind', '?')}, {grid.get('n_points', len(grid.get('values', [])))} points "
+                 f"from {_fmt(grid.get('high'))} down to {_fmt(grid.get('low'))}")
+    headers = ["stage", "judge", "confidence measure", "threshold grid", "lambda-hat", "n", "k",
+               "k / n", f"upper bound ({percent(1 - certificate['delta'])})", "delta of stage",
+               "coverage"]
+    rows = []
+    for stage in certificate["stages"]:
+        n, k = stage.get("n"), stage.get("k")
+        risk = (k / n) if isinstance(n, (int, float)) and n else None
+        rows.append([str(len(rows) + 1), stage.get("judge", stage["name"]), stage["confidence"],
+                     grid_text, _fmt(float(stage["threshold"])), _fmt(n), _fmt(k), _fmt(risk),
+                     _fmt(stage.get("upper_bound")), _fmt(stage.get("delta")),
+                     percent(stage.get("coverage"))])
+    return headers, rows
+
+
+def routing_table(summary: dict) -> tuple[list[str], list[list[str]]]:
+    sets = [summary["calibration"]] + ([summary["deployment"]] if summary["deployment"] else [])
+    names = [s["name"] for s in summary["certificate"]["stages"]] + ["escalated"]
+    headers = ["item set", "items"] + [f"decided by {n}" if n != "escalated" else "escalated"
+                                       for n in names] + ["agreement on decided"]
+    rows = [[s["name"], str(s["n"])] + [percent(s["shares"].get(n)) for n in names]
+            + [percent(s.get("agreement_on_accepted"))] for s in sets]
+    return headers, rows
+
+
+def measures_table(summary: dict) -> tuple[list[str], list[list[str]]]:
+    measures = summary["measures"]
+    keys = []
+    for values in measures.values():
+        keys += [k for k in values if k not in keys]
+    return ["measure"] + keys, [[name] + [_fmt(values.get(k)) for k in keys]
+                                for name, values in measures.items()]
+
+
+def _html_table(headers: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _md_table(headers: list[str], rows: list[list[str]]) -> str:
+    clean = lambda text: str(text).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(clean(h) for h in headers) + " |",
+             "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(clean(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _diagnostic_paragraphs(summary: dict) -> list[tuple[str, str]]:
+    """(css class, sentence) for each diagnostic of each stage."""
+    out = []
+    for entry in summary["diagnostics"]["stages"]:
+        prefix = f"{entry['name']} ({entry['confidence']}): " if len(summary["diagnostics"]["stages"]) > 1 else ""
+        monotone = entry.get("monotonicity")
+        if monotone and monotone["n_bins"]:
+            text = (f"{prefix}Monotonicity: agreement was measured in {monotone['n_bins']} equal-count "
+                    f"confidence bins on the calibration set; it drops {monotone['violations']} time(s) "
+                    f"from one bin to the next as confidence rises "
+                    f"({monotone['significant_violations']} drop(s) larger than 1.96 standard errors; "
+                    f"Spearman correlation of bin confidence and agreement {_fmt(monotone['spearman'], 3)}). ")
+            text += ("A non-monotone confidence does not void the guarantee, but it costs coverage."
+                     if monotone["violations"] else "Agreement rises with confidence, as it should.")
+            out.append(("bad" if monotone["significant_violations"] else "", text))
+        size = entry.get("size")
+        if size:
+            out.append(("" if size["adequate"] else "bad", f"{prefix}Calibration size: {size['message']}"))
+        drift_entry = entry.get("drift")
+        if drift_entry:
+            text = f"{prefix}Drift: {drift_entry['message']}"
+            if "coverage_deployment" in drift_entry:
+                text += (f" Share above lambda-hat: {percent(drift_entry['coverage_calibration'])} of "
+                         f"calibration vs {percent(drift_entry['coverage_deployment'])} of deployment items.")
+            out.append(("warning" if drift_entry["fired"] else "", text))
+    return out
+
+
+def _reproducibility(summary: dict) -> dict:
+    manifest = redact(summary.get("manifest") or {})
+    return {"command": manifest.get("command", ""), "config": manifest.get("config_text", ""),
+            "hashes": manifest.get("hashes", {}), "versions": manifest.get("versions", {}),
+            "seeds": manifest.get("seeds", {}), "run": {k: v for k, v in manifest.items()
+                                                        if k in ("run_dir", "created", "wall_s", "host_cpus")}}
+
+
+# ---------------------------------------------------------------------------------------------
+# HTML and Markdown
+# ---------------------------------------------------------------------------------------------
+
+def render_html(summary: dict, figures: list[tuple[str, str, str]]) -> str:
+    """The report as one HTML page; ``figures`` holds (stem, caption, base64 PNG)."""
+    certificate = summary["certificate"]
+    guarantee = summary["guarantee"]
+    e = html.escape
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+             f"<title>{e(summary['title'])}</title><style>{CSS}</style></head><body>",
+             f"<h1>{e(summary['title'])}</h1>",
+             f"<p>alpha = {_fmt(certificate['alpha'])}, delta = {_fmt(certificate['delta'])}, "
+             f"procedure: {e(certificate['procedure'])}, tie policy: {e(certificate['tie_policy'])}, "
+             f"{certificate['n_calibration']} calibration items.</p>"]
+    parts += [f"<div class='note'>{e(note)}</div>" for note in summary["notes"]]
+    parts.append("<h2>The guarantee</h2>")
+    parts.append(f"<p class='headline{' abstained' if guarantee['abstained'] else ''}' id='headline'>"
+                 f"{e(guarantee['headline'])}</p>")
+    parts.append(f"<p>Formally: <code>{e(guarantee['formal'])}</code></p>")
+    if guarantee["routing"]:
+        parts.append(f"<p>{e(guarantee['routing'])}</p>")
+    parts.append("<p>What happens when no threshold passes: the certificate abstains "
+                 "(lambda-hat = +inf), the judge decides nothing and every item is escalated; "
+                 "marc_ray never falls back to accepting.</p>")
+
+    parts.append("<h2>Components</h2>")
+    parts.append(_html_table(*component_table(summary)))
+    parts.append(f"<p>Delta split across stages: {e(str(certificate.get('delta_split', '')))}. "
+                 f"Tie policy <code>{e(certificate['tie_policy'])}</code>: "
+                 f"{e(TIE_POLICIES.get(certificate['tie_policy'], ''))}.</p>")
+    parts.append("<h3>Routing</h3>")
+    parts.append(_html_table(*routing_table(summary)))
+    if summary["consistency"]:
+        rows = [[c["stage"], c["quantity"], str(c["certificate"]), str(c["recomputed"]),
+                 "matches" if c["match"] else "MISMATCH"] for c in summary["consistency"]]
+        parts.append("<h3>Consistency check</h3><p>n and k at lambda-hat recomputed from the scored "
+                     "calibration items:</p>")
+        parts.append(_html_table(["stage", "quantity", "certificate", "recomputed", "result"], rows))
+
+    parts.append("<h2>Plots</h2><div class='figures'>")
+    for stem, caption, png in figures:
+        parts.append(f"<figure id='fig-{e(stem)}'><img alt='{e(stem)}' src='data:image/png;base64,{png}'>"
+                     f"<figcaption>{e(caption)}</figcaption></figure>")
+    parts.append("</div>")
+
+    parts.append("<h2>Diagnostics</h2>")
+    for css, text in _diagnostic_paragraphs(summary):
+        tag = "div" if css == "warning" else "p"
+        parts.append(f"<{tag} class='{css}'>{e(text)}</{tag}>")
+    if summary["measures"]:
+        parts.append("<h3>Confidence measures on held-out items</h3>")
+        parts.append(_html_table(*measures_table(summary)))
+
+    parts.append("<h2>Assumptions</h2><ul>")
+    parts += [f"<li>{e(a)}</li>" for a in certificate.get("assumptions", [])]
+    parts.append("</ul>")
+
+    repro = _reproducibility(summary)
+    parts.append("<h2>Reproducibility</h2>")
+    if repro["command"]:
+        parts.append(f"<p>Reproduce with: <code>{e(repro['command'])}</code></p>")
+    for title, mapping in (("Hashes", repro["hashes"]), ("Package versions", repro["versions"]),
+                           ("Seeds", repro["seeds"]), ("Run", repro["run"])):
+        if mapping:
+            parts.append(f"<h3>{title}</h3>")
+            parts.append(_html_table(["name", "value"], [[k, _fmt(v)] for k, v in mapping.items()]))
+    if repro["config"]:
+        parts.append(f"<h3>Configuration</h3><pre>{e(repro['config'])}</pre>")
+    parts.append("<h2>Certificate (JSON)</h2>")
+    shown = dict(certificate)
+    shown["extra"] = {k: (f"<{len(v)} values>" if isinstance(v, (list, dict)) and len(json.dumps(v)) > 400
+                          else v) for k, v in (certificate.get("extra") or {}).items()}
+    parts.append(f"<pre id='certificate'>{e(json.dumps(shown, indent=2))}</pre>")
+    parts.append(RENDER_CHECK)
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def render_markdown(summary: dict, figure_files: list[tuple[str, str]]) -> str:
+    """The report as Markdown; ``figure_files`` holds (relative PNG path, caption)."""
+    certificate = summary["certificate"]
+    guarantee = summary["guarantee"]
+    lines = [f"# {summary['title']}", "",
+             f"alpha = {_fmt(certificate['alpha'])}, delta = {_fmt(certificate['delta'])}, procedure: "
+             f"{certificate['procedure']}, tie policy: {certificate['tie_policy']}, "
+             f"{certificate['n_calibration']} calibration items.", ""]
+    lines += [f"> **Note.** {note}\n" for note in summary["notes"]]
+    lines += ["## The guarantee", "", f"**{guarantee['headline']}**", "", f"Formally: `{guarantee['formal']}`", ""]
+    if guarantee["routing"]:
+        lines += [guarantee["routing"], ""]
+    lines += ["## Components", "", _md_table(*component_table(summary)), "",
+              "### Routing", "", _md_table(*routing_table(summary)), ""]
+    lines += ["## Diagnostics", ""]
+    lines += [("**Warning.** " if css == "warning" else "") + text + "\n"
+              for css, text in _diagnostic_paragraphs(summary)]
+    if summary["measures"]:
+        lines += ["### Confidence measures on held-out items", "", _md_table(*measures_table(summary)), ""]
+    lines += ["## Plots", ""] + [f"![{caption}]({path})\n" for path, caption in figure_files]
+    lines += ["## Assumptions", ""] + [f"- {a}" for a in certificate.get("assumptions", [])] + [""]
+    repro = _reproducibility(summary)
+    lines += ["## Reproducibility", ""]
+    if repro["command"]:
+        lines += [f"Reproduce with: `{repro['command']}`", ""]
+    for title, mapping in (("Hashes", repro["hashes"]), ("Package versions", repro["versions"]),
+                           ("Seeds", repro["seeds"])):
+        if mapping:
+            lines += [f"### {title}", "", _md_table(["name", "value"], [[k, _fmt(v)] for k, v in mapping.items()]), ""]
+    lines += ["The full certificate is in `certificate.json`; every number above is in `report.json`.", ""]
+    return "\n".join(lines)
+
+
+def write_report(inputs: ReportInputs, out_dir: str | os.PathLike) -> dict[str, str]:
+    """Compute, draw and write the report; returns the paths written (by kind)."""
+    out_dir = os.fspath(out_dir)
+    summary = summarize(inputs)
+    figures = draw_figures(inputs, summary)
+    encoded, figure_files = [], []
+    for stem, caption, figure in figures:
+        png = plots.to_png_base64(figure)
+        encoded.append((stem, caption, png))
+        path = os.path.join(out_dir, "figures", f"{stem}.png")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        temporary = path + ".tmp"
+        with open(temporary, "wb") as stream:
+            stream.write(base64.b64decode(png))
+        os.replace(temporary, path)
+        figure_files.append((f"figures/{stem}.png", caption))
+    paths = {"html": os.path.join(out_dir, "report.html"), "markdown": os.path.join(out_dir, "report.md"),
+             "json": os.path.join(out_dir, "report.json"),
+             "certificate": os.path.join(out_dir, "certificate.json")}
+    write_text_atomic(render_html(summary, encoded), paths["html"])
+    write_text_atomic(render_markdown(summary, figure_files), paths["markdown"])
+    summary["manifest"] = redact(summary["manifest"])
+    write_json_atomic(summary, paths["json"])
+    inputs.certificate.write(paths["certificate"])
+    return paths

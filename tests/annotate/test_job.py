@@ -1,0 +1,141 @@
+"""The Ray Data annotate job: end to end, resume, a killed worker, bad input before any engine."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from marc_ray.annotate import job
+from marc_ray.annotate.config import AnnotateConfig
+from marc_ray.annotate.job import annotate, prepare
+from marc_ray.contracts import ContractError, read_table, validate_annotations
+
+from annotate_toys import arithmetic_rows, write_jsonl
+
+
+def config_for(files, model, **changes) -> AnnotateConfig:
+    settings = dict(files, model=model, n_annotators=2, k_shots=2, shard_size=4, batch_size=4,
+                    mode="choice", progress=False)
+    settings.update(changes)
+    return AnnotateConfig(**settings)
+
+
+def check_output(output, ids, layout_shape):
+    table, layout = validate_annotations(read_table(output), output)
+    assert layout.shape == layout_shape
+    assert sorted(table.column("id").to_pylist()) == sorted(ids)  # every item exactly once
+    return table
+
+
+# ---- bad input: clear errors from prepare(), before Ray or an engine starts --------------------
+
+def test_pool_overlap_refused(toy_files, tiny_model, tmp_path):
+    overlap = write_jsonl(tmp_path / "pool2.jsonl", arithmetic_rows("item-", 3, 6))
+    with pytest.raises(ContractError, match="id 'item-3' is also in the few-shot pool"):
+        prepare(config_for(dict(toy_files, pool=overlap), tiny_model))
+
+
+def test_malformed_rows_refused(toy_files, tiny_model, tmp_path):
+    rows = arithmetic_rows("item-", 0, 3)
+    rows[2]["response_b"] = None
+    bad = write_jsonl(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(ContractError, match=r"bad.jsonl, row 2, field 'response_b': missing value"):
+        prepare(config_for(dict(toy_files, input=bad), tiny_model))
+
+
+def test_unknown_model_and_labels_refused(toy_files, tiny_model):
+    with pytest.raises(ValueError, match="unknown model '/nowhere/judge'"):
+        prepare(config_for(toy_files, "/nowhere/judge"))
+    with pytest.raises(ValueError, match="no single token for label 'Response-A-xyz'"):
+        prepare(config_for(toy_files, tiny_model, labels=("Response-A-xyz", "B")))
+    with pytest.raises(ContractError, match="k_shots=5 is larger than the examples"):
+        prepare(config_for(toy_files, tiny_model, k_shots=5))
+
+
+def test_prepare_builds_every_run(toy_files, tiny_model):
+    plan = prepare(config_for(toy_files, tiny_model))
+    assert plan.n_shards == 3 and plan.builder.runs_per_item == 2 * 3 * 2 + 2
+    names = [a.name for a in plan.builder.annotators]
+    assert len(set(names)) == 2 and set(names) <= {"human-0", "human-1", "human-2"}
+
+
+# ---- the job on Ray ------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_end_to_end_with_resume(ray_local, toy_files, tiny_model, monkeypatch):
+    config = config_for(toy_files, tiny_model)
+    real_write = job._write_shard
+    written = []
+
+    def interrupted(plan, shard, results):
+        if len(written) == 1:
+            raise KeyboardInterrupt  # the run dies after its first shard
+        real_write(plan, shard, results)
+        written.append(shard)
+
+    monkeypatch.setattr(job, "_write_shard", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        annotate(config)
+    monkeypatch.setattr(job, "_write_shard", real_write)
+    first = written[0]
+    stamp = os.stat(job.shard_path(config.output, first)).st_mtime_ns
+
+    summary = annotate(config)  # resume
+    assert summary.shards_skipped == [first]
+    assert sorted(summary.shards_written) == sorted({0, 1, 2} - {first})
+    assert os.stat(job.shard_path(config.output, first)).st_mtime_ns == stamp  # untouched
+    table = check_output(config.output, [f"item-{i}" for i in range(12)], (2, 3, 2))
+    row = table.to_pylist()[0]
+    assert row["judge"] == os.path.basename(tiny_model) and row["human_label"] in ("a", "b")
+    assert all(status == "ok" for status in row["status"]) and len(row["probs"]) == 12
+    assert 0.0 < row["conf_simulated"] <= 1.0 and row["pred"] in ("a", "b")
+
+    again = annotate(config)  # nothing left: no engine starts
+    assert again.shards_written == [] and again.shards_skipped == [0, 1, 2]
+    with pytest.raises(ContractError, match="holds annotations of a different run"):
+        annotate(config_for(toy_files, tiny_model, k_shots=1))
+
+
+def _engine_worker_pids() -> list[int]:
+    import psutil
+
+    pids = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        command = " ".join(process.info["cmdline"] or [])
+        if "MapWorker(MapBatches(EngineBatches))" in command:
+            pids.append(process.info["pid"])
+    return pids
+
+
+@pytest.mark.slow
+def test_killed_worker_every_item_exactly_once(ray_local, tmp_path, tiny_model):
+    n_items = 60
+    files = {"input": write_jsonl(tmp_path / "items.jsonl", arithmetic_rows("item-", 0, n_items)),
+             "pool": write_jsonl(tmp_path / "pool.jsonl", arithmetic_rows("pool-", 500, 8)),
+             "output": str(tmp_path / "annotations")}
+    config = config_for(files, tiny_model, shard_size=2, batch_size=2)
+    killed: dict = {}
+
+    def kill_after_first_shard():
+        deadline = time.time() + 300
+        while time.time() < deadline and not killed:
+            shards = [name for name in os.listdir(config.output)
+                      if name.startswith("part-")] if os.path.isdir(config.output) else []
+            pids = _engine_worker_pids()
+            if shards and pids:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.update(pid=pids[0], shards_at_kill=len(shards))
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=kill_after_first_shard, daemon=True)
+    thread.start()
+    summary = annotate(config)
+    thread.join(timeout=1)
+    assert killed, "the engine worker was never seen"
+    assert killed["shards_at_kill"] < n_items // 2  # killed mid-run, not after the end
+    assert len(summary.shards_written) == n_items // 2
+    check_output(config.output, [f"item-{i}" for i in range(n_items)], (2, 3, 2))

@@ -1,0 +1,130 @@
+"""Cascades: one stage equals plain calibration; later stages see only what was escalated."""
+
+import numpy as np
+import pytest
+
+from marc_ray.calibrate import (PROCEDURES, CascadeCalibrator, NotCalibratedError, SelectiveCalibrator,
+                                fixed_grid)
+
+
+def _two_judges(n_items=5000, seed=0):
+    rng = np.random.default_rng(seed)
+    human = rng.choice(np.array(["a", "b"], dtype=object), n_items)
+    other = np.where(human == "a", "b", "a").astype(object)
+    stages = []
+    for name, strength in (("small", 0.75), ("large", 0.9)):
+        confidence = rng.uniform(0.5, 1.0, n_items)
+        correct = rng.random(n_items) < np.clip(confidence * strength / 0.75 - 0.1, 0, 1)
+        stages.append((name, confidence, np.where(correct, human, other).astype(object)))
+    return stages, human
+
+
+@pytest.mark.parametrize("procedure", sorted(PROCEDURES))
+def test_one_stage_cascade_equals_plain_calibration(procedure):
+    stages, human = _two_judges(seed=1)
+    name, confidence, pred = stages[0]
+    cascade = CascadeCalibrator(alpha=0.1, delta=0.1, procedure=procedure).calibrate([stages[0]], human)
+    plain = SelectiveCalibrator(alpha=0.1, delta=0.1, procedure=procedure).calibrate(confidence, pred, human)
+    result = cascade.stages_[0]["result"]
+    assert cascade.thresholds_[0] == plain.threshold_
+    assert (result.n, result.k, result.upper_bound) == (plain.n_, plain.k_, plain.upper_bound_)
+    assert cascade.coverage_ == pytest.approx(plain.coverage_)
+    assert cascade.deltas_.tolist() == [0.1]
+    assert np.array_equal(cascade.route([confidence]) == 0, plain.accept(confidence))
+    certificate = cascade.certificate(data_hash="h", confidence_names=["conf"]).to_dict()
+    single = plain.certificate(data_hash="h", confidence_name="conf", judge_name=name).to_dict()
+    for key in ("threshold", "n", "k", "upper_bound", "coverage", "agreement", "delta"):
+        assert certificate["stages"][0][key] == single["stages"][0][key]
+
+
+def test_two_stages_each_on_what_earlier_left():
+    stages, human = _two_judges(seed=2)
+    cascade = CascadeCalibrator(alpha=0.1, delta=0.1).calibrate(stages, human)
+    assert cascade.deltas_.tolist() == [0.05, 0.05]
+    first = SelectiveCalibrator(alpha=0.1, delta=0.05).calibrate(stages[0][1], stages[0][2], human)
+    assert cascade.thresholds_[0] == first.threshold_
+    left = ~first.accept(stages[0][1])
+    second = SelectiveCalibrator(alpha=0.1, delta=0.05).calibrate(stages[1][1][left], stages[1][2][left],
+                                                                   human[left])
+    assert cascade.thresholds_[1] == second.threshold_
+    assert cascade.stages_[1]["n_seen"] == left.sum()
+
+    route = cascade.route([stages[0][1], stages[1][1]])
+    expected = np.where(~left, 0, np.where(stages[1][1] >= second.threshold_, 1, -1))
+    assert np.array_equal(route, expected)
+    assert cascade.route_counts_.tolist() == [int((route == s).sum()) for s in (0, 1, -1)]
+    assert cascade.coverage_ == pytest.approx(np.mean(route >= 0))
+    final_pred = np.where(route == 0, stages[0][2], stages[1][2])
+    assert cascade.agreement_ == pytest.approx(np.mean(final_pred[route >= 0] == human[route >= 0]))
+    assert cascade.coverage_ > first.coverage_  # the second judge adds coverage
+
+    certificate = cascade.certificate(data_hash="h", confidence_names=["c1", "c2"])
+    assert certificate.delta_split == "equal: delta / 2 per stage"
+    assert [s["delta"] for s in certificate.stages] == [0.05, 0.05]
+    assert [s["name"] for s in certificate.stages] == ["small", "large"]
+    assert certificate.extra["route_counts"] == cascade.route_counts_.tolist()
+
+
+def test_weighted_delta_split():
+    stages, human = _two_judges(seed=3)
+    cascade = CascadeCalibrator(delta=0.1, delta_split=[3, 1]).calibrate(stages, human)
+    assert cascade.deltas_ == pytest.approx([0.075, 0.025])
+    assert "weights" in cascade.certificate(data_hash="h").delta_split
+
+
+def test_cascade_guarantee_holds_in_repetition():
+    """Over 300 fresh calibration sets, the whole cascade's agreement on a large fresh test set
+    reaches 1 - alpha in at least 1 - delta of them (minus binomial slack)."""
+    test_stages, test_human = _two_judges(n_items=50_000, seed=10)
+    test_confidence = [s[1] for s in test_stages]
+    test_agree = [s[2] == test_human for s in test_stages]
+    failures = 0
+    repetitions = 300
+    for seed in range(repetitions):
+        stages, human = _two_judges(n_items=1500, seed=1000 + seed)
+        cascade = CascadeCalibrator(alpha=0.1, delta=0.1).calibrate(stages, human)
+        route = cascade.route(test_confidence)
+        if (route >= 0).any():
+            agree = np.where(route == 0, test_agree[0], test_agree[1])[route >= 0]
+            failures += np.mean(~agree) > 0.1 + 0.005  # 0.005: the test set's own noise
+    assert failures / repetitions <= 0.1 + 3 * np.sqrt(0.09 / repetitions)
+
+
+@pytest.mark.parametrize("params, stages_fn, match", [
+    (dict(delta_split="half"), None, "delta_split must be 'equal' or a sequence"),
+    (dict(delta_split=[1, 0]), None, "delta_split weights must be 2 positive numbers"),
+    (dict(delta_split=[1]), None, "delta_split weights must be 2 positive numbers"),
+    (dict(alpha=[0.1, 0.2]), None, "a cascade takes one alpha"),
+    (dict(delta=1.0), None, "delta must be a number in"),
+    (dict(), lambda s: [], "at least one stage"),
+    (dict(), lambda s: [s[0][:2]], "must be \\(name, confidence, pred\\)"),
+    (dict(), lambda s: [(s[0][0], s[0][1][:-1], s[0][2])], "one entry per item"),
+])
+def test_errors(params, stages_fn, match):
+    stages, human = _two_judges(n_items=300)
+    with pytest.raises(ValueError, match=match):
+        CascadeCalibrator(**params).calibrate(stages if stages_fn is None else stages_fn(stages), human)
+
+
+def test_route_errors():
+    with pytest.raises(NotCalibratedError, match="not calibrated yet"):
+        CascadeCalibrator().route([[0.9]])
+    stages, human = _two_judges(n_items=500)
+    cascade = CascadeCalibrator().calibrate(stages, human)
+    with pytest.raises(ValueError, match="one confidence array per stage"):
+        cascade.route([stages[0][1]])
+
+
+def test_stage_with_nothing_left_accepts_nothing():
+    """If the first judge takes every labelled item, the second has nothing to calibrate on."""
+    n_items = 400
+    human = np.array(["a"] * 300 + ["tie"] * 100, dtype=object)
+    confident = np.where(np.arange(n_items) < 300, 0.99, 0.1)
+    stages = [("first", confident, np.full(n_items, "a", dtype=object)),
+              ("second", np.full(n_items, 0.99), np.full(n_items, "a", dtype=object))]
+    grid = fixed_grid(51, 0.5, 1.0)  # the tie items (confidence 0.1) stay below every threshold
+    cascade = CascadeCalibrator(alpha=0.1, delta=0.1, grid=grid).calibrate(stages, human)
+    assert cascade.thresholds_[0] == 0.5 and np.isinf(cascade.thresholds_[1])
+    assert cascade.stages_[1]["n_seen"] == 100 and cascade.stages_[1]["result"] is None
+    stage = cascade.certificate(data_hash="h").stages[1]
+    assert stage["abstains"] and stage["threshold"] == np.inf

@@ -1,0 +1,59 @@
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from marc_ray.annotate.assemble import annotation_row, annotation_table
+from marc_ray.annotate.engine import RunResult
+from marc_ray.contracts import ContractError
+from marc_ray.fit.features import FeatureLayout, build_features
+from marc_ray.fit.synthetic import all_subsets_layout
+
+
+def _row(layout, item, p_first_by_run, pred_label="a"):
+    results = {run: (RunResult(p) if p is not None else RunResult.missing("test"))
+               for run, p in p_first_by_run.items()}
+    results[-1], results[-2] = RunResult(0.6), RunResult(0.4)
+    return annotation_row(item, "j", layout, results, {"human_label": pred_label, "split": "train"})
+
+
+def test_order_mask_and_orientation(small_layout):
+    layout = small_layout
+    runs = {r: 0.8 if r % 2 == 0 else 0.2 for r in range(layout.n_runs)}  # every run: P(a) = 0.8
+    runs[3] = None                                                         # one missing run
+    flipped = {r: 1 - p if p is not None else None for r, p in runs.items()}
+    table = annotation_table([_row(layout, "x", runs), _row(layout, "y", flipped)], layout)
+    features, fl = build_features(table)
+    n = layout.n_runs
+    assert features.shape == (2, fl.n_features) == (2, 2 * n + 4 + 8)
+    assert fl.names[0] == "q[a0,s0,ab]" and fl.names[n] == "present[a0,s0,ab]"
+    # q is P(run favours the verdict): 0.8 for both items (pred a for x, b for y)
+    assert np.allclose(features[:, 0], 0.8) and np.allclose(features[:, 2], 0.8)
+    assert features[0, 3] == 0.0 and features[0, n + 3] == 0.0   # missing: value 0, mask 0
+    assert features[0, n + 2] == 1.0
+    summaries = dict(zip(fl.names[-8:], features[0, -8:]))
+    assert summaries["mean"] == pytest.approx(0.8) and summaries["spread"] == pytest.approx(0, abs=1e-6)
+    assert summaries["present_share"] == pytest.approx((n - 1) / n)
+    assert summaries["label_mass_present"] == 0.0   # RunResult without label mass
+
+
+def test_layout_mismatch_is_a_clear_error(small_layout, trap_table):
+    other = FeatureLayout(all_subsets_layout(2, 3))
+    with pytest.raises(ContractError, match=r"feature layout mismatch: the model was trained on "
+                       r"runs \(2, 7, 2\).*the file has runs \(3, 7, 2\)"):
+        build_features(trap_table, "file.parquet", other)
+
+
+def test_item_with_every_run_missing_is_refused(small_layout):
+    layout = small_layout
+    good = _row(layout, "x", {r: 0.7 for r in range(layout.n_runs)})
+    empty = _row(layout, "y", {r: None for r in range(layout.n_runs)})
+    table = annotation_table([good, empty], layout)
+    with pytest.raises(ContractError, match=r"f.parquet, row 1, field 'probs': every "
+                       r"simulated-annotator run is missing"):
+        build_features(table, "f.parquet")
+
+
+def test_file_without_layout_metadata_is_refused(trap_table):
+    bare = pa.Table.from_pylist(trap_table.slice(0, 3).to_pylist())
+    with pytest.raises(ContractError, match="no run layout in its metadata"):
+        build_features(bare, "bare.parquet")

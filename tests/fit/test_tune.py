@@ -1,0 +1,29 @@
+"""Ray Tune: a tiny sweep (2 trials, local-loop trainables) with ASHA, selection, refit."""
+
+import math
+
+import pytest
+
+from marc_ray.fit import FitConfig, tune_margin
+
+
+@pytest.mark.slow
+def test_tiny_sweep_selects_and_refits(ray_local, trap_table, tmp_path):
+    from ray import tune
+
+    config = FitConfig(epochs=3, n_pairs=500)
+    space = {"margin_init": tune.grid_search([0.05, 0.5]), "temperature": 0.1}
+    outcome = tune_margin(trap_table, config, search_space=space, num_samples=1, select="bound",
+                          grace_period=1, storage_path=str(tmp_path / "tune"), name="tiny")
+    assert len(outcome.trials) == 2
+    bounds = [t["metrics"]["bound_bound"] for t in outcome.trials]
+    assert outcome.best_metrics["bound_bound"] == pytest.approx(min(bounds))
+    assert outcome.best_config.margin_init in (0.05, 0.5)
+    assert outcome.best_config.epochs == 3 and math.isfinite(outcome.model.bound_["bound"])
+
+
+def test_bad_sweep_arguments_are_refused(trap_table):
+    with pytest.raises(ValueError, match=r"select must be one of \['bound', 'valid_ranking_risk'\]"):
+        tune_margin(trap_table, select="auc")
+    with pytest.raises(ValueError, match=r"unknown FitConfig keys \['margin'\]"):
+        tune_margin(trap_table, search_space={"margin": 0.1})

@@ -1,0 +1,108 @@
+"""PipelineConfig: strict loading, one error per bad value, before anything starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from marc_ray.cli import main
+from marc_ray.config import PipelineConfig
+
+REPO = Path(__file__).resolve().parents[2]
+GOOD = {"run_dir": "runs/t", "data": {"demo": {"n_items": 20}},
+        "annotate": {"model": "smollm2", "n_annotators": 2, "k_shots": 1},
+        "calibrate": {"alpha": 0.15, "delta": 0.1}}
+
+
+def config(**changes) -> PipelineConfig:
+    data = yaml.safe_load(yaml.safe_dump(GOOD))
+    for dotted, value in changes.items():
+        *parents, key = dotted.split("__")
+        target = data
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[key] = value
+    return PipelineConfig.from_dict(data, source="test.yaml")
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "ci_demo.yaml", "example_gpu.yaml"])
+def test_shipped_configs_load(name):
+    loaded = PipelineConfig.from_yaml(REPO / "configs" / name)
+    assert loaded.calibrate.alpha > 0 and loaded.judges()
+
+
+def test_defaults_and_round_trip():
+    loaded = config()
+    assert loaded.calibrate.confidence == "conf_marc"
+    assert loaded.fit_config().random_state == loaded.seed
+    judge = loaded.judges()[0]
+    assert judge.input.endswith("data/comparisons.parquet") and judge.output.endswith(
+        "annotate/SmolLM2-135M-Instruct")
+    again = PipelineConfig.from_dict(yaml.safe_load(loaded.to_yaml()))
+    assert again.to_dict() == loaded.to_dict()
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"colour": 1}, r"unknown key 'colour'; allowed keys: \['annotate', 'calibrate'"),
+    ({"calibrate__alpah": 0.1}, r"unknown key 'calibrate.alpah'.*'alpha'"),
+    ({"data__demo__n_itemz": 3}, r"unknown key 'data.demo.n_itemz'.*'n_items'"),
+    ({"fit__epoch": 3}, r"unknown key 'fit.epoch'.*'epochs'"),
+    ({"annotate__shots": 3}, r"unknown annotate setting\(s\) \['shots'\]"),
+    ({"annotate__model": "no/such/model"}, r"annotate.model: unknown model 'no/such/model'"),
+    ({"calibrate__alpha": 0}, r"calibrate.alpha must be a number in \(0, 1\).*got 0"),
+    ({"calibrate__alpha": 1.5}, r"calibrate.alpha must be a number in \(0, 1\).*got 1.5"),
+    ({"calibrate__delta": -0.1}, r"calibrate.delta must be a number in \(0, 1\)"),
+    ({"calibrate__delta": "low"}, r"calibrate.delta must be a number in \(0, 1\).*'low'"),
+    ({"calibrate__procedure": "magic"}, r"calibrate.procedure must be one of \['bonferroni'"),
+    ({"calibrate__confidence": "conf_x"}, r"calibrate.confidence must be one of"),
+    ({"calibrate__grid_low": 0.9, "calibrate__grid_high": 0.5}, r"grid_low < calibrate.grid_high"),
+    ({"fit__enabled": False}, r"uses \['conf_marc'\] but fit.enabled is false"),
+    ({"fit__variant": "vanilla"}, r"fit.variant 'vanilla' writes 'conf_vanilla'"),
+    ({"fit__epochs": 0}, r"fit: epochs must be an integer >= 1"),
+    ({"annotate__input": "x.jsonl"}, r"annotate.input is set by the pipeline"),
+    ({"annotate__engine": "magic"}, r"annotate: annotate config: engine must be one of"),
+    ({"data__train_fraction": 0.9}, r"sum to 1"),
+    ({"calibrate__delta_split": [1, 2]}, r"delta_split must be 'equal' or a list of 1 weights"),
+    ({"cascade": [{"judge_name": "x"}, {"judge_name": "x"}]}, r"two judges are named 'x'"),
+])
+def test_bad_values_are_named(changes, match):
+    with pytest.raises(ValueError, match=match):
+        config(**changes)
+
+
+def test_data_files_are_checked(tmp_path):
+    data = dict(GOOD, data={"comparisons": str(tmp_path / "missing.jsonl"), "pool": str(tmp_path)})
+    with pytest.raises(ValueError, match=r"data.comparisons: no such file .*missing.jsonl"):
+        PipelineConfig.from_dict(data)
+    with pytest.raises(ValueError, match=r"data.comparisons is required"):
+        PipelineConfig.from_dict(dict(GOOD, data={}))
+    with pytest.raises(ValueError, match=r"either data.demo or data.comparisons"):
+        PipelineConfig.from_dict(dict(GOOD, data={"demo": {}, "comparisons": "x"}))
+
+
+def test_yaml_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"no such config file"):
+        PipelineConfig.from_yaml(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a list\n- not a mapping\n")
+    with pytest.raises(ValueError, match=r"must be a mapping of sections"):
+        PipelineConfig.from_yaml(bad)
+
+
+def test_cli_reports_a_bad_config_before_starting(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(dict(GOOD, calibrate={"alpha": 2.0}, run_dir=str(tmp_path / "run"))))
+    assert main(["run", str(bad)]) == 2
+    assert "calibrate.alpha must be a number in (0, 1)" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # nothing started, nothing written
+
+
+def test_cascade_builds_one_judge_config_each():
+    loaded = config(cascade=[{"judge_name": "small"}, {"judge_name": "large", "beta": 3.0}],
+                    calibrate__delta_split=[1, 3])
+    judges = loaded.judges()
+    assert [j.judge_name for j in judges] == ["small", "large"]
+    assert judges[1].beta == 3.0 and judges[0].beta == 5.0
+    assert judges[0].output != judges[1].output

@@ -1,0 +1,140 @@
+"""The report: diagnostics on arrays, numbers that match the certificate, plain words, HTML."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from marc_ray.calibrate.bounds import clopper_pearson_upper, min_n_to_pass
+from marc_ray.contracts import Certificate
+from marc_ray.report import ItemSet, ReportInputs, summarize, write_report
+from marc_ray.report.diagnostics import calibration_size, drift, monotonicity
+
+from report_toys import toy_items
+
+
+# -- diagnostics ---------------------------------------------------------------------------------
+
+def test_monotonicity_counts_drops():
+    confidence = np.repeat(np.linspace(0.5, 1.0, 5), 100)
+    rates = [0.6, 0.7, 0.95, 0.75, 0.9]  # one big drop (0.95 -> 0.75), otherwise rising
+    agree = np.concatenate([np.arange(100) < 100 * r for r in rates])
+    result = monotonicity(confidence, agree, n_bins=5)
+    assert result["agreement"] == pytest.approx(rates)
+    assert result["violations"] == 1 and result["violating_bins"] == [2]
+    assert result["significant_violations"] == 1
+    rising = monotonicity(confidence, np.concatenate([np.arange(100) < 100 * r for r in sorted(rates)]), 5)
+    assert rising["violations"] == 0 and rising["spearman"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match=r"differ in shape"):
+        monotonicity(confidence, agree[:10])
+
+
+def test_drift_fires_on_a_shift_only():
+    rng = np.random.default_rng(0)
+    calibration = rng.uniform(0.5, 1.0, 400)
+    same = drift(calibration, rng.uniform(0.5, 1.0, 300), threshold=0.8)
+    assert not same["fired"] and same["message"].startswith("No drift detected")
+    shifted = drift(calibration, np.clip(rng.uniform(0.5, 1.0, 300) - 0.2, 0.5, 1.0), threshold=0.8)
+    expected = stats.ks_2samp(calibration, np.clip(rng.uniform(0.5, 1.0, 300), 0, 1))
+    assert shifted["fired"] and shifted["message"].startswith("WARNING")
+    assert shifted["coverage_deployment"] < shifted["coverage_calibration"]
+    assert 0 <= expected.pvalue <= 1
+    with pytest.raises(ValueError, match=r"finite confidences in both samples"):
+        drift(calibration, np.array([np.nan]))
+
+
+def test_calibration_size_against_the_bound():
+    size = calibration_size(100, alpha=0.1, delta=0.1, observed_risk=0.05)
+    assert size["n_min_zero_errors"] == min_n_to_pass(0.1, 0.1) == 22
+    n = int(size["n_needed_at_observed_risk"])
+    assert clopper_pearson_upper(round(0.05 * n), n, 0.1) <= 0.1  # oracle: the bound passes at n
+    assert clopper_pearson_upper(round(0.05 * (n - 1)), n - 1, 0.1) > 0.1 or n < 30
+    assert size["adequate"] == (100 >= n)
+    hopeless = calibration_size(1000, 0.1, 0.1, observed_risk=0.2)
+    assert math.isinf(hopeless["n_needed_at_observed_risk"]) and not hopeless["adequate"]
+    with pytest.raises(ValueError, match=r"must lie in \(0, 1\)"):
+        calibration_size(10, 1.5, 0.1)
+
+
+# -- numbers against the certificate -------------------------------------------------------------
+
+def test_summary_recomputes_the_certificate(single):
+    certificate, (confidence, pred, human) = single
+    deployment = toy_items(300, seed=5)
+    summary = summarize(ReportInputs(certificate, ItemSet("calibration", confidence, pred, human),
+                                     ItemSet("test", *deployment)))
+    stage = certificate.stages[0]
+    recomputed = summary["calibration"]["stages"][0]
+    assert (recomputed["n"], recomputed["k"]) == (stage["n"], stage["k"])
+    assert all(check["match"] for check in summary["consistency"]) and len(summary["consistency"]) == 2
+    assert summary["calibration"]["coverage"] == pytest.approx(certificate.coverage)
+    expected = float(np.mean(deployment[0] >= stage["threshold"]))
+    assert summary["deployment"]["coverage"] == pytest.approx(expected)
+    headline = summary["guarantee"]["headline"]
+    assert "agrees with the human annotators at least 85% of the time, with 90% confidence" in headline
+    decided = f"{100 * certificate.coverage:.1f}".rstrip("0").rstrip(".") + "%"
+    assert f"it decided {decided} of the calibration items" in headline
+    # the threshold scan reproduces the certificate's bound at lambda-hat
+    scan = summary["diagnostics"]["stages"][0]["scan"]
+    index = scan["grid"].index(stage["threshold"])
+    assert scan["bound"][index] == pytest.approx(stage["upper_bound"])
+
+
+def test_abstention_is_said_plainly(abstaining):
+    certificate, (confidence, pred, human) = abstaining
+    summary = summarize(ReportInputs(certificate, ItemSet("calibration", confidence, pred, human)))
+    assert summary["guarantee"]["abstained"]
+    assert summary["guarantee"]["headline"].startswith("No threshold passed")
+    assert "every item is escalated to humans" in summary["guarantee"]["headline"]
+    assert summary["calibration"]["coverage"] == 0 and summary["calibration"]["shares"]["escalated"] == 1
+
+
+def test_cascade_routing_adds_up(cascade):
+    certificate, stages, human = cascade
+    confidence = np.stack([s[1] for s in stages], axis=1)
+    pred = np.stack([s[2] for s in stages], axis=1)
+    summary = summarize(ReportInputs(certificate, ItemSet("calibration", confidence, pred, human)))
+    shares = summary["calibration"]["shares"]
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert all(check["match"] for check in summary["consistency"])
+    route_counts = certificate.extra["route_counts"]
+    assert [round(shares[n] * len(human)) for n in ("small", "large", "escalated")] == route_counts
+    assert "deciding judge of the cascade" in summary["guarantee"]["headline"]
+
+
+# -- the written report ---------------------------------------------------------------------------
+
+def test_written_report_is_self_contained(single, tmp_path):
+    certificate, (confidence, pred, human) = single
+    manifest = {"command": "marc-ray run configs/demo.yaml", "hashes": {"data": "sha256:abc"},
+                "versions": {"ray": "2.60.0"}, "seeds": {"seed": 0},
+                "config_text": "annotate:\n  model: smollm2\n",
+                "config": {"engine_options": {"api_key": "sk-SECRET123"}}}
+    measures = {"conf_marc": {"auroc": 0.8, "ranking_risk": 0.2},
+                "conf_simulated": {"auroc": 0.7, "ranking_risk": 0.3}}
+    paths = write_report(ReportInputs(certificate, ItemSet("calibration", confidence, pred, human),
+                                      ItemSet("test", *toy_items(300, seed=5, shift=-0.2)),
+                                      measures=measures, manifest=manifest,
+                                      notes=["The bundled judge is tiny."]), tmp_path)
+    page = open(paths["html"], encoding="utf-8").read()
+    assert "sk-SECRET123" not in page and "sk-SECRET123" not in open(paths["json"]).read()
+    assert not re.search(r"""(src|href)=['"]https?://""", page)  # no external resources
+    images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
+    assert len(images) == 6  # risk-coverage, scan, reliability, histograms, routing, measures
+    assert all(len(image) > 5000 for image in images)
+    for needle in ("at least 85% of the time, with 90% confidence", "The bundled judge is tiny.",
+                   "Consistency check", "WARNING: the deployment confidences differ",
+                   "marc-ray run configs/demo.yaml", "Assumptions", "lambda-hat"):
+        assert needle in page, needle
+    written = Certificate.read(paths["certificate"])
+    assert written.to_dict() == certificate.to_dict()
+    report = json.loads(open(paths["json"]).read())
+    assert report["certificate"]["stages"][0]["n"] == certificate.stages[0]["n"]
+    assert report["diagnostics"]["stages"][0]["drift"]["fired"] is True
+    markdown = open(paths["markdown"]).read()
+    assert "![" in markdown and (tmp_path / "figures" / "routing.png").stat().st_size > 5000
