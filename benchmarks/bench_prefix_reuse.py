@@ -1,6 +1,6 @@
 """Benchmark (a): shared-prefix KV reuse vs full prompts, on the same run rows.
 
-    PYTHONPATH=. python benchmarks/bench_prefix_reuse.py [--items 4] [--n 3] [--k 3]
+    PYTHONPATH=. python benchmarks/bench_prefix_reuse.py [--items 3] [--n 3] [--k 3]
         [--mode likelihood] [--model smollm2]
 
 Builds every run of N simulated annotators x all 2^K - 1 shot subsets x 2 orders (+ the two
@@ -69,7 +69,7 @@ def build_runs(n: int, k: int, mode: str, model: str, n_items: int, seed: int = 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=4)
+    parser.add_argument("--items", type=int, default=3)
     parser.add_argument("--n", type=int, default=3)
     parser.add_argument("--k", type=int, default=3)
     parser.add_argument("--mode", default="likelihood", choices=["choice", "likelihood"])

@@ -230,10 +230,13 @@ def score_judge(comparisons: pa.Table, verdicts: pa.Table, spec: DatasetSpec, ju
     panel = [judge] if spec.panel == "self" else spec.panel
     table = panel_annotations(verdicts, judge, comparisons=comparisons, panel=panel,
                               variants=spec.variants, source=spec.name)
-    table = table.filter(pa.array(usable(table)))
+    # the split is drawn over every comparison (not only this judge's usable ones), so all
+    # judges of a cascade share one fit / evaluation split
     ids = np.asarray(table.column("id").to_pylist(), dtype=object)
     groups = np.asarray(table.column("group").to_pylist(), dtype=object)
     is_fit = fit_mask(ids, groups, spec.split_by, config.fit_fraction, config.seed + split)
+    keep = usable(table)
+    table, ids, groups, is_fit = table.filter(pa.array(keep)), ids[keep], groups[keep], is_fit[keep]
     table = table.set_column(table.column_names.index("split"), "split",
                              pa.array(np.where(is_fit, "fit", "evaluation").tolist(), pa.string()))
     evaluation = table.filter(pa.array(~is_fit))

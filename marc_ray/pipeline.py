@@ -36,6 +36,7 @@ from .contracts import (Certificate, ContractError, check_pool_disjoint, file_ha
                         write_text_atomic)
 
 STAGES = ("prepare", "annotate", "fit", "score", "calibrate", "report")
+STREAMING_BLOCK_BYTES = 8 * 1024  # annotate results reach the driver in small blocks (resume)
 CALIBRATION_SAMPLE = 10_000  # calibration confidences stored in the certificate for drift checks
 
 
@@ -134,13 +135,11 @@ def ensure_ray(config: PipelineConfig) -> None:
 
     if ray.is_initialized():
         return
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled") if not (config.ray.address or
-                                                               os.environ.get("RAY_ADDRESS")) else None
-    if config.ray.address:
-        ray.init(address=config.ray.address, log_to_driver=False)
-    elif os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=False)
+    address = config.ray.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False)
     else:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local cluster needs no token
         ray.init(num_cpus=config.ray.num_cpus, include_dashboard=False, log_to_driver=False)
 
 
@@ -207,9 +206,23 @@ def annotate_judge(config: PipelineConfig, judge) -> dict:
     """Run the annotate job for one judge (it resumes finished shards by itself)."""
     from .annotate.job import annotate
 
-    if judge.engine != "replay":
+    if judge.engine == "replay":
+        summary = annotate(judge)
+    else:
+        import ray
+
         ensure_ray(config)
-    summary = annotate(judge)
+        # Ray Data packs map outputs into blocks of up to 128 MiB, so the tiny result rows of a
+        # whole run would reach the driver in one piece and every shard would be written at the
+        # very end: an interruption would lose them all. Small blocks stream results back batch
+        # by batch, so each shard is written as soon as its runs are in (what resume relies on).
+        context = ray.data.DataContext.get_current()
+        previous = context.target_max_block_size
+        context.target_max_block_size = STREAMING_BLOCK_BYTES
+        try:
+            summary = annotate(judge)
+        finally:
+            context.target_max_block_size = previous
     return {"items": summary.n_items, "shards written": len(summary.shards_written),
             "shards resumed": len(summary.shards_skipped)}
 
@@ -227,15 +240,19 @@ def fit_judge(config: PipelineConfig, judge, folder: str) -> dict:
     if fit_config.backend == "ray":
         ensure_ray(config)
     annotations = read_annotations(judge)
+    details = {}
     if config.fit_settings.tune:
         from .fit import tune_margin
 
         ensure_ray(config)
-        best = tune_margin(annotations, fit_config, **config.fit_settings.tune_options)
-        fit_config = best if not isinstance(best, tuple) else best[0]
-    model = MarcConfidence(fit_config).fit(annotations, source=judge.output)
+        outcome = tune_margin(annotations, fit_config, refit=True, **config.fit_settings.tune_options)
+        model = outcome.model or MarcConfidence(outcome.best_config).fit(annotations, source=judge.output)
+        details["tuned trials"] = len(outcome.trials)
+    else:
+        model = MarcConfidence(fit_config).fit(annotations, source=judge.output)
     model.save(folder)
-    return {"n_train": model.n_train_, "n_valid": model.n_valid_, "gamma": round(model.gamma_, 4)}
+    return {"n_train": model.n_train_, "n_valid": model.n_valid_, "gamma": round(model.gamma_, 4),
+            **details}
 
 
 def score_judge(config: PipelineConfig, judge, model_folder: str | None, out_path: str) -> dict:

@@ -118,7 +118,8 @@ class TransformersEngine:
         """Token ids of a non-initial part (as ``encode_parts`` tokenises it), memoised."""
         ids = self._tokens.get(text)
         if ids is None:
-            ids = encode_parts(self.tokenizer_, ["", text])[0] if text else []
+            # encode_parts tokenises every part after the first like this (no special tokens)
+            ids = self.tokenizer_(text, add_special_tokens=False)["input_ids"] if text else []
             if len(self._tokens) > 50_000:
                 self._tokens.clear()
             self._tokens[text] = ids

@@ -21,7 +21,9 @@ log-probability of every prompt token) and takes the mean over the continuation'
 two halves of a run are paired again and P(first) = sigmoid(β·ΔLL). vLLM does not *read* its
 prefix cache for requests that ask for prompt log-probabilities (a cached position has no
 logits), so prefix caching speeds up choice mode only; the transformers engine reuses the
-shared prefix in both modes.
+shared prefix in both modes. One stage serves one mode (the two modes' sampling parameters have
+different keys, and Ray Data's Arrow round trip turns a key that is missing in some rows into a
+float).
 
 Device settings are the only difference between GPU and CPU (``engine_settings``): on CPU the
 engine runs in float32, eagerly, with a 1 GiB KV cache, in a placement group of one CPU bundle
@@ -35,6 +37,7 @@ import functools
 import math
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Sequence
 
 from .engine import (RunResult, encode_parts, label_token_ids, p_first_from_label_probs,
@@ -121,8 +124,23 @@ def engine_settings(gpu: bool, *, dtype: str = "auto", max_model_len: int | None
     return settings
 
 
+VLLM_OPTIONS = {
+    "max_model_len": "tokens per sequence; None = the model's limit",
+    "max_concurrent_batches": "batches in flight per engine replica (default 4)",
+    "cpu_kv_cache_gib": "CPU only: KV cache size in GiB (default 1)",
+    "log_engine_metrics": "export vLLM metrics to Ray's Prometheus endpoint (needs ray.serve)",
+    "engine_kwargs": "extra vllm engine arguments, passed unchanged",
+}
+
+
 def _options(config) -> dict:
-    return dict(getattr(config, "engine_options", None) or {})
+    """``config.engine_options``, checked against :data:`VLLM_OPTIONS`."""
+    options = dict(getattr(config, "engine_options", None) or {})
+    unknown = sorted(set(options) - set(VLLM_OPTIONS))
+    if unknown:
+        raise ValueError(f"vllm engine: unknown engine_options {unknown}; known: "
+                         f"{sorted(VLLM_OPTIONS)}")
+    return options
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,14 +316,15 @@ class VllmEngine:
 
     def load(self) -> "VllmEngine":
         """Start the engine (20-60 s on CPU); returns self."""
-        from vllm import LLM
-
         from .models import materialize_model
 
+        _options(SimpleNamespace(engine_options=self.options))  # bad options: fail before vllm
         self.model_path_ = materialize_model(self.model)
         gpu = use_gpu(self.device)
         for name, value in engine_env(gpu, self.options).items():
             os.environ.setdefault(name, value)  # read by the engine process it spawns
+        from vllm import LLM  # imported after the environment is set
+
         self.llm_ = LLM(model=self.model_path_,
                         **engine_settings(gpu, dtype=self.dtype, max_model_len=self.max_model_len,
                                           options=self.options))

@@ -112,8 +112,8 @@ def benchmark(args) -> int:
         config.n_repetitions = args.repetitions
         config.check()
     out = args.out or config.output
-    command = "marc-ray benchmark " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["benchmark"] else
-                                                [args.config])
+    command = f"marc-ray benchmark {args.config}" + (f" --out {args.out}" if args.out else "") \
+        + (f" --repetitions {args.repetitions}" if args.repetitions is not None else "")
     results = run_benchmark(config, log=lambda line: print(line, file=sys.stderr))
     paths = write_outputs(results, config, out, command)
     below = [r for r in results["validity"] if not r["meets_guarantee"] and r["design"] == "population"]

@@ -68,6 +68,8 @@ def item_id(subset: str, position: int) -> str:
 def load_llmbar(path: str | Path | None = None, subsets: Sequence[str] | None = None) -> pa.Table:
     """LLMBar in the comparison contract (885 rows with every subset).
 
+    Source, license and label policy: the docstring of :mod:`marc_ray.datasets.llmbar`.
+
     Parameters
     ----------
     path : str or Path, optional

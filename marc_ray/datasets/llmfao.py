@@ -48,6 +48,8 @@ def item_id(pair_id) -> str:
 def load_llmfao(path: str | Path | None = None) -> pa.Table:
     """LLMFAO's crowd-annotated pairs in the comparison contract (2,139 rows).
 
+    Source, license and label policy: the docstring of :mod:`marc_ray.datasets.llmfao`.
+
     Parameters
     ----------
     path : str or Path, optional

@@ -54,6 +54,8 @@ def item_id(idx) -> str:
 def load_pandalm(path: str | Path | None = None) -> pa.Table:
     """The PandaLM test set in the comparison contract (999 rows, ``human_votes`` of 3).
 
+    Source, license and label policy: the docstring of :mod:`marc_ray.datasets.pandalm`.
+
     Parameters
     ----------
     path : str or Path, optional

@@ -77,11 +77,15 @@ def load_checkpoint(folder: str, model: ConfidenceMLP, optimizer: torch.optim.Op
 # The loop
 # ---------------------------------------------------------------------------------------------
 
-def _all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum over DDP ranks (a no-op when training alone)."""
+def _all_reduce_sum(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Sum over DDP ranks (a no-op when training alone); the result is on the CPU.
+
+    The reduction runs on the model's device: NCCL (GPU workers) reduces only CUDA tensors.
+    """
     if torch.distributed.is_available() and torch.distributed.is_initialized():
+        tensor = tensor.to(device)
         torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
-    return tensor
+    return tensor.cpu()
 
 
 def _generator(config: FitConfig, epoch: int, rank: int, stream: int) -> torch.Generator:
@@ -117,6 +121,7 @@ def run_epochs(config: FitConfig, model: torch.nn.Module, base: ConfidenceMLP,
         raise RuntimeError(f"rank {rank}'s shard has {len(agree_index)} agreement and "
                            f"{len(disagree_index)} disagreement cases: too few to form pairs; "
                            "use fewer workers or more data")
+    device = train["features"].device
     grid = margin_grid(config.margin_min, config.margin_max, config.margin_grid_size)
     local_step_pairs = max(1, math.ceil(config.pairs_per_step / world_size))
     local_eval_pairs = max(1, math.ceil(config.n_pairs / world_size))
@@ -146,7 +151,7 @@ def run_epochs(config: FitConfig, model: torch.nn.Module, base: ConfidenceMLP,
             loss.backward()
             optimizer.step()
             loss_sum += torch.tensor([float(loss.detach()), 1.0], dtype=torch.float64)
-        _all_reduce_sum(loss_sum)
+        loss_sum = _all_reduce_sum(loss_sum, device)
         # (γ) the line search on the bound's right-hand side, over the epoch's evaluation pairs
         model.eval()
         with torch.no_grad():
@@ -157,7 +162,7 @@ def run_epochs(config: FitConfig, model: torch.nn.Module, base: ConfidenceMLP,
             candidates = torch.as_tensor(grid if is_marc else np.array([gamma]))
             counts = torch.cat([(differences[:, None] < candidates[None, :]).sum(0).double(),
                                 torch.tensor([float(len(differences))], dtype=torch.float64)])
-            _all_reduce_sum(counts)
+            counts = _all_reduce_sum(counts, device)
             weights = [w.detach().cpu().numpy() for w in base.weight_matrices()]
             terms = best_margin((counts[:-1] / counts[-1]).numpy(), candidates.numpy(), weights,
                                 int(counts[-1]), config.delta_prime)
@@ -213,7 +218,11 @@ def fit_local(config: FitConfig, train: Arrays, valid: Arrays, *, checkpoint_dir
     state : dict (epoch, gamma, bound, history)
     """
     torch.set_num_threads(config.torch_threads)
+    if config.use_gpu and not torch.cuda.is_available():
+        raise ValueError("use_gpu=True but torch sees no CUDA device; set use_gpu=False")
+    device = torch.device("cuda" if config.use_gpu else "cpu")
     model, optimizer = new_model(config, train.features.shape[1])
+    model.to(device)  # in place: the optimizer keeps the same parameters
     state = None
     if resume and checkpoint_dir and os.path.exists(os.path.join(checkpoint_dir, "state.json")):
         state = load_checkpoint(checkpoint_dir, model, optimizer)
@@ -228,9 +237,9 @@ def fit_local(config: FitConfig, train: Arrays, valid: Arrays, *, checkpoint_dir
         if report is not None:
             report(metrics)
 
-    state = run_epochs(config, model, model, optimizer, tensors(train), tensors(valid), on_epoch,
-                       state=state)
-    return model.eval(), state
+    state = run_epochs(config, model, model, optimizer, tensors(train, device),
+                       tensors(valid, device), on_epoch, state=state)
+    return model.cpu().eval(), state
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,6 +290,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
         marker = loop_config.get("fail_marker")
         if rank == 0 and epoch == loop_config.get("fail_at_epoch") and marker \
                 and not os.path.exists(marker):
+            # wait until Train has registered the reports so far (they are processed
+            # asynchronously), so the restart deterministically finds the last checkpoint
+            ray.train.get_all_reported_checkpoints(timeout_s=60)
             with open(marker, "w", encoding="utf-8") as stream:
                 stream.write(f"worker crashed at epoch {epoch}\n")
             os._exit(1)  # a hard crash: no exception handling, the process is gone

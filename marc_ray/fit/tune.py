@@ -120,7 +120,10 @@ def tune_margin(annotations, config: FitConfig | None = None, *, search_space: d
 
     config = config or FitConfig()
     space = default_search_space() if search_space is None else dict(search_space)
-    config.replace(**{k: getattr(config, k) for k in space})  # unknown keys fail here, not in a trial
+    unknown = sorted(set(space) - set(config.to_dict()))
+    if unknown:  # fail here, not inside every trial
+        raise ValueError(f"unknown FitConfig keys {unknown} in the search space; known keys: "
+                         f"{sorted(config.to_dict())}")
     data = prepare(annotations, config)
     base = config.to_dict()
     if trainer == "local":

@@ -77,7 +77,7 @@ def compare_measures(score_path: str, measures: list[str], certificate: Certific
     """Held-out AUROC, ranking risk and AURC of each confidence measure (first judge), and the
     coverage each would get if certified with the same α, δ and grid on the calibration split."""
     from ..calibrate.calibrator import SelectiveCalibrator
-    from ..calibrate.grid import ThresholdGrid
+    from ..calibrate.grid import ThresholdGrid, quantile_grid
     from ..calibrate.metrics import aurc, auroc
 
     table = read_table(score_path)
@@ -87,8 +87,6 @@ def compare_measures(score_path: str, measures: list[str], certificate: Certific
     pred = np.array(table.column("pred").to_pylist(), dtype=object)
     has_verdict = np.isin(pred, ["a", "b"])
     grid_record = certificate.grid
-    # the certificate's grid was fixed (or drawn from the training split) before calibration
-    grid = ThresholdGrid(grid_record["values"], kind="fixed")
     out = {}
     for measure in measures:
         if measure not in table.column_names:
@@ -103,6 +101,13 @@ def compare_measures(score_path: str, measures: list[str], certificate: Certific
             entry["ranking_risk"] = 1 - entry["auroc"] if math.isfinite(entry["auroc"]) else math.nan
             entry["aurc"] = aurc(values[test][kept], agree)
         cal = usable & (splits == "calibration")
+        # each measure gets a grid of the certificate's kind on its own scale: the same fixed
+        # grid, or quantiles of its own training-split scores (both data-independent)
+        train = usable & (splits == "train")
+        if grid_record.get("kind") == "quantile" and train.any():
+            grid = quantile_grid(values[train], int(grid_record.get("n_points", 100)))
+        else:
+            grid = ThresholdGrid(grid_record["values"], kind="fixed")
         try:
             calibrator = SelectiveCalibrator(alpha=certificate.alpha, delta=certificate.stages[0].get(
                 "delta", certificate.delta), grid=grid, procedure=certificate.procedure,

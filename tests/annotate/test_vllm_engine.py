@@ -148,6 +148,8 @@ def test_cpu_and_gpu_settings_differ_only_in_device_settings():
     assert gpu["dtype"] == "auto" and "enforce_eager" not in gpu
     extra = engine_settings(False, options={"engine_kwargs": {"max_num_seqs": 4}})
     assert extra["max_num_seqs"] == 4
+    with pytest.raises(ValueError, match=r"unknown engine_options \['gpu_mem'\]; known:"):
+        VllmEngine("smollm2", options={"gpu_mem": 0.5}).load()
 
 
 # ---- the real vLLM CPU build ------------------------------------------------------------------

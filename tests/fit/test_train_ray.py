@@ -21,8 +21,7 @@ def test_killed_worker_resumes_from_checkpoint_and_finishes(ray_local, trap_tabl
     epochs = [h["epoch"] for h in model.history_]
     assert epochs == [0, 1, 2, 3]                               # ... and every epoch finished
     resumed = [h["resumed_from"] for h in model.history_]
-    assert resumed[0] == -1 and resumed[-1] in (0, 1)           # the rest ran from a checkpoint
-    assert resumed[2] == resumed[-1]
+    assert resumed == [-1, -1, 1, 1]            # epochs 2-3 ran after a restart from epoch 1's checkpoint
     assert all(math.isfinite(v) for v in model.bound_.values())
     scores = model.score(trap_table)
     assert np.isfinite(scores).all() and scores.std() > 0.01

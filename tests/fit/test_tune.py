@@ -11,7 +11,7 @@ from marc_ray.fit import FitConfig, tune_margin
 def test_tiny_sweep_selects_and_refits(ray_local, trap_table, tmp_path):
     from ray import tune
 
-    config = FitConfig(epochs=3, n_pairs=500)
+    config = FitConfig(epochs=2, n_pairs=500)
     space = {"margin_init": tune.grid_search([0.05, 0.5]), "temperature": 0.1}
     outcome = tune_margin(trap_table, config, search_space=space, num_samples=1, select="bound",
                           grace_period=1, storage_path=str(tmp_path / "tune"), name="tiny")
@@ -19,7 +19,7 @@ def test_tiny_sweep_selects_and_refits(ray_local, trap_table, tmp_path):
     bounds = [t["metrics"]["bound_bound"] for t in outcome.trials]
     assert outcome.best_metrics["bound_bound"] == pytest.approx(min(bounds))
     assert outcome.best_config.margin_init in (0.05, 0.5)
-    assert outcome.best_config.epochs == 3 and math.isfinite(outcome.model.bound_["bound"])
+    assert outcome.best_config.epochs == 2 and math.isfinite(outcome.model.bound_["bound"])
 
 
 def test_bad_sweep_arguments_are_refused(trap_table):

@@ -1,0 +1,130 @@
+"""The reduced demo end to end, interrupted during annotate and resumed; the report's numbers
+are checked against the certificate and the scored files.
+
+One pipeline run serves every test of this module (it is the expensive part: ~1-2 minutes on
+2 cores with the real SmolLM2 judge).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from marc_ray.contracts import Certificate, agreement
+
+REPO = Path(__file__).resolve().parents[2]
+JUDGE = "SmolLM2-135M-Instruct"
+pytestmark = pytest.mark.slow
+
+
+def marc_ray(*args: str) -> list[str]:
+    return [sys.executable, "-m", "marc_ray.cli", *args]
+
+
+def environment() -> dict:
+    return dict(os.environ, PYTHONPATH=str(REPO), RAY_AUTH_MODE="disabled",
+                TOKENIZERS_PARALLELISM="false")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Start `marc-ray run`, interrupt it once the first annotation shard exists, rerun it."""
+    run_dir = tmp_path_factory.mktemp("ci_demo") / "run"
+    shards = run_dir / "annotate" / JUDGE
+    command = marc_ray("run", str(REPO / "configs" / "ci_demo.yaml"), "--out", str(run_dir))
+    first = subprocess.Popen(command, cwd=REPO, env=environment(), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 400
+    while not glob.glob(str(shards / "part-*.parquet")):
+        if first.poll() is not None or time.monotonic() > deadline:
+            first.kill()
+            pytest.fail("no shard appeared before the run ended:\n" + first.stdout.read()[-3000:])
+        time.sleep(0.2)
+    first.send_signal(signal.SIGINT)  # Ctrl-C: finished shards stay, the run stops
+    try:
+        log = first.communicate(timeout=120)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(first.pid, signal.SIGKILL)
+        pytest.fail("marc-ray run did not stop on SIGINT")
+    kept = {path: (os.stat(path).st_mtime_ns, open(path, "rb").read())
+            for path in glob.glob(str(shards / "part-*.parquet"))}
+    second = subprocess.run(command, cwd=REPO, env=environment(), capture_output=True, text=True,
+                            timeout=600)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    return {"dir": run_dir, "first_code": first.returncode, "first_log": log, "kept": kept,
+            "second_log": second.stdout + second.stderr}
+
+
+def test_interrupted_run_resumes_without_recomputing(run):
+    assert run["first_code"] != 0  # it was interrupted, not finished
+    assert "interrupted" in run["first_log"] or run["first_code"] in (130, -signal.SIGINT)
+    assert run["kept"], "the interrupted run kept no finished shard"
+    for path, (mtime, content) in run["kept"].items():
+        assert os.stat(path).st_mtime_ns == mtime and open(path, "rb").read() == content
+    manifest = json.loads((run["dir"] / "manifests" / f"annotate-{JUDGE}.json").read_text())
+    assert manifest["details"]["shards resumed"] == len(run["kept"])
+    shards = pq.read_table(run["dir"] / "annotate" / JUDGE)
+    comparisons = pq.read_table(run["dir"] / "data" / "comparisons.parquet")
+    assert sorted(shards.column("id").to_pylist()) == sorted(comparisons.column("id").to_pylist())
+
+
+def test_every_stage_left_its_outputs(run):
+    run_dir = run["dir"]
+    for stage in ("prepare", f"annotate-{JUDGE}", f"fit-{JUDGE}", f"score-{JUDGE}", "calibrate", "report"):
+        assert (run_dir / "manifests" / f"{stage}.json").is_file(), stage
+    for path in ("fit/%s/model.safetensors" % JUDGE, "report/report.html", "report/report.md",
+                 "report/report.json", "report/certificate.json", "calibrate/certificate.json"):
+        assert (run_dir / path).is_file(), path
+    for stage in ("fit", "score", "calibrate", "report"):
+        assert f"{stage}" in run["second_log"]
+
+
+def test_report_numbers_match_the_certificate(run):
+    run_dir = run["dir"]
+    certificate = Certificate.read(run_dir / "calibrate" / "certificate.json")
+    report = json.loads((run_dir / "report" / "report.json").read_text())
+    assert report["certificate"]["stages"] == certificate.to_dict()["stages"]
+    stage = certificate.stages[0]
+    assert stage["confidence"] == "conf_marc" and certificate.alpha == 0.25
+    # recompute n, k and coverage at lambda-hat from the scored calibration items
+    scores = pq.read_table(run_dir / "score" / f"{JUDGE}.parquet").to_pydict()
+    split = np.array(scores["split"], dtype=object)
+    cal = split == "calibration"
+    confidence = np.array(scores["conf_marc"], dtype=float)[cal]
+    pred = np.array(scores["pred"], dtype=object)[cal]
+    human = np.array(scores["human_label"], dtype=object)[cal]
+    assert certificate.n_calibration == cal.sum()
+    threshold = float(stage["threshold"])
+    accepted = confidence >= threshold
+    agree, kept = agreement(pred, human, certificate.tie_policy)
+    assert stage["n"] == int(accepted[kept].sum())
+    assert stage["k"] == int((accepted[kept] & ~agree).sum())
+    assert certificate.coverage == pytest.approx(accepted.mean())
+    assert all(check["match"] for check in report["consistency"])
+    headline = report["guarantee"]["headline"]
+    page = (run_dir / "report" / "report.html").read_text()
+    assert headline in page.replace("&#x27;", "'")
+    if np.isfinite(threshold):
+        assert "at least 75% of the time, with 80% confidence" in headline
+    else:
+        assert headline.startswith("No threshold passed")
+    assert "SmolLM2-135M-Instruct (135 million parameters" in page  # the tiny-judge disclaimer
+
+
+def test_rerun_skips_every_stage(run):
+    result = subprocess.run(marc_ray("run", str(REPO / "configs" / "ci_demo.yaml"), "--out",
+                                     str(run["dir"])), cwd=REPO, env=environment(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("[")]
+    assert len(lines) == 6 and all("skipped" in line for line in lines), lines

@@ -1,0 +1,112 @@
+"""apply: verdict or escalate per item with the deciding judge, and the drift check."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from marc_ray.apply import ESCALATE, apply_certificate, route
+from marc_ray.cli import main
+from marc_ray.contracts import ContractError, write_table_atomic
+
+from report_toys import toy_items
+
+
+def scored_table(confidence, pred, human=None, column="conf_marc", judge=None, prefix="new"):
+    data = {"id": [f"{prefix}-{i}" for i in range(len(confidence))], "pred": list(pred),
+            column: np.asarray(confidence, dtype=float)}
+    if human is not None:
+        data["human_label"] = list(human)
+    if judge is not None:
+        data["judge"] = [judge] * len(confidence)
+    return pa.table(data)
+
+
+def test_route_single_judge(single):
+    certificate, _ = single
+    threshold = certificate.stages[0]["threshold"]
+    confidence = np.array([[threshold], [threshold - 1e-9], [np.nan], [1.0], [1.0]])
+    pred = np.array([["a"], ["b"], ["a"], [None], ["b"]], dtype=object)
+    routing = route(certificate, confidence, pred)
+    assert routing.stage.tolist() == [0, -1, -1, -1, 0]  # at lambda-hat: accepted; NaN / no verdict: never
+    assert routing.verdict.tolist() == ["a", ESCALATE, ESCALATE, ESCALATE, "b"]
+    with pytest.raises(ValueError, match=r"must both be \(n_items, 1\)"):
+        route(certificate, np.ones((3, 2)), np.full((3, 2), "a", dtype=object))
+
+
+def test_abstaining_certificate_escalates_everything(abstaining):
+    certificate, (confidence, pred, _) = abstaining
+    routing = route(certificate, confidence[:, None], pred[:, None])
+    assert (routing.stage == -1).all() and set(routing.verdict) == {ESCALATE}
+
+
+def test_route_cascade_takes_the_first_confident_judge(cascade):
+    certificate, _, _ = cascade
+    t_small, t_large = (float(s["threshold"]) for s in certificate.stages)
+    assert np.isfinite(t_small) and np.isfinite(t_large)
+    confidence = np.array([[t_small, 1.0], [t_small - 1e-6, t_large], [0.0, t_large - 1e-6]])
+    pred = np.array([["a", "b"], ["a", "b"], ["a", "b"]], dtype=object)
+    routing = route(certificate, confidence, pred)
+    assert routing.stage.tolist() == [0, 1, -1]
+    assert routing.verdict.tolist() == ["a", "b", ESCALATE]
+
+
+def test_apply_certificate_with_drift(single):
+    certificate, _ = single
+    threshold = certificate.stages[0]["threshold"]
+    confidence, pred, _ = toy_items(300, seed=7)
+    decisions, summary = apply_certificate(certificate, scored_table(confidence, pred))
+    accepted = confidence >= threshold
+    assert decisions.column("verdict").to_pylist() == [p if a else ESCALATE for p, a in zip(pred, accepted)]
+    assert decisions.column("decided_by").to_pylist() == ["toy-judge" if a else None for a in accepted]
+    assert summary["coverage"] == pytest.approx(accepted.mean())
+    assert summary["by_stage"] == {"toy-judge": int(accepted.sum())}
+    assert not summary["drift"]["toy-judge"]["fired"]
+    shifted, pred2, _ = toy_items(300, seed=8, shift=-0.25)
+    _, drifted = apply_certificate(certificate, scored_table(shifted, pred2))
+    assert drifted["drift"]["toy-judge"]["fired"]
+    assert "WARNING" in drifted["drift"]["toy-judge"]["message"]
+
+
+def test_apply_long_format_cascade(cascade):
+    certificate, stages, _ = cascade
+    tables = [scored_table(conf, pred, judge=name) for name, conf, pred in stages]
+    table = pa.concat_tables(tables)
+    decisions, summary = apply_certificate(certificate, table)
+    confidence = np.stack([s[1] for s in stages], axis=1)
+    pred = np.stack([s[2] for s in stages], axis=1)
+    expected = route(certificate, confidence, pred)
+    assert decisions.column("stage").to_pylist() == expected.stage.tolist()
+    assert sum(summary["by_stage"].values()) + summary["escalated"] == len(stages[0][1])
+
+
+def test_apply_errors_name_the_problem(single, cascade):
+    certificate, _ = single
+    with pytest.raises(ContractError, match=r"field 'conf_marc'.*missing the confidence column"):
+        apply_certificate(certificate, scored_table([0.9], ["a"], column="conf_other"))
+    cascade_certificate, stages, _ = cascade
+    only_small = scored_table(stages[0][1], stages[0][2], judge="small")
+    other = scored_table([0.9], ["a"], judge="tiny", prefix="x")
+    with pytest.raises(ContractError, match=r"no rows for judge 'large'"):
+        apply_certificate(cascade_certificate, pa.concat_tables([only_small, other]))
+
+
+def test_apply_cli(single, tmp_path, capsys):
+    certificate, _ = single
+    certificate.write(tmp_path / "certificate.json")
+    confidence, pred, _ = toy_items(50, seed=9)
+    write_table_atomic(scored_table(confidence, pred), tmp_path / "new.parquet")
+    assert main(["apply", str(tmp_path / "certificate.json"), str(tmp_path / "new.parquet"),
+                 "--out", str(tmp_path / "out")]) == 0
+    decisions = pq.read_table(tmp_path / "out" / "decisions.parquet")
+    assert decisions.num_rows == 50
+    summary = json.loads((tmp_path / "out" / "apply_summary.json").read_text())
+    assert summary["n"] == 50 and "drift" in summary
+    assert "decided" in capsys.readouterr().out
+    assert main(["apply", str(tmp_path / "missing.json"), str(tmp_path / "new.parquet"),
+                 "--out", str(tmp_path / "o2")]) == 2
+    assert "no such file" in capsys.readouterr().err
