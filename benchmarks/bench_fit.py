@@ -9,6 +9,8 @@
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_fit.py            # ~2-4 min on 2 cores
     PYTHONPATH=. .venv/bin/python benchmarks/bench_fit.py --smoke-test
+    PYTHONPATH=. taskset -c 0 python benchmarks/bench_fit.py --loss-only   # part 1, pinned
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_fit.py --measures 3     # four measures, generated data
 """
 
 from __future__ import annotations
@@ -58,12 +60,33 @@ def loss_throughput(pairs_per_step: int, seconds: float, seed: int = 0) -> tuple
     return rates[0], rates[1]
 
 
+def measures_table(seeds: int, items: int) -> None:
+    """Held-out ranking risk of the four measures on generated trap data (MARC's full shape)."""
+    from marc_ray.fit.baselines import compare_measures
+
+    print(f"## Held-out ranking risk on generated data with traps ({items} items, 5x31x2 runs, "
+          f"MARC defaults; test split = 20%)\n")
+    print("| seed | predictive | simulated | vanilla | MARC |")
+    print("|---|---|---|---|---|")
+    for seed in range(seeds):
+        table = trap_annotations(items, layout=all_subsets_layout(5, 5), seed=seed)
+        rows = {r["measure"]: r for r in compare_measures(table, FitConfig(random_state=seed))}
+        print(f"| {seed} | " + " | ".join(f"{rows[m]['ranking_risk']:.3f}" for m in
+                                         ("predictive", "simulated", "vanilla", "marc")) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke-test", action="store_true", help="tiny sizes, a few seconds each")
     parser.add_argument("--items", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--loss-only", action="store_true", help="only part 1 (needs no Ray)")
+    parser.add_argument("--measures", type=int, default=0, metavar="SEEDS",
+                        help="only the four-measure table on generated data, over SEEDS seeds")
     args = parser.parse_args()
+    if args.measures:
+        measures_table(args.measures, 1500)
+        return
     seconds = 1.0 if args.smoke_test else 5.0
     items, epochs = (200, 2) if args.smoke_test else (args.items, args.epochs)
 
@@ -73,6 +96,10 @@ def main() -> None:
     for pairs in (250, 5000):
         train_rate, loss_rate = loss_throughput(pairs, seconds)
         print(f"| {pairs} | {train_rate:,.0f} | {loss_rate:,.0f} |")
+    if args.loss_only:
+        print(f"\nload average: {os.getloadavg()[0]:.1f} (1 min) on {os.cpu_count()} CPUs; "
+              f"torch {torch.__version__}")
+        return
 
     import ray
 

@@ -24,15 +24,14 @@ from marc_ray.contracts import read_table, validate_annotations
 
 def smoke_data(folder: str) -> dict:
     """Arithmetic items a 135M model ranks well; the pool is disjoint from them by id."""
-    def rows(prefix, start, n, label_key):
+    def rows(prefix, start, n):
         for i in range(start, start + n):
             right, wrong = str(i + 7), str(i + 9)
             yield {"id": f"{prefix}{i}", "instruction": f"What is {i} + 7?",
                    "response_a": right if i % 2 else wrong, "response_b": wrong if i % 2 else right,
-                   label_key: "a" if i % 2 else "b"}
+                   "human_label": "a" if i % 2 else "b"}
     paths = {"input": os.path.join(folder, "items.jsonl"), "pool": os.path.join(folder, "pool.jsonl")}
-    for key, source in (("input", rows("item-", 0, 12, "human_label")),
-                        ("pool", rows("pool-", 100, 6, "human_label"))):
+    for key, source in (("input", rows("item-", 0, 12)), ("pool", rows("pool-", 100, 6))):
         with open(paths[key], "w", encoding="utf-8") as stream:
             stream.writelines(json.dumps(row) + "\n" for row in source)
     return dict(paths, output=os.path.join(folder, "annotations"), n_annotators=2, k_shots=2,

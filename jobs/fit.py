@@ -1,6 +1,6 @@
 """Ray job: train the MARC confidence model on Ray Train and save it.
 
-    ray job submit --working-dir . --runtime-env jobs/fit_runtime_env.yaml -- \
+    ray job submit --working-dir . --runtime-env jobs/fit.runtime_env.yaml -- \
         python jobs/fit.py ANNOTATIONS --out MODEL_DIR --num-workers 4 [--use-gpu]
     python jobs/fit.py --smoke-test        # a tiny local cluster and generated data
 

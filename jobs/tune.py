@@ -1,6 +1,6 @@
 """Ray job: the margin sweep on Ray Tune (ASHA), then refit and save the best model.
 
-    ray job submit --working-dir . --runtime-env jobs/tune_runtime_env.yaml -- \
+    ray job submit --working-dir . --runtime-env jobs/tune.runtime_env.yaml -- \
         python jobs/tune.py ANNOTATIONS --out MODEL_DIR --num-samples 16 --select bound
     python jobs/tune.py --smoke-test       # a tiny local cluster, generated data, 2 trials
 

@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
-from .config import LEARNED_MEASURES, PipelineConfig, judge_name
+from .config import PipelineConfig, judge_name
 from .contracts import (Certificate, ContractError, check_pool_disjoint, file_hash, read_table,
                         table_hash, validate_comparisons, write_json_atomic, write_table_atomic,
                         write_text_atomic)
@@ -423,7 +423,3 @@ def run_pipeline(config: PipelineConfig, *, command: str | None = None, stream=N
     return {"run_dir": run_dir, "certificate": certificate_path,
             "report": os.path.join(report_dir, "report.html"), "ran": ran,
             "wall_s": round(time.perf_counter() - progress.started, 2)}
-
-
-def uses_learned_confidence(config: PipelineConfig) -> bool:
-    return config.calibrate.confidence in LEARNED_MEASURES

@@ -229,8 +229,6 @@ def annotate(config: AnnotateConfig) -> AnnotateSummary:
     """
     start = time.perf_counter()
     if config.validate().engine == "replay":
-        from .replay import replay_annotations  # noqa: F401  (fails early if absent)
-
         return _replay(config, start)
     plan = prepare(config)
     done = check_output(plan)

@@ -84,8 +84,9 @@ class FitConfig:
         _choice("tie_policy", self.tie_policy, TIE_POLICIES)
         _choice("backend", self.backend, BACKENDS)
         object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
-        object.__setattr__(self, "train_splits", tuple(self.train_splits))
-        object.__setattr__(self, "valid_splits", tuple(self.valid_splits))
+        for name in ("train_splits", "valid_splits"):  # one name alone means that one split
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
         if not self.hidden_sizes or min(self.hidden_sizes) < 1:
             raise ValueError(f"hidden_sizes must be positive widths, got {self.hidden_sizes!r}")
         for name in ("temperature", "learning_rate", "margin_min", "margin_max", "delta_prime"):

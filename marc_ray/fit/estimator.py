@@ -146,7 +146,14 @@ class MarcConfidence:
         """
         self._check_fitted()
         table, source = load_annotations(annotations, source)
-        features, _ = build_features(table, source, self.feature_layout_)
+        hidden = None
+        if self.config is not None and self.config.label_mode == "simulated":
+            # the model never saw its pseudo-human's runs: hide them here too (the verdict
+            # scored is still the file's own ``pred``)
+            from .labels import annotator_runs
+
+            hidden = annotator_runs(self.feature_layout_.run_layout, self.config.held_out_annotator)
+        features, _ = build_features(table, source, self.feature_layout_, hidden)
         return self.score_features(features, source)
 
     # -- persistence: safetensors + JSON, no pickle -------------------------------------------

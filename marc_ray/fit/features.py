@@ -102,7 +102,8 @@ def orient(probs: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 
 def build_features(table: pa.Table, source: str = "<annotations>",
-                   layout: FeatureLayout | None = None) -> tuple[np.ndarray, FeatureLayout]:
+                   layout: FeatureLayout | None = None,
+                   hidden_runs: np.ndarray | None = None) -> tuple[np.ndarray, FeatureLayout]:
     """The feature matrix of an annotation table.
 
     Parameters
@@ -113,6 +114,9 @@ def build_features(table: pa.Table, source: str = "<annotations>",
         Named in errors (the file).
     layout : FeatureLayout, optional
         The layout a model was trained on; the table's run layout must equal it.
+    hidden_runs : ndarray of bool, shape (n_runs,), optional
+        Runs treated as missing (a model trained in simulated mode never saw its pseudo-human's
+        runs, so they are hidden when it scores real data too).
 
     Returns
     -------
@@ -136,6 +140,8 @@ def build_features(table: pa.Table, source: str = "<annotations>",
                             "features", row=int(index), field="pred",
                             hint="drop the item or re-annotate it")
     probs = _matrix(table, "probs", n, n_runs)
+    if hidden_runs is not None:
+        probs[:, np.asarray(hidden_runs, dtype=bool)] = np.nan
     present = np.isfinite(probs)
     for index in np.flatnonzero(~present.any(axis=1)):
         raise ContractError(source, "every simulated-annotator run is missing", row=int(index),

@@ -67,6 +67,15 @@ def human_labels(table: pa.Table, tie_policy: str = "drop", source: str = "<anno
     return agree, kept, soft
 
 
+def annotator_runs(layout: RunLayout, annotator: int) -> np.ndarray:
+    """Boolean mask of shape (n_runs,): the runs of simulated annotator ``annotator``."""
+    mask = np.zeros(layout.n_runs, dtype=bool)
+    for s in range(layout.n_subsets):
+        for o in range(len(layout.orders)):
+            mask[layout.run_index(annotator, s, o)] = True
+    return mask
+
+
 def simulated_view(table: pa.Table, annotator: int, source: str = "<annotations>") -> pa.Table:
     """The table with simulated annotator ``annotator`` turned into the pseudo-human.
 
@@ -89,10 +98,7 @@ def simulated_view(table: pa.Table, annotator: int, source: str = "<annotations>
         raise ContractError(source, f"held_out_annotator {annotator} is not in 0..{layout.n_annotators - 1}",
                             field="probs")
     n_orders, full = len(layout.orders), layout.full_subset_index
-    held = np.zeros(layout.n_runs, dtype=bool)
-    for s in range(layout.n_subsets):
-        for o in range(n_orders):
-            held[layout.run_index(annotator, s, o)] = True
+    held = annotator_runs(layout, annotator)
     others_full = [layout.run_index(j, full, o) for j in range(layout.n_annotators)
                    if j != annotator for o in range(n_orders)]
     mine_full = [layout.run_index(annotator, full, o) for o in range(n_orders)]

@@ -72,12 +72,17 @@ def cluster(tmp_path_factory):
 
 
 def test_pipeline_job_runs_on_a_ray_start_cluster(cluster):
-    result = subprocess.run(
-        [str(BIN / "ray"), "job", "submit", f"--address={cluster['address']}", "--working-dir", ".",
-         "--runtime-env", "jobs/pipeline.runtime_env.yaml", "--",
-         "python", "jobs/pipeline.py", "--smoke-test"],
-        cwd=REPO, env=cluster["env"], capture_output=True, text=True, timeout=500)
-    log = result.stdout + result.stderr
+    for attempt in range(30):
+        result = subprocess.run(
+            [str(BIN / "ray"), "job", "submit", f"--address={cluster['address']}", "--working-dir",
+             ".", "--runtime-env", "jobs/pipeline.runtime_env.yaml", "--",
+             "python", "jobs/pipeline.py", "--smoke-test"],
+            cwd=REPO, env=cluster["env"], capture_output=True, text=True, timeout=500)
+        log = result.stdout + result.stderr
+        # the job server answers before its agent is registered; nothing was submitted then
+        if "No available agent to submit job" not in log:
+            break
+        time.sleep(2)
     assert result.returncode == 0, log[-4000:]
     assert "succeeded" in log
     assert "[6/6] report    done" in log and "pipeline: report " in log

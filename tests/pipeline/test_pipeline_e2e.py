@@ -128,3 +128,12 @@ def test_rerun_skips_every_stage(run):
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.startswith("[")]
     assert len(lines) == 6 and all("skipped" in line for line in lines), lines
+
+
+def test_report_command_rewrites_the_report(run, tmp_path):
+    from marc_ray.cli import main
+
+    assert main(["report", str(run["dir"]), "--out", str(tmp_path / "again")]) == 0
+    again = json.loads((tmp_path / "again" / "report.json").read_text())
+    first = json.loads((run["dir"] / "report" / "report.json").read_text())
+    assert again["certificate"] == first["certificate"] and again["calibration"] == first["calibration"]

@@ -138,3 +138,10 @@ def test_written_report_is_self_contained(single, tmp_path):
     assert report["diagnostics"]["stages"][0]["drift"]["fired"] is True
     markdown = open(paths["markdown"]).read()
     assert "![" in markdown and (tmp_path / "figures" / "routing.png").stat().st_size > 5000
+
+
+def test_report_cli_needs_a_run_folder(tmp_path, capsys):
+    from marc_ray.cli import main
+
+    assert main(["report", str(tmp_path)]) == 2
+    assert "certificate.json: no such file" in capsys.readouterr().err
