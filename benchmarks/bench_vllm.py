@@ -76,6 +76,7 @@ def main() -> None:
     direct_time = time.perf_counter() - start
     direct_runs = len(runs) - len(chunks[0])
     engine.close()
+    print(f"direct: {direct_runs} runs in {direct_time:.2f} s after the warm-up chunk", flush=True)
 
     # the same runs through ray.data.llm, streamed
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)

@@ -1,7 +1,6 @@
 """Ray Train: DDP on two CPU workers, a worker killed mid-fit, resumed from its checkpoint."""
 
 import math
-import os
 
 import numpy as np
 import pytest
