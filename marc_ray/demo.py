@@ -7,8 +7,9 @@ and no network. So the project writes its own benchmark, deterministically from 
   response is right, the other wrong, in a random position. A 135M-parameter model ranks such
   pairs by likelihood (``../shared/PLATFORM.md``: SmolLM2 got 96% of them right in likelihood
   mode), so the judge is weak but not useless, which is what the machinery needs to show.
-* **Ambiguous items** (both responses right, one terse and one full; or both wrong): humans split
-  on them, so they are where judge and humans disagree for reasons no judge can fix.
+* **Ambiguous items** (one right answer in two phrasings, or two wrong sums): humans split on
+  them, so they are where judge and humans disagree for reasons no judge can fix; a sound
+  confidence is low on them, and they are what the certificate should escalate.
 * **A population of simulated annotators** with individual error rates (drawn from a Beta
   distribution: most are careful, a few are sloppy) and an individual tendency to vote "tie".
   Each item gets 3-5 votes from randomly chosen annotators; the human label is their majority.
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,16 +116,22 @@ def _fact_item(rng: np.random.Generator) -> tuple[str, str, str, str]:
 
 
 def _ambiguous_item(rng: np.random.Generator) -> tuple[str, str, str, str]:
-    """No response is verifiably better: a full and a terse right answer, or two wrong sums."""
-    if rng.random() < 0.7:
-        question, right, _, kind = [_sum_item, _capital_item, _fact_item][int(rng.integers(3))](rng)
-        # the bare answer: "Paris." for "The capital of France is Paris."
-        terse = re.split(r" is | = | has | are | says | make | boils at | with | on the ", right)[-1]
-        return question, right, terse[:1].upper() + terse[1:], kind + "-ambiguous"
-    question, _, wrong, _ = _sum_item(rng)
-    x, y = (int(v) for v in re.findall(r"\d+", question))
-    other = x + y + int(rng.choice([-3, -2, 2, 3]))
-    return question, wrong, f"{x} + {y} = {other}.", "sum-ambiguous"
+    """No response is verifiably better: one right answer in two phrasings, or two wrong sums.
+
+    Both phrasings are about equally likely under a language model, so a sound judge is unsure
+    exactly where the humans split: ambiguity should show up as low confidence, not as errors.
+    """
+    draw = rng.random()
+    if draw < 0.4:
+        country, capital = CAPITALS[int(rng.integers(len(CAPITALS)))]
+        return (f"What is the capital of {country}?", f"The capital of {country} is {capital}.",
+                f"{capital} is the capital of {country}.", "capital-ambiguous")
+    x, y = int(rng.integers(2, 60)), int(rng.integers(2, 60))
+    if draw < 0.7:
+        return (f"What is {x} + {y}?", f"{x} + {y} = {x + y}.", f"{x} plus {y} equals {x + y}.",
+                "sum-ambiguous")
+    first, second = (x + y + int(d) for d in rng.choice([-3, -2, 2, 3], size=2, replace=False))
+    return f"What is {x} + {y}?", f"{x} + {y} = {first}.", f"{x} + {y} = {second}.", "sum-ambiguous"
 
 
 def _vote(rng: np.random.Generator, truth: str | None, error_rate: float, tie_rate: float) -> str:
