@@ -77,7 +77,7 @@ def plot_threshold_scan(grid: np.ndarray, risk: np.ndarray, bound: np.ndarray, n
     axis.plot(grid, risk, color="#2874a6", label="empirical risk k / n")
     axis.axhline(alpha, color=ALPHA_COLOR, linestyle="--", linewidth=1, label=f"alpha = {alpha:g}")
     if math.isfinite(threshold):
-        axis.axvline(threshold, color=LAMBDA_COLOR, linestyle=":", label=f"lambda-hat = {threshold:.3f}")
+        axis.axvline(threshold, color=LAMBDA_COLOR, linestyle=":", label=f"lambda-hat = {threshold:.3g}")
     n = np.asarray(n)
     changing = np.flatnonzero((n > n.min()) & (n < n.max()))
     if changing.size:  # zoom on where the accepted set changes (a [0, 1] grid wastes the plot)
@@ -138,7 +138,7 @@ def plot_confidence_histograms(samples: dict[str, np.ndarray], threshold: float,
                   label=f"{name} (n = {clean.size}; escalated {escalated:.0%})")
     if math.isfinite(threshold):
         axis.axvline(threshold, color=LAMBDA_COLOR, linestyle=":", linewidth=2,
-                     label=f"lambda-hat = {threshold:.3f}")
+                     label=f"lambda-hat = {threshold:.3g}")
         axis.axvspan(low, threshold, color=ESCALATE_COLOR, alpha=0.15, label="escalated region")
     else:
         axis.text(0.5, 0.92, "no threshold passed: every item is escalated",
