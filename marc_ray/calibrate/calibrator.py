@@ -26,6 +26,7 @@ from ..contracts import ASSUMPTIONS, TIE_POLICIES, Certificate, agreement
 from .grid import ThresholdGrid, as_grid, check_grid_independent, counts_at_thresholds
 from .bounds import clopper_pearson_upper
 from .testing import PROCEDURES, check_procedure, select_thresholds, threshold_records
+from .metrics import as_confidence_and_agreement
 
 __all__ = ["SelectiveCalibrator", "CalibrationResult", "NotCalibratedError", "check_alpha",
            "check_delta", "calibrate_counts"]
@@ -262,14 +263,7 @@ class SelectiveCalibrator:
         -------
         self
         """
-        confidence = np.asarray(confidence, dtype=float).ravel()
-        agree = np.asarray(agree).ravel()
-        if agree.dtype != bool:
-            if not np.isin(agree, (0, 1)).all():
-                raise ValueError("agree must hold booleans (or 0/1)")
-            agree = agree.astype(bool)
-        if len(confidence) != len(agree):
-            raise ValueError(f"confidence ({len(confidence)}) and agree ({len(agree)}) differ in length")
+        confidence, agree = as_confidence_and_agreement(confidence, agree)
         return self._fit(confidence, agree, confidence, ids)
 
     def _fit(self, confidence, agree, all_confidence, ids) -> "SelectiveCalibrator":

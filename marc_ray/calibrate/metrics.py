@@ -27,7 +27,8 @@ __all__ = ["auroc", "ranking_risk", "risk_coverage_curve", "aurc", "reliability_
            "ReliabilityBins", "expected_calibration_error", "selective_agreement"]
 
 
-def _inputs(confidence, agree) -> tuple[np.ndarray, np.ndarray]:
+def as_confidence_and_agreement(confidence, agree) -> tuple[np.ndarray, np.ndarray]:
+    """Flat float confidences and boolean agreement flags of equal length (0/1 accepted)."""
     confidence = np.asarray(confidence, dtype=float).ravel()
     agree = np.asarray(agree).ravel()
     if agree.dtype != bool:
@@ -36,6 +37,11 @@ def _inputs(confidence, agree) -> tuple[np.ndarray, np.ndarray]:
         agree = agree.astype(bool)
     if confidence.shape != agree.shape:
         raise ValueError(f"confidence ({confidence.size}) and agree ({agree.size}) differ in length")
+    return confidence, agree
+
+
+def _inputs(confidence, agree) -> tuple[np.ndarray, np.ndarray]:
+    confidence, agree = as_confidence_and_agreement(confidence, agree)
     if confidence.size == 0:
         raise ValueError("no items")
     if not np.all(np.isfinite(confidence)):
