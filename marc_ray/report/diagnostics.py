@@ -137,8 +137,8 @@ def calibration_size(n_calibration: int, alpha: float, delta: float,
         Items in the calibration set (after the tie policy).
     alpha, delta : float
     observed_risk : float, optional
-        The disagreement rate among the items one hopes to accept (e.g. the empirical risk
-        of the most confident part of the calibration set).
+        The disagreement rate of the most confident half of the calibration set (the items
+        one hopes to accept; the messages name it so).
 
     Returns
     -------
@@ -160,11 +160,13 @@ def calibration_size(n_calibration: int, alpha: float, delta: float,
              f"are needed to certify alpha = {alpha:g} with delta = {delta:g}."]
     if needed is not None:
         if math.isinf(needed):
-            parts.append(f"The observed disagreement rate ({observed_risk:.1%}) is not below alpha, "
+            parts.append(f"The disagreement rate of the most confident half of the calibration "
+                         f"set ({observed_risk:.1%}) is not below alpha, "
                          f"so no calibration set size would certify it.")
         else:
-            parts.append(f"At the observed disagreement rate of {observed_risk:.1%}, about "
-                         f"{int(needed)} accepted items are needed.")
+            parts.append(f"At the disagreement rate of the most confident half of the "
+                         f"calibration set ({observed_risk:.1%}), about {int(needed)} accepted "
+                         f"items are needed.")
     parts.append(f"The calibration set has {n_calibration} items: "
                  + ("adequate." if adequate else "too small for this target; label more items "
                     "or relax alpha or delta."))
