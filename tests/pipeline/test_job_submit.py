@@ -46,6 +46,11 @@ def cluster(tmp_path_factory):
     temp_dir = tmp_path_factory.mktemp("ray")
     head = subprocess.Popen([str(BIN / "ray"), "start", "--head", "--block", f"--port={port}",
                              f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
+                             # the suite's own Ray cluster already holds the default agent ports
+                             f"--dashboard-agent-listen-port={free_port()}",
+                             f"--dashboard-agent-grpc-port={free_port()}",
+                             f"--runtime-env-agent-port={free_port()}",
+                             f"--metrics-export-port={free_port()}",
                              "--num-cpus=2", "--include-dashboard=true", "--disable-usage-stats",
                              f"--temp-dir={temp_dir}"],
                             env=env, cwd=REPO, start_new_session=True,
