@@ -328,7 +328,7 @@ def calibrate_run(config: PipelineConfig, judges: list, score_paths: list[str], 
                                              extra=extra)
     certificate.write(out_path)
     thresholds = [float(s["threshold"]) for s in certificate.stages]
-    return {"lambda_hat": " ".join(f"{t:.4f}" for t in thresholds),
+    return {"lambda_hat": " ".join(f"{t:.4g}" for t in thresholds),
             "coverage": round(certificate.coverage, 4), "n_calibration": certificate.n_calibration}
 
 
