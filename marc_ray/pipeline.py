@@ -36,7 +36,6 @@ from .contracts import (Certificate, ContractError, check_pool_disjoint, file_ha
                         write_text_atomic)
 
 STAGES = ("prepare", "annotate", "fit", "score", "calibrate", "report")
-STREAMING_BLOCK_BYTES = 8 * 1024  # annotate results reach the driver in small blocks (resume)
 CALIBRATION_SAMPLE = 10_000  # calibration confidences stored in the certificate for drift checks
 
 
@@ -206,23 +205,9 @@ def annotate_judge(config: PipelineConfig, judge) -> dict:
     """Run the annotate job for one judge (it resumes finished shards by itself)."""
     from .annotate.job import annotate
 
-    if judge.engine == "replay":
-        summary = annotate(judge)
-    else:
-        import ray
-
+    if judge.engine != "replay":  # replay reads verdicts; it needs no cluster
         ensure_ray(config)
-        # Ray Data packs map outputs into blocks of up to 128 MiB, so the tiny result rows of a
-        # whole run would reach the driver in one piece and every shard would be written at the
-        # very end: an interruption would lose them all. Small blocks stream results back batch
-        # by batch, so each shard is written as soon as its runs are in (what resume relies on).
-        context = ray.data.DataContext.get_current()
-        previous = context.target_max_block_size
-        context.target_max_block_size = STREAMING_BLOCK_BYTES
-        try:
-            summary = annotate(judge)
-        finally:
-            context.target_max_block_size = previous
+    summary = annotate(judge)
     return {"items": summary.n_items, "shards written": len(summary.shards_written),
             "shards resumed": len(summary.shards_skipped)}
 

@@ -248,6 +248,9 @@ def annotate(config: AnnotateConfig) -> AnnotateSummary:
     return summary
 
 
+RESULT_BLOCK_BYTES = 8 * 1024  # engine results reach the driver in small blocks (resume)
+
+
 def _run_pending(plan: Plan, pending: list[int], summary: AnnotateSummary) -> int:
     import ray
     from tqdm.auto import tqdm
@@ -255,6 +258,11 @@ def _run_pending(plan: Plan, pending: list[int], summary: AnnotateSummary) -> in
     config = plan.config
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # one bar, ours, counting finished runs
+    # Ray Data packs map outputs into blocks of up to 128 MiB, so the tiny result rows of a whole
+    # run would reach the driver in one piece and every shard would be written at the very end:
+    # an interruption would lose them all. Small blocks stream results back batch by batch, so
+    # each shard is written as soon as its runs are in (what resume relies on).
+    context.target_max_block_size = RESULT_BLOCK_BYTES
     units = [{"shard": shard, "group": group} for shard in pending
              for group in range(len(plan.builder.groups))]
     runs_per_unit = config.shard_size * len(config.orders)
