@@ -1,6 +1,7 @@
 """Certified calibration: pick the confidence threshold above which a judge agrees with humans.
 
-The public API (importing it loads no ray, torch or vllm):
+The public API (importing the package loads nothing heavy; each name's module, and scipy with it,
+is imported on first use, so ``marc-ray --help`` stays fast):
 
 * bounds: :func:`clopper_pearson_upper`, :func:`clopper_pearson_interval`,
   :func:`binomial_p_value`, :func:`max_disagreements`, :func:`min_n_to_pass`;
@@ -16,27 +17,34 @@ The public API (importing it loads no ray, torch or vllm):
 What the guarantee means, and what it does not: ``docs/guarantee.md``.
 """
 
-from .bounds import (binomial_p_value, clopper_pearson_interval, clopper_pearson_upper,
-                     max_disagreements, min_n_to_pass)
-from .calibrator import (CalibrationResult, NotCalibratedError, SelectiveCalibrator, check_alpha,
-                         check_delta)
-from .cascade import DELTA_SPLITS, CascadeCalibrator
-from .grid import GRID_KINDS, ThresholdGrid, counts_at_thresholds, fixed_grid, quantile_grid
-from .metrics import (ReliabilityBins, aurc, auroc, expected_calibration_error, ranking_risk,
-                      reliability_bins, risk_coverage_curve, selective_agreement)
-from .testing import PROCEDURES, Selection, select_thresholds
-from .validity import (DESIGNS, ValidityResult, calibrate_batch, validity_study,
-                       validity_study_from_agreement)
+from __future__ import annotations
 
-__all__ = [
-    "clopper_pearson_upper", "clopper_pearson_interval", "binomial_p_value", "max_disagreements",
-    "min_n_to_pass",
-    "fixed_grid", "quantile_grid", "ThresholdGrid", "counts_at_thresholds", "GRID_KINDS",
-    "PROCEDURES", "Selection", "select_thresholds",
-    "SelectiveCalibrator", "CalibrationResult", "NotCalibratedError", "check_alpha", "check_delta",
-    "CascadeCalibrator", "DELTA_SPLITS",
-    "auroc", "ranking_risk", "risk_coverage_curve", "aurc", "reliability_bins", "ReliabilityBins",
-    "expected_calibration_error", "selective_agreement",
-    "validity_study", "validity_study_from_agreement", "ValidityResult", "DESIGNS",
-    "calibrate_batch",
-]
+import importlib
+
+_LAZY = {
+    **dict.fromkeys(["clopper_pearson_upper", "clopper_pearson_interval", "binomial_p_value",
+                     "max_disagreements", "min_n_to_pass"], "bounds"),
+    **dict.fromkeys(["fixed_grid", "quantile_grid", "ThresholdGrid", "counts_at_thresholds",
+                     "GRID_KINDS"], "grid"),
+    **dict.fromkeys(["PROCEDURES", "Selection", "select_thresholds"], "testing"),
+    **dict.fromkeys(["SelectiveCalibrator", "CalibrationResult", "NotCalibratedError",
+                     "check_alpha", "check_delta"], "calibrator"),
+    **dict.fromkeys(["CascadeCalibrator", "DELTA_SPLITS"], "cascade"),
+    **dict.fromkeys(["auroc", "ranking_risk", "risk_coverage_curve", "aurc", "reliability_bins",
+                     "ReliabilityBins", "expected_calibration_error", "selective_agreement"],
+                    "metrics"),
+    **dict.fromkeys(["validity_study", "validity_study_from_agreement", "ValidityResult",
+                     "DESIGNS", "calibrate_batch"], "validity"),
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,40 +1,22 @@
-"""The data contracts: every table and record that crosses a stage boundary.
+"""Schemas of the tables that cross stage boundaries, the run layout, and their validators.
 
-One module owns the schemas, their validators and the readers/writers, and every other
-module imports from here (``../shared/DESIGN.md``, "Data contracts"). Nothing here imports
-ray, torch or vllm.
-
-Tables
-------
-comparison   one pairwise comparison: ``id``, ``instruction``, ``response_a``, ``response_b``,
-             optional ``human_votes`` (list of {annotator, label}) or ``human_label``,
-             optional ``split`` and ``group``.
-pool         the few-shot pool: comparisons with an ``annotator`` id and a ``human_label``;
-             used only to build simulated annotators, never calibrated or tested on.
-annotation   one row per comparison and judge: the flat run vector ``probs`` (the tensor
-             ``probs[annotator, shot_subset, order]`` in C order, see :class:`RunLayout`),
-             the raw label mass and status of every run, the zero-shot runs, and the derived
-             heuristics (``pred``, ``conf_predictive``, ``conf_simulated``). Human labels,
-             ``split`` and ``group`` are carried forward so the file is self-contained.
-scores       what calibration reads: ``id``, a confidence column, ``pred`` and ``human_label``.
-
-Every validation error is a :class:`ContractError`, which names the file, the row and the field.
+See the package docstring for what each table holds. Validators return the table in the
+contract's schema or raise a :class:`~marc_ray.contracts.errors.ContractError` naming the file,
+row and field.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
-import tempfile
-from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Literal, Sequence
+from dataclasses import dataclass
+from typing import Literal, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
+
+from .errors import ContractError
 
 LABELS = ("a", "b", "tie")  # human labels; a judge predicts only "a" or "b"
 PREDICTIONS = ("a", "b")
@@ -45,37 +27,6 @@ TIE_POLICIES: dict[str, str] = {
     "disagree": "a tie counts as a disagreement with any verdict (conservative)",
 }
 RUN_STATUS_OK = "ok"
-
-
-class ContractError(ValueError):
-    """Bad input: names the file, the row (0-based, data rows) and the field.
-
-    Parameters
-    ----------
-    source : str
-        The file (or a description of the in-memory table).
-    problem : str
-        What is wrong, in a sentence.
-    row : int or None
-        The 0-based data row, when one row is at fault.
-    field : str or None
-        The column or key at fault.
-    hint : str or None
-        What the user can do about it.
-    """
-
-    def __init__(self, source: str, problem: str, row: int | None = None,
-                 field: str | None = None, hint: str | None = None):
-        self.source, self.problem, self.row, self.field, self.hint = source, problem, row, field, hint
-        where = str(source)
-        if row is not None:
-            where += f", row {row}"
-        if field is not None:
-            where += f", field '{field}'"
-        message = f"{where}: {problem}"
-        if hint:
-            message += f" ({hint})"
-        super().__init__(message)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,160 +190,6 @@ def agreement(pred: np.ndarray, human_label: np.ndarray, tie_policy: str = "drop
     kept = ~is_tie if tie_policy == "drop" else np.ones(len(pred), dtype=bool)
     agree = (pred == human_label) & ~is_tie
     return agree[kept].astype(bool), kept
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading and writing
-# ---------------------------------------------------------------------------------------------
-
-def _filesystem_and_path(path: str):
-    """A pyarrow filesystem for ``path`` (local paths and any URI pyarrow supports)."""
-    from pyarrow import fs
-
-    if "://" in str(path):
-        return fs.FileSystem.from_uri(str(path))
-    return fs.LocalFileSystem(), os.path.abspath(os.fspath(path))
-
-
-def read_table(path: str | os.PathLike) -> pa.Table:
-    """Read a JSONL / JSON-lines or Parquet file (or a folder of Parquet shards) into a table.
-
-    Raises
-    ------
-    ContractError
-        If the file is missing, empty, of an unknown format, or a JSON line is malformed.
-    """
-    path = os.fspath(path)
-    filesystem, resolved = _filesystem_and_path(path)
-    from pyarrow import fs
-
-    info = filesystem.get_file_info(resolved)
-    if info.type == fs.FileType.NotFound:
-        raise ContractError(path, "no such file")
-    lower = path.lower().rstrip("/")
-    if info.type == fs.FileType.Directory or lower.endswith(".parquet"):
-        try:
-            return pq.read_table(resolved, filesystem=filesystem)
-        except (pa.ArrowInvalid, OSError) as error:
-            raise ContractError(path, f"not a readable Parquet file or folder: {error}") from error
-    if lower.endswith((".jsonl", ".json", ".ndjson")):
-        rows = []
-        with filesystem.open_input_stream(resolved) as stream:
-            text = stream.read().decode("utf-8")
-        stripped = text.lstrip()
-        if lower.endswith(".json") and stripped.startswith("["):
-            try:
-                rows = json.loads(text)
-            except json.JSONDecodeError as error:
-                raise ContractError(path, f"malformed JSON: {error.msg}",
-                                    hint=f"line {error.lineno}, column {error.colno}") from error
-        else:
-            for line_number, line in enumerate(text.splitlines()):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise ContractError(path, f"malformed JSON line: {error.msg}",
-                                        row=len(rows), hint=f"line {line_number + 1}") from error
-                if not isinstance(row, dict):
-                    raise ContractError(path, "each line must be a JSON object", row=len(rows))
-                rows.append(row)
-        if not rows:
-            raise ContractError(path, "the file has no rows")
-        return rows_to_table(rows, path)
-    raise ContractError(path, "unknown file format", hint="use .jsonl, .json or .parquet")
-
-
-def rows_to_table(rows: list[dict], source: str = "<rows>") -> pa.Table:
-    """Rows (dicts) to a table, with a ContractError naming the row when types clash."""
-    try:
-        return pa.Table.from_pylist(rows)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
-        # Find the first row whose fields cannot be typed like the first row's.
-        for index in range(1, len(rows)):
-            try:
-                pa.Table.from_pylist(rows[: index + 1])
-            except (pa.ArrowInvalid, pa.ArrowTypeError):
-                keys = sorted(set(rows[index]) | set(rows[0]))
-                for key in keys:
-                    try:
-                        pa.array([r.get(key) for r in rows[: index + 1]])
-                    except (pa.ArrowInvalid, pa.ArrowTypeError):
-                        raise ContractError(source, f"value of a different type than earlier rows: "
-                                            f"{rows[index].get(key)!r}", row=index, field=key) from error
-        raise ContractError(source, f"rows cannot form a table: {error}") from error
-
-
-def write_table_atomic(table: pa.Table, path: str | os.PathLike) -> None:
-    """Write Parquet atomically: to a temporary file beside ``path``, then rename."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=folder)
-    os.close(handle)
-    try:
-        pq.write_table(table, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-
-
-def write_text_atomic(text: str, path: str | os.PathLike) -> None:
-    """Write a text file atomically (temporary file + rename)."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-
-
-def write_json_atomic(data: Any, path: str | os.PathLike) -> None:
-    """Write JSON atomically, with NaN/inf as strings so any JSON reader accepts the file."""
-    write_text_atomic(json.dumps(_json_safe(data), indent=2, sort_keys=False) + "\n", path)
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, np.ndarray):
-        return [_json_safe(v) for v in value.tolist()]
-    if isinstance(value, float) and not math.isfinite(value):
-        return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
-    return value
-
-
-def table_hash(table: pa.Table, columns: Iterable[str] | None = None) -> str:
-    """A SHA-256 of a table's content (selected columns, in order), independent of chunking."""
-    digest = hashlib.sha256()
-    names = list(columns) if columns is not None else table.column_names
-    for name in names:
-        digest.update(name.encode())
-        column = table.column(name).combine_chunks() if table.num_rows else table.column(name)
-        digest.update(json.dumps(column.to_pylist(), default=str).encode())
-    return "sha256:" + digest.hexdigest()
-
-
-def file_hash(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes (for manifests)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -614,90 +411,3 @@ def validate_scores(table: pa.Table, confidence_column: str, source: str = "<sco
         raise ContractError(source, f"{table.num_rows} rows, fewer than the {min_rows} needed",
                             hint="label more items or lower the minimum")
     return table
-
-
-# ---------------------------------------------------------------------------------------------
-# Certificate
-# ---------------------------------------------------------------------------------------------
-
-ASSUMPTIONS = (
-    "The calibration items and the items the judge is applied to are exchangeable draws from "
-    "the same distribution (the calibration set is representative of deployment).",
-    "Agreement is with the humans who labelled the calibration set, under the stated label "
-    "and tie policies; it says nothing about other annotators or about correctness.",
-    "The threshold grid was fixed without looking at the calibration scores.",
-    "The guarantee holds with probability 1 - delta over the draw of the calibration set; "
-    "it is a statement about the selection rule, not about any single verdict.",
-)
-
-
-@dataclass
-class Certificate:
-    """A calibrated selective judge: everything needed to check, reproduce and apply it.
-
-    ``stages`` holds one record per judge in a cascade (one for a single judge): its name,
-    confidence measure, threshold (``inf``: nothing accepted), n, k, upper bound, coverage and
-    the δ it was given.
-    """
-
-    alpha: float
-    delta: float
-    procedure: str
-    tie_policy: str
-    grid: dict
-    stages: list[dict]
-    delta_split: str
-    coverage: float
-    n_calibration: int
-    agreement_on_accepted: float | None
-    data_hash: str
-    model_hash: str | None = None
-    assumptions: list[str] = field(default_factory=lambda: list(ASSUMPTIONS))
-    created_by: str = "marc_ray"
-    version: str = ""
-    extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return _json_safe(asdict(self))
-
-    def write(self, path: str | os.PathLike) -> None:
-        write_json_atomic(self.to_dict(), path)
-
-    @classmethod
-    def read(cls, path: str | os.PathLike) -> "Certificate":
-        source = os.fspath(path)
-        try:
-            with open(source, encoding="utf-8") as stream:
-                data = json.load(stream)
-        except FileNotFoundError as error:
-            raise ContractError(source, "no such file") from error
-        except json.JSONDecodeError as error:
-            raise ContractError(source, f"malformed JSON: {error.msg}") from error
-        return cls.from_dict(data, source)
-
-    @classmethod
-    def from_dict(cls, data: dict, source: str = "<certificate>") -> "Certificate":
-        names = {f.name for f in cls.__dataclass_fields__.values()}
-        required = {"alpha", "delta", "procedure", "grid", "stages", "coverage", "data_hash"}
-        for name in sorted(required):
-            if name not in data:
-                raise ContractError(source, "missing key", field=name)
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ContractError(source, f"unknown keys {unknown}", field=unknown[0])
-        for name in ("alpha", "delta"):
-            value = data[name]
-            if not isinstance(value, (int, float)) or not 0 < value < 1:
-                raise ContractError(source, f"must be in (0, 1), got {value!r}", field=name)
-        for index, stage in enumerate(data["stages"]):
-            if "threshold" in stage and isinstance(stage["threshold"], str):
-                stage["threshold"] = float(stage["threshold"])
-            for key in ("name", "confidence", "threshold"):
-                if key not in stage:
-                    raise ContractError(source, f"stage {index} lacks '{key}'", field="stages")
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-
-def threshold_from_json(value: Any) -> float:
-    """Thresholds are written as numbers or the string "inf" (nothing accepted)."""
-    return float(value)

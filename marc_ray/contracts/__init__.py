@@ -1,0 +1,52 @@
+"""The data contracts: every table and record that crosses a stage boundary.
+
+One module owns the schemas, their validators and the readers/writers, and every other
+module imports from here (``../shared/DESIGN.md``, "Data contracts"). Nothing here imports
+ray, torch or vllm.
+
+Tables
+------
+comparison   one pairwise comparison: ``id``, ``instruction``, ``response_a``, ``response_b``,
+             optional ``human_votes`` (list of {annotator, label}) or ``human_label``,
+             optional ``split`` and ``group``.
+pool         the few-shot pool: comparisons with an ``annotator`` id and a ``human_label``;
+             used only to build simulated annotators, never calibrated or tested on.
+annotation   one row per comparison and judge: the flat run vector ``probs`` (the tensor
+             ``probs[annotator, shot_subset, order]`` in C order, see :class:`RunLayout`),
+             the raw label mass and status of every run, the zero-shot runs, and the derived
+             heuristics (``pred``, ``conf_predictive``, ``conf_simulated``). Human labels,
+             ``split`` and ``group`` are carried forward so the file is self-contained.
+scores       what calibration reads: ``id``, a confidence column, ``pred`` and ``human_label``.
+
+Every validation error is a :class:`ContractError`, which names the file, the row and the field.
+
+The package is split by concern, and every name is re-exported here so that callers import
+from ``marc_ray.contracts`` alone:
+
+``schemas``      the tables' schemas, the run layout, human-label rules and the validators;
+``io``           reading (JSONL, Parquet; local or any pyarrow filesystem), atomic writes, hashes;
+``certificate``  the calibrated judge's certificate and the assumptions it rests on;
+``errors``       :class:`ContractError`.
+"""
+
+from .certificate import ASSUMPTIONS, Certificate, threshold_from_json
+from .errors import ContractError
+from .io import (file_hash, read_table, rows_to_table, table_hash, write_json_atomic,
+                 write_table_atomic, write_text_atomic)
+from .schemas import (ANNOTATION_REQUIRED, ANNOTATION_SCHEMA, CARRIED_COLUMNS, COMPARISON_REQUIRED,
+                      COMPARISON_SCHEMA, LABELS, LAYOUT_METADATA_KEY, ORDERS, POOL_REQUIRED,
+                      POOL_SCHEMA, PREDICTIONS, RUN_STATUS_OK, SCORES_REQUIRED, TIE_POLICIES,
+                      VOTE_TYPE, RunLayout, TiePolicy, agreement, annotation_schema,
+                      check_pool_disjoint, layout_of, majority_label, validate_annotations,
+                      validate_comparisons, validate_scores)
+
+__all__ = [
+    "ANNOTATION_REQUIRED", "ANNOTATION_SCHEMA", "ASSUMPTIONS", "CARRIED_COLUMNS",
+    "COMPARISON_REQUIRED", "COMPARISON_SCHEMA", "Certificate", "ContractError", "LABELS",
+    "LAYOUT_METADATA_KEY", "ORDERS", "POOL_REQUIRED", "POOL_SCHEMA", "PREDICTIONS",
+    "RUN_STATUS_OK", "RunLayout", "SCORES_REQUIRED", "TIE_POLICIES", "TiePolicy", "VOTE_TYPE",
+    "agreement", "annotation_schema", "check_pool_disjoint", "file_hash", "layout_of",
+    "majority_label", "read_table", "rows_to_table", "table_hash", "threshold_from_json",
+    "validate_annotations", "validate_comparisons", "validate_scores", "write_json_atomic",
+    "write_table_atomic", "write_text_atomic",
+]

@@ -1,0 +1,170 @@
+"""Reading and writing tables and records: JSONL/Parquet readers, atomic writers, hashes.
+
+Readers accept local paths and any URI pyarrow has a filesystem for; writers go through a
+temporary file and a rename, so a crash never leaves a half-written output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from typing import Any, Iterable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import ContractError
+
+
+def _filesystem_and_path(path: str):
+    """A pyarrow filesystem for ``path`` (local paths and any URI pyarrow supports)."""
+    from pyarrow import fs
+
+    if "://" in str(path):
+        return fs.FileSystem.from_uri(str(path))
+    return fs.LocalFileSystem(), os.path.abspath(os.fspath(path))
+
+
+def read_table(path: str | os.PathLike) -> pa.Table:
+    """Read a JSONL / JSON-lines or Parquet file (or a folder of Parquet shards) into a table.
+
+    Raises
+    ------
+    ContractError
+        If the file is missing, empty, of an unknown format, or a JSON line is malformed.
+    """
+    path = os.fspath(path)
+    filesystem, resolved = _filesystem_and_path(path)
+    from pyarrow import fs
+
+    info = filesystem.get_file_info(resolved)
+    if info.type == fs.FileType.NotFound:
+        raise ContractError(path, "no such file")
+    lower = path.lower().rstrip("/")
+    if info.type == fs.FileType.Directory or lower.endswith(".parquet"):
+        try:
+            return pq.read_table(resolved, filesystem=filesystem)
+        except (pa.ArrowInvalid, OSError) as error:
+            raise ContractError(path, f"not a readable Parquet file or folder: {error}") from error
+    if lower.endswith((".jsonl", ".json", ".ndjson")):
+        rows = []
+        with filesystem.open_input_stream(resolved) as stream:
+            text = stream.read().decode("utf-8")
+        stripped = text.lstrip()
+        if lower.endswith(".json") and stripped.startswith("["):
+            try:
+                rows = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise ContractError(path, f"malformed JSON: {error.msg}",
+                                    hint=f"line {error.lineno}, column {error.colno}") from error
+        else:
+            for line_number, line in enumerate(text.splitlines()):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise ContractError(path, f"malformed JSON line: {error.msg}",
+                                        row=len(rows), hint=f"line {line_number + 1}") from error
+                if not isinstance(row, dict):
+                    raise ContractError(path, "each line must be a JSON object", row=len(rows))
+                rows.append(row)
+        if not rows:
+            raise ContractError(path, "the file has no rows")
+        return rows_to_table(rows, path)
+    raise ContractError(path, "unknown file format", hint="use .jsonl, .json or .parquet")
+
+
+def rows_to_table(rows: list[dict], source: str = "<rows>") -> pa.Table:
+    """Rows (dicts) to a table, with a ContractError naming the row when types clash."""
+    try:
+        return pa.Table.from_pylist(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        # Find the first row whose fields cannot be typed like the first row's.
+        for index in range(1, len(rows)):
+            try:
+                pa.Table.from_pylist(rows[: index + 1])
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                keys = sorted(set(rows[index]) | set(rows[0]))
+                for key in keys:
+                    try:
+                        pa.array([r.get(key) for r in rows[: index + 1]])
+                    except (pa.ArrowInvalid, pa.ArrowTypeError):
+                        raise ContractError(source, f"value of a different type than earlier rows: "
+                                            f"{rows[index].get(key)!r}", row=index, field=key) from error
+        raise ContractError(source, f"rows cannot form a table: {error}") from error
+
+
+def write_table_atomic(table: pa.Table, path: str | os.PathLike) -> None:
+    """Write Parquet atomically: to a temporary file beside ``path``, then rename."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=folder)
+    os.close(handle)
+    try:
+        pq.write_table(table, temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def write_text_atomic(text: str, path: str | os.PathLike) -> None:
+    """Write a text file atomically (temporary file + rename)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def write_json_atomic(data: Any, path: str | os.PathLike) -> None:
+    """Write JSON atomically, with NaN/inf as strings so any JSON reader accepts the file."""
+    write_text_atomic(json.dumps(json_safe(data), indent=2, sort_keys=False) + "\n", path)
+
+
+def json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, np.ndarray):
+        return [json_safe(v) for v in value.tolist()]
+    if isinstance(value, float) and not math.isfinite(value):
+        return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
+    return value
+
+
+def table_hash(table: pa.Table, columns: Iterable[str] | None = None) -> str:
+    """A SHA-256 of a table's content (selected columns, in order), independent of chunking."""
+    digest = hashlib.sha256()
+    names = list(columns) if columns is not None else table.column_names
+    for name in names:
+        digest.update(name.encode())
+        column = table.column(name).combine_chunks() if table.num_rows else table.column(name)
+        digest.update(json.dumps(column.to_pylist(), default=str).encode())
+    return "sha256:" + digest.hexdigest()
+
+
+def file_hash(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (for manifests)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
