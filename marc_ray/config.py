@@ -368,6 +368,23 @@ class PipelineConfig:
 
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
+    @classmethod
+    def from_run(cls, run_dir: str | os.PathLike) -> "PipelineConfig":
+        """The configuration a run folder was made with, pointed at the folder's own data.
+
+        The saved config may name data files that have since moved, or another ``run_dir``
+        (the folder itself may have moved); the run's copies in ``run_dir/data`` are what its
+        annotators and splits were built from, so they are what is used.
+        """
+        run_dir = os.fspath(run_dir)
+        data = read_run_config(run_dir)
+        data["run_dir"] = run_dir
+        data["data"] = {key: value for key, value in (data.get("data") or {}).items()
+                        if key not in ("demo", "comparisons", "pool", "max_items")}
+        data["data"]["comparisons"] = os.path.join(run_dir, "data", "comparisons.parquet")
+        data["data"]["pool"] = os.path.join(run_dir, "data", "pool.parquet")
+        return cls.from_dict(data, source=os.path.join(run_dir, RUN_CONFIG))
+
     def replace(self, **changes: Any) -> "PipelineConfig":
         """A copy with top-level fields changed (validated again)."""
         data = self.to_dict()
@@ -375,10 +392,36 @@ class PipelineConfig:
         return PipelineConfig.from_dict(data, self.source)
 
 
+RUN_CONFIG = "config.yaml"  # the resolved configuration, in every run folder
+
+
+def read_run_config(run_dir: str | os.PathLike) -> dict:
+    """The resolved configuration ``marc-ray run`` wrote into a run folder, as a mapping.
+
+    Raises
+    ------
+    ContractError
+        ``run_dir`` is not a run folder.
+    """
+    import yaml
+
+    from .contracts import ContractError
+
+    path = os.path.join(os.fspath(run_dir), RUN_CONFIG)
+    if not os.path.isfile(path):
+        raise ContractError(os.fspath(run_dir), f"not a marc_ray run folder (no {RUN_CONFIG})",
+                            hint="pass the run folder `marc-ray run` wrote (its run_dir or --out)")
+    with open(path, encoding="utf-8") as stream:
+        return yaml.safe_load(stream) or {}
+
+
 def judge_name(config) -> str:
-    """The name a judge's rows carry: ``judge_name`` or the model's short name."""
+    """The name a judge's rows carry: ``judge_name``, else the model's short name ("replay" for a
+    replay judge, which has no model: the name its annotate job writes into the rows)."""
     if config.judge_name:
         return config.judge_name
+    if config.engine == "replay":
+        return "replay"
     from .annotate.models import model_name
 
     return model_name(config.model)

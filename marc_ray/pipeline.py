@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
-from .config import PipelineConfig, judge_name
+from .config import RUN_CONFIG, PipelineConfig, judge_name
 from .contracts import (Certificate, ContractError, check_pool_disjoint, file_hash, read_table,
                         table_hash, validate_comparisons, write_json_atomic, write_table_atomic,
                         write_text_atomic)
@@ -212,6 +212,16 @@ def annotate_judge(config: PipelineConfig, judge) -> dict:
             "shards resumed": len(summary.shards_skipped)}
 
 
+def judge_input_files(judge) -> list[str]:
+    """Files a judge reads besides the data: a replay judge's run table.
+
+    Its verdicts *are* that file, so the annotate stage must rerun when the file changes, not
+    only when its path does (model folders are named by path and not hashed: they are large).
+    """
+    runs = judge.engine_options.get("runs") if judge.engine == "replay" else None
+    return [runs] if isinstance(runs, str) and "://" not in runs else []
+
+
 def read_annotations(judge) -> pa.Table:
     """Every shard of a judge's annotation folder, as one table."""
     return read_table(judge.output)
@@ -342,7 +352,7 @@ def run_pipeline(config: PipelineConfig, *, command: str | None = None, stream=N
 
     run_dir = config.run_dir
     os.makedirs(run_dir, exist_ok=True)
-    write_text_atomic(config.to_yaml(), os.path.join(run_dir, "config.yaml"))
+    write_text_atomic(config.to_yaml(), os.path.join(run_dir, RUN_CONFIG))
     progress = Progress(stream)
     judges = config.judges()
     names = [judge_name(j) for j in judges]
@@ -356,7 +366,8 @@ def run_pipeline(config: PipelineConfig, *, command: str | None = None, stream=N
 
     for judge, name in zip(judges, names):
         settings = {k: v for k, v in judge.to_dict().items() if k not in ("progress",)}
-        if run_stage(progress, 2, "annotate", run_dir, settings, data_outputs, [judge.output],
+        if run_stage(progress, 2, "annotate", run_dir, settings,
+                     data_outputs + judge_input_files(judge), [judge.output],
                      lambda judge=judge: annotate_judge(config, judge), label=name):
             ran.append(f"annotate:{name}")
 

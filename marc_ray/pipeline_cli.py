@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 
@@ -27,17 +28,27 @@ def register(subparsers) -> None:
     run.set_defaults(handler=_run)
 
     apply = subparsers.add_parser(
-        "apply", help="apply a certificate to new scored items: verdict or escalate",
-        description="Apply a certificate to new items: each gets the verdict of the first judge "
-                    "whose confidence reaches its certified threshold, or 'escalate'. Also checks "
-                    "the new confidences against the calibration set's (drift).",
+        "apply", help="apply a certified judge to new items: verdict or escalate",
+        description="Apply a certified judge to new items: each gets the verdict of the first "
+                    "judge whose confidence reaches its certified threshold, or 'escalate'. Also "
+                    "checks the new confidences against the calibration set's (drift).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  marc-ray apply runs/demo/report/certificate.json "
-               "runs/demo/score/SmolLM2-135M-Instruct.parquet --out runs/demo/applied\n"
-               "DATA is a scored (or annotation) file holding the certificate's confidence column.")
-    apply.add_argument("certificate", metavar="CERTIFICATE", help="certificate.json")
-    apply.add_argument("data", metavar="DATA", help="scored items (.parquet / .jsonl)")
-    apply.add_argument("--out", required=True, help="folder for decisions.parquet and apply_summary.json")
+        epilog="examples:\n"
+               "  marc-ray apply runs/demo new_comparisons.jsonl --out runs/demo/applied\n"
+               "      a run folder and raw comparisons (id, instruction, response_a, response_b):\n"
+               "      the run's judges annotate them with its simulated annotators, its fitted\n"
+               "      model scores them, and its certificate routes them (what it certifies)\n"
+               "  marc-ray apply runs/demo/calibrate/certificate.json scored.parquet --out applied\n"
+               "      a certificate and items already annotated and scored (marc-ray score); for a\n"
+               "      cascade, one row per (item, judge), e.g. a run's whole score/ folder")
+    apply.add_argument("certified", metavar="RUN_OR_CERTIFICATE",
+                       help="a pipeline run folder, or a certificate.json")
+    apply.add_argument("data", metavar="DATA",
+                       help="with a run folder: raw comparisons; with a certificate: scored items "
+                            "(.parquet / .jsonl)")
+    apply.add_argument("--out", required=True,
+                       help="folder for decisions.parquet and apply_summary.json (and, with a run "
+                            "folder, the new items' annotations and scores; rerun to resume)")
     apply.set_defaults(handler=_apply)
 
     demo = subparsers.add_parser(
@@ -79,14 +90,21 @@ def _run(args) -> int:
 
 
 def _apply(args) -> int:
-    from .apply import apply_file
+    from .apply import apply_file, apply_run
 
-    summary = apply_file(args.certificate, args.data, args.out)
+    if os.path.isdir(args.certified):
+        summary = apply_run(args.certified, args.data, args.out)
+    else:
+        summary = apply_file(args.certified, args.data, args.out)
     print(f"{summary['n']} items: decided {summary['coverage']:.1%}, escalated {summary['escalated']}")
     for name, count in summary["by_stage"].items():
         print(f"  decided by {name}: {count}")
     for name, result in summary["drift"].items():
         print(f"  drift ({name}): {result['message']}")
+    observed = summary.get("agreement_on_decided")
+    if observed and observed["agreement"] is not None:
+        print(f"  agreement with the new items' human labels on decided items: "
+              f"{observed['agreement']:.1%} of {observed['n']}")
     print(f"written: {args.out}/decisions.parquet, {args.out}/apply_summary.json")
     return 0
 

@@ -11,7 +11,7 @@ import json
 import math
 import os
 import tempfile
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -99,36 +99,38 @@ def rows_to_table(rows: list[dict], source: str = "<rows>") -> pa.Table:
         raise ContractError(source, f"rows cannot form a table: {error}") from error
 
 
-def write_table_atomic(table: pa.Table, path: str | os.PathLike) -> None:
-    """Write Parquet atomically: to a temporary file beside ``path``, then rename."""
+def _write_atomic(path: str | os.PathLike, write: Callable[[str], None], suffix: str = "") -> None:
+    """Call ``write(temporary)`` for a temporary file beside ``path``, then rename it to ``path``.
+
+    The rename is atomic on one filesystem, so a reader (or a resumed run) sees either the old
+    file or the complete new one, never a partial write.
+    """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=folder)
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
     os.close(handle)
     try:
-        pq.write_table(table, temporary)
+        write(temporary)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+
+
+def write_table_atomic(table: pa.Table, path: str | os.PathLike) -> None:
+    """Write Parquet atomically: to a temporary file beside ``path``, then rename."""
+    _write_atomic(path, lambda temporary: pq.write_table(table, temporary), suffix=".parquet")
 
 
 def write_text_atomic(text: str, path: str | os.PathLike) -> None:
     """Write a text file atomically (temporary file + rename)."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+    def write(temporary: str) -> None:
+        with open(temporary, "w", encoding="utf-8") as stream:
             stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+
+    _write_atomic(path, write)
 
 
 def write_json_atomic(data: Any, path: str | os.PathLike) -> None:

@@ -14,6 +14,7 @@ import platform
 
 import numpy as np
 
+from ..config import RUN_CONFIG, read_run_config
 from ..contracts import Certificate, ContractError, agreement, file_hash, read_table
 from .summary import ItemSet, ReportInputs
 
@@ -140,11 +141,11 @@ def run_manifest(run_dir: str, certificate: Certificate, command: str | None) ->
     """The reproducibility record: config, hashes, versions, seeds, the command, stage times."""
     import yaml
 
-    config_path = os.path.join(run_dir, "config.yaml")
+    config_path = os.path.join(run_dir, RUN_CONFIG)
     with open(config_path, encoding="utf-8") as stream:
         config_text = stream.read()
     config = yaml.safe_load(config_text) or {}
-    hashes = {"config.yaml": file_hash(config_path)}
+    hashes = {RUN_CONFIG: file_hash(config_path)}
     for name in ("comparisons.parquet", "pool.parquet"):
         path = os.path.join(run_dir, "data", name)
         if os.path.exists(path):
@@ -177,18 +178,11 @@ def run_manifest(run_dir: str, certificate: Certificate, command: str | None) ->
 
 def build_report(run_dir: str, command: str | None = None, out_dir: str | None = None) -> dict:
     """Write the report of a finished run (``run_dir/report`` unless ``out_dir``); return the paths."""
-    import yaml
-
     from .render import write_report
 
+    config = read_run_config(run_dir)
     certificate_path = os.path.join(run_dir, "calibrate", "certificate.json")
     certificate = Certificate.read(certificate_path)
-    config_path = os.path.join(run_dir, "config.yaml")
-    if not os.path.exists(config_path):
-        raise ContractError(run_dir, "not a marc_ray run folder (no config.yaml)",
-                            hint="pass the run_dir of `marc-ray run`")
-    with open(config_path, encoding="utf-8") as stream:
-        config = yaml.safe_load(stream) or {}
     names = [stage["name"] for stage in certificate.stages]
     score_paths = [os.path.join(run_dir, "score", f"{name}.parquet") for name in names]
     confidence = certificate.stages[0]["confidence"]
@@ -196,8 +190,11 @@ def build_report(run_dir: str, command: str | None = None, out_dir: str | None =
     compare = (config.get("calibrate") or {}).get("compare") or [confidence]
     measures = compare_measures(score_paths[0], compare, certificate)
     notes = list((config.get("report") or {}).get("notes") or [])
-    models = [str((config.get("annotate") or {}).get("model", "smollm2"))] + [
-        str(c.get("model", "")) for c in config.get("cascade") or []]
+    # the models the judges actually run (a cascade entry overrides annotate; replay runs none)
+    base = config.get("annotate") or {}
+    judges = [{**base, **entry} for entry in config.get("cascade") or [{}]]
+    models = [str(judge.get("model", "smollm2")) for judge in judges
+              if judge.get("engine", "transformers") != "replay"]
     if any(m in ("smollm2", "default") for m in models):
         notes.insert(0, TINY_JUDGE_NOTE)
     if (config.get("data") or {}).get("demo") is not None:

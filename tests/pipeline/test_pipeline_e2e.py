@@ -137,3 +137,45 @@ def test_report_command_rewrites_the_report(run, tmp_path):
     again = json.loads((tmp_path / "again" / "report.json").read_text())
     first = json.loads((run["dir"] / "report" / "report.json").read_text())
     assert again["certificate"] == first["certificate"] and again["calibration"] == first["calibration"]
+
+
+def test_apply_with_the_run_folder_reproduces_the_report_on_new_items(run, tmp_path):
+    """Raw comparisons through `marc-ray apply RUN_DIR`: the run's annotators, model and
+    certificate decide them exactly as the report says they did on the same (test) items."""
+    import pyarrow.compute as pc
+
+    comparisons = pq.read_table(run["dir"] / "data" / "comparisons.parquet")
+    test_items = comparisons.filter(pc.equal(comparisons["split"], "test")).drop_columns(["split"])
+    new_items = tmp_path / "new.parquet"
+    pq.write_table(test_items, new_items)
+    out = tmp_path / "applied"
+    result = subprocess.run(marc_ray("apply", str(run["dir"]), str(new_items), "--out", str(out)),
+                            cwd=REPO, env=environment(), capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    summary = json.loads((out / "apply_summary.json").read_text())
+    deployment = json.loads((run["dir"] / "report" / "report.json").read_text())["deployment"]
+    assert summary["n"] == deployment["n"] == test_items.num_rows
+    assert summary["coverage"] == pytest.approx(deployment["coverage"])
+    observed = summary["agreement_on_decided"]
+    if deployment["n_accepted"]:
+        assert observed["n"] == deployment["n_accepted"]
+        assert observed["agreement"] == pytest.approx(deployment["agreement_on_accepted"])
+    decisions = pq.read_table(out / "decisions.parquet").to_pylist()
+    assert sorted(d["id"] for d in decisions) == sorted(test_items.column("id").to_pylist())
+    assert all((d["verdict"] == "escalate") == (d["decided_by"] is None) for d in decisions)
+    # the scores are the pipeline's own, item for item
+    ours = pq.read_table(out / "score" / f"{JUDGE}.parquet").to_pydict()
+    theirs = pq.read_table(run["dir"] / "score" / f"{JUDGE}.parquet").to_pydict()
+    confidence = json.loads((run["dir"] / "calibrate" / "certificate.json").read_text())[
+        "stages"][0]["confidence"]
+    reference = dict(zip(theirs["id"], theirs[confidence]))
+    assert np.allclose([reference[i] for i in ours["id"]], ours[confidence], atol=1e-6)
+
+
+def test_apply_refuses_a_folder_that_is_not_a_run(tmp_path):
+    from marc_ray.cli import main
+
+    items = tmp_path / "new.jsonl"
+    items.write_text('{"id": "x", "instruction": "i", "response_a": "a", "response_b": "b"}\n')
+    assert main(["apply", str(tmp_path), str(items), "--out", str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()

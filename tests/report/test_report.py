@@ -144,4 +144,4 @@ def test_report_cli_needs_a_run_folder(tmp_path, capsys):
     from marc_ray.cli import main
 
     assert main(["report", str(tmp_path)]) == 2
-    assert "certificate.json: no such file" in capsys.readouterr().err
+    assert "not a marc_ray run folder (no config.yaml)" in capsys.readouterr().err
