@@ -279,13 +279,16 @@ def calibrate_run(config: PipelineConfig, judges: list, score_paths: list[str], 
     names = [judge_name(j) for j in judges]
     sets = aligned_sets(score_paths, names, cal.confidence)
     calibration, train = sets["calibration"], sets.get("train")
-    usable = np.all(np.isfinite(calibration.confidence), axis=1) & np.all(
-        np.isin(calibration.pred, ["a", "b"]), axis=1)
-    if not usable.any():
+    # An item a judge gave no verdict on stays in: that judge never accepts it, exactly as apply
+    # routes it (on to the next judge, or to humans), so each stage is calibrated on the items
+    # it will see. Dropping such items would calibrate on a different population.
+    conf, pred = calibration.confidence, calibration.pred
+    has_verdict = np.isin(pred, ["a", "b"]) & np.isfinite(conf)
+    if not has_verdict.any():
         raise ContractError(out_path, "no calibration item has a verdict and a confidence from "
-                            "every judge", hint="check the annotate stage's run statuses")
-    conf, pred = calibration.confidence[usable], calibration.pred[usable]
-    labels, ids = calibration.human_label[usable], np.asarray(calibration.ids, dtype=object)[usable]
+                            "any judge", hint="check the annotate stage's run statuses")
+    pred = np.where(has_verdict, pred, None)
+    labels, ids = calibration.human_label, np.asarray(calibration.ids, dtype=object)
     if cal.grid == "quantile":
         if train is None or not np.isfinite(train.confidence[:, 0]).any():
             raise ContractError(out_path, "a quantile grid needs scored training items",
@@ -305,9 +308,9 @@ def calibrate_run(config: PipelineConfig, judges: list, score_paths: list[str], 
     data_hash = table_hash(pa.table(columns))
     rng = np.random.default_rng(config.seed)
     keep = np.sort(rng.permutation(len(conf))[:CALIBRATION_SAMPLE])
-    extra = {"calibration_confidence": {name: np.round(conf[keep, l], 6).tolist()
+    extra = {"calibration_confidence": {name: np.round(conf[keep, l][has_verdict[keep, l]], 6).tolist()
                                         for l, name in enumerate(names)},
-             "n_without_verdict": int((~usable).sum()),
+             "n_without_verdict": {name: int((~has_verdict[:, l]).sum()) for l, name in enumerate(names)},
              "model_folders": {name: f for name, f in zip(names, model_folders)},
              "run_dir": os.path.abspath(config.run_dir)}
     settings = dict(alpha=cal.alpha, delta=cal.delta, grid=grid, procedure=cal.procedure,

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..contracts import ASSUMPTIONS, TIE_POLICIES, Certificate, agreement
+from ..contracts import ASSUMPTIONS, PREDICTIONS, TIE_POLICIES, Certificate, agreement
 from .grid import ThresholdGrid, as_grid, check_grid_independent, counts_at_thresholds
 from .bounds import clopper_pearson_upper
 from .testing import PROCEDURES, check_procedure, select_thresholds, threshold_records
@@ -144,6 +144,25 @@ def calibrate_counts(grid, n, k, alphas: Sequence[float], delta: float, procedur
     return results
 
 
+def verdict_mask(pred) -> np.ndarray:
+    """Which items have a verdict: pred "a" or "b" → True; None or NaN (no verdict) → False.
+
+    Raises
+    ------
+    ValueError
+        Any other value (a typo such as "A" would otherwise count as a silent disagreement).
+    """
+    pred = np.asarray(pred, dtype=object).ravel()
+    has_verdict = np.isin(pred, PREDICTIONS)
+    missing = np.array([p is None or (isinstance(p, float) and p != p) for p in pred], dtype=bool)
+    unknown = ~has_verdict & ~missing
+    if unknown.any():
+        position = int(np.flatnonzero(unknown)[0])
+        raise ValueError(f"pred must be 'a', 'b' or None (no verdict); got {pred[position]!r} "
+                         f"at position {position}")
+    return has_verdict
+
+
 class SelectiveCalibrator:
     """Certify a confidence threshold above which a judge agrees with humans.
 
@@ -225,7 +244,11 @@ class SelectiveCalibrator:
         ----------
         confidence : array-like of float, shape (n_items,)
         pred : array-like of str, shape (n_items,)
-            The judge's verdicts, "a" or "b".
+            The judge's verdicts, "a" or "b"; None where the judge gave no verdict (every run
+            unreadable). Such an item is never accepted, as :mod:`marc_ray.apply` routes it (on
+            to the next judge, or to humans), and its confidence (NaN allowed) is ignored. It
+            stays in the calibration set rather than being dropped, so the coverage counts it
+            and the items calibrated on are the items the rule will see.
         human_label : array-like of str, shape (n_items,)
             "a", "b" or "tie".
         ids : array-like of str, shape (n_items,), optional
@@ -238,8 +261,9 @@ class SelectiveCalibrator:
         Raises
         ------
         ValueError
-            Bad parameters, inputs of different lengths, non-finite confidences, no item left
-            after the tie policy, or a grid derived from the calibration scores.
+            Bad parameters, inputs of different lengths, a verdict other than "a", "b" or None,
+            a non-finite confidence on an item with a verdict, no item left after the tie
+            policy, or a grid derived from the calibration scores.
         """
         confidence = np.asarray(confidence, dtype=float).ravel()
         pred, human_label = np.asarray(pred, dtype=object).ravel(), np.asarray(human_label, dtype=object).ravel()
@@ -247,6 +271,9 @@ class SelectiveCalibrator:
             raise ValueError(f"confidence ({len(confidence)}), pred ({len(pred)}) and human_label "
                              f"({len(human_label)}) must have the same length")
         self._validated()  # parameters first, so a bad alpha is reported before the data
+        has_verdict = verdict_mask(pred)
+        # -inf: below every threshold, so never accepted (what _fit allows, and NaN is not)
+        confidence = np.where(has_verdict, confidence, -np.inf)
         agree, kept = agreement(pred, human_label, self.tie_policy)
         return self._fit(confidence[kept], agree, confidence, ids)
 
@@ -268,10 +295,12 @@ class SelectiveCalibrator:
 
     def _fit(self, confidence, agree, all_confidence, ids) -> "SelectiveCalibrator":
         alphas, delta, grid = self._validated()
-        if not np.all(np.isfinite(all_confidence)):
-            raise ValueError(f"confidence holds NaN or infinite values (first at position "
-                             f"{int(np.flatnonzero(~np.isfinite(all_confidence))[0])}); "
-                             "fix or drop those items")
+        # -inf is allowed: "never accepted" (an item without a verdict, see calibrate)
+        bad = np.isnan(all_confidence) | (all_confidence == np.inf)
+        if bad.any():
+            raise ValueError(f"confidence holds NaN or +inf values (first at position "
+                             f"{int(np.flatnonzero(bad)[0])}); fix those items, or give them "
+                             "pred=None if the judge gave no verdict")
         if confidence.size == 0:
             raise ValueError("no calibration items (after the tie policy "
                              f"{self.tie_policy!r}); label more items or use tie_policy='disagree'")

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..contracts import ASSUMPTIONS, TIE_POLICIES, Certificate, agreement
 from .calibrator import (CalibrationResult, NotCalibratedError, SelectiveCalibrator, _grid_record,
-                         _stage_record, check_alpha, check_delta)
+                         _stage_record, check_alpha, check_delta, verdict_mask)
 
 __all__ = ["CascadeCalibrator", "DELTA_SPLITS"]
 
@@ -96,6 +96,8 @@ class CascadeCalibrator:
         stages : sequence of (name, confidence, pred)
             One entry per judge, cheapest first; ``confidence`` of shape (n_items,),
             ``pred`` of shape (n_items,) with "a"/"b", all for the same items in the same order.
+            A stage without a verdict on an item (pred None) never accepts it: the item moves
+            on to the next stage, as at deployment (see ``SelectiveCalibrator.calibrate``).
         human_label : array-like of str, shape (n_items,)
         ids : array-like of str, optional
 
@@ -122,7 +124,7 @@ class CascadeCalibrator:
             if len(confidence) != n_items or len(pred) != n_items:
                 raise ValueError(f"stage {name!r}: confidence ({len(confidence)}) and pred ({len(pred)}) "
                                  f"must have one entry per item ({n_items})")
-            parsed.append((str(name), confidence, pred))
+            parsed.append((str(name), confidence, pred, verdict_mask(pred)))
         deltas = self._stage_deltas(len(parsed))
 
         # items the tie policy keeps (the same for every stage: it depends on the label only)
@@ -130,7 +132,7 @@ class CascadeCalibrator:
         remaining = np.ones(n_items, dtype=bool)
         decided_by = np.full(n_items, -1)
         records, thresholds = [], []
-        for position, (name, confidence, pred) in enumerate(parsed):
+        for position, (name, confidence, pred, has_verdict) in enumerate(parsed):
             calibrator = SelectiveCalibrator(alpha=alpha[0], delta=float(deltas[position]),
                                              grid=self.grid, n_grid=self.n_grid,
                                              procedure=self.procedure, min_n=self.min_n,
@@ -145,7 +147,7 @@ class CascadeCalibrator:
                 result = calibrator.results_[0]
                 threshold = result.threshold
                 self.grid_ = calibrator.grid_
-            accepted = remaining & (confidence >= threshold)
+            accepted = remaining & has_verdict & (confidence >= threshold)
             decided_by[accepted] = position
             remaining &= ~accepted
             thresholds.append(threshold)
@@ -156,7 +158,7 @@ class CascadeCalibrator:
             raise ValueError("no stage had calibration items")
         # overall agreement: each item judged by its deciding stage's verdict
         final_pred = np.full(n_items, None, dtype=object)
-        for position, (_, _, pred) in enumerate(parsed):
+        for position, (_, _, pred, _) in enumerate(parsed):
             final_pred[decided_by == position] = pred[decided_by == position]
         accepted_any = decided_by >= 0
         agree, kept = agreement(final_pred[accepted_any], human_label[accepted_any], self.tie_policy)
@@ -169,7 +171,7 @@ class CascadeCalibrator:
         self.agreement_ = float(agree.mean()) if agree.size else float("nan")
         self.route_counts_ = np.array([int((decided_by == s).sum()) for s in range(len(parsed))]
                                       + [int((decided_by < 0).sum())])
-        self.stage_names_ = [name for name, _, _ in parsed]
+        self.stage_names_ = [name for name, *_ in parsed]
         return self
 
     def _check_calibrated(self) -> None:

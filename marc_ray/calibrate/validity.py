@@ -29,7 +29,7 @@ import numpy as np
 
 from ..contracts import TIE_POLICIES, agreement
 from .bounds import clopper_pearson_interval
-from .calibrator import check_alpha, check_delta
+from .calibrator import check_alpha, check_delta, verdict_mask
 from .grid import as_grid, counts_at_thresholds
 from .testing import check_procedure, select_thresholds
 
@@ -227,8 +227,8 @@ def validity_study_from_agreement(confidence, agree, alpha: float = 0.1, delta: 
         raise ValueError(f"confidence ({confidence.size}) and agree ({agree.size}) differ in length")
     if confidence.size < 2:
         raise ValueError(f"a validity study needs at least 2 items, got {confidence.size}")
-    if not np.all(np.isfinite(confidence)):
-        raise ValueError("confidence holds NaN or infinite values")
+    if np.any(np.isnan(confidence) | (confidence == np.inf)):  # -inf: never accepted
+        raise ValueError("confidence holds NaN or +inf values")
     n_items = confidence.size
     size = _resolve_size(calibration_size, n_items, design)
     grid = as_grid(grid, n_grid)
@@ -341,6 +341,8 @@ def validity_study(confidence, pred, human_label, alpha: float = 0.1, delta: flo
     if not (confidence.size == pred.size == human_label.size):
         raise ValueError(f"confidence ({confidence.size}), pred ({pred.size}) and human_label "
                          f"({human_label.size}) must have the same length")
+    # no verdict (pred None): never accepted, as in SelectiveCalibrator.calibrate
+    confidence = np.where(verdict_mask(pred), confidence, -np.inf)
     agree, kept = agreement(pred, human_label, tie_policy)
     if groups is not None:
         groups = np.asarray(groups, dtype=object).ravel()

@@ -383,11 +383,14 @@ def validate_scores(table: pa.Table, confidence_column: str, source: str = "<sco
                     *, min_rows: int = 1) -> pa.Table:
     """Check a scored table for calibration: confidence in [0, 1], verdicts, human labels.
 
+    A null ``pred`` means the judge gave no verdict on that item (every run unreadable): the
+    item is never accepted, and its confidence may be null or NaN.
+
     Raises
     ------
     ContractError
-        Missing column, duplicate id, NaN or out-of-range confidence, a verdict outside {a, b},
-        a label outside {a, b, tie}, fewer than ``min_rows`` rows.
+        Missing column, duplicate id, NaN or out-of-range confidence on an item with a verdict,
+        a verdict outside {a, b}, a label outside {a, b, tie}, fewer than ``min_rows`` rows.
     """
     if table.num_rows == 0:
         raise ContractError(source, "the table has no rows")
@@ -395,14 +398,16 @@ def validate_scores(table: pa.Table, confidence_column: str, source: str = "<sco
     table = _normalise_ids(table)
     _check_strings(table, "id", source)
     _check_unique_ids(table, source)
-    _check_strings(table, "pred", source, allowed=PREDICTIONS)
+    _check_strings(table, "pred", source, allowed=PREDICTIONS, nullable=True)
     _check_strings(table, "human_label", source, allowed=LABELS)
     column = table.column(confidence_column)
-    if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
+    if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)
+            or pa.types.is_null(column.type)):
         raise ContractError(source, f"confidence must be numeric, got {column.type}",
                             field=confidence_column)
     values = column.to_numpy(zero_copy_only=False).astype(float)
-    bad = np.flatnonzero(~np.isfinite(values) | (values < 0) | (values > 1))
+    has_verdict = np.array([p is not None for p in table.column("pred").to_pylist()], dtype=bool)
+    bad = np.flatnonzero(has_verdict & (~np.isfinite(values) | (values < 0) | (values > 1)))
     if bad.size:
         index = int(bad[0])
         raise ContractError(source, f"confidence {values[index]} is not a number in [0, 1]",

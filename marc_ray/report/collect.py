@@ -199,10 +199,14 @@ def build_report(run_dir: str, command: str | None = None, out_dir: str | None =
         notes.insert(0, TINY_JUDGE_NOTE)
     if (config.get("data") or {}).get("demo") is not None:
         notes.insert(1 if notes and notes[0] == TINY_JUDGE_NOTE else 0, DEMO_NOTE)
-    without = (certificate.extra or {}).get("n_without_verdict", 0)
-    if without:
-        notes.append(f"{without} calibration item(s) got no verdict from the judge (every run "
-                     f"missing); they are never accepted and were left out of calibration.")
+    without = (certificate.extra or {}).get("n_without_verdict") or {}
+    if not isinstance(without, dict):  # certificates written before per-judge counts
+        without = {names[0]: without}
+    for name, count in without.items():
+        if count:
+            notes.append(f"{count} calibration item(s) got no verdict from {name} (every run "
+                         f"missing): that judge never accepts them, as at deployment; they stay "
+                         f"in the calibration set and count in its coverage.")
     title = (config.get("report") or {}).get("title") or "marc_ray: certified selective judge"
     inputs = ReportInputs(certificate=certificate, calibration=sets["calibration"],
                           deployment=sets.get("test"), measures=measures,

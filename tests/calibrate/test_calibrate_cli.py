@@ -128,6 +128,27 @@ def test_validity_end_to_end(scores, tmp_path, capsys):
     assert report["calibration_size"] == 600 and report["grouped"] is False
 
 
+def test_items_without_a_verdict_are_kept_and_never_accepted(tmp_path, capsys):
+    """pred null (the judge gave no verdict; confidence null): never accepted, still counted."""
+    rows = _rows()
+    for row in rows[::10]:
+        row["pred"], row["conf"] = None, None
+    path = _write_jsonl(tmp_path / "scores.jsonl", rows)
+    assert main(["calibrate", str(path), "--confidence-column", "conf", "--out",
+                 str(tmp_path / "out")]) == 0
+    certificate = Certificate.read(tmp_path / "out" / "certificate.json")
+    with_verdict = [r for r in rows if r["pred"] is not None]
+    expected = SelectiveCalibrator(alpha=0.1, delta=0.1).calibrate(
+        [r["conf"] for r in with_verdict], [r["pred"] for r in with_verdict],
+        [r["human_label"] for r in with_verdict])
+    stage = certificate.stages[0]
+    assert (stage["threshold"], stage["n"], stage["k"]) == (expected.threshold_, expected.n_, expected.k_)
+    assert certificate.n_calibration == len(rows)
+    assert certificate.coverage == pytest.approx(expected.coverage_ * len(with_verdict) / len(rows))
+    assert main(["validity", str(path), "--confidence-column", "conf", "--repetitions", "200",
+                 "--out", str(tmp_path / "validity")]) == 0
+
+
 def _broken(kind):
     rows = _rows(n_items=300)
     if kind == "missing column":

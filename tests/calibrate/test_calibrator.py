@@ -213,7 +213,7 @@ def test_input_errors():
         SelectiveCalibrator().calibrate(confidence[:-1], pred, human)
     bad = confidence.copy()
     bad[3] = np.nan
-    with pytest.raises(ValueError, match="NaN or infinite values \\(first at position 3\\)"):
+    with pytest.raises(ValueError, match="NaN or \\+inf values \\(first at position 3\\)"):
         SelectiveCalibrator().calibrate(bad, pred, human)
     with pytest.raises(ValueError, match="no calibration items"):
         SelectiveCalibrator().calibrate(confidence, pred, np.full(100, "tie", dtype=object))

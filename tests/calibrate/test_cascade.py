@@ -128,3 +128,44 @@ def test_stage_with_nothing_left_accepts_nothing():
     assert cascade.stages_[1]["n_seen"] == 100 and cascade.stages_[1]["result"] is None
     stage = cascade.certificate(data_hash="h").stages[1]
     assert stage["abstains"] and stage["threshold"] == np.inf
+
+
+def test_items_without_a_verdict_move_on_and_are_never_dropped():
+    """A stage with no verdict on an item never accepts it; the item is calibrated at the next
+    stage (as apply routes it) and counts in the coverage, instead of leaving the calibration set."""
+    stages, human = _two_judges(seed=5)
+    rng = np.random.default_rng(5)
+    silent_small = rng.random(human.size) < 0.2    # the small judge could not read these
+    silent_large = rng.random(human.size) < 0.1
+    (small, conf_small, pred_small), (large, conf_large, pred_large) = stages
+    conf_small, pred_small = conf_small.copy(), pred_small.copy()
+    conf_small[silent_small], pred_small[silent_small] = np.nan, None
+    pred_large = pred_large.copy()
+    pred_large[silent_large] = None               # a confidence without a verdict: still no
+    cascade = CascadeCalibrator(alpha=0.1, delta=0.1).calibrate(
+        [(small, conf_small, pred_small), (large, conf_large, pred_large)], human)
+
+    # stage 1 = plain calibration with the silent items present but never accepted
+    first = SelectiveCalibrator(alpha=0.1, delta=0.05).calibrate(conf_small, pred_small, human)
+    with_verdict = SelectiveCalibrator(alpha=0.1, delta=0.05).calibrate(
+        conf_small[~silent_small], pred_small[~silent_small], human[~silent_small])
+    assert cascade.thresholds_[0] == first.threshold_ == with_verdict.threshold_
+    assert (first.n_, first.k_) == (with_verdict.n_, with_verdict.k_)  # silent items add no n, k
+    assert first.coverage_ == pytest.approx(with_verdict.coverage_ * (~silent_small).mean())
+    assert first.n_calibration_ == human.size
+
+    accepted_first = ~silent_small & (conf_small >= first.threshold_)
+    assert cascade.stages_[1]["n_seen"] == int((~accepted_first).sum())  # the silent ones included
+    route = cascade.route_counts_
+    assert route.sum() == human.size
+    decided_by_large = ~accepted_first & ~silent_large & (conf_large >= cascade.thresholds_[1])
+    assert route[1] == int(decided_by_large.sum())
+    assert (silent_small & decided_by_large).any()  # the large judge decides what small could not
+
+
+def test_verdicts_must_be_a_b_or_none():
+    human = np.array(["a", "b", "a"], dtype=object)
+    with pytest.raises(ValueError, match=r"pred must be 'a', 'b' or None \(no verdict\); got 'A' at position 1"):
+        SelectiveCalibrator().calibrate([0.9, 0.8, 0.7], ["a", "A", "b"], human)
+    with pytest.raises(ValueError, match="NaN or \\+inf values .* give them pred=None"):
+        SelectiveCalibrator().calibrate([0.9, np.nan, 0.7], ["a", "b", "b"], human)
