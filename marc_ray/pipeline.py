@@ -246,6 +246,8 @@ def fit_judge(config: PipelineConfig, judge, folder: str) -> dict:
     else:
         model = MarcConfidence(fit_config).fit(annotations, source=judge.output)
     model.save(folder)
+    if getattr(model, "n_without_verdict_", 0):
+        details["left out (no verdict)"] = model.n_without_verdict_
     return {"n_train": model.n_train_, "n_valid": model.n_valid_, "gamma": round(model.gamma_, 4),
             **details}
 

@@ -49,6 +49,7 @@ class Prepared:
     layout: FeatureLayout
     data_hash: str
     source: str
+    n_without_verdict: int = 0  # rows left out: no verdict, so no features and nothing to agree
 
 
 def load_annotations(table_or_path, source: str | None = None) -> tuple[pa.Table, str]:
@@ -77,13 +78,17 @@ def prepare(table_or_path, config: FitConfig, source: str | None = None) -> Prep
     ------
     ContractError
         The file breaks the annotation contract, no row is in a training split, or the training
-        set has too few agreement or disagreement cases to form pairs.
+        set has too few agreement or disagreement cases to form pairs. Rows without a verdict
+        are left out (counted in ``Prepared.n_without_verdict``), not an error.
     """
     table, source = load_annotations(table_or_path, source)
     splits = (table.column("split").to_pylist() if "split" in table.column_names
               else [None] * table.num_rows)
-    is_train = np.array([s is None or s in config.train_splits for s in splits])
-    is_valid = np.array([s in config.valid_splits for s in splits])
+    # A row without a verdict (every run unreadable) has no features and no agreement label;
+    # it is left out here and counted, and calibration and apply never accept it.
+    has_verdict = np.array([p is not None for p in table.column("pred").to_pylist()], dtype=bool)
+    is_train = has_verdict & np.array([s is None or s in config.train_splits for s in splits])
+    is_valid = has_verdict & np.array([s in config.valid_splits for s in splits])
     if not is_train.any():
         raise ContractError(source, f"no row is in a training split {list(config.train_splits)}",
                             field="split", hint="set FitConfig.train_splits to the split names used")
@@ -97,7 +102,8 @@ def prepare(table_or_path, config: FitConfig, source: str | None = None) -> Prep
         warnings.warn(f"{source}: the validation set has {int(valid.agree.sum())} agreement and "
                       f"{int(len(valid) - valid.agree.sum())} disagreement cases; its ranking risk "
                       f"is undefined (NaN)", UserWarning, stacklevel=2)
-    return Prepared(train, valid, layout, table_hash(table, ["id", "probs", "pred"]), source)
+    return Prepared(train, valid, layout, table_hash(table, ["id", "probs", "pred"]), source,
+                    n_without_verdict=int((~has_verdict).sum()))
 
 
 def _hold_out_groups(table: pa.Table, candidates: np.ndarray, config: FitConfig) -> np.ndarray:

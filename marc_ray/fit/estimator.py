@@ -60,6 +60,8 @@ class MarcConfidence:
     data_hash_ : str
         Hash of the training file's ids, runs and verdicts.
     n_train_, n_valid_ : int
+    n_without_verdict_ : int
+        Rows left out of training because the judge gave no verdict on them (after ``fit``).
     """
 
     def __init__(self, config: FitConfig | None = None):
@@ -108,6 +110,7 @@ class MarcConfidence:
         self.history_ = list(state["history"])
         self.data_hash_ = data.data_hash
         self.n_train_, self.n_valid_ = len(data.train), len(data.valid)
+        self.n_without_verdict_ = data.n_without_verdict
         return self
 
     def _check_fitted(self) -> None:

@@ -57,3 +57,24 @@ def test_file_without_layout_metadata_is_refused(trap_table):
     bare = pa.Table.from_pylist(trap_table.slice(0, 3).to_pylist())
     with pytest.raises(ContractError, match="no run layout in its metadata"):
         build_features(bare, "bare.parquet")
+
+
+def test_rows_without_a_verdict_are_left_out_of_training_and_counted(trap_table):
+    from marc_ray.fit.config import FitConfig
+    from marc_ray.fit.data import prepare
+
+    pred = trap_table.column("pred").to_pylist()
+    silent = list(range(0, trap_table.num_rows, 7))
+    for index in silent:
+        pred[index] = None
+    table = trap_table.set_column(trap_table.column_names.index("pred"), "pred",
+                                  pa.array(pred, pa.string()))
+    config = FitConfig()
+    full, reduced = prepare(trap_table, config), prepare(table, config)
+    assert reduced.n_without_verdict == len(silent) and full.n_without_verdict == 0
+    training = {s for s in config.train_splits} | set(config.valid_splits)
+    splits = trap_table.column("split").to_pylist()
+    dropped = {trap_table.column("id")[i].as_py() for i in silent if splits[i] in training}
+    kept_before = set(full.train.ids) | set(full.valid.ids)
+    kept_after = set(reduced.train.ids) | set(reduced.valid.ids)
+    assert kept_after == kept_before - dropped and dropped
