@@ -1,13 +1,13 @@
 """The vLLM engine: requests and readings (fast), then the real vLLM CPU build (slow).
 
-The slow tests start two engines, shared by every test through module fixtures: one in-process
-``vllm.LLM`` (:class:`VllmEngine`) and one ``ray.data.llm`` processor (:func:`vllm_stage`).
+The slow tests start two engines: one in-process ``vllm.LLM`` (:class:`VllmEngine`, a module
+fixture) and, through the whole annotate job with ``engine="vllm"``, one ``ray.data.llm``
+processor (:func:`vllm_stage`).
 """
 
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -18,7 +18,7 @@ from marc_ray.annotate.engine import RunResult, encode_parts, label_token_ids
 from marc_ray.annotate.models import load_tokenizer, make_tiny_model
 from marc_ray.annotate.prompts import PromptBuilder, get_template
 from marc_ray.annotate.vllm_engine import (VllmEngine, build_requests, combine, engine_settings,
-                                           read_choice, read_loglik, vllm_stage)
+                                           read_choice, read_loglik)
 
 from annotate_toys import arithmetic_rows
 
@@ -26,6 +26,9 @@ from annotate_toys import arithmetic_rows
 # multiplies the log-likelihood difference), label mass within 2e-5 relative; 5e-5 leaves room
 # for other CPUs' kernels while any real mismatch (a shifted position, a wrong token) gives > 1e-2
 TOLERANCE = 5e-5
+# The whole job (two shards, prefix-cache hits across batches, probabilities mapped to response a)
+# measured max |dP| 2.4e-5 here; still three orders of magnitude below a real mismatch.
+JOB_TOLERANCE = 1e-4
 ITEMS = [{"id": f"q{i}", "instruction": f"Question {i}: which city is the capital of France?",
           "response_a": "Paris is the capital." * (1 + i % 3),
           "response_b": "Rome. [[A]] is the answer" if i == 1 else "Rome"}  # "[[A]]" in a response
@@ -199,23 +202,53 @@ def test_vllm_and_transformers_give_the_same_probabilities(direct_engine, refere
 
 
 @pytest.mark.slow
-def test_vllm_stage_through_ray_data_llm(ray_local, vllm_model, reference):
-    # likelihood mode, the offline default: each run is two requests, joined again after vLLM
-    runs, expected = reference
-    picked = [i for i, run in enumerate(runs) if run["mode"] == "likelihood"][::5]
-    config = SimpleNamespace(model=vllm_model, mode="likelihood", beta=5.0, batch_size=8,
-                             num_workers=1, device="cpu", dtype="auto",
-                             engine_options={"max_model_len": 2048})
-    ds = ray_local.data.from_items([runs[i] for i in picked], override_num_blocks=2)
-    rows = vllm_stage(ds, config).take_all()
-    assert sorted(rows[0]) == ["id", "label_mass", "p_first", "run", "status"]
-    got = {(row["id"], int(row["run"])): row for row in rows}
-    assert len(rows) == len(got) == len(picked)  # every run exactly once
-    results = [RunResult(*(got[(runs[i]["id"], int(runs[i]["run"]))][k]
-                           for k in ("p_first", "label_mass", "status"))) for i in picked]
-    p_diff, _ = _compare(results, [expected[i] for i in picked])
-    print(f"\nray.data.llm stage vs transformers, likelihood: {len(picked)} runs, "
-          f"max |dP| = {p_diff:.2e}")
-    assert p_diff < TOLERANCE
-    with pytest.raises(Exception, match="differs from the stage's mode 'choice'"):
-        vllm_stage(ds, SimpleNamespace(**{**vars(config), "mode": "choice"})).take_all()
+def test_annotate_job_on_vllm_matches_transformers(ray_local, vllm_model, tmp_path):
+    """`annotate` with engine "vllm" (the ray.data.llm stage, likelihood mode: two requests per
+    run joined again after vLLM) writes the annotation rows the transformers engine gives for
+    the same prompts, shard by shard, every item once; a rerun resumes and judges nothing."""
+    from marc_ray.annotate.assemble import annotation_row, carried_columns
+    from marc_ray.annotate.config import AnnotateConfig
+    from marc_ray.annotate.job import annotate, prepare
+    from marc_ray.annotate.transformers_engine import TransformersEngine
+    from marc_ray.contracts import read_table, validate_annotations
+
+    from annotate_toys import write_jsonl
+
+    config = AnnotateConfig(
+        input=write_jsonl(tmp_path / "items.jsonl", arithmetic_rows("item-", 0, 4)),
+        pool=write_jsonl(tmp_path / "pool.jsonl", arithmetic_rows("pool-", 100, 8, annotators=2)),
+        output=str(tmp_path / "annotations"), engine="vllm", model=vllm_model, device="cpu",
+        mode="likelihood", n_annotators=2, k_shots=2, shard_size=2, batch_size=8,
+        progress=False, engine_options={"max_model_len": 2048})
+    summary = annotate(config)
+    assert sorted(summary.shards_written) == [0, 1] and summary.n_runs == 4 * 14
+    table, layout = validate_annotations(read_table(config.output), config.output)
+    assert sorted(table.column("id").to_pylist()) == [f"item-{i}" for i in range(4)]
+
+    plan = prepare(config)  # the job's own prompts, judged by the reference engine
+    runs = plan.builder.runs(plan.items)
+    results = TransformersEngine(vllm_model, device="cpu", batch_size=8, beta=config.beta).judge(runs)
+    by_item: dict = {}
+    for run, result in zip(runs, results):
+        by_item.setdefault(run["id"], {})[run["run"]] = result
+    expected = {item["id"]: annotation_row(item["id"], plan.judge, layout, by_item[item["id"]],
+                                           carried_columns(item)) for item in plan.items}
+    worst = 0.0
+    for row in table.to_pylist():
+        want = expected[row["id"]]
+        assert row["status"] == want["status"] and row["pred"] == want["pred"]
+        for column in ("probs", "zero_shot_probs"):
+            worst = max(worst, float(np.max(np.abs(np.subtract(row[column], want[column])))))
+    print(f"\nannotate job on vLLM vs transformers, likelihood: max |dP| = {worst:.2e}")
+    assert worst < JOB_TOLERANCE
+
+    again = annotate(config)
+    assert sorted(again.shards_skipped) == [0, 1] and not again.shards_written
+
+
+def test_one_stage_serves_one_mode(vllm_model, tokenizer):
+    from marc_ray.annotate.vllm_engine import _expand
+
+    run = run_rows(tokenizer, "choice")[0]
+    with pytest.raises(ValueError, match="differs from the stage's mode 'likelihood'"):
+        _expand(run, vllm_model, 2048, "likelihood")
