@@ -67,7 +67,7 @@ class FitConfig:
     # --- data split ---
     train_splits: tuple[str, ...] = ("train",)  # `split` values trained on
     valid_splits: tuple[str, ...] = ("valid", "validation", "dev")  # `split` values for model selection
-    valid_fraction: float = 0.2                # when no row has a valid split: share of groups held out
+    valid_fraction: float = 0.2                # no valid split: share of groups held out (stratified by disagreement)
     # --- execution ---
     backend: str = "local"                     # "local" | "ray" (see BACKENDS)
     num_workers: int = 2                       # Ray Train workers (DDP ranks)

@@ -107,13 +107,37 @@ def prepare(table_or_path, config: FitConfig, source: str | None = None) -> Prep
 
 
 def _hold_out_groups(table: pa.Table, candidates: np.ndarray, config: FitConfig) -> np.ndarray:
+    """Hold out ``valid_fraction`` of the candidate groups for model selection, stratified.
+
+    Groups with a disagreement case and groups without one are drawn separately, so the
+    validation set gets both kinds whenever there are two groups of each (a validation set of
+    agreements only leaves the ranking risk undefined). Whole groups move, never single items.
+    """
     ids = table.column("id").to_pylist()
     groups = (table.column("group").to_pylist() if "group" in table.column_names
               else [None] * table.num_rows)
     keys = np.array([str(g) if g is not None else f"id:{i}" for g, i in zip(groups, ids)],
                     dtype=object)
-    unique = np.array(sorted(set(keys[candidates])), dtype=object)
+    disagrees = _disagreement_rows(table, config) & candidates
+    with_disagreement = set(keys[disagrees])
     rng = np.random.default_rng(config.random_state)
-    n_valid = max(1, int(round(config.valid_fraction * len(unique))))
-    chosen = set(rng.permutation(unique)[:n_valid])
+    chosen: set = set()
+    for stratum in (with_disagreement, set(keys[candidates]) - with_disagreement):
+        ordered = rng.permutation(np.array(sorted(stratum), dtype=object))
+        n_valid = int(round(config.valid_fraction * len(ordered)))
+        if len(ordered) >= 2:
+            n_valid = min(max(1, n_valid), len(ordered) - 1)  # keep some of each kind to train on
+        chosen.update(ordered[:n_valid])
+    if not chosen:  # too few groups to stratify: one group, as before
+        chosen = {rng.permutation(np.array(sorted(set(keys[candidates])), dtype=object))[0]}
     return candidates & np.array([k in chosen for k in keys])
+
+
+def _disagreement_rows(table: pa.Table, config: FitConfig) -> np.ndarray:
+    """Rows whose verdict a human label contradicts (under the tie policy); False without labels."""
+    if "human_label" not in table.column_names or config.label_mode != "human":
+        return np.zeros(table.num_rows, dtype=bool)
+    labels = np.asarray(table.column("human_label").to_pylist(), dtype=object)
+    pred = np.asarray(table.column("pred").to_pylist(), dtype=object)
+    counted = np.isin(labels, ["a", "b"]) | ((labels == "tie") & (config.tie_policy == "disagree"))
+    return counted & (labels != pred)

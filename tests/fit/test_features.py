@@ -78,3 +78,33 @@ def test_rows_without_a_verdict_are_left_out_of_training_and_counted(trap_table)
     kept_before = set(full.train.ids) | set(full.valid.ids)
     kept_after = set(reduced.train.ids) | set(reduced.valid.ids)
     assert kept_after == kept_before - dropped and dropped
+
+
+def test_held_out_validation_gets_both_kinds_and_whole_groups(trap_table):
+    """No valid split in the file: whole groups are held out, stratified so the validation set
+    has disagreement cases even when they are rare."""
+    from marc_ray.fit.config import FitConfig
+    from marc_ray.fit.data import prepare
+
+    n = trap_table.num_rows
+    table = trap_table.set_column(trap_table.column_names.index("split"), "split",
+                                  pa.array(["train"] * n, pa.string()))
+    groups = pa.array([f"g{i // 3}" for i in range(n)], pa.string())  # 3 items per group
+    table = (table.set_column(table.column_names.index("group"), "group", groups)
+             if "group" in table.column_names else table.append_column("group", groups))
+    # keep few disagreements: relabel all but 4 of them to agree with the verdict
+    pred = table.column("pred").to_pylist()
+    labels = table.column("human_label").to_pylist()
+    wrong = [i for i in range(n) if labels[i] in ("a", "b") and labels[i] != pred[i]]
+    for i in wrong[4:]:
+        labels[i] = pred[i]
+    table = table.set_column(table.column_names.index("human_label"), "human_label",
+                             pa.array(labels, pa.string()))
+    for seed in range(5):
+        data = prepare(table, FitConfig(random_state=seed))
+        assert 0 < data.valid.agree.sum() < len(data.valid)       # both kinds held out
+        assert 0 < (data.train.agree == 0).sum()                   # and both left to train on
+        group = dict(zip(table.column("id").to_pylist(), table.column("group").to_pylist()))
+        train_groups = {group[i] for i in data.train.ids}
+        valid_groups = {group[i] for i in data.valid.ids}
+        assert valid_groups and not train_groups & valid_groups
