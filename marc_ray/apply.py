@@ -256,16 +256,18 @@ def apply_run(run_dir: str | os.PathLike, comparisons_path: str | os.PathLike,
                             hint="finish it first: marc-ray run CONFIG --out " + run_dir)
     certificate = Certificate.read(certificate_path)
     validate_comparisons(read_table(comparisons_path), comparisons_path)  # fail before any engine
-    scored = []
-    for judge in config.judges():
-        name = judge_name(judge)
+    judges = config.judges()
+    for judge in judges:  # refuse before any engine or cluster starts
         if judge.engine == "replay":
-            raise ContractError(run_dir, f"judge {name!r} replays recorded outputs, so it cannot "
-                                "judge new items", hint="annotate and score the new items "
-                                "yourself, then run: marc-ray apply CERTIFICATE SCORED_FILE")
+            raise ContractError(run_dir, f"judge {judge_name(judge)!r} replays recorded outputs, "
+                                "so it cannot judge new items", hint="annotate and score the new "
+                                "items yourself, then run: marc-ray apply CERTIFICATE SCORED_FILE")
+    ensure_ray(config)
+    scored = []
+    for judge in judges:
+        name = judge_name(judge)
         judge.input = comparisons_path
         judge.output = os.path.join(out_dir, "annotate", name)
-        ensure_ray(config)
         annotate(judge)
         model_folder = os.path.join(run_dir, "fit", name) if config.fit_settings.enabled else None
         score_path = os.path.join(out_dir, "score", f"{name}.parquet")
