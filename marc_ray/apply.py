@@ -19,73 +19,12 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
+from .calibrate.routing import ESCALATE, certificate_thresholds, route
 from .contracts import Certificate, ContractError, read_table, write_json_atomic, write_table_atomic
-
-ESCALATE = "escalate"
-
-
-@dataclass
-class Routing:
-    """Where each item went.
-
-    Attributes
-    ----------
-    stage : ndarray of int, shape (n,)
-        Index of the deciding stage, -1 when escalated.
-    verdict : ndarray of object, shape (n,)
-        "a", "b" or "escalate".
-    """
-
-    stage: np.ndarray
-    verdict: np.ndarray
-
-    @property
-    def accepted(self) -> np.ndarray:
-        return self.stage >= 0
-
-
-def stage_thresholds(certificate: Certificate) -> np.ndarray:
-    """The thresholds λ̂ of the certificate's stages, shape (n_stages,); ``inf``: nothing accepted."""
-    return np.array([float(stage["threshold"]) for stage in certificate.stages], dtype=float)
-
-
-def route(certificate: Certificate, confidence: np.ndarray, pred: np.ndarray) -> Routing:
-    """Route items through the certificate's stages.
-
-    Parameters
-    ----------
-    certificate : Certificate
-    confidence : ndarray of shape (n, n_stages)
-        Each stage's confidence on each item; NaN (not judged, unreadable) is never accepted.
-    pred : ndarray of object, shape (n, n_stages)
-        Each stage's verdict, "a" or "b" (None: no verdict, never accepted).
-
-    Returns
-    -------
-    Routing
-    """
-    thresholds = stage_thresholds(certificate)
-    confidence = np.asarray(confidence, dtype=float)
-    pred = np.asarray(pred, dtype=object)
-    if confidence.ndim == 1:
-        confidence, pred = confidence[:, None], pred[:, None]
-    if confidence.shape[1] != thresholds.size or pred.shape != confidence.shape:
-        raise ValueError(f"confidence {confidence.shape} and pred {pred.shape} must both be "
-                         f"(n_items, {thresholds.size}) for a {thresholds.size}-stage certificate")
-    has_verdict = np.isin(pred, ["a", "b"])
-    # NaN >= λ is False, and λ = inf accepts nothing (the certificate abstained at that stage)
-    passes = (np.nan_to_num(confidence, nan=-np.inf) >= thresholds[None, :]) & has_verdict
-    stage = np.where(passes.any(axis=1), passes.argmax(axis=1), -1)
-    verdict = np.full(len(stage), ESCALATE, dtype=object)
-    decided = stage >= 0
-    verdict[decided] = pred[np.flatnonzero(decided), stage[decided]]
-    return Routing(stage=stage, verdict=verdict)
-
 
 def stage_columns(certificate: Certificate, table: pa.Table, source: str = "<data>"
                   ) -> tuple[list[str], np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -198,7 +137,7 @@ def apply_certificate(certificate: Certificate, table: pa.Table, source: str = "
                "by_stage": {name: int((routing.stage == l).sum()) for l, name in enumerate(names)},
                "drift": {}}
     stored = (certificate.extra or {}).get("calibration_confidence", {})
-    thresholds = stage_thresholds(certificate)
+    thresholds = certificate_thresholds(certificate)
     for l, name in enumerate(names):
         reference = stored.get(name)
         values = confidence[:, l]

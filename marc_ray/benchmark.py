@@ -55,6 +55,7 @@ from .annotate.replay import panel_annotations, replay_metadata
 from .calibrate import (auroc, calibrate_batch, clopper_pearson_interval,
                         expected_calibration_error, fixed_grid, ranking_risk,
                         validity_study_from_agreement)
+from .calibrate.routing import deciding_stage
 from .contracts import ContractError, agreement, table_hash, write_json_atomic, write_text_atomic
 from .datasets import get_dataset
 
@@ -314,10 +315,7 @@ def cascade_validity(confidences: np.ndarray, agrees: np.ndarray, alpha: float, 
     else:
         raise ValueError(f"design must be one of {list(DESIGNS)}, got {design!r}")
 
-    remaining_weights = weights.copy()
-    accepted = np.zeros(n_repetitions)
-    wrong = np.zeros(n_repetitions)
-    stage_share = []
+    thresholds = []
     remaining_calibration = None
     for stage in range(n_stages):
         if design == "population":
@@ -332,11 +330,16 @@ def cascade_validity(confidences: np.ndarray, agrees: np.ndarray, alpha: float, 
         taken = confidence >= threshold[:, None]
         remaining_calibration = (confidence >= 0) & ~taken if remaining_calibration is None \
             else remaining_calibration & ~taken
-        decided = (confidences[stage][None, :] >= threshold[:, None]) * remaining_weights
-        accepted += decided.sum(axis=1)
-        wrong += (decided * ~agrees[stage][None, :]).sum(axis=1)
-        stage_share.append(float(np.mean(decided.sum(axis=1) / weights.sum(axis=1))))
-        remaining_weights = remaining_weights * (confidences[stage][None, :] < threshold[:, None])
+        thresholds.append(threshold)
+    # the deployment rule (calibrate.routing) on the evaluated items, every repetition at once
+    items = confidences.T                                                   # (n_items, n_stages)
+    stage_of = deciding_stage(items, np.ones(items.shape, dtype=bool), np.stack(thresholds, axis=1))
+    decided = weights * (stage_of >= 0)                                     # (n_repetitions, n_items)
+    accepted = decided.sum(axis=1)
+    agree_routed = agrees.T[np.arange(n_items)[None, :], np.maximum(stage_of, 0)]
+    wrong = (decided * ~agree_routed).sum(axis=1)
+    stage_share = [float(np.mean((weights * (stage_of == stage)).sum(axis=1) / weights.sum(axis=1)))
+                   for stage in range(n_stages)]
     success = (accepted == 0) | (wrong <= alpha * accepted + 1e-9)
     low, high = clopper_pearson_interval(int(success.sum()), n_repetitions, 0.95)
     return {"success_rate": float(success.mean()), "success_interval": (float(low), float(high)),

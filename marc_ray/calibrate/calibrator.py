@@ -27,6 +27,7 @@ from .grid import ThresholdGrid, as_grid, check_grid_independent, counts_at_thre
 from .bounds import clopper_pearson_upper
 from .testing import PROCEDURES, check_procedure, select_thresholds, threshold_records
 from .metrics import as_confidence_and_agreement
+from .routing import deciding_stage
 
 __all__ = ["SelectiveCalibrator", "CalibrationResult", "NotCalibratedError", "check_alpha",
            "check_delta", "calibrate_counts"]
@@ -356,8 +357,9 @@ class SelectiveCalibrator:
                 return result
         raise ValueError(f"alpha={alpha!r} was not calibrated; calibrated: {list(self.alphas_)}")
 
-    def accept(self, confidence, alpha=None) -> np.ndarray:
-        """Which items the certified rule accepts (``confidence >= threshold_``).
+    def accept(self, confidence, alpha=None, *, pred=None) -> np.ndarray:
+        """Which items the certified rule accepts (``calibrate.routing``: the confidence reaches
+        ``threshold_`` and, when ``pred`` is given, the judge gave a verdict).
 
         Parameters
         ----------
@@ -365,6 +367,9 @@ class SelectiveCalibrator:
         alpha : float, optional
             Which calibrated alpha to apply. Without it, a single-alpha calibrator returns
             shape (n_items,) and a multi-alpha one shape (n_alpha, n_items).
+        pred : array-like of str or None, shape (n_items,), optional
+            The judge's verdicts: an item without one ("a"/"b") is never accepted, as at
+            deployment (``marc-ray apply``). Without it every item counts as having a verdict.
 
         Returns
         -------
@@ -372,10 +377,17 @@ class SelectiveCalibrator:
             False everywhere when nothing was certified (threshold +inf).
         """
         self._check_calibrated()
-        confidence = np.asarray(confidence, dtype=float)
-        if alpha is not None or len(self.results_) == 1:
-            return confidence >= self.result(alpha).threshold
-        return np.stack([confidence >= result.threshold for result in self.results_])
+        confidence = np.asarray(confidence, dtype=float).ravel()
+        has_verdict = (np.ones(confidence.shape, dtype=bool) if pred is None
+                       else verdict_mask(pred))
+        if has_verdict.shape != confidence.shape:
+            raise ValueError(f"pred ({has_verdict.size}) must have one entry per item "
+                             f"({confidence.size})")
+        single = alpha is not None or len(self.results_) == 1
+        results = [self.result(alpha)] if single else self.results_
+        thresholds = np.array([[result.threshold] for result in results])  # (n_alpha, 1 stage)
+        accepted = deciding_stage(confidence[:, None], has_verdict[:, None], thresholds) == 0
+        return accepted[0] if single else accepted
 
     def certificate(self, data_hash: str, confidence_name: str = "confidence",
                     model_hash: str | None = None, judge_name: str = "judge", alpha=None,

@@ -27,6 +27,7 @@ import numpy as np
 from ..contracts import ASSUMPTIONS, TIE_POLICIES, Certificate, agreement
 from .calibrator import (CalibrationResult, NotCalibratedError, SelectiveCalibrator, _grid_record,
                          _stage_record, check_alpha, check_delta, verdict_mask)
+from .routing import deciding_stage
 
 __all__ = ["CascadeCalibrator", "DELTA_SPLITS"]
 
@@ -129,8 +130,9 @@ class CascadeCalibrator:
 
         # items the tie policy keeps (the same for every stage: it depends on the label only)
         _, usable = agreement(np.full(n_items, "a", dtype=object), human_label, self.tie_policy)
+        confidences = np.stack([confidence for _, confidence, _, _ in parsed], axis=1)
+        verdicts = np.stack([has_verdict for *_, has_verdict in parsed], axis=1)
         remaining = np.ones(n_items, dtype=bool)
-        decided_by = np.full(n_items, -1)
         records, thresholds = [], []
         for position, (name, confidence, pred, has_verdict) in enumerate(parsed):
             calibrator = SelectiveCalibrator(alpha=alpha[0], delta=float(deltas[position]),
@@ -147,10 +149,11 @@ class CascadeCalibrator:
                 result = calibrator.results_[0]
                 threshold = result.threshold
                 self.grid_ = calibrator.grid_
-            accepted = remaining & has_verdict & (confidence >= threshold)
-            decided_by[accepted] = position
-            remaining &= ~accepted
             thresholds.append(threshold)
+            decided_by = deciding_stage(confidences[:, :position + 1], verdicts[:, :position + 1],
+                                        np.array(thresholds))
+            accepted = decided_by == position
+            remaining = decided_by < 0
             records.append({"name": name, "delta": float(deltas[position]), "result": result,
                             "n_seen": n_seen, "n_decided": int(accepted.sum())})
 
@@ -179,13 +182,16 @@ class CascadeCalibrator:
             raise NotCalibratedError("This CascadeCalibrator is not calibrated yet: call "
                                      "calibrate(stages, human_label) first")
 
-    def route(self, confidences) -> np.ndarray:
-        """Which stage decides each item: the first whose threshold its confidence reaches.
+    def route(self, confidences, preds) -> np.ndarray:
+        """Which stage decides each item: the first whose threshold its confidence reaches and
+        that gave it a verdict (``calibrate.routing``, the rule ``apply`` uses too).
 
         Parameters
         ----------
         confidences : sequence of array-like, one per stage, each of shape (n_items,)
             (or an array of shape (L, n_items)).
+        preds : sequence of array-like, one per stage, each of shape (n_items,)
+            Each stage's verdict, "a" or "b"; None: no verdict, never accepted.
 
         Returns
         -------
@@ -193,12 +199,15 @@ class CascadeCalibrator:
             Index of the deciding stage, or -1: escalate to humans.
         """
         self._check_calibrated()
-        if len(confidences) != len(self.thresholds_):
-            raise ValueError(f"route needs one confidence array per stage ({len(self.thresholds_)}), "
-                             f"got {len(confidences)}")
-        matrix = np.stack([np.asarray(c, dtype=float).ravel() for c in confidences])
-        accepted = matrix >= self.thresholds_[:, None]
-        return np.where(accepted.any(axis=0), np.argmax(accepted, axis=0), -1)
+        if len(confidences) != len(self.thresholds_) or len(preds) != len(self.thresholds_):
+            raise ValueError(f"route needs one confidence and one pred array per stage "
+                             f"({len(self.thresholds_)}), got {len(confidences)} and {len(preds)}")
+        matrix = np.stack([np.asarray(c, dtype=float).ravel() for c in confidences], axis=1)
+        verdicts = np.stack([verdict_mask(p) for p in preds], axis=1)
+        if verdicts.shape != matrix.shape:
+            raise ValueError(f"confidences {matrix.shape[::-1]} and preds {verdicts.shape[::-1]} "
+                             "must have the same shape")
+        return deciding_stage(matrix, verdicts, self.thresholds_)
 
     def certificate(self, data_hash: str, confidence_names: Sequence[str] | None = None,
                     model_hash: str | None = None, extra: dict | None = None) -> Certificate:

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..apply import route, stage_thresholds
 from ..calibrate.bounds import clopper_pearson_upper
 from ..calibrate.grid import counts_at_thresholds
+from ..calibrate.routing import certificate_thresholds, route
 from ..contracts import Certificate, agreement
 from . import diagnostics
 
@@ -108,7 +108,7 @@ def evaluate(certificate: Certificate, items: ItemSet) -> dict:
     out["shares"]["escalated"] = out["escalated"]
     if not items.labelled:
         return out
-    thresholds = stage_thresholds(certificate)
+    thresholds = certificate_thresholds(certificate)
     _, kept = agreement(np.full(n, "a", dtype=object), items.human_label, certificate.tie_policy)
     reached = kept.copy()
     stages = []
@@ -196,7 +196,7 @@ def summarize(inputs: ReportInputs) -> dict:
             cal = inputs.calibration.confidence[:, l]
             dep = inputs.deployment.confidence[:, l]
             if np.isfinite(cal).any() and np.isfinite(dep).any():
-                threshold = float(stage_thresholds(certificate)[l])
+                threshold = float(certificate_thresholds(certificate)[l])
                 entry["drift"] = diagnostics.drift(cal, dep, threshold if math.isfinite(threshold) else None)
         diagnostics_out["stages"].append(entry)
 
@@ -210,7 +210,7 @@ def summarize(inputs: ReportInputs) -> dict:
 def guarantee_sentences(certificate: Certificate, calibration: dict, deployment: dict | None) -> dict:
     """The guarantee in plain words: a headline, the formal statement, the routing sentence."""
     alpha, delta = certificate.alpha, certificate.delta
-    thresholds = stage_thresholds(certificate)
+    thresholds = certificate_thresholds(certificate)
     formal = (f"P(judge agrees with humans | confidence >= lambda-hat) >= 1 - alpha = "
               f"{1 - alpha:g}, with probability >= 1 - delta = {1 - delta:g} over the draw of the "
               f"calibration set.")

@@ -30,7 +30,7 @@ def test_one_stage_cascade_equals_plain_calibration(procedure):
     assert (result.n, result.k, result.upper_bound) == (plain.n_, plain.k_, plain.upper_bound_)
     assert cascade.coverage_ == pytest.approx(plain.coverage_)
     assert cascade.deltas_.tolist() == [0.1]
-    assert np.array_equal(cascade.route([confidence]) == 0, plain.accept(confidence))
+    assert np.array_equal(cascade.route([confidence], [pred]) == 0, plain.accept(confidence, pred=pred))
     certificate = cascade.certificate(data_hash="h", confidence_names=["conf"]).to_dict()
     single = plain.certificate(data_hash="h", confidence_name="conf", judge_name=name).to_dict()
     for key in ("threshold", "n", "k", "upper_bound", "coverage", "agreement", "delta"):
@@ -49,7 +49,7 @@ def test_two_stages_each_on_what_earlier_left():
     assert cascade.thresholds_[1] == second.threshold_
     assert cascade.stages_[1]["n_seen"] == left.sum()
 
-    route = cascade.route([stages[0][1], stages[1][1]])
+    route = cascade.route([stages[0][1], stages[1][1]], [stages[0][2], stages[1][2]])
     expected = np.where(~left, 0, np.where(stages[1][1] >= second.threshold_, 1, -1))
     assert np.array_equal(route, expected)
     assert cascade.route_counts_.tolist() == [int((route == s).sum()) for s in (0, 1, -1)]
@@ -77,13 +77,14 @@ def test_cascade_guarantee_holds_in_repetition():
     reaches 1 - alpha in at least 1 - delta of them (minus binomial slack)."""
     test_stages, test_human = _two_judges(n_items=50_000, seed=10)
     test_confidence = [s[1] for s in test_stages]
+    test_pred = [s[2] for s in test_stages]
     test_agree = [s[2] == test_human for s in test_stages]
     failures = 0
     repetitions = 300
     for seed in range(repetitions):
         stages, human = _two_judges(n_items=1500, seed=1000 + seed)
         cascade = CascadeCalibrator(alpha=0.1, delta=0.1).calibrate(stages, human)
-        route = cascade.route(test_confidence)
+        route = cascade.route(test_confidence, test_pred)
         if (route >= 0).any():
             agree = np.where(route == 0, test_agree[0], test_agree[1])[route >= 0]
             failures += np.mean(~agree) > 0.1 + 0.005  # 0.005: the test set's own noise
@@ -108,11 +109,11 @@ def test_errors(params, stages_fn, match):
 
 def test_route_errors():
     with pytest.raises(NotCalibratedError, match="not calibrated yet"):
-        CascadeCalibrator().route([[0.9]])
+        CascadeCalibrator().route([[0.9]], [["a"]])
     stages, human = _two_judges(n_items=500)
     cascade = CascadeCalibrator().calibrate(stages, human)
-    with pytest.raises(ValueError, match="one confidence array per stage"):
-        cascade.route([stages[0][1]])
+    with pytest.raises(ValueError, match="one confidence and one pred array per stage"):
+        cascade.route([stages[0][1]], [stages[0][2]])
 
 
 def test_stage_with_nothing_left_accepts_nothing():

@@ -9,7 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from marc_ray.apply import ESCALATE, apply_certificate, route
+from marc_ray.apply import apply_certificate
+from marc_ray.calibrate.routing import ESCALATE, route
 from marc_ray.cli import main
 from marc_ray.contracts import ContractError, write_table_atomic
 
@@ -110,3 +111,56 @@ def test_apply_cli(single, tmp_path, capsys):
     assert main(["apply", str(tmp_path / "missing.json"), str(tmp_path / "new.parquet"),
                  "--out", str(tmp_path / "o2")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_python_api_and_cli_route_an_item_without_a_verdict_alike(tmp_path):
+    """Items with full confidence but no verdict (pred None): the calibrators' Python API and
+    ``marc-ray apply`` both escalate them, and route every other item the same way too."""
+    from marc_ray.calibrate.calibrator import SelectiveCalibrator
+    from marc_ray.calibrate.cascade import CascadeCalibrator
+    from marc_ray.calibrate.grid import fixed_grid
+
+    confidence, pred, human = toy_items(2000, seed=11)
+    grid = fixed_grid(100, 0.5, 1.0)
+    new_conf, new_pred, _ = toy_items(60, seed=12)
+    new_conf[:5], new_pred[:5] = 1.0, None  # confident, but no verdict
+    new_pred = new_pred.astype(object)
+
+    single = SelectiveCalibrator(alpha=0.15, delta=0.1, grid=grid).calibrate(confidence, pred, human)
+    assert single.threshold_ < 1.0
+    cascade = CascadeCalibrator(alpha=0.2, delta=0.1, grid=grid).calibrate(
+        [("small", confidence, pred), ("large", *_second_judge(human, seed=13))], human)
+    assert np.isfinite(cascade.thresholds_).all()
+    second_conf, second_pred = _second_judge(np.where(new_pred == None, "a", new_pred), seed=14)  # noqa: E711
+    second_pred[:5:2] = None  # items 0, 2, 4: no verdict from either judge
+
+    single.certificate("sha256:t", "conf_marc", judge_name="one").write(tmp_path / "single.json")
+    write_table_atomic(scored_table(new_conf, new_pred), tmp_path / "one.parquet")
+    cascade.certificate("sha256:t", ["conf_marc", "conf_marc"]).write(tmp_path / "cascade.json")
+    write_table_atomic(pa.concat_tables([scored_table(new_conf, new_pred, judge="small"),
+                                         scored_table(second_conf, second_pred, judge="large")]),
+                       tmp_path / "two.parquet")
+    for name, data in (("single", "one"), ("cascade", "two")):
+        assert main(["apply", str(tmp_path / f"{name}.json"), str(tmp_path / f"{data}.parquet"),
+                     "--out", str(tmp_path / name)]) == 0
+    cli_single = pq.read_table(tmp_path / "single" / "decisions.parquet").column("stage").to_pylist()
+    cli_cascade = pq.read_table(tmp_path / "cascade" / "decisions.parquet").column("stage").to_pylist()
+
+    api_single = np.where(single.accept(new_conf, pred=new_pred), 0, -1)
+    api_cascade = cascade.route([new_conf, second_conf], [new_pred, second_pred])
+    assert cli_single == api_single.tolist()
+    assert cli_cascade == api_cascade.tolist()
+    assert api_single[:5].tolist() == [-1] * 5           # stage 1 never takes an item without a verdict
+    assert (api_cascade[:5] != 0).all()
+    assert api_cascade[[0, 2, 4]].tolist() == [-1] * 3      # no verdict from any judge: escalated
+    assert single.accept(new_conf[:5]).all()                 # confidence alone would have taken them
+
+
+def _second_judge(human, seed):
+    """A more accurate judge on the same items: agrees with probability confidence ** 0.2."""
+    rng = np.random.default_rng(seed)
+    confidence = rng.uniform(0.5, 1.0, len(human))
+    agree = rng.random(len(human)) < confidence ** 0.2
+    flip = {"a": "b", "b": "a", "tie": "a"}
+    return confidence, np.array([("a" if h == "tie" else h) if ok else flip[h]
+                                 for h, ok in zip(human, agree)], dtype=object)
