@@ -5,7 +5,7 @@ of cost, a confidence measure and a threshold λ̂ (``inf`` when nothing passed)
 decided by the first judge whose confidence on it reaches that judge's threshold; an item no
 judge is confident enough about is escalated (to humans). The guarantee covers exactly this
 rule on items drawn like the calibration set, so :func:`apply_certificate` also compares the
-new items' confidences with the calibration set's (``report.diagnostics.drift``).
+new items' confidences with the calibration set's (``calibrate.diagnostics.drift``).
 
 Data in: a scored table (``marc-ray score`` output or the pipeline's ``score/<judge>.parquet``)
 or an annotation table with the needed confidence column(s). One row per item, or, for a
@@ -22,28 +22,31 @@ import os
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .calibrate.routing import ESCALATE, certificate_thresholds, route
 from .contracts import Certificate, ContractError, read_table, write_json_atomic, write_table_atomic
+from .contracts.align import align_items
 
 def stage_columns(certificate: Certificate, table: pa.Table, source: str = "<data>"
-                  ) -> tuple[list[str], np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Line up a table's rows into the (n_items, n_stages) arrays :func:`route` takes.
 
     Returns
     -------
-    ids : list of str, length n
+    ids : ndarray of object, shape (n,)
     confidence : ndarray of shape (n, n_stages)
     pred : ndarray of object, shape (n, n_stages)
     extra : dict of column name → ndarray of shape (n,)
         ``human_label`` and ``split`` from the first stage's rows, when present.
     """
     stages = certificate.stages
-    multi_judge = "judge" in table.column_names and len(set(table.column("judge").to_pylist())) > 1
+    multi_judge = "judge" in table.column_names and len(pc.unique(table.column("judge"))) > 1
     if len(stages) > 1 and not multi_judge:
         # one judge's rows cannot stand for every stage: each stage reading the same column
         # would route the items by the first judge's confidence and verdict alone
-        present = sorted(set(table.column("judge").to_pylist())) if "judge" in table.column_names else []
+        present = (sorted(pc.unique(table.column("judge")).to_pylist()) if "judge" in table.column_names
+                   else [])
         raise ContractError(source, f"a {len(stages)}-judge cascade certificate needs one row per "
                             f"(item, judge) with a judge column naming "
                             f"{[s.get('judge', s['name']) for s in stages]}; the data has "
@@ -64,40 +67,17 @@ def stage_columns(certificate: Certificate, table: pa.Table, source: str = "<dat
         part = table
         if multi_judge:
             judge = stage.get("judge", stage["name"])
-            mask = np.array([j == judge for j in table.column("judge").to_pylist()])
-            if not mask.any():
+            part = table.filter(pc.equal(table.column("judge"), judge))
+            if part.num_rows == 0:
                 raise ContractError(source, f"no rows for judge {judge!r} of the certificate",
                                     field="judge")
-            part = table.filter(pa.array(mask))
         rows_by_stage.append(part)
-    ids = list(dict.fromkeys(rows_by_stage[0].column("id").to_pylist()))
-    seen = set(ids)
-    for part in rows_by_stage[1:]:
-        for value in part.column("id").to_pylist():
-            if value not in seen:  # a set, not set(ids) per row: that was quadratic in the items
-                seen.add(value)
-                ids.append(value)
-    position = {value: index for index, value in enumerate(ids)}
-    n, n_stages = len(ids), len(stages)
-    confidence = np.full((n, n_stages), np.nan)
-    pred = np.full((n, n_stages), None, dtype=object)
-    for l, (stage, part) in enumerate(zip(stages, rows_by_stage)):
-        index = np.array([position[v] for v in part.column("id").to_pylist()], dtype=int)
-        values = part.column(stage["confidence"]).to_numpy(zero_copy_only=False).astype(float)
-        confidence[index, l] = values
-        pred[index, l] = np.array(part.column("pred").to_pylist(), dtype=object)
-    extra = {}
-    for name in ("human_label", "split"):
-        if name in rows_by_stage[0].column_names:
-            values = np.full(n, None, dtype=object)
-            index = np.array([position[v] for v in rows_by_stage[0].column("id").to_pylist()], dtype=int)
-            values[index] = np.array(rows_by_stage[0].column(name).to_pylist(), dtype=object)
-            extra[name] = values
-    return ids, confidence, pred, extra
+    aligned = align_items(rows_by_stage, [stage["confidence"] for stage in stages])
+    return aligned.ids, aligned.confidence, aligned.pred, aligned.extra
 
 
-def apply_certificate(certificate: Certificate, table: pa.Table, source: str = "<data>"
-                      ) -> tuple[pa.Table, dict]:
+def apply_certificate(certificate: Certificate, table: pa.Table, source: str = "<data>",
+                      drift_significance: float = 0.01) -> tuple[pa.Table, dict]:
     """Verdict or escalation per item, and the drift diagnostic per stage.
 
     Parameters
@@ -107,6 +87,9 @@ def apply_certificate(certificate: Certificate, table: pa.Table, source: str = "
         Scored rows (see the module docstring).
     source : str
         For error messages.
+    drift_significance : float, default=0.01
+        The drift warning fires when the KS test's p-value is below it (a run's
+        ``calibrate.drift_significance``).
 
     Returns
     -------
@@ -115,15 +98,15 @@ def apply_certificate(certificate: Certificate, table: pa.Table, source: str = "
         when escalated), ``stage`` (its index, -1), ``confidence`` (the first stage's).
     summary : dict
         ``n``, ``coverage``, ``escalated``, ``by_stage`` counts, and ``drift`` per stage
-        (``report.diagnostics.drift`` against the calibration confidences stored in the
+        (``calibrate.diagnostics.drift`` against the calibration confidences stored in the
         certificate; absent when the certificate stores none).
     """
-    from .report.diagnostics import drift
+    from .calibrate.diagnostics import drift
 
     ids, confidence, pred, _ = stage_columns(certificate, table, source)
     routing = route(certificate, confidence, pred)
     names = [stage["name"] for stage in certificate.stages]
-    decided_by = [names[s] if s >= 0 else None for s in routing.stage]
+    decided_by = np.array(names + [None], dtype=object)[routing.stage]  # stage -1: None
     decisions = pa.table({
         "id": pa.array(ids, pa.string()),
         "verdict": pa.array(routing.verdict.tolist(), pa.string()),
@@ -143,7 +126,8 @@ def apply_certificate(certificate: Certificate, table: pa.Table, source: str = "
         values = confidence[:, l]
         if reference and np.isfinite(values).any():
             threshold = thresholds[l] if math.isfinite(thresholds[l]) else None
-            summary["drift"][name] = drift(np.asarray(reference, dtype=float), values, threshold)
+            summary["drift"][name] = drift(np.asarray(reference, dtype=float), values, threshold,
+                                           significance=drift_significance)
     return decisions, summary
 
 
@@ -213,7 +197,8 @@ def apply_run(run_dir: str | os.PathLike, comparisons_path: str | os.PathLike,
         score_judge(config, judge, model_folder, score_path)
         scored.append(read_table(score_path).replace_schema_metadata(None))
     table = pa.concat_tables(scored, promote_options="permissive")
-    decisions, summary = apply_certificate(certificate, table, comparisons_path)
+    decisions, summary = apply_certificate(certificate, table, comparisons_path,
+                                           config.calibrate.drift_significance)
     summary["agreement_on_decided"] = _observed_agreement(table, decisions, certificate)
     write_table_atomic(decisions, os.path.join(out_dir, "decisions.parquet"))
     summary["certificate"] = os.path.abspath(certificate_path)
@@ -228,13 +213,15 @@ def _observed_agreement(table: pa.Table, decisions: pa.Table, certificate: Certi
 
     if "human_label" not in table.column_names:
         return None
-    labels = dict(zip(table.column("id").to_pylist(), table.column("human_label").to_pylist()))
-    pairs = [(verdict, labels.get(item)) for item, verdict in zip(decisions.column("id").to_pylist(),
-                                                                 decisions.column("verdict").to_pylist())
-             if verdict != ESCALATE and labels.get(item) is not None]
-    if not pairs:
+    # the first row of each decided item's id carries its label (all judges' rows carry the same)
+    rows = pc.index_in(decisions.column("id"), value_set=table.column("id")).to_numpy(zero_copy_only=False)
+    verdict = decisions.column("verdict").to_numpy(zero_copy_only=False)
+    labels = np.full(len(verdict), None, dtype=object)
+    found = ~np.isnan(rows.astype(float))
+    labels[found] = table.column("human_label").to_numpy(zero_copy_only=False)[rows[found].astype(int)]
+    use = (verdict != ESCALATE) & np.isin(labels, ["a", "b", "tie"])
+    if not use.any():
         return None
-    agree, _ = agreement(np.array([p for p, _ in pairs], dtype=object),
-                         np.array([h for _, h in pairs], dtype=object), certificate.tie_policy)
+    agree, _ = agreement(verdict[use], labels[use], certificate.tie_policy)
     return {"n": int(agree.size), "agreement": float(agree.mean()) if agree.size else None,
             "tie_policy": certificate.tie_policy}

@@ -275,7 +275,7 @@ def calibrate_run(config: PipelineConfig, judges: list, score_paths: list[str], 
     from .calibrate.calibrator import SelectiveCalibrator
     from .calibrate.cascade import CascadeCalibrator
     from .calibrate.grid import fixed_grid, quantile_grid
-    from .report.collect import aligned_sets
+    from .contracts.align import aligned_sets
 
     cal = config.calibrate
     names = [judge_name(j) for j in judges]

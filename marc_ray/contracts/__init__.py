@@ -26,9 +26,11 @@ from ``marc_ray.contracts`` alone:
 ``schemas``      the tables' schemas, the run layout, human-label rules and the validators;
 ``io``           reading (JSONL, Parquet; local or any pyarrow filesystem), atomic writes, hashes;
 ``certificate``  the calibrated judge's certificate and the assumptions it rests on;
+``align``        items × judges: each judge's rows lined up by id (:func:`align_items`);
 ``errors``       :class:`ContractError`.
 """
 
+from .align import Aligned, ItemSet, align_items, aligned_sets
 from .certificate import ASSUMPTIONS, Certificate, threshold_from_json
 from .errors import ContractError
 from .io import (file_hash, read_table, rows_to_table, table_hash, write_json_atomic,
@@ -41,6 +43,7 @@ from .schemas import (ANNOTATION_REQUIRED, ANNOTATION_SCHEMA, CARRIED_COLUMNS, C
                       validate_comparisons, validate_scores)
 
 __all__ = [
+    "Aligned", "ItemSet", "align_items", "aligned_sets",
     "ANNOTATION_REQUIRED", "ANNOTATION_SCHEMA", "ASSUMPTIONS", "CARRIED_COLUMNS",
     "COMPARISON_REQUIRED", "COMPARISON_SCHEMA", "Certificate", "ContractError", "LABELS",
     "LAYOUT_METADATA_KEY", "ORDERS", "POOL_REQUIRED", "POOL_SCHEMA", "PREDICTIONS",

@@ -1,8 +1,9 @@
 """report: the transparent report of a certificate (HTML, Markdown, JSON) and its diagnostics.
 
 ``build_report(run_dir)`` reports a pipeline run; ``write_report(ReportInputs(...), out_dir)``
-reports any certificate with its scored items. ``diagnostics`` (monotonicity, drift, calibration
-size) and ``plots`` work on plain arrays. Importing this package loads no ray, torch or vllm.
+reports any certificate with its scored items. The diagnostics it shows (monotonicity, drift,
+calibration size) are computed in ``marc_ray.calibrate.diagnostics``; ``plots`` work on plain
+arrays. Importing this package loads no ray, torch or vllm.
 """
 
 from __future__ import annotations
@@ -13,11 +14,8 @@ _LAZY = {
     "build_report": "collect",
     "write_report": "render",
     "ReportInputs": "summary",
-    "ItemSet": "summary",
+    "ItemSet": "summary",      # defined in marc_ray.contracts.align
     "summarize": "summary",
-    "monotonicity": "diagnostics",
-    "drift": "diagnostics",
-    "calibration_size": "diagnostics",
 }
 
 __all__ = list(_LAZY)

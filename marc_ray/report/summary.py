@@ -13,50 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..calibrate import diagnostics
 from ..calibrate.bounds import clopper_pearson_upper
 from ..calibrate.grid import counts_at_thresholds
 from ..calibrate.routing import certificate_thresholds, route
-from ..contracts import Certificate, agreement
-from . import diagnostics
-
-
-@dataclass
-class ItemSet:
-    """One set of items seen through a certificate (the calibration set, a test set, new data).
-
-    Parameters
-    ----------
-    name : str
-        "calibration", "test" or "deployment".
-    confidence : ndarray of shape (n, n_stages)
-        Each cascade stage's confidence on each item (NaN: not scored).
-    pred : ndarray of object, shape (n, n_stages)
-        Each stage's verdict, "a" or "b".
-    human_label : ndarray of object, shape (n,), optional
-        "a", "b" or "tie"; None for unlabelled (deployment) items.
-    ids : list of str, optional
-    """
-
-    name: str
-    confidence: np.ndarray
-    pred: np.ndarray
-    human_label: np.ndarray | None = None
-    ids: list | None = None
-
-    def __post_init__(self) -> None:
-        self.confidence = np.asarray(self.confidence, dtype=float)
-        self.pred = np.asarray(self.pred, dtype=object)
-        if self.confidence.ndim == 1:
-            self.confidence, self.pred = self.confidence[:, None], self.pred[:, None]
-        if self.human_label is not None:
-            self.human_label = np.asarray(self.human_label, dtype=object)
-            if len(self.human_label) != len(self.confidence):
-                raise ValueError(f"{self.name}: {len(self.human_label)} labels for "
-                                 f"{len(self.confidence)} items")
-
-    @property
-    def labelled(self) -> bool:
-        return self.human_label is not None and bool(np.isin(self.human_label, ["a", "b", "tie"]).all())
+from ..contracts import Certificate, ItemSet, agreement
 
 
 @dataclass
@@ -66,7 +27,7 @@ class ReportInputs:
     ``measures`` maps a confidence measure's name to its held-out metrics (``auroc``,
     ``ranking_risk``, ...); ``manifest`` is the reproducibility record (config, hashes,
     versions, seeds, command); ``notes`` are sentences shown at the top (e.g. that the bundled
-    judge is tiny).
+    judge is tiny); ``drift_significance`` is the run's ``calibrate.drift_significance``.
     """
 
     certificate: Certificate
@@ -76,6 +37,7 @@ class ReportInputs:
     manifest: dict = field(default_factory=dict)
     title: str = "marc_ray: certified selective judge"
     notes: list = field(default_factory=list)
+    drift_significance: float = 0.01
 
 
 def percent(value: float | None) -> str:
@@ -197,7 +159,8 @@ def summarize(inputs: ReportInputs) -> dict:
             dep = inputs.deployment.confidence[:, l]
             if np.isfinite(cal).any() and np.isfinite(dep).any():
                 threshold = float(certificate_thresholds(certificate)[l])
-                entry["drift"] = diagnostics.drift(cal, dep, threshold if math.isfinite(threshold) else None)
+                entry["drift"] = diagnostics.drift(cal, dep, threshold if math.isfinite(threshold) else None,
+                                                   significance=inputs.drift_significance)
         diagnostics_out["stages"].append(entry)
 
     return {"title": inputs.title, "notes": list(inputs.notes),

@@ -71,6 +71,9 @@ def test_apply_certificate_with_drift(single):
     _, drifted = apply_certificate(certificate, scored_table(shifted, pred2))
     assert drifted["drift"]["toy-judge"]["fired"]
     assert "WARNING" in drifted["drift"]["toy-judge"]["message"]
+    p_value = drifted["drift"]["toy-judge"]["p_value"]  # a run's calibrate.drift_significance
+    _, strict = apply_certificate(certificate, scored_table(shifted, pred2), drift_significance=p_value / 2)
+    assert not strict["drift"]["toy-judge"]["fired"] and strict["drift"]["toy-judge"]["significance"] == p_value / 2
 
 
 def test_apply_long_format_cascade(cascade):

@@ -11,9 +11,9 @@ import pytest
 from scipy import stats
 
 from marc_ray.calibrate.bounds import clopper_pearson_upper, min_n_to_pass
-from marc_ray.contracts import Certificate
-from marc_ray.report import ItemSet, ReportInputs, summarize, write_report
-from marc_ray.report.diagnostics import calibration_size, drift, monotonicity
+from marc_ray.calibrate.diagnostics import calibration_size, drift, monotonicity
+from marc_ray.contracts import Certificate, ItemSet
+from marc_ray.report import ReportInputs, summarize, write_report
 
 from report_toys import toy_items
 
@@ -39,21 +39,38 @@ def test_drift_fires_on_a_shift_only():
     calibration = rng.uniform(0.5, 1.0, 400)
     same = drift(calibration, rng.uniform(0.5, 1.0, 300), threshold=0.8)
     assert not same["fired"] and same["message"].startswith("No drift detected")
-    shifted = drift(calibration, np.clip(rng.uniform(0.5, 1.0, 300) - 0.2, 0.5, 1.0), threshold=0.8)
-    expected = stats.ks_2samp(calibration, np.clip(rng.uniform(0.5, 1.0, 300), 0, 1))
+    deployment = np.clip(rng.uniform(0.5, 1.0, 300) - 0.2, 0.5, 1.0)
+    shifted = drift(calibration, deployment, threshold=0.8)
     assert shifted["fired"] and shifted["message"].startswith("WARNING")
     assert shifted["coverage_deployment"] < shifted["coverage_calibration"]
-    assert 0 <= expected.pvalue <= 1
+    assert shifted["coverage_calibration"] == pytest.approx(np.mean(calibration >= 0.8))
+    # the statistic is the largest gap between the two empirical CDFs (0.2 shift: about 0.4),
+    # and the p-value scipy's for the same samples
+    expected = stats.ks_2samp(calibration, deployment)
+    assert shifted["statistic"] == pytest.approx(expected.statistic) and 0.3 < shifted["statistic"] < 0.5
+    assert shifted["p_value"] == pytest.approx(expected.pvalue) and shifted["p_value"] < 1e-10
+    identical = drift(calibration, calibration.copy())
+    assert identical["statistic"] == 0 and identical["p_value"] == pytest.approx(1.0)
+    # over 200 same-distribution pairs the warning (p < 0.01) fires at most about 1% of the time
+    fired = sum(drift(rng.uniform(size=100), rng.uniform(size=100))["fired"] for _ in range(200))
+    assert fired <= 200 * 0.01 + 3 * np.sqrt(200 * 0.01 * 0.99)
+    assert drift(calibration, deployment, significance=1e-300)["fired"] is False
     with pytest.raises(ValueError, match=r"finite confidences in both samples"):
         drift(calibration, np.array([np.nan]))
+
+
+@pytest.mark.parametrize("risk", [0.0, 0.02, 0.05, 0.08])
+def test_calibration_size_is_the_smallest_passing_n(risk):
+    n = int(calibration_size(100, alpha=0.1, delta=0.1, observed_risk=risk)["n_needed_at_observed_risk"])
+    assert n > 1
+    assert clopper_pearson_upper(round(risk * n), n, 0.1) <= 0.1            # the bound passes at n
+    assert clopper_pearson_upper(round(risk * (n - 1)), n - 1, 0.1) > 0.1    # and fails one below
 
 
 def test_calibration_size_against_the_bound():
     size = calibration_size(100, alpha=0.1, delta=0.1, observed_risk=0.05)
     assert size["n_min_zero_errors"] == min_n_to_pass(0.1, 0.1) == 22
     n = int(size["n_needed_at_observed_risk"])
-    assert clopper_pearson_upper(round(0.05 * n), n, 0.1) <= 0.1  # oracle: the bound passes at n
-    assert clopper_pearson_upper(round(0.05 * (n - 1)), n - 1, 0.1) > 0.1 or n < 30
     assert size["adequate"] == (100 >= n)
     hopeless = calibration_size(1000, 0.1, 0.1, observed_risk=0.2)
     assert math.isinf(hopeless["n_needed_at_observed_risk"]) and not hopeless["adequate"]

@@ -10,7 +10,8 @@ Three checks, each returning a small dict the renderer turns into a sentence and
   distributions is a cheap, assumption-free alarm (it cannot prove the absence of drift).
 * :func:`calibration_size`: is the calibration set large enough for the target α and δ at all?
 
-Nothing here imports ray, torch or vllm.
+They live in calibrate (statistics, next to the bounds they use); the report only formats
+their results. Nothing here imports ray, torch or vllm.
 
 References
 ----------
@@ -25,7 +26,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from ..calibrate.bounds import clopper_pearson_upper, min_n_to_pass
+from .bounds import clopper_pearson_upper, min_n_to_pass
 
 
 def monotonicity(confidence: np.ndarray, agree: np.ndarray, n_bins: int = 10,
