@@ -169,7 +169,8 @@ def apply_run(run_dir: str | os.PathLike, comparisons_path: str | os.PathLike,
     from .annotate.job import annotate
     from .config import PipelineConfig, judge_name
     from .contracts import validate_comparisons
-    from .pipeline import ensure_ray, score_judge
+    from .fit.score import score_annotations
+    from .ray_cluster import ensure_ray
 
     run_dir, comparisons_path, out_dir = map(os.fspath, (run_dir, comparisons_path, out_dir))
     config = PipelineConfig.from_run(run_dir)
@@ -185,7 +186,7 @@ def apply_run(run_dir: str | os.PathLike, comparisons_path: str | os.PathLike,
             raise ContractError(run_dir, f"judge {judge_name(judge)!r} replays recorded outputs, "
                                 "so it cannot judge new items", hint="annotate and score the new "
                                 "items yourself, then run: marc-ray apply CERTIFICATE SCORED_FILE")
-    ensure_ray(config)
+    ensure_ray(config.ray.address, config.ray.num_cpus)
     scored = []
     for judge in judges:
         name = judge_name(judge)
@@ -194,7 +195,7 @@ def apply_run(run_dir: str | os.PathLike, comparisons_path: str | os.PathLike,
         annotate(judge)
         model_folder = os.path.join(run_dir, "fit", name) if config.fit_settings.enabled else None
         score_path = os.path.join(out_dir, "score", f"{name}.parquet")
-        score_judge(config, judge, model_folder, score_path)
+        score_annotations([model_folder] if model_folder else [], judge.output, score_path)
         scored.append(read_table(score_path).replace_schema_metadata(None))
     table = pa.concat_tables(scored, promote_options="permissive")
     decisions, summary = apply_certificate(certificate, table, comparisons_path,

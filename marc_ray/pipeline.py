@@ -124,22 +124,11 @@ def run_stage(progress: Progress, index: int, stage: str, run_dir: str, settings
     return True
 
 
-# ---------------------------------------------------------------------------------------------
-# Ray
-# ---------------------------------------------------------------------------------------------
-
 def ensure_ray(config: PipelineConfig) -> None:
-    """Connect to ``ray.address`` / $RAY_ADDRESS, or start an embedded local cluster (once)."""
-    import ray
+    """The run's cluster (``ray_cluster.ensure_ray`` with the ``ray:`` section)."""
+    from .ray_cluster import ensure_ray as join
 
-    if ray.is_initialized():
-        return
-    address = config.ray.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local cluster needs no token
-        ray.init(num_cpus=config.ray.num_cpus, include_dashboard=False, log_to_driver=False)
+    join(config.ray.address, config.ray.num_cpus)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,11 +211,6 @@ def judge_input_files(judge) -> list[str]:
     return [runs] if isinstance(runs, str) and "://" not in runs else []
 
 
-def read_annotations(judge) -> pa.Table:
-    """Every shard of a judge's annotation folder, as one table."""
-    return read_table(judge.output)
-
-
 def fit_judge(config: PipelineConfig, judge, folder: str) -> dict:
     """Fit (or tune, then fit) the confidence model on the training split; save it to ``folder``."""
     from .fit import MarcConfidence
@@ -234,7 +218,7 @@ def fit_judge(config: PipelineConfig, judge, folder: str) -> dict:
     fit_config = config.fit_config()
     if fit_config.backend == "ray":
         ensure_ray(config)
-    annotations = read_annotations(judge)
+    annotations = read_table(judge.output)
     details = {}
     if config.fit_settings.tune:
         from .fit import tune_margin
@@ -252,20 +236,12 @@ def fit_judge(config: PipelineConfig, judge, folder: str) -> dict:
             **details}
 
 
-def score_judge(config: PipelineConfig, judge, model_folder: str | None, out_path: str) -> dict:
-    """Annotations + the learned confidence column (NaN for items without a verdict)."""
-    table = read_annotations(judge)
-    if model_folder is not None:
-        from .fit import MarcConfidence
-        from .fit.estimator import add_column
+def score_judge(judge, model_folder: str | None, out_path: str) -> dict:
+    """Annotations + the learned confidence column (``fit.score.score_annotations``)."""
+    from .fit.score import score_annotations
 
-        model = MarcConfidence.load(model_folder)
-        has_verdict = np.array([p is not None for p in table.column("pred").to_pylist()])
-        values = np.full(table.num_rows, np.nan)
-        if has_verdict.any():
-            values[has_verdict] = model.score(table.filter(pa.array(has_verdict)), judge.output)
-        table = add_column(table, model.column, values)
-    write_table_atomic(table, out_path)
+    table = score_annotations([model_folder] if model_folder is not None else [], judge.output,
+                              out_path)
     return {"rows": table.num_rows}
 
 
@@ -399,7 +375,7 @@ def run_pipeline(config: PipelineConfig, *, command: str | None = None, stream=N
         inputs = [judge.output] + ([os.path.join(folder, "model.safetensors")] if folder else [])
         if run_stage(progress, 4, "score", run_dir, {"model": folder},
                      inputs, [path], lambda judge=judge, folder=folder, path=path:
-                     score_judge(config, judge, folder, path), label=name):
+                     score_judge(judge, folder, path), label=name):
             ran.append(f"score:{name}")
 
     certificate_path = os.path.join(run_dir, "calibrate", "certificate.json")

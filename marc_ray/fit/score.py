@@ -3,7 +3,8 @@
 ``score_annotations(model_dirs, annotations, out)`` loads each saved model (safetensors + JSON,
 no pickle), checks that the file's run layout is the one the model was trained on, and writes
 the file back with ``conf_marc`` (or ``conf_vanilla``, the column named in the model's
-``config.json``) added, atomically. Every row is scored, whatever its split.
+``config.json``) added, atomically. Every row with a verdict is scored, whatever its split;
+a row without one gets NaN (:func:`score_table`, the rule the pipeline and ``apply`` use).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
+import numpy as np
 import pyarrow as pa
 
 from ..contracts import write_table_atomic
@@ -21,6 +23,10 @@ from .estimator import MarcConfidence, add_column
 def score_table(models: Sequence[MarcConfidence], table: pa.Table, source: str = "<annotations>"
                 ) -> pa.Table:
     """``table`` with one confidence column per model (``model.column``), metadata kept.
+
+    The one scoring rule (``marc-ray score``, the pipeline's score stage and ``apply``): a row
+    with a verdict gets C_θ; a row without one (``pred`` null: every run failed) gets NaN, so
+    it is never accepted downstream but stays in the table.
 
     Raises
     ------
@@ -33,8 +39,12 @@ def score_table(models: Sequence[MarcConfidence], table: pa.Table, source: str =
     if len(set(columns)) != len(columns):
         raise ValueError(f"two models write the same column ({columns}); score them into "
                          "separate files or fit one of each variant")
+    has_verdict = table.column("pred").is_valid().to_numpy(zero_copy_only=False) if models else None
     for model in models:
-        table = add_column(table, model.column, model.score(table, source))
+        values = np.full(table.num_rows, np.nan)
+        if has_verdict.any():
+            values[has_verdict] = model.score(table.filter(pa.array(has_verdict)), source)
+        table = add_column(table, model.column, values)
     return table
 
 
@@ -46,7 +56,8 @@ def score_annotations(model_dirs: str | os.PathLike | Sequence[str | os.PathLike
     Parameters
     ----------
     model_dirs : path or sequence of paths
-        Folders written by ``MarcConfidence.save`` / ``marc-ray fit``.
+        Folders written by ``MarcConfidence.save`` / ``marc-ray fit`` (none: the table is
+        written unchanged, e.g. a run that calibrates a heuristic confidence).
     annotations_path : path or pyarrow.Table
     out_path : path
         A Parquet file, written atomically (may equal ``annotations_path``).

@@ -40,3 +40,22 @@ def test_loading_something_else_fails_clearly(tmp_path):
     (tmp_path / "config.json").write_text('{"format": "other"}')
     with pytest.raises(ContractError, match="not a marc_ray confidence model"):
         score_annotations(tmp_path, tmp_path / "a.parquet", tmp_path / "o.parquet")
+
+
+def test_rows_without_a_verdict_get_nan(trap_table):
+    """The one scoring rule (score CLI, pipeline, apply): no verdict → NaN, the row stays."""
+    import pyarrow as pa
+
+    from marc_ray.fit.score import score_table
+
+    model = fit_confidence_model(trap_table, FitConfig(epochs=1, n_pairs=250))
+    pred = trap_table.column("pred").to_pylist()
+    pred[0] = pred[3] = None
+    silent = trap_table.set_column(trap_table.column_names.index("pred"), "pred",
+                                   pa.array(pred, trap_table.schema.field("pred").type))
+    values = np.asarray(score_table([model], silent).column("conf_marc"))
+    assert np.isnan(values[[0, 3]]).all() and np.isfinite(np.delete(values, [0, 3])).all()
+    keep = np.ones(len(pred), dtype=bool)
+    keep[[0, 3]] = False
+    assert values[keep] == pytest.approx(model.score(trap_table.filter(pa.array(keep))))
+    assert score_table([], silent) is silent  # no model: the table as it is
