@@ -171,10 +171,12 @@ def apply_run(run_dir: str | os.PathLike, comparisons_path: str | os.PathLike,
     from .contracts import validate_comparisons
     from .fit.score import score_annotations
     from .ray_cluster import ensure_ray
+    from .run_folder import RunFolder
 
     run_dir, comparisons_path, out_dir = map(os.fspath, (run_dir, comparisons_path, out_dir))
     config = PipelineConfig.from_run(run_dir)
-    certificate_path = os.path.join(run_dir, "calibrate", "certificate.json")
+    run, out = RunFolder(run_dir), RunFolder(out_dir)  # out_dir gets a run's annotate/ and score/
+    certificate_path = run.certificate
     if not os.path.isfile(certificate_path):
         raise ContractError(run_dir, "the run has no certificate yet",
                             hint="finish it first: marc-ray run CONFIG --out " + run_dir)
@@ -191,10 +193,10 @@ def apply_run(run_dir: str | os.PathLike, comparisons_path: str | os.PathLike,
     for judge in judges:
         name = judge_name(judge)
         judge.input = comparisons_path
-        judge.output = os.path.join(out_dir, "annotate", name)
+        judge.output = out.annotations(name)
         annotate(judge)
-        model_folder = os.path.join(run_dir, "fit", name) if config.fit_settings.enabled else None
-        score_path = os.path.join(out_dir, "score", f"{name}.parquet")
+        model_folder = run.model_folder(name) if config.fit_settings.enabled else None
+        score_path = out.scores(name)
         score_annotations([model_folder] if model_folder else [], judge.output, score_path)
         scored.append(read_table(score_path).replace_schema_metadata(None))
     table = pa.concat_tables(scored, promote_options="permissive")

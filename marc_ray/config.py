@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .contracts import TIE_POLICIES
+from .run_folder import RUN_CONFIG, RunFolder
 
 # Confidence measures the pipeline can calibrate on: the two heuristics every annotation row
 # carries, and the learned models the fit stage writes (``MarcConfidence.column``).
@@ -200,6 +201,7 @@ class PipelineConfig:
         from .annotate.config import AnnotateConfig
 
         entries = self.cascade or [{}]
+        folder = RunFolder(self.run_dir)
         out = []
         for index, override in enumerate(entries):
             values = dict(self.annotate)
@@ -207,9 +209,8 @@ class PipelineConfig:
             values.setdefault("seed", self.seed)
             config = AnnotateConfig.from_dict(values, self.source)
             name = judge_name(config)
-            config.input = os.path.join(self.run_dir, "data", "comparisons.parquet")
-            config.pool = os.path.join(self.run_dir, "data", "pool.parquet")
-            config.output = os.path.join(self.run_dir, "annotate", name)
+            config.input, config.pool = folder.comparisons, folder.pool
+            config.output = folder.annotations(name)
             out.append(config)
         return out
 
@@ -381,18 +382,15 @@ class PipelineConfig:
         data["run_dir"] = run_dir
         data["data"] = {key: value for key, value in (data.get("data") or {}).items()
                         if key not in ("demo", "comparisons", "pool", "max_items")}
-        data["data"]["comparisons"] = os.path.join(run_dir, "data", "comparisons.parquet")
-        data["data"]["pool"] = os.path.join(run_dir, "data", "pool.parquet")
-        return cls.from_dict(data, source=os.path.join(run_dir, RUN_CONFIG))
+        folder = RunFolder(run_dir)
+        data["data"]["comparisons"], data["data"]["pool"] = folder.comparisons, folder.pool
+        return cls.from_dict(data, source=folder.config)
 
     def replace(self, **changes: Any) -> "PipelineConfig":
         """A copy with top-level fields changed (validated again)."""
         data = self.to_dict()
         data.update(changes)
         return PipelineConfig.from_dict(data, self.source)
-
-
-RUN_CONFIG = "config.yaml"  # the resolved configuration, in every run folder
 
 
 def read_run_config(run_dir: str | os.PathLike) -> dict:
@@ -407,7 +405,7 @@ def read_run_config(run_dir: str | os.PathLike) -> dict:
 
     from .contracts import ContractError
 
-    path = os.path.join(os.fspath(run_dir), RUN_CONFIG)
+    path = RunFolder(run_dir).config
     if not os.path.isfile(path):
         raise ContractError(os.fspath(run_dir), f"not a marc_ray run folder (no {RUN_CONFIG})",
                             hint="pass the run folder `marc-ray run` wrote (its run_dir or --out)")

@@ -1,17 +1,9 @@
 """``run_pipeline(config)``: prepare → annotate → fit (or tune) → score → calibrate → report.
 
 Every stage reads files and writes files under ``config.run_dir``, each folder with a
-``manifest.json`` recording the stage's settings, the hashes of its inputs and of its outputs::
-
-    run_dir/
-      config.yaml               the resolved configuration
-      manifests/<stage>.json    per stage: settings, input and output hashes, wall time
-      data/                     comparisons.parquet (validated, with a split), pool.parquet
-      annotate/<judge>/         annotation shards (the annotate job resumes shard by shard)
-      fit/<judge>/              model.safetensors + config.json (the MARC confidence model)
-      score/<judge>.parquet     annotations + the learned confidence column
-      calibrate/                certificate.json
-      report/                   report.html, report.md, report.json, certificate.json, figures/
+manifest recording the stage's settings, the hashes of its inputs and of its outputs; the
+folder's layout is :class:`marc_ray.run_folder.RunFolder`'s (config.yaml, manifests/, data/,
+annotate/<judge>/, fit/<judge>/, score/<judge>.parquet, calibrate/certificate.json, report/).
 
 A rerun skips a stage whose manifest matches (same settings, same input hashes, outputs still
 there), so an interrupted run resumes where it stopped, and changing, say, ``calibrate.alpha``
@@ -30,10 +22,11 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
-from .config import RUN_CONFIG, PipelineConfig, judge_name
+from .config import PipelineConfig, judge_name
 from .contracts import (Certificate, ContractError, check_pool_disjoint, file_hash, read_table,
                         table_hash, validate_comparisons, write_json_atomic, write_table_atomic,
                         write_text_atomic)
+from .run_folder import RunFolder
 
 STAGES = ("prepare", "annotate", "fit", "score", "calibrate", "report")
 CALIBRATION_SAMPLE = 10_000  # calibration confidences stored in the certificate for drift checks
@@ -105,11 +98,11 @@ def run_stage(progress: Progress, index: int, stage: str, run_dir: str, settings
               label: str = "") -> bool:
     """Run ``compute`` unless the stage's manifest says its outputs are current; True if it ran.
 
-    The manifest is ``run_dir/manifests/<stage>[-<label>].json`` (kept apart from the outputs,
-    so that a folder of Parquet shards holds nothing else).
+    The manifest is ``RunFolder.manifest(stage, label)`` (kept apart from the outputs, so that
+    a folder of Parquet shards holds nothing else).
     """
     name = stage + (f" {label}" if label else "")
-    manifest = os.path.join(run_dir, "manifests", stage + (f"-{label}" if label else "") + ".json")
+    manifest = RunFolder(run_dir).manifest(stage, label)
     input_hashes = _hash_paths(inputs)
     if _stage_is_current(manifest, settings, input_hashes, outputs):
         progress.line(index, name, "skipped", "outputs up to date")
@@ -166,7 +159,7 @@ def assign_splits(table: pa.Table, config: PipelineConfig, source: str) -> pa.Ta
 
 def prepare_data(config: PipelineConfig) -> dict:
     """Validate the comparisons and the pool (or generate the demo), assign splits, write Parquet."""
-    folder = os.path.join(config.run_dir, "data")
+    folder = RunFolder(config.run_dir).data_dir
     if config.data.demo is not None:
         from .demo import DemoSpec, write_demo
 
@@ -184,8 +177,8 @@ def prepare_data(config: PipelineConfig) -> dict:
     pool = validate_comparisons(read_table(pool_path), pool_path, pool=True)
     check_pool_disjoint(pool, comparisons, pool_path, comparisons_path)
     comparisons = assign_splits(comparisons, config, comparisons_path)
-    write_table_atomic(comparisons, os.path.join(folder, "comparisons.parquet"))
-    write_table_atomic(pool, os.path.join(folder, "pool.parquet"))
+    write_table_atomic(comparisons, RunFolder(config.run_dir).comparisons)
+    write_table_atomic(pool, RunFolder(config.run_dir).pool)
     counts = {s: comparisons.column("split").to_pylist().count(s) for s in ("train", "calibration", "test")}
     return {"comparisons": comparisons.num_rows, "pool": pool.num_rows, **counts}
 
@@ -276,7 +269,8 @@ def calibrate_run(config: PipelineConfig, judges: list, score_paths: list[str], 
         grid = quantile_grid(values[finite], cal.n_grid, ids=np.asarray(train.ids, dtype=object)[finite])
     else:
         grid = fixed_grid(cal.n_grid, cal.grid_low, cal.grid_high)
-    model_hash = ";".join(file_hash(os.path.join(f, "model.safetensors")) for f in model_folders
+    folder = RunFolder(config.run_dir)
+    model_hash = ";".join(file_hash(folder.model_weights(name)) for name, f in zip(names, model_folders)
                           if f is not None) or None
     columns = {"id": pa.array(ids.tolist(), pa.string()),
                "human_label": pa.array(labels.tolist(), pa.string())}
@@ -332,14 +326,14 @@ def run_pipeline(config: PipelineConfig, *, command: str | None = None, stream=N
     from .report.collect import build_report
 
     run_dir = config.run_dir
+    folder = RunFolder(run_dir)
     os.makedirs(run_dir, exist_ok=True)
-    write_text_atomic(config.to_yaml(), os.path.join(run_dir, RUN_CONFIG))
+    write_text_atomic(config.to_yaml(), folder.config)
     progress = Progress(stream)
     judges = config.judges()
     names = [judge_name(j) for j in judges]
     ran = []
-    data_dir = os.path.join(run_dir, "data")
-    data_outputs = [os.path.join(data_dir, "comparisons.parquet"), os.path.join(data_dir, "pool.parquet")]
+    data_outputs = [folder.comparisons, folder.pool]
     data_inputs = [] if config.data.demo is not None else [config.data.comparisons, config.data.pool]
     if run_stage(progress, 1, "prepare", run_dir, config.to_dict()["data"] | {"seed": config.seed},
                  data_inputs, data_outputs, lambda: prepare_data(config)):
@@ -355,37 +349,36 @@ def run_pipeline(config: PipelineConfig, *, command: str | None = None, stream=N
     learned = config.fit_settings.enabled
     model_folders: list[str | None] = []
     for judge, name in zip(judges, names):
-        folder = os.path.join(run_dir, "fit", name)
-        model_folders.append(folder if learned else None)
+        model_folder = folder.model_folder(name)
+        model_folders.append(model_folder if learned else None)
         if not learned:
             continue
         settings = {"fit": config.fit_config().to_dict(), "tune": config.fit_settings.tune,
                     "tune_options": config.fit_settings.tune_options}
-        if run_stage(progress, 3, "fit", run_dir, settings, [judge.output],
-                     [os.path.join(folder, "model.safetensors"), os.path.join(folder, "config.json")],
-                     lambda judge=judge, folder=folder: fit_judge(config, judge, folder), label=name):
+        if run_stage(progress, 3, "fit", run_dir, settings, [judge.output], folder.model_files(name),
+                     lambda judge=judge, model_folder=model_folder: fit_judge(config, judge, model_folder),
+                     label=name):
             ran.append(f"fit:{name}")
     if not learned:
         progress.line(3, "fit", "disabled", "calibrating a heuristic confidence")
 
     score_paths = []
-    for judge, name, folder in zip(judges, names, model_folders):
-        path = os.path.join(run_dir, "score", f"{name}.parquet")
+    for judge, name, model_folder in zip(judges, names, model_folders):
+        path = folder.scores(name)
         score_paths.append(path)
-        inputs = [judge.output] + ([os.path.join(folder, "model.safetensors")] if folder else [])
-        if run_stage(progress, 4, "score", run_dir, {"model": folder},
-                     inputs, [path], lambda judge=judge, folder=folder, path=path:
-                     score_judge(judge, folder, path), label=name):
+        inputs = [judge.output] + ([folder.model_weights(name)] if model_folder else [])
+        if run_stage(progress, 4, "score", run_dir, {"model": model_folder},
+                     inputs, [path], lambda judge=judge, model_folder=model_folder, path=path:
+                     score_judge(judge, model_folder, path), label=name):
             ran.append(f"score:{name}")
 
-    certificate_path = os.path.join(run_dir, "calibrate", "certificate.json")
+    certificate_path = folder.certificate
     calibrate_settings = config.to_dict()["calibrate"] | {"seed": config.seed, "judges": names}
     if run_stage(progress, 5, "calibrate", run_dir, calibrate_settings,
                  score_paths, [certificate_path],
                  lambda: calibrate_run(config, judges, score_paths, certificate_path, model_folders)):
         ran.append("calibrate")
 
-    report_dir = os.path.join(run_dir, "report")
     report_settings = config.to_dict()["report"] | {"compare": config.calibrate.compare}
     report_paths: dict = {}
 
@@ -395,8 +388,8 @@ def run_pipeline(config: PipelineConfig, *, command: str | None = None, stream=N
         return {"coverage": round(certificate.coverage, 4)}
 
     if run_stage(progress, 6, "report", run_dir, report_settings,
-                 [certificate_path] + score_paths, [os.path.join(report_dir, "report.html")], report):
+                 [certificate_path] + score_paths, [folder.report_html], report):
         ran.append("report")
     return {"run_dir": run_dir, "certificate": certificate_path,
-            "report": os.path.join(report_dir, "report.html"), "ran": ran,
+            "report": folder.report_html, "ran": ran,
             "wall_s": round(time.perf_counter() - progress.started, 2)}

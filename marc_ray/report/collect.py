@@ -14,9 +14,10 @@ import platform
 
 import numpy as np
 
-from ..config import RUN_CONFIG, read_run_config
+from ..config import read_run_config
 from ..contracts import Certificate, ContractError, agreement, file_hash, read_table
 from ..contracts.align import aligned_sets
+from ..run_folder import RUN_CONFIG, RunFolder
 from .summary import ReportInputs
 
 VERSIONED_PACKAGES = ("marc_ray", "ray", "torch", "numpy", "scipy", "pyarrow", "transformers",
@@ -95,20 +96,19 @@ def run_manifest(run_dir: str, certificate: Certificate, command: str | None) ->
     """The reproducibility record: config, hashes, versions, seeds, the command, stage times."""
     import yaml
 
-    config_path = os.path.join(run_dir, RUN_CONFIG)
+    folder = RunFolder(run_dir)
+    config_path = folder.config
     with open(config_path, encoding="utf-8") as stream:
         config_text = stream.read()
     config = yaml.safe_load(config_text) or {}
     hashes = {RUN_CONFIG: file_hash(config_path)}
-    for name in ("comparisons.parquet", "pool.parquet"):
-        path = os.path.join(run_dir, "data", name)
+    for path in (folder.comparisons, folder.pool):
         if os.path.exists(path):
-            hashes[f"data/{name}"] = file_hash(path)
-    for folder in sorted(os.listdir(os.path.join(run_dir, "fit"))) if os.path.isdir(
-            os.path.join(run_dir, "fit")) else []:
-        path = os.path.join(run_dir, "fit", folder, "model.safetensors")
+            hashes[folder.relative(path)] = file_hash(path)
+    for judge in sorted(os.listdir(folder.fit_dir)) if os.path.isdir(folder.fit_dir) else []:
+        path = folder.model_weights(judge)
         if os.path.exists(path):
-            hashes[f"fit/{folder}/model.safetensors"] = file_hash(path)
+            hashes[folder.relative(path)] = file_hash(path)
     hashes["calibration data (certificate)"] = certificate.data_hash
     seeds = {"seed": config.get("seed"), "data.split_seed": (config.get("data") or {}).get("split_seed")}
     demo = (config.get("data") or {}).get("demo")
@@ -120,7 +120,7 @@ def run_manifest(run_dir: str, certificate: Certificate, command: str | None) ->
     if "random_state" in (config.get("fit") or {}):
         seeds["fit.random_state"] = config["fit"]["random_state"]
     stage_times = {}
-    manifests = os.path.join(run_dir, "manifests")
+    manifests = folder.manifests_dir
     for name in sorted(os.listdir(manifests)) if os.path.isdir(manifests) else []:
         with open(os.path.join(manifests, name), encoding="utf-8") as stream:
             stage_times[name.removesuffix(".json")] = json.load(stream).get("wall_s")
@@ -135,10 +135,10 @@ def build_report(run_dir: str, command: str | None = None, out_dir: str | None =
     from .render import write_report
 
     config = read_run_config(run_dir)
-    certificate_path = os.path.join(run_dir, "calibrate", "certificate.json")
-    certificate = Certificate.read(certificate_path)
+    folder = RunFolder(run_dir)
+    certificate = Certificate.read(folder.certificate)
     names = [stage["name"] for stage in certificate.stages]
-    score_paths = [os.path.join(run_dir, "score", f"{name}.parquet") for name in names]
+    score_paths = [folder.scores(name) for name in names]
     confidence = certificate.stages[0]["confidence"]
     sets = aligned_sets(score_paths, names, confidence)
     compare = (config.get("calibrate") or {}).get("compare") or [confidence]
@@ -167,4 +167,4 @@ def build_report(run_dir: str, command: str | None = None, out_dir: str | None =
                           manifest=run_manifest(run_dir, certificate, command), title=title,
                           notes=notes, drift_significance=float(
                               (config.get("calibrate") or {}).get("drift_significance", 0.01)))
-    return write_report(inputs, out_dir or os.path.join(run_dir, "report"))
+    return write_report(inputs, out_dir or folder.report_dir)

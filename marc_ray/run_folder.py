@@ -1,0 +1,109 @@
+"""RunFolder: every path of a pipeline run, in one place.
+
+::
+
+    <root>/
+      config.yaml               the resolved configuration
+      manifests/<stage>.json    per stage: settings, input and output hashes, wall time
+      data/                     comparisons.parquet (validated, with a split), pool.parquet
+      annotate/<judge>/         annotation shards (the annotate job resumes shard by shard)
+      fit/<judge>/              model.safetensors + config.json (the MARC confidence model)
+      score/<judge>.parquet     annotations + the learned confidence column
+      calibrate/                certificate.json
+      report/                   report.html, report.md, report.json, certificate.json, figures/
+
+``apply_run`` writes the same ``annotate/`` and ``score/`` layout under its own output folder,
+so it builds a RunFolder on that folder too. Paths are plain strings; a root with a scheme
+(``s3://bucket/run``) is joined with ``/`` (posixpath), a local one with ``os.path``.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import dataclass
+
+RUN_CONFIG = "config.yaml"          # the resolved configuration, in every run folder
+CERTIFICATE_FILE = "certificate.json"
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The layout of one run folder (nothing is created or read here)."""
+
+    root: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", os.fspath(self.root))
+
+    @property
+    def is_uri(self) -> bool:
+        return "://" in self.root
+
+    def path(self, *parts: str) -> str:
+        """``root/part/...``, joined as the root's kind of path wants."""
+        return (posixpath.join if self.is_uri else os.path.join)(self.root, *parts)
+
+    # -- the files and folders ----------------------------------------------------------------
+
+    @property
+    def config(self) -> str:
+        return self.path(RUN_CONFIG)
+
+    @property
+    def data_dir(self) -> str:
+        return self.path("data")
+
+    @property
+    def comparisons(self) -> str:
+        return self.path("data", "comparisons.parquet")
+
+    @property
+    def pool(self) -> str:
+        return self.path("data", "pool.parquet")
+
+    def annotations(self, judge: str) -> str:
+        return self.path("annotate", judge)
+
+    @property
+    def fit_dir(self) -> str:
+        return self.path("fit")
+
+    def model_folder(self, judge: str) -> str:
+        return self.path("fit", judge)
+
+    def model_files(self, judge: str) -> list[str]:
+        """The fitted model's weights and config (``fit.estimator`` names them)."""
+        from .fit.estimator import CONFIG_FILE, MODEL_FILE  # lazily: the estimator loads torch
+
+        return [self.path("fit", judge, MODEL_FILE), self.path("fit", judge, CONFIG_FILE)]
+
+    def model_weights(self, judge: str) -> str:
+        return self.model_files(judge)[0]
+
+    def scores(self, judge: str) -> str:
+        return self.path("score", f"{judge}.parquet")
+
+    @property
+    def certificate(self) -> str:
+        return self.path("calibrate", CERTIFICATE_FILE)
+
+    @property
+    def report_dir(self) -> str:
+        return self.path("report")
+
+    @property
+    def report_html(self) -> str:
+        return self.path("report", "report.html")
+
+    @property
+    def manifests_dir(self) -> str:
+        return self.path("manifests")
+
+    def manifest(self, stage: str, label: str = "") -> str:
+        return self.path("manifests", stage + (f"-{label}" if label else "") + ".json")
+
+    def relative(self, path: str) -> str:
+        """``path`` relative to the root, "/"-separated (the keys the report's hashes use)."""
+        return posixpath.join(*os.path.relpath(path, self.root).split(os.sep)) if not self.is_uri \
+            else path[len(self.root):].lstrip("/")
