@@ -26,10 +26,6 @@ COMMAND_MODULES = (
 )
 
 
-class UsageError(ValueError):
-    """A bad command-line or configuration value (exit status 2)."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="marc-ray",
@@ -58,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     except ContractError as error:
         print(f"marc-ray {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except (UsageError, ValueError) as error:
+    except ValueError as error:
         print(f"marc-ray {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -372,39 +372,3 @@ def _mean_echo_loglik(answer: dict[str, Any], start: int, end: int, by_tokens: b
     if not picked or any(v is None or not math.isfinite(v) for v in picked):
         return "non-finite or absent prompt log-probabilities"
     return sum(picked) / len(picked)
-
-
-# ---------------------------------------------------------------------------------------------
-# Ray Data adapter
-# ---------------------------------------------------------------------------------------------
-
-class HttpBatches:
-    """``ds.map_batches(HttpBatches, fn_constructor_kwargs={"options": {...}}, compute=...)``.
-
-    A batch (dict of columns) of run rows in, the same batch out with ``p_first``,
-    ``label_mass`` and ``status`` added. The engine (and its thread pool) lives as long as the
-    actor.
-
-    Parameters
-    ----------
-    options : dict
-        :class:`HttpEngine` keyword arguments.
-    """
-
-    def __init__(self, options: dict[str, Any]):
-        self.engine = HttpEngine(**options).check()
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        names = list(batch)
-        columns = [_to_list(batch[name]) for name in names]
-        runs = [dict(zip(names, values)) for values in zip(*columns)]
-        results = self.engine.judge(runs)
-        out = dict(batch)
-        out["p_first"] = [r.p_first for r in results]
-        out["label_mass"] = [r.label_mass for r in results]
-        out["status"] = [r.status for r in results]
-        return out
-
-
-def _to_list(column: Any) -> list:
-    return column.tolist() if hasattr(column, "tolist") else list(column)

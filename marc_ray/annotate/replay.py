@@ -11,8 +11,9 @@ Two inputs are replayed, both long tables with one row per run:
     unusable). An optional ``raw`` column (the judge's original answer) goes into the status of
     a missing run.
 *verdict table* (what the dataset loaders return for the judges they ship)
-    ``id``, ``judge``, ``variant`` (the prompt), ``order``, ``verdict``, ``raw``.
-    :func:`panel_runs` turns it into a run table.
+    ``id``, ``judge``, ``variant`` (the prompt), ``order``, ``verdict``, ``raw``: the schema and
+    its validator are ``marc_ray.contracts.verdicts``, the builder the loaders use
+    ``marc_ray.datasets.verdicts.verdict_table``. :func:`panel_runs` turns it into a run table.
 
 How a discrete verdict becomes a probability
     A verdict is about the original responses (not the position shown), and becomes
@@ -54,12 +55,11 @@ from typing import Sequence
 import pyarrow as pa
 
 from ..contracts import ORDERS, ContractError, RunLayout
+from ..contracts.verdicts import VERDICT_SCHEMA, validate_verdicts  # noqa: F401 (the schema's home)
 from .assemble import annotation_row, annotation_table, carried_columns
 from .engine import ZERO_SHOT_RUNS, RunResult
 
 VERDICT_PROBABILITY = {"a": 1.0, "b": 0.0, "tie": 0.5}  # P(response_a better) of a verdict
-VERDICT_SCHEMA = pa.schema([("id", pa.string()), ("judge", pa.string()), ("variant", pa.string()),
-                            ("order", pa.string()), ("verdict", pa.string()), ("raw", pa.string())])
 REPLAY_METADATA_KEY = b"marc_ray.replay"
 DEFAULT_SUBSET = "0"
 
@@ -77,56 +77,6 @@ def verdict_to_probability(verdict: str | None) -> float:
     if verdict not in VERDICT_PROBABILITY:
         raise ValueError(f"verdict must be one of {sorted(VERDICT_PROBABILITY)} or None, got {verdict!r}")
     return VERDICT_PROBABILITY[verdict]
-
-
-# ---------------------------------------------------------------------------------------------
-# Verdict tables
-# ---------------------------------------------------------------------------------------------
-
-def validate_verdicts(table: pa.Table, source: str = "<verdicts>") -> pa.Table:
-    """Check a verdict table: columns, orders, verdicts, one row per (id, judge, variant, order).
-
-    Raises
-    ------
-    ContractError
-        Missing column, empty table, an order outside {ab, ba}, a verdict outside {a, b, tie}
-        (null allowed: unusable), a duplicate run.
-    """
-    if table.num_rows == 0:
-        raise ContractError(source, "the verdict table has no rows")
-    for name in ("id", "judge", "variant", "order", "verdict"):
-        if name not in table.column_names:
-            raise ContractError(source, "missing column", field=name,
-                                hint=f"columns present: {', '.join(table.column_names)}")
-    columns = {name: table.column(name).to_pylist() for name in ("id", "judge", "variant", "order", "verdict")}
-    seen: dict[tuple, int] = {}
-    for index in range(table.num_rows):
-        for name in ("id", "judge", "variant", "order"):
-            if not isinstance(columns[name][index], str) or not columns[name][index]:
-                raise ContractError(source, f"expected non-empty text, got {columns[name][index]!r}",
-                                    row=index, field=name)
-        if columns["order"][index] not in ORDERS:
-            raise ContractError(source, f"order {columns['order'][index]!r} is not one of {list(ORDERS)}",
-                                row=index, field="order")
-        verdict = columns["verdict"][index]
-        if verdict is not None and verdict not in VERDICT_PROBABILITY:
-            raise ContractError(source, f"verdict {verdict!r} is not one of "
-                                f"{sorted(VERDICT_PROBABILITY)} (or null: unusable)", row=index,
-                                field="verdict")
-        key = tuple(columns[name][index] for name in ("id", "judge", "variant", "order"))
-        if key in seen:
-            raise ContractError(source, f"duplicate run {key!r} (first in row {seen[key]})",
-                                row=index, field="id")
-        seen[key] = index
-    if "raw" not in table.column_names:
-        table = table.append_column("raw", pa.nulls(table.num_rows, pa.string()))
-    return table.select(VERDICT_SCHEMA.names).cast(VERDICT_SCHEMA)
-
-
-def verdict_table(rows: Sequence[dict], source: str = "<verdicts>") -> pa.Table:
-    """Verdict rows (dicts with the ``VERDICT_SCHEMA`` keys) → a validated verdict table."""
-    table = pa.Table.from_pylist(list(rows), schema=VERDICT_SCHEMA)
-    return validate_verdicts(table, source)
 
 
 def member_name(judge: str, variant: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from .errors import ContractError
 from .io import json_safe, write_json_atomic
@@ -87,8 +86,3 @@ class Certificate:
                 if key not in stage:
                     raise ContractError(source, f"stage {index} lacks '{key}'", field="stages")
         return cls(**{k: v for k, v in data.items() if k in names})
-
-
-def threshold_from_json(value: Any) -> float:
-    """Thresholds are written as numbers or the string "inf" (nothing accepted)."""
-    return float(value)

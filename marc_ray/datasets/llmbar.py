@@ -33,7 +33,7 @@ from typing import Sequence
 
 import pyarrow as pa
 
-from ..annotate.replay import verdict_table
+from .verdicts import verdict_table
 from ..contracts import ContractError, validate_comparisons
 from ._io import coded_label, default_root, read_json_list, require_file, require_keys, text_field
 

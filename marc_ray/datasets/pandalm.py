@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ..annotate.replay import verdict_table
+from .verdicts import verdict_table
 from ..contracts import ContractError, validate_comparisons
 from ._io import (coded_label, default_root, read_json_list, require_file, require_keys,
                   scalar_text_field, text_field)

@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from typing import Any
 
 from ..contracts import TIE_POLICIES
 
-Variant = Literal["marc", "vanilla"]
 VARIANTS: dict[str, str] = {
     "marc": "adaptive margin: alternate epochs of SGD on θ with a line search over γ that "
             "minimises the bound's right-hand side; complexity penalty in the objective",

@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from .bound import best_margin, margin_grid
 from .config import FitConfig
 from .data import Arrays
-from .evaluate import ranking_risk
+from ..calibrate.metrics import ranking_risk
 from .loss import complexity_penalty, pair_surrogate, sample_pairs
 from .model import ConfidenceMLP
 

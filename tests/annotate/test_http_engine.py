@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from marc_ray.annotate.http_engine import (HttpBatches, HttpEngine, HttpJudgeError,
+from marc_ray.annotate.http_engine import (HttpEngine, HttpJudgeError,
                                            choice_from_top_logprobs)
 
 SECRET = "sk-test-never-print-me"
@@ -192,16 +192,6 @@ def test_likelihood_reads_echoed_prompt_logprobs():
     assert result.status == "ok"
     assert result.p_first == pytest.approx(1.0 / (1.0 + math.exp(-2.0 * 1.5)))
     assert all(r["body"]["echo"] is True for r in server.requests)
-
-
-def test_ray_data_adapter(ray_local):
-    with ScriptedServer([(200, completion(TOP), None)]) as server:
-        ds = ray_local.data.from_items([choice_run(i) for i in range(6)], override_num_blocks=2)
-        out = ds.map_batches(HttpBatches, fn_constructor_kwargs={"options": {
-            "base_url": server.base_url, "model": "judge", "concurrency": 2}},
-            compute=ray_local.data.ActorPoolStrategy(size=1), batch_size=4).take_all()
-    assert sorted(row["id"] for row in out) == [f"q{i}" for i in range(6)]
-    assert all(row["p_first"] == pytest.approx(0.5) and row["suffix"] for row in out)
 
 
 # ---- a real vLLM server process -----------------------------------------------------------------

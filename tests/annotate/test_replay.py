@@ -7,7 +7,8 @@ import pyarrow as pa
 import pytest
 
 from marc_ray.annotate.replay import (panel_annotations, panel_runs, replay_annotations,
-                                      replay_metadata, verdict_table, verdict_to_probability)
+                                      replay_metadata, verdict_to_probability)
+from marc_ray.datasets.verdicts import verdict_table
 from marc_ray.contracts import ContractError, layout_of, validate_annotations, validate_comparisons
 
 
