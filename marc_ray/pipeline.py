@@ -302,6 +302,33 @@ def calibrate_run(config: PipelineConfig, judges: list, score_paths: list[str], 
             "coverage": round(certificate.coverage, 4), "n_calibration": certificate.n_calibration}
 
 
+def evaluate_run(items) -> dict:
+    """The calibrate layer's numbers on a finished run, for its report.
+
+    Parameters
+    ----------
+    items : marc_ray.report.collect.RunItems (or a run folder path)
+
+    Returns
+    -------
+    dict
+        ``evaluation`` (``calibrate.evaluation.evaluate_certificate`` on the calibration and test
+        splits) and ``measures`` (``compare_certified_measures`` on the first judge's scores).
+    """
+    from .calibrate.evaluation import compare_certified_measures, evaluate_certificate
+    from .report.collect import drift_significance, run_items
+
+    if isinstance(items, (str, os.PathLike)):
+        items = run_items(os.fspath(items))
+    certificate = items.certificate
+    confidence = certificate.stages[0]["confidence"]
+    compare = (items.config.get("calibrate") or {}).get("compare") or [confidence]
+    evaluation = evaluate_certificate(certificate, items.sets["calibration"], items.sets.get("test"),
+                                      drift_significance(items.config))
+    measures = compare_certified_measures(read_table(items.score_paths[0]), compare, certificate)
+    return {"evaluation": evaluation, "measures": measures}
+
+
 # ---------------------------------------------------------------------------------------------
 # The whole job
 # ---------------------------------------------------------------------------------------------
@@ -323,7 +350,7 @@ def run_pipeline(config: PipelineConfig, *, command: str | None = None, stream=N
     dict
         ``run_dir``, ``certificate``, ``report`` (paths) and ``ran`` (the stages that ran).
     """
-    from .report.collect import build_report
+    from .report.collect import build_report, run_items
 
     run_dir = config.run_dir
     folder = RunFolder(run_dir)
@@ -383,7 +410,8 @@ def run_pipeline(config: PipelineConfig, *, command: str | None = None, stream=N
     report_paths: dict = {}
 
     def report() -> dict:
-        report_paths.update(build_report(run_dir, command=command))
+        items = run_items(run_dir)
+        report_paths.update(build_report(run_dir, evaluate_run(items), command=command, items=items))
         certificate = Certificate.read(certificate_path)
         return {"coverage": round(certificate.coverage, 4)}
 

@@ -20,9 +20,11 @@ def register(subparsers) -> None:
 
 
 def _report(args) -> int:
-    from .collect import build_report
+    from ..pipeline import evaluate_run
+    from .collect import build_report, run_items
 
-    paths = build_report(args.run_dir, out_dir=args.out)
+    items = run_items(args.run_dir)
+    paths = build_report(args.run_dir, evaluate_run(items), out_dir=args.out, items=items)
     for kind, path in paths.items():
         print(f"{kind:<12} {path}")
     return 0

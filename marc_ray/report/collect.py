@@ -1,6 +1,7 @@
 """From a pipeline run folder to :class:`ReportInputs`: the scored items, measures, manifest.
 
-``marc-ray report RUN_DIR`` and the pipeline's report stage both call :func:`build_report`.
+``marc-ray report RUN_DIR`` and the pipeline's report stage both call :func:`build_report`, with
+the numbers ``pipeline.evaluate_run`` computed in the calibrate layer.
 The run folder layout is described in ``marc_ray.pipeline``.
 """
 
@@ -8,14 +9,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import math
 import os
 import platform
-
-import numpy as np
+from dataclasses import dataclass
 
 from ..config import read_run_config
-from ..contracts import Certificate, ContractError, agreement, file_hash, read_table
+from ..contracts import Certificate, file_hash
 from ..contracts.align import aligned_sets
 from ..run_folder import RUN_CONFIG, RunFolder
 from .summary import ReportInputs
@@ -27,59 +26,6 @@ TINY_JUDGE_NOTE = ("The bundled judge, SmolLM2-135M-Instruct (135 million parame
                    "real judge achieves. Real deployments name a stronger model.")
 DEMO_NOTE = ("The items are the built-in demo benchmark (marc_ray.demo): verifiable comparisons "
              "labelled by a simulated crowd of annotators with individual error rates.")
-
-
-def compare_measures(score_path: str, measures: list[str], certificate: Certificate) -> dict:
-    """Held-out AUROC, ranking risk and AURC of each confidence measure (first judge), and the
-    coverage each would get if certified with the same α, δ and grid on the calibration split."""
-    from ..calibrate.calibrator import SelectiveCalibrator
-    from ..calibrate.grid import ThresholdGrid, quantile_grid
-    from ..calibrate.metrics import aurc, auroc
-
-    table = read_table(score_path)
-    splits = np.array(table.column("split").to_pylist(), dtype=object)
-    held_out = "test" if (splits == "test").any() else "calibration"
-    labels = np.array(table.column("human_label").to_pylist(), dtype=object)
-    pred = np.array(table.column("pred").to_pylist(), dtype=object)
-    has_verdict = np.isin(pred, ["a", "b"])
-    grid_record = certificate.grid
-    out = {}
-    for measure in measures:
-        if measure not in table.column_names:
-            continue
-        values = table.column(measure).to_numpy(zero_copy_only=False).astype(float)
-        usable = has_verdict & np.isfinite(values)
-        entry: dict = {}
-        test = usable & (splits == held_out)
-        agree, kept = agreement(pred[test], labels[test], certificate.tie_policy)
-        if agree.size:
-            entry["auroc"] = auroc(values[test][kept], agree)
-            entry["ranking_risk"] = 1 - entry["auroc"] if math.isfinite(entry["auroc"]) else math.nan
-            entry["aurc"] = aurc(values[test][kept], agree)
-        cal = usable & (splits == "calibration")
-        # each measure gets a grid of the certificate's kind on its own scale: the same fixed
-        # grid, or quantiles of its own training-split scores (both data-independent)
-        train = usable & (splits == "train")
-        if grid_record.get("kind") == "quantile" and train.any():
-            grid = quantile_grid(values[train], int(grid_record.get("n_points", 100)))
-        else:
-            grid = ThresholdGrid(grid_record["values"], kind="fixed")
-        try:
-            calibrator = SelectiveCalibrator(alpha=certificate.alpha, delta=certificate.stages[0].get(
-                "delta", certificate.delta), grid=grid, procedure=certificate.procedure,
-                tie_policy=certificate.tie_policy).calibrate(values[cal], pred[cal], labels[cal])
-            entry["certified_threshold"] = float(calibrator.threshold_)
-            entry["certified_coverage"] = float(calibrator.coverage_)
-            accepted = values[test] >= calibrator.threshold_
-            agree_all, kept_all = agreement(pred[test], labels[test], certificate.tie_policy)
-            accepted_kept = accepted[kept_all]
-            entry[f"{held_out}_coverage"] = float(accepted.mean()) if accepted.size else math.nan
-            entry[f"{held_out}_agreement_on_decided"] = (float(agree_all[accepted_kept].mean())
-                                                         if accepted_kept.any() else math.nan)
-        except ValueError as error:  # e.g. no calibration item left: say so, do not hide it
-            entry["certified_threshold"] = f"not calibrated: {error}"
-        out[measure] = entry
-    return out
 
 
 def package_versions() -> dict[str, str]:
@@ -130,19 +76,47 @@ def run_manifest(run_dir: str, certificate: Certificate, command: str | None) ->
             "stage_wall_s": stage_times, "host_cpus": os.cpu_count()}
 
 
-def build_report(run_dir: str, command: str | None = None, out_dir: str | None = None) -> dict:
-    """Write the report of a finished run (``run_dir/report`` unless ``out_dir``); return the paths."""
-    from .render import write_report
+@dataclass
+class RunItems:
+    """A finished run's certificate, resolved configuration and scored items, aligned."""
 
+    certificate: Certificate
+    config: dict
+    score_paths: list
+    sets: dict  # split name → ItemSet (contracts.aligned_sets)
+
+
+def drift_significance(config: dict) -> float:
+    """The run's ``calibrate.drift_significance`` (its default when not written)."""
+    return float((config.get("calibrate") or {}).get("drift_significance", 0.01))
+
+
+def run_items(run_dir: str) -> RunItems:
+    """Read what a run's report is about (nothing is computed here)."""
     config = read_run_config(run_dir)
     folder = RunFolder(run_dir)
     certificate = Certificate.read(folder.certificate)
     names = [stage["name"] for stage in certificate.stages]
     score_paths = [folder.scores(name) for name in names]
-    confidence = certificate.stages[0]["confidence"]
-    sets = aligned_sets(score_paths, names, confidence)
-    compare = (config.get("calibrate") or {}).get("compare") or [confidence]
-    measures = compare_measures(score_paths[0], compare, certificate)
+    sets = aligned_sets(score_paths, names, certificate.stages[0]["confidence"])
+    return RunItems(certificate, config, score_paths, sets)
+
+
+def build_report(run_dir: str, evaluated: dict, command: str | None = None,
+                 out_dir: str | None = None, items: RunItems | None = None) -> dict:
+    """Write the report of a finished run (``run_dir/report`` unless ``out_dir``); return the paths.
+
+    ``evaluated`` holds the calibrate layer's numbers on the run (``pipeline.evaluate_run``):
+    ``evaluation`` (``calibrate.evaluation.evaluate_certificate``) and ``measures``
+    (``calibrate.evaluation.compare_certified_measures``); the report only formats them.
+    """
+    from .render import write_report
+
+    items = items or run_items(run_dir)
+    config, certificate, sets = items.config, items.certificate, items.sets
+    folder = RunFolder(run_dir)
+    names = [stage["name"] for stage in certificate.stages]
+    measures = evaluated["measures"]
     notes = list((config.get("report") or {}).get("notes") or [])
     # the models the judges actually run (a cascade entry overrides annotate; replay runs none)
     base = config.get("annotate") or {}
@@ -165,6 +139,6 @@ def build_report(run_dir: str, command: str | None = None, out_dir: str | None =
     inputs = ReportInputs(certificate=certificate, calibration=sets["calibration"],
                           deployment=sets.get("test"), measures=measures,
                           manifest=run_manifest(run_dir, certificate, command), title=title,
-                          notes=notes, drift_significance=float(
-                              (config.get("calibrate") or {}).get("drift_significance", 0.01)))
+                          notes=notes, drift_significance=drift_significance(config),
+                          evaluation=evaluated["evaluation"])
     return write_report(inputs, out_dir or folder.report_dir)

@@ -19,10 +19,9 @@ import os
 
 import numpy as np
 
-from ..calibrate.metrics import risk_coverage_curve
 from ..contracts import TIE_POLICIES, write_json_atomic, write_text_atomic
 from . import plots
-from .summary import ReportInputs, _stage_view, percent, summarize
+from .summary import ReportInputs, evaluation_of, percent, summarize
 
 SECRET_WORDS = ("key", "token", "secret", "password", "credential")
 
@@ -90,8 +89,10 @@ def redact(value, key: str = ""):
 # Figures
 # ---------------------------------------------------------------------------------------------
 
-def draw_figures(inputs: ReportInputs, summary: dict) -> list[tuple[str, str, object]]:
-    """(file stem, caption, Figure) for every plot of the report."""
+def draw_figures(inputs: ReportInputs, summary: dict, curves_by_stage: list
+                 ) -> list[tuple[str, str, object]]:
+    """(file stem, caption, Figure) for every plot of the report (``curves_by_stage``: the
+    evaluation's risk–coverage curves and certified points)."""
     certificate = inputs.certificate
     figures = []
     item_sets = [inputs.calibration] + ([inputs.deployment] if inputs.deployment is not None else [])
@@ -99,19 +100,9 @@ def draw_figures(inputs: ReportInputs, summary: dict) -> list[tuple[str, str, ob
         name, measure = stage["name"], stage["confidence"]
         threshold = float(stage["threshold"])
         suffix = f" - {name}" if len(certificate.stages) > 1 else ""
-        curves, points = {}, {}
-        for items in item_sets:
-            if not items.labelled:
-                continue
-            confidence, agree = _stage_view(certificate, items, l)
-            finite = np.isfinite(confidence)
-            if not finite.any():
-                continue
-            curves[items.name] = risk_coverage_curve(confidence[finite], agree[finite])
-            if math.isfinite(threshold):
-                accepted = confidence[finite] >= threshold
-                if accepted.any():
-                    points[items.name] = (float(accepted.mean()), float(1 - agree[finite][accepted].mean()))
+        views = curves_by_stage[l] if l < len(curves_by_stage) else {}
+        curves = {set_name: curve for set_name, (curve, _) in views.items() if curve is not None}
+        points = {set_name: point for set_name, (_, point) in views.items() if point is not None}
         if curves:
             figures.append((f"risk_coverage_{l}", "Risk-coverage: the disagreement rate among the items "
                             "the judge decides, as more items are decided (most confident first). The "
@@ -363,8 +354,9 @@ def render_markdown(summary: dict, figure_files: list[tuple[str, str]]) -> str:
 def write_report(inputs: ReportInputs, out_dir: str | os.PathLike) -> dict[str, str]:
     """Compute, draw and write the report; returns the paths written (by kind)."""
     out_dir = os.fspath(out_dir)
-    summary = summarize(inputs)
-    figures = draw_figures(inputs, summary)
+    evaluation = evaluation_of(inputs)
+    summary = summarize(inputs, evaluation)
+    figures = draw_figures(inputs, summary, evaluation["curves"])
     encoded, figure_files = [], []
     for stem, caption, figure in figures:
         png = plots.to_png_base64(figure)
