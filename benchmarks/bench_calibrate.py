@@ -55,14 +55,14 @@ def naive_fixed_sequence(confidence, agree, grid, alpha, delta, min_n):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1_000_000)
-    parser.add_argument("--grid-size", type=int, default=5000)
+    parser.add_argument("--n-grid", type=int, default=5000)
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats of the fast path (best kept)")
     args = parser.parse_args()
     alphas, delta = [0.05, 0.1, 0.2], 0.1
     confidence, agree = make_data(args.items)
     pred = np.where(agree, "a", "b")  # string labels for the full path
     human = np.full(args.items, "a")
-    grid = fixed_grid(args.grid_size, 0.0, 1.0)
+    grid = fixed_grid(args.n_grid, 0.0, 1.0)
 
     calibrator = SelectiveCalibrator(alpha=alphas, delta=delta, grid=grid)
     calibrator.calibrate_agreement(confidence[:1000], agree[:1000])  # warm-up (imports, caches)
@@ -79,7 +79,7 @@ def main() -> None:
     naive = [naive_fixed_sequence(confidence, agree, grid, a, delta, min_n_to_pass(a, delta)) for a in alphas]
     naive_time = time.perf_counter() - start
 
-    print(f"items={args.items:,}  grid={args.grid_size}  alphas={alphas}  delta={delta}  one core")
+    print(f"items={args.items:,}  grid={args.n_grid}  alphas={alphas}  delta={delta}  one core")
     print(f"{'method':44s} {'seconds':>9s}")
     print(f"{'SelectiveCalibrator.calibrate_agreement':44s} {min(fast):9.3f}   (best of {args.repeats})")
     print(f"{'SelectiveCalibrator.calibrate (str labels)':44s} {with_labels:9.3f}")

@@ -84,17 +84,17 @@ def main() -> None:
         raise SystemExit("mapie is not installed: pip install mapie")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=20_000)
-    parser.add_argument("--grid-size", type=int, default=1000)
+    parser.add_argument("--n-grid", type=int, default=1000)
     args = parser.parse_args()
     rng = np.random.default_rng(RANDOM_STATE)
     confidence = rng.uniform(0.5, 1.0, args.items)
     agree = rng.random(args.items) < confidence
     delta = 0.1
     runs = [
-        ("grid [0.5, 0.98], min_n=1", ThresholdGrid(np.linspace(0.98, 0.5, args.grid_size), kind="fixed"), 1),
-        ("grid [0, 1], min_n=auto", fixed_grid(args.grid_size, 0.0, 1.0), "auto"),
+        ("grid [0.5, 0.98], min_n=1", ThresholdGrid(np.linspace(0.98, 0.5, args.n_grid), kind="fixed"), 1),
+        ("grid [0, 1], min_n=auto", fixed_grid(args.n_grid, 0.0, 1.0), "auto"),
     ]
-    print(f"mapie {mapie.__version__}; items={args.items:,}; grid={args.grid_size}; delta={delta}; one core")
+    print(f"mapie {mapie.__version__}; items={args.items:,}; grid={args.n_grid}; delta={delta}; one core")
     print(f"{'run':28s} {'alpha':>5s} {'marc_ray':>9s} {'MAPIE':>9s} {'same':>5s} {'same set':>8s} "
           f"{'marc_ray s':>10s} {'MAPIE s':>8s} {'speed-up':>8s}")
     for label, grid, min_n in runs:

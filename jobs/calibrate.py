@@ -19,7 +19,7 @@ import sys
 from marc_ray.calibrate import cli as calibrate_cli
 from marc_ray.cli import main as marc_ray
 
-SHARED_FLAGS = ("confidence_column", "delta", "procedure", "grid_size", "grid_low", "grid_high",
+SHARED_FLAGS = ("confidence_column", "delta", "procedure", "n_grid", "grid_low", "grid_high",
                 "min_n", "tie_policy")
 
 

@@ -26,6 +26,7 @@ A cascade lists more judges, cheapest first; each entry overrides fields of ``an
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .contracts import TIE_POLICIES
+from .contracts.validation import check_choice, check_number, fail, reject_unknown
 from .run_folder import RUN_CONFIG, RunFolder
 
 # Confidence measures the pipeline can calibrate on: the two heuristics every annotation row
@@ -49,6 +51,9 @@ GRIDS: dict[str, str] = {
     "quantile": "quantiles of the training split's scores (disjoint from calibration)",
 }
 SPLITS = ("train", "calibration", "test")
+# keywords of fit.tune.tune_margin a config may set (fit.tune_options); a test keeps them in step
+TUNE_OPTIONS = ("search_space", "num_samples", "select", "trainer", "grace_period",
+                "max_concurrent_trials", "storage_path", "name")
 # annotate fields the pipeline sets itself (from `data` and `run_dir`)
 PIPELINE_OWNED_ANNOTATE_KEYS = ("input", "pool", "output")
 
@@ -81,7 +86,8 @@ class FitSettings:
 class CalibrateConfig:
     """Calibration settings (``marc_ray.calibrate``): the guarantee's α and δ and how λ̂ is found."""
 
-    alpha: float = 0.15        # tolerated disagreement among decided items: agreement >= 1 - alpha
+    alpha: float = 0.1         # tolerated disagreement among decided items: agreement >= 1 - alpha
+                               # (the default of SelectiveCalibrator and `marc-ray calibrate` too)
     delta: float = 0.1         # the guarantee holds with probability >= 1 - delta (calibration draw)
     procedure: str = "fixed_sequence"  # "fixed_sequence" | "bonferroni" | "holm"
     grid: str = "fixed"        # one of GRIDS; never thresholds read off the calibration scores
@@ -158,7 +164,7 @@ class PipelineConfig:
     def from_dict(cls, data: dict, source: str = "<config>") -> "PipelineConfig":
         """Build from a mapping and validate; unknown keys are errors naming the allowed ones."""
         top = [f.name for f in fields(cls) if f.name != "source"]
-        _reject_unknown(data, top, source, "")
+        reject_unknown(data, top, source, "")
         values: dict[str, Any] = {"source": source}
         for name in ("run_dir", "seed", "annotate", "cascade", "fit"):
             if name in data:
@@ -168,7 +174,7 @@ class PipelineConfig:
             section = data.get(name) or {}
             if not isinstance(section, dict):
                 raise ValueError(f"{source}: section '{name}' must be a mapping, got {section!r}")
-            _reject_unknown(section, [f.name for f in fields(kind)], source, name + ".")
+            reject_unknown(section, [f.name for f in fields(kind)], source, name + ".")
             values[name] = kind(**section)
         config = cls(**values)
         if config.annotate is None:
@@ -197,7 +203,15 @@ class PipelineConfig:
         return FitConfig.from_dict(values)
 
     def judges(self) -> list:
-        """One ``AnnotateConfig`` per judge, cheapest first, with the pipeline's paths filled in."""
+        """One ``AnnotateConfig`` per judge, cheapest first, with the pipeline's paths filled in.
+
+        Resolved once, at validation (each cascade entry overrides ``annotate``); each call
+        returns fresh copies, so a caller may repoint one (``apply_run`` does)."""
+        if getattr(self, "_judges", None) is not None:
+            return [copy.deepcopy(judge) for judge in self._judges]
+        return self._resolve_judges()
+
+    def _resolve_judges(self) -> list:
         from .annotate.config import AnnotateConfig
 
         entries = self.cascade or [{}]
@@ -219,6 +233,9 @@ class PipelineConfig:
     def validate(self) -> "PipelineConfig":
         """Check every value once; raise ``ValueError`` naming the key, what is allowed and the fix."""
         src = self.source
+        for name, section in (("data", self.data), ("calibrate", self.calibrate),
+                              ("report", self.report), ("ray", self.ray)):
+            check_section_types(section, name, src)
         if not isinstance(self.run_dir, str) or not self.run_dir:
             raise ValueError(f"{src}: run_dir must be a folder path, got {self.run_dir!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
@@ -238,6 +255,7 @@ class PipelineConfig:
         judges = self._validate_judges()
         self._validate_fit()
         self._validate_calibrate(len(judges))
+        self._judges = judges  # resolved once (cascade entries over annotate); judges() copies them
         if self.ray.address is not None and not isinstance(self.ray.address, str):
             raise ValueError(f"{src}: ray.address must be a string such as 'auto' or "
                              f"'ray://host:10001', got {self.ray.address!r}")
@@ -251,7 +269,7 @@ class PipelineConfig:
             if not isinstance(data.demo, dict):
                 raise ValueError(f"{src}: data.demo must be a mapping of DemoSpec fields ({{}} for "
                                  f"the defaults), got {data.demo!r}")
-            _reject_unknown(data.demo, [f.name for f in fields(DemoSpec)], src, "data.demo.")
+            reject_unknown(data.demo, [f.name for f in fields(DemoSpec)], src, "data.demo.")
             if data.comparisons or data.pool:
                 raise ValueError(f"{src}: give either data.demo or data.comparisons/data.pool, not both")
         else:
@@ -301,7 +319,9 @@ class PipelineConfig:
         from .fit.config import FitConfig
 
         allowed = settings_names + [f.name for f in fields(FitConfig)]
-        _reject_unknown(self.fit, allowed, self.source, "fit.")
+        reject_unknown(self.fit, allowed, self.source, "fit.")
+        check_section_types(self.fit_settings, "fit", self.source)
+        reject_unknown(self.fit_settings.tune_options, TUNE_OPTIONS, self.source, "fit.tune_options.")
         try:
             config = self.fit_config()
         except (TypeError, ValueError) as error:
@@ -320,14 +340,14 @@ class PipelineConfig:
                 example = "0.15: at least 85% agreement" if name == "alpha" else "0.1: 90% confidence"
                 raise ValueError(f"{src}: calibrate.{name} must be a number in (0, 1) (e.g. "
                                  f"{example}), got {value!r}")
-        _choice(src, "calibrate.procedure", cal.procedure, PROCEDURES)
-        _choice(src, "calibrate.grid", cal.grid, GRIDS)
-        _choice(src, "calibrate.tie_policy", cal.tie_policy, TIE_POLICIES)
-        _choice(src, "calibrate.confidence", cal.confidence, CONFIDENCE_MEASURES)
+        check_choice("calibrate.procedure", cal.procedure, PROCEDURES, src)
+        check_choice("calibrate.grid", cal.grid, GRIDS, src)
+        check_choice("calibrate.tie_policy", cal.tie_policy, TIE_POLICIES, src)
+        check_choice("calibrate.confidence", cal.confidence, CONFIDENCE_MEASURES, src)
         if not isinstance(cal.compare, list):
             raise ValueError(f"{src}: calibrate.compare must be a list of measures")
         for measure in cal.compare:
-            _choice(src, "calibrate.compare", measure, CONFIDENCE_MEASURES)
+            check_choice("calibrate.compare", measure, CONFIDENCE_MEASURES, src)
         if not isinstance(cal.n_grid, int) or cal.n_grid < 1:
             raise ValueError(f"{src}: calibrate.n_grid must be an integer >= 1, got {cal.n_grid!r}")
         if not 0 <= cal.grid_low < cal.grid_high <= 1:
@@ -335,9 +355,8 @@ class PipelineConfig:
                              f"{cal.grid_low!r} and {cal.grid_high!r}")
         if cal.min_n != "auto" and (not isinstance(cal.min_n, int) or cal.min_n < 1):
             raise ValueError(f"{src}: calibrate.min_n must be 'auto' or an integer >= 1, got {cal.min_n!r}")
-        if not 0 < cal.drift_significance < 1:
-            raise ValueError(f"{src}: calibrate.drift_significance must be in (0, 1), got "
-                             f"{cal.drift_significance!r}")
+        check_number("calibrate.drift_significance", cal.drift_significance, src, low=0, high=1,
+                     low_open=True, high_open=True, what="a number in (0, 1)")
         if not isinstance(cal.delta_split, str) and (
                 not isinstance(cal.delta_split, list) or len(cal.delta_split) != n_judges):
             raise ValueError(f"{src}: calibrate.delta_split must be 'equal' or a list of {n_judges} "
@@ -425,15 +444,23 @@ def judge_name(config) -> str:
     return model_name(config.model)
 
 
-def _reject_unknown(mapping: dict, allowed: list[str], source: str, prefix: str) -> None:
-    unknown = sorted(set(mapping) - set(allowed))
-    if unknown:
-        raise ValueError(f"{source}: unknown key '{prefix}{unknown[0]}'"
-                         + (f" (and {unknown[1:]})" if len(unknown) > 1 else "")
-                         + f"; allowed keys{' in ' + prefix.rstrip('.') if prefix else ''}: "
-                           f"{sorted(allowed)}")
+# the type each section field must have, from its declared type (fields that take several types,
+# ``Any`` or ``X | None``, are checked by hand in validate)
+_KINDS = {"bool": (bool, "true or false"), "str": (str, "a string"), "list": (list, "a list"),
+          "dict": (dict, "a mapping")}
 
 
-def _choice(source: str, name: str, value: Any, allowed: dict) -> None:
-    if value not in allowed:
-        raise ValueError(f"{source}: {name} must be one of {sorted(allowed)}, got {value!r}")
+def check_section_types(section, name: str, source: str) -> None:
+    """Every field of a section has its declared type (a bool is not a number, "0.1" is not a
+    float): the one error form of ``contracts.validation``."""
+    for f in fields(section):
+        value, declared = getattr(section, f.name), str(f.type)
+        where = f"{name}.{f.name}"
+        if declared == "float":
+            check_number(where, value, source)
+        elif declared == "int":
+            check_number(where, value, source, integer=True)
+        elif declared in _KINDS:
+            kind, what = _KINDS[declared]
+            if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+                fail(where, what, value, source)

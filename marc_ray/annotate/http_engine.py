@@ -56,6 +56,10 @@ class HttpJudgeError(RuntimeError):
     """The server refused the judge's requests for good, or retries ran out."""
 
 
+HTTP_OPTIONS = ("base_url", "endpoint", "api_key_env", "top_logprobs", "concurrency", "timeout",
+                "max_retries", "backoff", "tokenizer")  # engine_options of engine: http
+
+
 class HttpEngine:
     """A judge behind an OpenAI-compatible HTTP API (see the module docstring).
 
@@ -121,8 +125,7 @@ class HttpEngine:
         ``endpoint``, ``api_key_env``, ``top_logprobs``, ``concurrency``, ``timeout``,
         ``max_retries``, ``backoff``, ``tokenizer``)."""
         options = dict(getattr(config, "engine_options", None) or {})
-        known = {"base_url", "endpoint", "api_key_env", "top_logprobs", "concurrency", "timeout",
-                 "max_retries", "backoff", "tokenizer"}
+        known = set(HTTP_OPTIONS)
         unknown = sorted(set(options) - known)
         if unknown:
             raise ValueError(f"http engine: unknown engine_options {unknown}; "

@@ -103,8 +103,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--procedure", choices=sorted(PROCEDURES), default="fixed_sequence",
                         help="how the thresholds are tested: " + "; ".join(
                             f"{k}: {v}" for k, v in PROCEDURES.items()) + " (default fixed_sequence)")
-    parser.add_argument("--grid-size", type=_positive_int, default=200, metavar="G",
-                        help="number of evenly spaced candidate thresholds, fixed in advance (default 200)")
+    parser.add_argument("--n-grid", "--grid-size", dest="n_grid", type=_positive_int, default=200,
+                        metavar="G", help="number of evenly spaced candidate thresholds, fixed in "
+                        "advance (default 200; --grid-size is the deprecated spelling)")
     parser.add_argument("--grid-low", type=float, default=0.0, help="lowest candidate threshold (default 0)")
     parser.add_argument("--grid-high", type=float, default=1.0, help="highest candidate threshold (default 1)")
     parser.add_argument("--min-n", type=_min_n, default="auto", metavar="N|auto",
@@ -201,7 +202,7 @@ def _check_enough(n_used: int, alphas, args, source: str, what: str) -> None:
     from .bounds import min_n_to_pass
     from .testing import procedure_level
 
-    needed = min(min_n_to_pass(alpha, procedure_level(args.procedure, args.delta, args.grid_size))
+    needed = min(min_n_to_pass(alpha, procedure_level(args.procedure, args.delta, args.n_grid))
                  for alpha in alphas)
     if n_used < needed:
         raise ContractError(source, f"{what} has {n_used} usable items (after tie policy "
@@ -224,7 +225,7 @@ def run_calibrate(args) -> int:
     _, kept = agreement(pred, human, args.tie_policy)
     _check_enough(int(kept.sum()), alphas, args, source, f"the calibration set ({note})")
 
-    grid = fixed_grid(args.grid_size, args.grid_low, args.grid_high)
+    grid = fixed_grid(args.n_grid, args.grid_low, args.grid_high)
     calibrator = SelectiveCalibrator(alpha=list(alphas), delta=args.delta, grid=grid,
                                      procedure=args.procedure, min_n=args.min_n,
                                      tie_policy=args.tie_policy)
@@ -248,7 +249,7 @@ def run_calibrate(args) -> int:
         "judge": judge, "delta": args.delta, "procedure": args.procedure,
         "tie_policy": args.tie_policy, "n_calibration": calibrator.n_calibration_,
         "n_ties_dropped": calibrator.n_ties_dropped_, "data_hash": data_hash,
-        "grid": {"kind": "fixed", "n_points": args.grid_size, "low": args.grid_low, "high": args.grid_high},
+        "grid": {"kind": "fixed", "n_points": args.n_grid, "low": args.grid_low, "high": args.grid_high},
         "results": [{"alpha": r.alpha, "threshold": r.threshold, "n": r.n, "k": r.k,
                      "upper_bound": r.upper_bound, "coverage": r.coverage,
                      "agreement": None if r.abstains else r.agreement, "min_n": r.min_n,
@@ -310,4 +311,4 @@ def run_validity(args) -> int:
 def _grid(args):
     from .grid import fixed_grid
 
-    return fixed_grid(args.grid_size, args.grid_low, args.grid_high)
+    return fixed_grid(args.n_grid, args.grid_low, args.grid_high)

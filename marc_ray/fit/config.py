@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from ..contracts import TIE_POLICIES
+from ..contracts.validation import check_choice, check_number, reject_unknown
 
 VARIANTS: dict[str, str] = {
     "marc": "adaptive margin: alternate epochs of SGD on θ with a line search over γ that "
@@ -91,14 +92,14 @@ class FitConfig:
         for name in ("temperature", "learning_rate", "margin_min", "margin_max", "delta_prime"):
             _positive(name, getattr(self, name))
         for name in ("complexity_weight", "weight_decay"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+            check_number(name, getattr(self, name), low=0, what="a finite number >= 0")
         for name in ("n_pairs", "pairs_per_step", "epochs", "num_workers", "margin_grid_size",
                      "torch_threads"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            check_number(name, getattr(self, name), low=1, integer=True)
+        for name in ("margin_init", "valid_fraction"):
+            check_number(name, getattr(self, name))
+        for name in ("held_out_annotator", "max_failures"):
+            check_number(name, getattr(self, name), integer=True)
         if not 0 < self.margin_min < self.margin_max <= 1:
             raise ValueError(f"need 0 < margin_min < margin_max <= 1 (confidences lie in (0, 1)), "
                              f"got margin_min={self.margin_min}, margin_max={self.margin_max}")
@@ -130,10 +131,7 @@ class FitConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FitConfig":
         """Build from a mapping (a JSON file, CLI flags); unknown keys are an error."""
-        names = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise ValueError(f"unknown FitConfig keys {unknown}; known keys: {names}")
+        reject_unknown(data, [f.name for f in fields(cls)])
         return cls(**data)
 
     def replace(self, **changes: Any) -> "FitConfig":
@@ -144,10 +142,8 @@ class FitConfig:
 
 
 def _choice(name: str, value: Any, allowed: dict[str, str]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
+    check_choice(name, value, allowed)
 
 
 def _positive(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    check_number(name, value, low=0, low_open=True, what="a finite number > 0")

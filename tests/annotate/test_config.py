@@ -28,6 +28,9 @@ def test_defaults_are_marc_settings():
     ({"beta": -1.0}, "beta must be a positive number"),
     ({"pool": ""}, "pass --pool"),
     ({"device": "tpu"}, "device must be one of"),
+    ({"engine": "vllm", "engine_options": {"gpu_mem": 1}}, r"engine_options must be keys of the vllm engine"),
+    ({"engine": "http", "engine_options": {"url": "x"}}, r"keys of the http engine .*unknown \['url'\]"),
+    ({"engine": "replay", "engine_options": {"run": "x"}}, r"keys of the replay engine \(\['annotators', 'runs', 'zero_shot'\]\)"),
 ])
 def test_bad_settings(change, message):
     with pytest.raises(ValueError, match=message):
@@ -35,7 +38,7 @@ def test_bad_settings(change, message):
 
 
 def test_unknown_key_and_files(tmp_path):
-    with pytest.raises(ValueError, match=r"unknown annotate setting\(s\) \['shots'\]"):
+    with pytest.raises(ValueError, match=r"unknown key 'shots'; allowed keys: \["):
         AnnotateConfig.from_dict({"shots": 3})
     path = tmp_path / "c.yaml"
     path.write_text("annotate:\n  k_shots: 3\n  labels: X,Y\n  input: a.jsonl\n")
@@ -49,8 +52,9 @@ def test_cli_flags_override_the_file(tmp_path):
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["annotate", "--config", str(path), "--k-shots", "2",
-                              "--orders", "ab", "--no-zero-shot", "--engine-options", '{"a": 1}'])
+                              "--orders", "ab", "--no-zero-shot", "--engine", "http",
+                              "--engine-options", '{"concurrency": 2}'])
     config = cli.config_from_args(args)
     assert (config.k_shots, config.orders, config.zero_shot) == (2, ("ab",), False)
-    assert config.engine_options == {"a": 1} and config.pool == "p.jsonl"
+    assert config.engine_options == {"concurrency": 2} and config.pool == "p.jsonl"
     assert args.handler is cli.run

@@ -84,7 +84,7 @@ def test_calibrate_parquet_several_alphas_and_procedures(tmp_path, capsys):
     pq.write_table(pa.Table.from_pylist(_rows(seed=1)), path)
     out = tmp_path / "out"
     code = main(["calibrate", str(path), "--confidence-column", "conf", "--alpha", "0.1",
-                 "--alpha", "0.2", "--procedure", "holm", "--grid-size", "100", "--min-n", "40",
+                 "--alpha", "0.2", "--procedure", "holm", "--n-grid", "100", "--min-n", "40",
                  "--tie-policy", "disagree", "--out", str(out)])
     assert code == 0
     names = sorted(p.name for p in out.iterdir())
@@ -233,7 +233,7 @@ def test_missing_file_and_empty_split(scores, tmp_path, capsys):
     ("--delta", "1", "argument --delta: must be strictly between 0 and 1, got 1"),
     ("--delta", "-0.1", "argument --delta: must be strictly between 0 and 1, got -0.1"),
     ("--alpha", "ten", "argument --alpha: expected a number strictly between 0 and 1, got 'ten'"),
-    ("--grid-size", "0", "argument --grid-size: must be at least 1"),
+    ("--grid-size", "0", "argument --n-grid/--grid-size: must be at least 1"),
     ("--min-n", "some", "argument --min-n: expected a positive whole number"),
 ])
 @pytest.mark.parametrize("command", ["calibrate", "validity"])

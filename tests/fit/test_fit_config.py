@@ -26,7 +26,7 @@ def test_bad_values_name_the_field(changes, match):
 
 
 def test_from_dict_rejects_unknown_keys_and_round_trips():
-    with pytest.raises(ValueError, match=r"unknown FitConfig keys \['margn'\]"):
+    with pytest.raises(ValueError, match=r"unknown key 'margn'; allowed keys: \['backend'"):
         FitConfig.from_dict({"margn": 0.1})
     config = FitConfig(margin_init=0.3, hidden_sizes=[8, 4])
     assert FitConfig.from_dict(config.to_dict()) == config

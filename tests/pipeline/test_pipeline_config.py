@@ -49,12 +49,20 @@ def test_defaults_and_round_trip():
     ({"calibrate__alpah": 0.1}, r"unknown key 'calibrate.alpah'.*'alpha'"),
     ({"data__demo__n_itemz": 3}, r"unknown key 'data.demo.n_itemz'.*'n_items'"),
     ({"fit__epoch": 3}, r"unknown key 'fit.epoch'.*'epochs'"),
-    ({"annotate__shots": 3}, r"unknown annotate setting\(s\) \['shots'\]"),
+    ({"annotate__shots": 3}, r"unknown key 'shots'; allowed keys: \['batch_size'"),
     ({"annotate__model": "no/such/model"}, r"annotate.model: unknown model 'no/such/model'"),
     ({"calibrate__alpha": 0}, r"calibrate.alpha must be a number in \(0, 1\).*got 0"),
     ({"calibrate__alpha": 1.5}, r"calibrate.alpha must be a number in \(0, 1\).*got 1.5"),
     ({"calibrate__delta": -0.1}, r"calibrate.delta must be a number in \(0, 1\)"),
-    ({"calibrate__delta": "low"}, r"calibrate.delta must be a number in \(0, 1\).*'low'"),
+    ({"calibrate__delta": "low"}, r"test.yaml: calibrate.delta must be a number, got 'low'"),
+    ({"calibrate__alpha": True}, r"calibrate.alpha must be a number, got True"),
+    ({"calibrate__n_grid": 20.5}, r"calibrate.n_grid must be an integer, got 20.5"),
+    ({"data__train_fraction": "0.4"}, r"data.train_fraction must be a number, got '0.4'"),
+    ({"report__title": 3}, r"report.title must be a string, got 3"),
+    ({"fit__tune": "yes"}, r"fit.tune must be true or false, got 'yes'"),
+    ({"fit__tune_options": {"num_sample": 2}}, r"unknown key 'fit.tune_options.num_sample'"),
+    ({"annotate__engine_options": {"max_len": 9}}, r"engine_options must be keys of the transformers"),
+    ({"fit__learning_rate": "fast"}, r"fit: learning_rate must be a finite number > 0, got 'fast'"),
     ({"calibrate__procedure": "magic"}, r"calibrate.procedure must be one of \['bonferroni'"),
     ({"calibrate__confidence": "conf_x"}, r"calibrate.confidence must be one of"),
     ({"calibrate__grid_low": 0.9, "calibrate__grid_high": 0.5}, r"grid_low < calibrate.grid_high"),
@@ -106,3 +114,21 @@ def test_cascade_builds_one_judge_config_each():
     assert [j.judge_name for j in judges] == ["small", "large"]
     assert judges[1].beta == 3.0 and judges[0].beta == 5.0
     assert judges[0].output != judges[1].output
+
+
+def test_tune_options_are_tune_margins_keywords():
+    import inspect
+
+    from marc_ray.config import TUNE_OPTIONS
+    from marc_ray.fit.tune import tune_margin
+
+    keywords = [name for name, p in inspect.signature(tune_margin).parameters.items()
+                if p.kind is p.KEYWORD_ONLY and name != "refit"]
+    assert sorted(TUNE_OPTIONS) == sorted(keywords)
+
+
+def test_alpha_default_is_the_calibrators():
+    from marc_ray.calibrate import SelectiveCalibrator
+    from marc_ray.config import CalibrateConfig
+
+    assert CalibrateConfig().alpha == SelectiveCalibrator().alpha == 0.1

@@ -1,0 +1,80 @@
+"""Parameter checks with one error form, for every configuration of the package.
+
+``PipelineConfig`` (``marc_ray.config``), ``AnnotateConfig``, ``FitConfig`` and the benchmark's
+config all check keys, types, choices and ranges with these helpers, so every configuration
+error reads the same way::
+
+    <source>: <prefix><key> must be <what>, got <value>
+    <source>: unknown key '<prefix><key>'; allowed keys in <section>: [...]
+
+A bool is not a number here (YAML's ``yes`` would otherwise pass as 1), and a string where a
+number is wanted is an error, not a silent cast.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+
+def _where(source: str) -> str:
+    return f"{source}: " if source else ""
+
+
+def reject_unknown(mapping: dict, allowed: Iterable[str], source: str = "", prefix: str = "") -> None:
+    """Raise ``ValueError`` naming the first unknown key of ``mapping`` and the allowed ones."""
+    allowed = sorted(set(allowed))
+    unknown = sorted(set(mapping) - set(allowed))
+    if unknown:
+        raise ValueError(f"{_where(source)}unknown key '{prefix}{unknown[0]}'"
+                         + (f" (and {unknown[1:]})" if len(unknown) > 1 else "")
+                         + f"; allowed keys{' in ' + prefix.rstrip('.') if prefix else ''}: {allowed}")
+
+
+def is_number(value: Any) -> bool:
+    """An int or float that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def fail(name: str, what: str, value: Any, source: str = "") -> None:
+    """Raise the package's one configuration error: ``<source>: <name> must be <what>, got <value>``."""
+    raise ValueError(f"{_where(source)}{name} must be {what}, got {value!r}")
+
+
+def check_number(name: str, value: Any, source: str = "", *, low: float | None = None,
+                 high: float | None = None, low_open: bool = False, high_open: bool = False,
+                 integer: bool = False, what: str | None = None) -> None:
+    """``value`` is a finite number (an integer with ``integer``) within the given bounds."""
+    ok = (is_integer(value) if integer else is_number(value)) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        if what is None:
+            kind = "an integer" if integer else "a number"
+            bounds = []
+            if low is not None:
+                bounds.append(f"{'>' if low_open else '>='} {low:g}")
+            if high is not None:
+                bounds.append(f"{'<' if high_open else '<='} {high:g}")
+            what = kind + (" " + " and ".join(bounds) if bounds else "")
+        fail(name, what, value, source)
+
+
+def check_choice(name: str, value: Any, allowed: Iterable, source: str = "") -> None:
+    """``value`` is one of ``allowed`` (a mapping's keys or a sequence)."""
+    allowed = list(allowed)
+    if isinstance(value, (list, dict, set)) or value not in allowed:
+        fail(name, f"one of {sorted(allowed)}", value, source)
+
+
+def check_type(name: str, value: Any, kind: type | tuple, what: str, source: str = "") -> None:
+    """``value`` is an instance of ``kind`` (never a bool where a number is meant)."""
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in (
+            kind if isinstance(kind, tuple) else (kind,))):
+        fail(name, what, value, source)
