@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -85,8 +86,22 @@ def test_every_stage_left_its_outputs(run):
     for path in ("fit/%s/model.safetensors" % JUDGE, "report/report.html", "report/report.md",
                  "report/report.json", "report/certificate.json", "calibrate/certificate.json"):
         assert (run_dir / path).is_file(), path
-    for stage in ("fit", "score", "calibrate", "report"):
-        assert f"{stage}" in run["second_log"]
+    # the resumed run: prepare finished before the interruption and is skipped; every later
+    # stage really ran (its progress line says "done", not "skipped")
+    status = stage_status(run["second_log"])
+    assert status["prepare"] == "skipped", status
+    for stage in ("annotate", "fit", "score", "calibrate", "report"):
+        assert status[stage] == "done", (stage, status)
+
+
+def stage_status(log: str) -> dict[str, str]:
+    """Stage → its last status ("running", "skipped", "done", ...) from the progress lines."""
+    out = {}
+    for line in log.splitlines():
+        match = re.match(r"^\[\d+/\d+\] (\w+)(?: \S+)?\s+(running|skipped|done|disabled)\b", line)
+        if match:
+            out[match.group(1)] = match.group(2)
+    return out
 
 
 def test_report_numbers_match_the_certificate(run):
@@ -128,6 +143,7 @@ def test_rerun_skips_every_stage(run):
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.startswith("[")]
     assert len(lines) == 6 and all("skipped" in line for line in lines), lines
+    assert set(stage_status(result.stderr).values()) == {"skipped"}
 
 
 def test_report_command_rewrites_the_report(run, tmp_path):
