@@ -18,12 +18,15 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import fields
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from .. import __version__
 from ..contracts import ContractError, write_json_atomic
+from ..contracts.validation import reject_unknown
 from .config import FitConfig
 from .data import load_annotations, prepare
 from .features import FeatureLayout, build_features, check_finite
@@ -42,8 +45,13 @@ class MarcConfidence:
 
     Parameters
     ----------
-    config : FitConfig, default=FitConfig()
-        Architecture, loss, margin search, training and execution settings.
+    config : FitConfig, optional
+        Architecture, loss, margin search, training and execution settings (default
+        ``FitConfig()``); :meth:`from_config` says the same.
+    **params
+        Keyword hyperparameters, scikit-learn style: any ``FitConfig`` field
+        (``MarcConfidence(epochs=10, margin_init=0.3, variant="vanilla")``), over ``config``.
+        They are validated here; :meth:`get_params` returns every setting.
 
     Attributes
     ----------
@@ -64,16 +72,35 @@ class MarcConfidence:
         Rows left out of training because the judge gave no verdict on them (after ``fit``).
     """
 
-    def __init__(self, config: FitConfig | None = None):
+    def __init__(self, config: FitConfig | None = None, **params: Any):
+        if config is not None and not isinstance(config, FitConfig):
+            raise ValueError(f"config must be a FitConfig, got {type(config).__name__}")
+        if params:
+            reject_unknown(params, [f.name for f in fields(FitConfig)], "MarcConfidence")
+            config = (config or FitConfig()).replace(**params)
         self.config = config
+        self.params = dict(params)
+
+    @classmethod
+    def from_config(cls, config: FitConfig) -> "MarcConfidence":
+        """The estimator of a ``FitConfig`` (the pipeline's ``fit:`` section, a JSON file)."""
+        return cls(config)
+
+    def get_params(self) -> dict[str, Any]:
+        """Every hyperparameter (the ``FitConfig`` fields), as keywords for the constructor."""
+        return (self.config or FitConfig()).to_dict()
+
+    def set_params(self, **params: Any) -> "MarcConfidence":
+        """Change hyperparameters (validated); a fitted model must be fitted again."""
+        self.__init__(self.config, **{**self.params, **params})
+        return self
 
     @property
     def column(self) -> str:
         """The score column this model writes: ``conf_marc`` or ``conf_vanilla``."""
         return f"conf_{(self.config or FitConfig()).variant}"
 
-    def fit(self, annotations, *, source: str | None = None, _loop_extra: dict | None = None
-            ) -> "MarcConfidence":
+    def fit(self, annotations, *, source: str | None = None) -> "MarcConfidence":
         """Train on an annotation table or file (rows in the training/validation splits).
 
         Parameters
@@ -92,17 +119,21 @@ class MarcConfidence:
             Bad annotation file, too few agreement or disagreement cases, non-finite features.
         """
         config = self.config or FitConfig()
-        if not isinstance(config, FitConfig):
-            raise ValueError(f"config must be a FitConfig, got {type(config).__name__}")
         data = prepare(annotations, config, source)
         if config.backend == "ray":
             from .train import fit_ray
 
-            model, state = fit_ray(config, data.train, data.valid, extra_loop_config=_loop_extra)
+            model, state = fit_ray(config, data.train, data.valid)
         else:
             from .train import fit_local
 
             model, state = fit_local(config, data.train, data.valid)
+        return self.set_trained(model, state, data)
+
+    def set_trained(self, model, state: dict, data) -> "MarcConfidence":
+        """Take a network trained by ``train.fit_local`` / ``train.fit_ray`` on ``prepare``'s data
+        (what :meth:`fit` does; a test that injects faults into the Ray Train loop calls
+        ``fit_ray`` itself and hands the result here)."""
         self.model_ = model
         self.feature_layout_ = data.layout
         self.gamma_ = float(state["gamma"])

@@ -93,3 +93,21 @@ def test_layout_mismatch_and_nan_features_when_scoring(trap_table):
 def test_unfitted_model_says_what_to_call(trap_table):
     with pytest.raises(NotFittedError, match=r"not fitted yet: call fit\(annotations\)"):
         MarcConfidence().score(trap_table)
+
+
+def test_keyword_hyperparameters_scikit_learn_style(trap_table):
+    from marc_ray.fit.estimator import MarcConfidence as Estimator
+
+    model = Estimator(epochs=2, n_pairs=500, variant="vanilla", random_state=3)
+    assert model.config == FitConfig(epochs=2, n_pairs=500, variant="vanilla", random_state=3)
+    assert model.get_params()["epochs"] == 2 and model.column == "conf_vanilla"
+    assert Estimator.from_config(model.config).get_params() == model.get_params()
+    assert Estimator(FitConfig(epochs=5), epochs=2).config.epochs == 2   # keywords over a config
+    assert model.set_params(epochs=1).config.epochs == 1 and model.config.n_pairs == 500
+    with pytest.raises(ValueError, match=r"MarcConfidence: unknown key 'epoch'"):
+        Estimator(epoch=3)
+    with pytest.raises(ValueError, match=r"epochs must be an integer >= 1"):
+        Estimator(epochs=0)
+    fitted = Estimator(epochs=2, n_pairs=500, random_state=0).fit(trap_table)
+    same = Estimator(FitConfig(epochs=2, n_pairs=500, random_state=0)).fit(trap_table)
+    assert fitted.score(trap_table) == pytest.approx(same.score(trap_table))

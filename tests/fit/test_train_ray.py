@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from marc_ray.fit import FitConfig, MarcConfidence
+from marc_ray.fit.data import prepare
+from marc_ray.fit.train import fit_ray
 
 
 @pytest.mark.slow
@@ -14,8 +16,10 @@ def test_killed_worker_resumes_from_checkpoint_and_finishes(ray_local, trap_tabl
     config = FitConfig(epochs=4, n_pairs=1000, backend="ray", num_workers=2, max_failures=1,
                        storage_path=str(tmp_path / "ray"))
     # rank 0 calls os._exit(1) at the start of epoch 2 on the first attempt (the marker is unset)
-    model = MarcConfidence(config).fit(trap_table, _loop_extra={"fail_at_epoch": 2,
-                                                                "fail_marker": str(marker)})
+    data = prepare(trap_table, config)
+    network, state = fit_ray(config, data.train, data.valid,
+                             extra_loop_config={"fail_at_epoch": 2, "fail_marker": str(marker)})
+    model = MarcConfidence(config).set_trained(network, state, data)
     assert marker.exists()                                      # the crash did happen
     epochs = [h["epoch"] for h in model.history_]
     assert epochs == [0, 1, 2, 3]                               # ... and every epoch finished
