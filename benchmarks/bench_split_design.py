@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from marc_ray.benchmark import BenchmarkConfig, _agreement, score_judge
+from marc_ray.benchmark import BenchmarkConfig, score_judge
+from marc_ray.benchmark.loop import _agreement
 from marc_ray.calibrate import fixed_grid, validity_study_from_agreement
 from marc_ray.datasets import get_dataset
 

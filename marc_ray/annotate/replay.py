@@ -55,7 +55,7 @@ from typing import Sequence
 import pyarrow as pa
 
 from ..contracts import ORDERS, ContractError, RunLayout
-from ..contracts.verdicts import VERDICT_SCHEMA, validate_verdicts  # noqa: F401 (the schema's home)
+from ..contracts.verdicts import validate_verdicts
 from .assemble import annotation_row, annotation_table, carried_columns
 from .engine import ZERO_SHOT_RUNS, RunResult
 
