@@ -189,11 +189,17 @@ class PipelineConfig:
 
     @property
     def fit_settings(self) -> FitSettings:
+        """The fit stage's switches (resolved once, at validation)."""
+        if getattr(self, "_fit_settings", None) is not None:
+            return self._fit_settings
         names = [f.name for f in fields(FitSettings)]
         return FitSettings(**{k: v for k, v in self.fit.items() if k in names})
 
     def fit_config(self):
-        """The ``FitConfig`` of the fit stage (seeded from ``seed`` unless given)."""
+        """The ``FitConfig`` of the fit stage (seeded from ``seed`` unless given); resolved once,
+        at validation (a FitConfig is frozen, so it is shared)."""
+        if getattr(self, "_fit_config", None) is not None:
+            return self._fit_config
         from .fit.config import FitConfig
 
         names = [f.name for f in fields(FitSettings)]
@@ -233,6 +239,7 @@ class PipelineConfig:
     def validate(self) -> "PipelineConfig":
         """Check every value once; raise ``ValueError`` naming the key, what is allowed and the fix."""
         src = self.source
+        self._judges = self._fit_settings = self._fit_config = None  # resolved again below
         for name, section in (("data", self.data), ("calibrate", self.calibrate),
                               ("report", self.report), ("ray", self.ray)):
             check_section_types(section, name, src)
@@ -256,6 +263,7 @@ class PipelineConfig:
         self._validate_fit()
         self._validate_calibrate(len(judges))
         self._judges = judges  # resolved once (cascade entries over annotate); judges() copies them
+        self._fit_settings, self._fit_config = self.fit_settings, self.fit_config()
         if self.ray.address is not None and not isinstance(self.ray.address, str):
             raise ValueError(f"{src}: ray.address must be a string such as 'auto' or "
                              f"'ray://host:10001', got {self.ray.address!r}")
