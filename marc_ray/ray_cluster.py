@@ -29,4 +29,6 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         ray.init(address=address, log_to_driver=False)
     else:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local cluster needs no token
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        # address="local": always a new embedded cluster, never one that `ray start` left running
+        # on this machine (ray.init() without an address would join the latest such cluster)
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)

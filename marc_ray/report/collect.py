@@ -2,7 +2,7 @@
 
 ``marc-ray report RUN_DIR`` and the pipeline's report stage both call :func:`build_report`, with
 the numbers ``pipeline.evaluate_run`` computed in the calibrate layer.
-The run folder layout is described in ``marc_ray.pipeline``.
+The run folder layout is ``marc_ray.run_folder.RunFolder``'s.
 """
 
 from __future__ import annotations
