@@ -12,7 +12,8 @@ is imported on first use, so ``marc-ray --help`` stays fast):
 * metrics: :func:`auroc`, :func:`ranking_risk`, :func:`risk_coverage_curve`, :func:`aurc`,
   :func:`reliability_bins`, :func:`expected_calibration_error`, :func:`selective_agreement`;
 * the validity study: :func:`validity_study` (+ :func:`validity_study_from_agreement`,
-  :func:`calibrate_batch`).
+  :func:`calibrate_batch`);
+* after deployment: :func:`audit` (exact and anytime-valid tests of a certificate on audited labels).
 
 What the guarantee means, and what it does not: ``docs/guarantee.md``.
 """
@@ -35,6 +36,8 @@ _LAZY = {
                     "metrics"),
     **dict.fromkeys(["validity_study", "validity_study_from_agreement", "ValidityResult",
                      "DESIGNS", "calibrate_batch"], "validity"),
+    **dict.fromkeys(["audit", "AuditResult", "audit_p_value", "betting_e_values",
+                     "sequential_rejections", "exact_power"], "audit"),
 }
 
 __all__ = list(_LAZY)

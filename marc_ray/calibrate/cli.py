@@ -1,5 +1,7 @@
 """``marc-ray calibrate`` and ``marc-ray validity``: the calibration stage on the command line.
 
+(``marc-ray audit`` is registered here too; it lives in ``audit_cli`` and ``audit``.)
+
 Both read a *scores* file (JSONL, JSON or Parquet) with one row per human-labelled item:
 ``id``, a confidence column, ``pred`` (the judge's verdict, "a" or "b") and ``human_label``
 ("a", "b" or "tie"); optional ``split`` and ``group`` columns. Every input is validated before
@@ -155,6 +157,10 @@ def register(subparsers) -> None:
                                "column, when the file has one)")
     validity.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     validity.set_defaults(handler=run_validity)
+
+    from .audit_cli import register as register_audit  # marc-ray audit (calibrate/audit.py)
+
+    register_audit(subparsers)
 
 
 # ---------------------------------------------------------------------------------------------
