@@ -8,7 +8,8 @@ is imported on first use, so ``marc-ray --help`` stays fast):
 * grids: :func:`fixed_grid`, :func:`quantile_grid`, :class:`ThresholdGrid`,
   :func:`counts_at_thresholds`;
 * procedures: :func:`select_thresholds` with ``PROCEDURES`` (fixed sequence, Bonferroni, Holm);
-* estimators: :class:`SelectiveCalibrator`, :class:`CascadeCalibrator`;
+* estimators: :class:`SelectiveCalibrator`, :class:`CascadeCalibrator`,
+  :class:`GroupedCalibrator` (a threshold per group; :func:`route_by_group`);
 * metrics: :func:`auroc`, :func:`ranking_risk`, :func:`risk_coverage_curve`, :func:`aurc`,
   :func:`reliability_bins`, :func:`expected_calibration_error`, :func:`selective_agreement`;
 * the validity study: :func:`validity_study` (+ :func:`validity_study_from_agreement`,
@@ -24,7 +25,7 @@ import importlib
 
 _LAZY = {
     **dict.fromkeys(["clopper_pearson_upper", "clopper_pearson_interval", "binomial_p_value",
-                     "max_disagreements", "min_n_to_pass"], "bounds"),
+                     "max_disagreements", "min_n_to_pass", "n_needed_at_rate"], "bounds"),
     **dict.fromkeys(["fixed_grid", "quantile_grid", "ThresholdGrid", "counts_at_thresholds",
                      "GRID_KINDS"], "grid"),
     **dict.fromkeys(["PROCEDURES", "Selection", "select_thresholds"], "testing"),
@@ -38,6 +39,8 @@ _LAZY = {
                      "DESIGNS", "calibrate_batch"], "validity"),
     **dict.fromkeys(["audit", "AuditResult", "audit_p_value", "betting_e_values",
                      "sequential_rejections", "exact_power"], "audit"),
+    **dict.fromkeys(["GroupedCalibrator", "GroupRouting", "route_by_group", "group_deltas",
+                     "labels_needed", "groups_record", "thresholds_from_record"], "groups"),
 }
 
 __all__ = list(_LAZY)
