@@ -40,7 +40,7 @@ from .calibrator import NotCalibratedError, check_alpha, check_delta, verdict_ma
 from .cascade import CascadeCalibrator
 
 __all__ = ["GroupedCalibrator", "GroupRouting", "route_by_group", "group_deltas",
-           "labels_needed", "groups_record", "thresholds_from_record"]
+           "labels_needed", "groups_record", "thresholds_from_record", "thresholds_per_item"]
 
 ESCALATE = "escalate"
 
@@ -136,6 +136,22 @@ def route_by_group(thresholds: Mapping[str, Sequence[float]], groups, confidence
     if pred.shape != confidence.shape or groups.size != n_items:
         raise ValueError(f"confidence {confidence.shape}, pred {pred.shape} and groups "
                          f"({groups.size},) must describe the same (n_items, n_stages) items")
+    item_thresholds, unseen = thresholds_per_item(thresholds, groups, n_stages)
+    passes = (np.nan_to_num(confidence, nan=-np.inf) >= item_thresholds) & np.isin(pred, ("a", "b"))
+    stage = np.where(passes.any(axis=1), passes.argmax(axis=1), -1)
+    verdict = np.full(n_items, ESCALATE, dtype=object)
+    decided = stage >= 0
+    verdict[decided] = pred[np.flatnonzero(decided), stage[decided]]
+    return GroupRouting(stage=stage, verdict=verdict, unseen=unseen)
+
+
+def thresholds_per_item(thresholds: Mapping[str, Sequence[float]], groups, n_stages: int
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Each item's group thresholds, shape (n, n_stages), and which groups are unseen (n,).
+
+    An item whose group is not in ``thresholds`` (or is None) gets ``inf`` at every stage.
+    """
+    groups = np.asarray(groups, dtype=object).ravel()
     table = {str(g): np.asarray(t, dtype=float).ravel() for g, t in thresholds.items()}
     for g, values in table.items():
         if values.size != n_stages:
@@ -144,15 +160,8 @@ def route_by_group(thresholds: Mapping[str, Sequence[float]], groups, confidence
     lookup = {g: i for i, g in enumerate(names)}
     index = np.array([lookup.get(str(g), -1) if g is not None else -1 for g in groups], dtype=np.int64)
     unseen = index < 0
-    # one row of thresholds per item; unseen groups get +inf (accept nothing)
     matrix = np.vstack([table[g] for g in names] + [np.full(n_stages, np.inf)])
-    item_thresholds = matrix[np.where(unseen, len(names), index)]
-    passes = (np.nan_to_num(confidence, nan=-np.inf) >= item_thresholds) & np.isin(pred, ("a", "b"))
-    stage = np.where(passes.any(axis=1), passes.argmax(axis=1), -1)
-    verdict = np.full(n_items, ESCALATE, dtype=object)
-    decided = stage >= 0
-    verdict[decided] = pred[np.flatnonzero(decided), stage[decided]]
-    return GroupRouting(stage=stage, verdict=verdict, unseen=unseen)
+    return matrix[np.where(unseen, len(names), index)], unseen
 
 
 class GroupedCalibrator:
