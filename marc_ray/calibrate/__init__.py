@@ -13,7 +13,8 @@ is imported on first use, so ``marc-ray --help`` stays fast):
 * metrics: :func:`auroc`, :func:`ranking_risk`, :func:`risk_coverage_curve`, :func:`aurc`,
   :func:`reliability_bins`, :func:`expected_calibration_error`, :func:`selective_agreement`;
 * the validity study: :func:`validity_study` (+ :func:`validity_study_from_agreement`,
-  :func:`calibrate_batch`);
+  :func:`calibrate_batch`), and per group :func:`group_validity_study`;
+* reasons: :func:`explain` (a plain-words reason per routed item);
 * after deployment: :func:`audit` (exact and anytime-valid tests of a certificate on audited labels).
 
 What the guarantee means, and what it does not: ``docs/guarantee.md``.
@@ -43,6 +44,8 @@ _LAZY = {
                      "labels_needed", "groups_record", "thresholds_from_record",
                      "thresholds_per_item"], "groups"),
     **dict.fromkeys(["explain", "count_unreadable", "KINDS"], "reasons"),
+    **dict.fromkeys(["group_validity_study", "GroupValidityResult", "judge_thresholds"],
+                    "group_validity"),
 }
 
 __all__ = list(_LAZY)
