@@ -14,7 +14,8 @@ is imported on first use, so ``marc-ray --help`` stays fast):
   :func:`reliability_bins`, :func:`expected_calibration_error`, :func:`selective_agreement`;
 * the validity study: :func:`validity_study` (+ :func:`validity_study_from_agreement`,
   :func:`calibrate_batch`), and per group :func:`group_validity_study`;
-* reasons: :func:`explain` (a plain-words reason per routed item);
+* reasons: :func:`explain` (a plain-words reason per routed item); :func:`decide` (route and
+  explain items with any certificate, single-threshold or per-group);
 * after deployment: :func:`audit` (exact and anytime-valid tests of a certificate on audited labels).
 
 What the guarantee means, and what it does not: ``docs/guarantee.md``.
@@ -44,6 +45,7 @@ _LAZY = {
                      "labels_needed", "groups_record", "thresholds_from_record",
                      "thresholds_per_item"], "groups"),
     **dict.fromkeys(["explain", "count_unreadable", "KINDS"], "reasons"),
+    **dict.fromkeys(["decide", "Decisions", "certificate_thresholds"], "decide"),
     **dict.fromkeys(["group_validity_study", "GroupValidityResult", "judge_thresholds"],
                     "group_validity"),
 }

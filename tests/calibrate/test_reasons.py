@@ -66,3 +66,28 @@ def test_every_kind_is_exercised_and_no_counts_variant():
 def test_shapes_are_checked():
     with pytest.raises(ValueError, match="same items and stages"):
         explain([0, 1], [0.9], ["a"], [0.5], ["judge"])
+
+
+def test_decide_with_single_and_grouped_certificates():
+    from marc_ray.calibrate import SelectiveCalibrator
+    from marc_ray.calibrate.decide import decide
+    from marc_ray.calibrate.groups import GroupedCalibrator
+
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(0.5, 1, 4000)
+    groups = np.where(np.arange(4000) % 2, "coding", "chat").astype(object)
+    agree = rng.random(4000) < np.where(groups == "coding", np.where(conf > 0.9, 1.0, 0.5), 0.5 + conf / 2)
+    pred = np.full(4000, "a", dtype=object)
+    human = np.where(agree, "a", "b")
+    single = SelectiveCalibrator().calibrate(conf, pred, human).certificate(data_hash="h")
+    decisions = decide(single, conf, pred)
+    np.testing.assert_array_equal(decisions.accepted, conf >= single.stages[0]["threshold"])
+    assert set(decisions.kind) == {"accepted", "below_threshold"} and "group" not in decisions.reason[0]
+    grouped = GroupedCalibrator().calibrate(conf, pred, human, groups).certificate(data_hash="h", column="task")
+    new_groups = np.array(["coding", "chat", "legal"], dtype=object)
+    decisions = decide(grouped, np.array([0.99, 0.51, 0.99]), np.array(["a", "b", "a"], dtype=object), new_groups)
+    assert decisions.verdict.tolist() == ["a", "escalate", "escalate"]
+    assert decisions.reason[0].endswith("(group: coding)") and decisions.kind[1] == "below_threshold"
+    assert decisions.reason[2] == "group 'legal' was not in the calibration set" and decisions.unseen[2]
+    with pytest.raises(ValueError, match="threshold per 'task'"):
+        decide(grouped, [0.9], ["a"])
