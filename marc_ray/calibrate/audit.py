@@ -46,7 +46,7 @@ from scipy import special
 
 from .bounds import clopper_pearson_upper
 
-__all__ = ["AuditResult", "DEFAULT_BETS", "EXIT_CODES", "audit", "audit_p_value",
+__all__ = ["AuditResult", "DEFAULT_BETS", "EXIT_CODES", "audit", "audit_by_group", "audit_p_value",
            "betting_e_values", "sequential_rejections", "exact_power"]
 
 # Bets as a fraction c = lambda * alpha of the largest safe bet (1 - c is the factor of an
@@ -151,6 +151,7 @@ class AuditResult:
     drift: dict | None = None
     power_at_double_alpha: float = float("nan")   # exact test's power if disagreement were 2 alpha
     counts: dict = field(default_factory=dict)    # rows read, escalated, unlabelled, ties dropped
+    groups: dict = field(default_factory=dict)    # per-group audits (audit_by_group), at level / G
 
     @property
     def disagreements(self) -> int:
@@ -179,6 +180,13 @@ class AuditResult:
                    f"{self.e_value:.3g} (it rejects at {1 / self.level:g})")
         else:
             how = f"the exact one-sided binomial test gives p = {self.p_value:.3g}"
+        if self.groups:
+            failed = [g for g, r in self.groups.items() if r.rejected]
+            per_group = (f" Per group (each tested at level {self.level:g} / {len(self.groups)}): "
+                         + (f"the guarantee no longer holds for {', '.join(map(repr, failed))}."
+                            if failed else "no group's guarantee is rejected."))
+            return (("The guarantee no longer holds for some group" if failed
+                     else "The guarantee is not rejected") + f": pooled, {figures}." + per_group)
         if self.rejected:
             return (f"The guarantee no longer holds: {figures}, and {how}, so agreement has "
                     f"dropped below the promised {promised} (false-alarm rate at most "
@@ -208,7 +216,9 @@ class AuditResult:
                 "upper_bound_disagreement": self.upper_bound, "p_value": self.p_value,
                 "e_value": self.e_value, "rejected": self.rejected, "batches": self.batches,
                 "power_at_double_alpha": self.power_at_double_alpha, "drift": self.drift,
-                "counts": self.counts, "sentence": self.sentence(), "advice": self.advice(),
+                "counts": self.counts,
+                "groups": {g: r.to_dict() for g, r in self.groups.items()},
+                "sentence": self.sentence(), "advice": self.advice(),
                 "exit_code": self.exit_code, "exit_meaning": EXIT_CODES[self.exit_code]}
 
 
@@ -267,3 +277,29 @@ def audit(agree, alpha: float, level: float = 0.05, batch=None, bets=DEFAULT_BET
                        "e_value": float(e_value[i]), "rejected_by_now": bool(rejected[i])}
                       for i in range(looks.size)]
     return result
+
+
+def audit_by_group(agree, groups, alpha: float, level: float = 0.05, batch=None,
+                   bets=DEFAULT_BETS, drift: dict | None = None, counts: dict | None = None
+                   ) -> AuditResult:
+    """Audit a per-group certificate: each group tested at ``level / G``, plus pooled figures.
+
+    A per-group certificate promises ``1 - alpha`` in every group, so each group's audited
+    items are tested on their own (exact, or sequential with ``batch``) at ``level / G``; by
+    the union bound the chance that any group raises a false alarm is at most ``level``. The
+    result is rejected when any group is; its pooled figures are reported, not tested.
+    """
+    agree = np.asarray(agree, dtype=bool).ravel()
+    groups = np.asarray(groups, dtype=object).astype(str).ravel()
+    if groups.size != agree.size:
+        raise ValueError(f"groups ({groups.size}) and agree ({agree.size}) differ in length")
+    batch = None if batch is None else np.asarray(batch).ravel()
+    names = sorted(set(groups.tolist()))
+    per_group = {g: audit(agree[groups == g], alpha, level / max(len(names), 1),
+                          batch=None if batch is None else batch[groups == g], bets=bets)
+                 for g in names}
+    pooled = audit(agree, alpha, level, drift=drift, counts=counts)
+    pooled.groups = per_group
+    pooled.test = "per-group " + ("sequential" if batch is not None else "exact")
+    pooled.rejected = any(r.rejected for r in per_group.values())
+    return pooled

@@ -8,7 +8,9 @@ AUDITED (JSONL, JSON or Parquet) has one row per item the certified judge handle
 * ``human_label`` ("a", "b", "tie"; null where the item was not sampled for labelling) or
   ``human_votes`` (a list of {annotator, label}; the majority is the label);
 * optional ``confidence`` (the first stage's, for the drift check) and a batch column
-  (``--batch-column``, default ``batch``: a week number or a date) for ``--sequential``.
+  (``--batch-column``, default ``batch``: a week number or a date) for ``--sequential``;
+* for a per-group certificate, its group column (``certificate.groups["column"]``): each group
+  is then tested on its own at ``level / G`` (``audit.audit_by_group``).
 
 Exit status: see ``audit.EXIT_CODES`` (0 keep, 3 recalibrate, 4 drift, 2 bad input).
 """
@@ -121,6 +123,26 @@ def audited_items(table, source: str, tie_policy: str, batch_column: str | None)
     return agree, batch, confidence, counts
 
 
+def audited_groups(table, source: str, column: str, tie_policy: str) -> np.ndarray:
+    """The group of each audited item, in the order :func:`audited_items` returns them."""
+    verdict_name = "verdict" if "verdict" in table.column_names else "pred"
+    verdict = _column(table, verdict_name)
+    decided = np.isin(verdict, ("a", "b"))
+    if "human_label" in table.column_names:
+        labels = _column(table, "human_label")
+    else:
+        labels = np.array([None if not votes else majority_label([v["label"] for v in votes])
+                           for votes in table.column("human_votes").to_pylist()], dtype=object)
+    audited = decided & ~np.equal(labels, None)
+    _, kept = agreement(verdict[audited], labels[audited], tie_policy)
+    groups = _column(table, column)[audited][kept]
+    missing = np.flatnonzero(np.equal(groups, None))
+    if missing.size:
+        row = int(np.flatnonzero(audited)[np.flatnonzero(kept)[missing[0]]])
+        raise ContractError(source, "missing group", row=row, field=column)
+    return groups
+
+
 def _drift(certificate: Certificate, confidence):
     """The apply stage's drift check on the first stage, when both samples exist."""
     stored = (certificate.extra or {}).get("calibration_confidence", {})
@@ -137,7 +159,7 @@ def _drift(certificate: Certificate, confidence):
 
 
 def run_audit(args) -> int:
-    from .audit import audit
+    from .audit import audit, audit_by_group
 
     if not 0 < args.level < 1:
         raise ValueError(f"--level must be in (0, 1), got {args.level}")
@@ -148,8 +170,14 @@ def run_audit(args) -> int:
     table = read_table(source)
     agree, batch, confidence, counts = audited_items(
         table, source, certificate.tie_policy, args.batch_column if args.sequential else None)
-    result = audit(agree, certificate.alpha, args.level, batch=batch,
-                   drift=_drift(certificate, confidence), counts=counts)
+    drift = _drift(certificate, confidence)
+    column = (certificate.groups or {}).get("column")
+    if column is not None and column in table.column_names:  # a per-group certificate
+        groups = audited_groups(table, source, column, certificate.tie_policy)
+        result = audit_by_group(agree, groups, certificate.alpha, args.level, batch=batch,
+                                drift=drift, counts=counts)
+    else:
+        result = audit(agree, certificate.alpha, args.level, batch=batch, drift=drift, counts=counts)
     report = result.to_dict()
     report.update(certificate=os.fspath(args.certificate), audited=source,
                   certificate_data_hash=certificate.data_hash)

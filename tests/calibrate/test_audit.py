@@ -151,3 +151,36 @@ def test_cli_missing_label_column_exits_2(tmp_path, capsys):
     path.write_text(json.dumps({"id": "x", "verdict": "a"}) + "\n")
     assert main(["audit", str(_certificate(tmp_path)), str(path)]) == 2
     assert "field 'human_label': missing column" in capsys.readouterr().err
+
+
+def test_per_group_audit_finds_the_group_that_dropped(tmp_path, capsys):
+    from marc_ray.calibrate.audit import audit_by_group
+    from marc_ray.calibrate.groups import GroupedCalibrator
+
+    rng = np.random.default_rng(3)
+    # pooled agreement stays at 90%, but one group fell to 75%: only a per-group audit sees it
+    groups = np.r_[np.full(800, "chat"), np.full(200, "coding")]
+    agree = rng.random(1000) < np.where(groups == "chat", 0.94, 0.75)
+    result = audit_by_group(agree, groups, ALPHA, LEVEL)
+    assert result.groups["coding"].rejected and not result.groups["chat"].rejected and result.rejected
+    assert result.groups["coding"].level == LEVEL / 2 and result.exit_code == 3
+    assert "no longer holds for 'coding'" in result.sentence()
+    # false alarms over both groups together stay <= level when every group is exactly at 1 - alpha
+    k_chat = rng.binomial(800, ALPHA, REPS)
+    k_coding = rng.binomial(200, ALPHA, REPS)
+    alarms = (audit_p_value(k_chat, 800, ALPHA) <= LEVEL / 2) | (audit_p_value(k_coding, 200, ALPHA) <= LEVEL / 2)
+    assert alarms.mean() <= LEVEL + SLACK
+    # end to end from a per-group certificate
+    conf = rng.uniform(0.5, 1, 4000)
+    cal_groups = np.where(np.arange(4000) % 2, "coding", "chat")
+    human = np.where(rng.random(4000) < np.where(conf > 0.8, 1.0, 0.6), "a", "b")
+    certificate = GroupedCalibrator().calibrate(conf, np.full(4000, "a", dtype=object), human,
+                                                cal_groups).certificate(data_hash="h", column="task")
+    certificate.write(tmp_path / "certificate.json")
+    rows = [{"id": str(i), "verdict": "a", "task": g, "human_label": "a" if a else "b"}
+            for i, (g, a) in enumerate(zip(groups, agree))]
+    (tmp_path / "audited.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    assert main(["audit", str(tmp_path / "certificate.json"), str(tmp_path / "audited.jsonl"),
+                 "--out", str(tmp_path / "o")]) == 3
+    report = json.loads((tmp_path / "o" / "audit.json").read_text())
+    assert report["test"] == "per-group exact" and report["groups"]["coding"]["rejected"]
