@@ -160,6 +160,9 @@ def register(subparsers) -> None:
                           help="split design: keep each group on one side (default: the group "
                                "column, when the file has one)")
     validity.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    validity.add_argument("--by", default=None, metavar="COLUMN",
+                          help="per-group certificates (population design): check every group's "
+                               "guarantee and the joint one, next to a single threshold")
     validity.set_defaults(handler=run_validity)
 
     from .audit_cli import register as register_audit  # marc-ray audit (calibrate/audit.py)
@@ -339,6 +342,8 @@ def run_validity(args) -> int:
 
     table, source, note = _load(args, for_validity=True)
     confidence, pred, human = _arrays(table, args.confidence_column)
+    if args.by is not None:
+        return _run_group_validity(args, table, source, confidence, pred, human)
     groups = None
     if args.group_column in table.column_names and args.design == "split":
         groups = np.asarray(table.column(args.group_column).to_pylist(), dtype=object)
@@ -366,6 +371,37 @@ def run_validity(args) -> int:
     report = result.to_dict(repetitions=True)
     report.update(scores_file=source, confidence=args.confidence_column, seed=args.seed,
                   tie_policy=args.tie_policy, grouped=groups is not None,
+                  data_hash=table_hash(table, ["id", args.confidence_column, "pred", "human_label"]))
+    write_json_atomic(report, os.path.join(args.out, "validity.json"))
+    print(result.sentence())
+    print(f"(written to {os.path.join(args.out, 'validity.json')})")
+    return 0
+
+
+def _run_group_validity(args, table, source, confidence, pred, human) -> int:
+    """``validity --by COLUMN``: ``group_validity.group_validity_study`` on the file."""
+    from ..contracts import agreement
+    from .calibrator import verdict_mask
+    from .group_validity import group_validity_study
+
+    if args.by not in table.column_names:
+        raise ContractError(source, "missing column", field=args.by, hint="name an existing column with --by")
+    groups = np.asarray(table.column(args.by).to_pylist(), dtype=object)
+    missing = np.flatnonzero(np.equal(groups, None))
+    if missing.size:
+        raise ContractError(source, "missing group", row=int(missing[0]), field=args.by)
+    if args.design != "population" or not isinstance(args.calibration_size, float):
+        raise ValueError("--by runs the population design with --calibration-size a fraction in (0, 1)")
+    agree, kept = agreement(pred, human, args.tie_policy)
+    # items without a verdict are never accepted: confidence -inf, as in calibration
+    confidence = np.where(verdict_mask(pred), confidence, -np.inf)[kept]
+    result = group_validity_study(confidence, agree, groups[kept], alpha=args.alpha, delta=args.delta,
+                                  n_repetitions=args.repetitions, calibration_size=args.calibration_size,
+                                  procedure=args.procedure, grid=_grid(args), min_n=args.min_n,
+                                  random_state=args.seed)
+    report = result.to_dict()
+    report.update(scores_file=source, confidence=args.confidence_column, seed=args.seed, by=args.by,
+                  tie_policy=args.tie_policy, design="population",
                   data_hash=table_hash(table, ["id", args.confidence_column, "pred", "human_label"]))
     write_json_atomic(report, os.path.join(args.out, "validity.json"))
     print(result.sentence())

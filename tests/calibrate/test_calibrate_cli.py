@@ -292,3 +292,16 @@ def test_calibrate_by_group_writes_a_per_group_certificate(tmp_path, capsys):
     assert main(["calibrate", str(path), "--confidence-column", "conf", "--by", "nope",
                  "--out", str(tmp_path / "bad")]) == 2
     assert not (tmp_path / "bad").exists()
+
+
+def test_validity_by_group(tmp_path, capsys):
+    rows = _rows(n_items=2000)
+    for i, row in enumerate(rows):
+        row["task"] = "coding" if i % 2 else "chat"
+    path = _write_jsonl(tmp_path / "scores.jsonl", rows)
+    assert main(["validity", str(path), "--confidence-column", "conf", "--by", "task",
+                 "--repetitions", "200", "--out", str(tmp_path / "v")]) == 0
+    report = json.loads((tmp_path / "v" / "validity.json").read_text())
+    assert set(report["per_group"]) == {"chat", "coding"} and report["by"] == "task"
+    assert report["joint"]["success_rate"] >= 0.8
+    assert "Per-group thresholds kept every group's promise" in capsys.readouterr().out
