@@ -8,13 +8,17 @@ is imported on first use, so ``marc-ray --help`` stays fast):
 * grids: :func:`fixed_grid`, :func:`quantile_grid`, :class:`ThresholdGrid`,
   :func:`counts_at_thresholds`;
 * procedures: :func:`select_thresholds` with ``PROCEDURES`` (fixed sequence, Bonferroni, Holm);
-* estimators: :class:`SelectiveCalibrator`, :class:`CascadeCalibrator`;
+* estimators: :class:`SelectiveCalibrator`, :class:`CascadeCalibrator`,
+  :class:`GroupedCalibrator` (a threshold per group; :func:`route_by_group`);
 * metrics: :func:`auroc`, :func:`ranking_risk`, :func:`risk_coverage_curve`, :func:`aurc`,
   :func:`reliability_bins`, :func:`expected_calibration_error`, :func:`selective_agreement`;
 * routing: :func:`route`, :func:`deciding_stage`, :class:`Routing`, ``ESCALATE``;
 * diagnostics: :func:`drift`, :func:`monotonicity`, :func:`calibration_size`;
 * the validity study: :func:`validity_study` (+ :func:`validity_study_from_agreement`,
-  :func:`calibrate_batch`).
+  :func:`calibrate_batch`), and per group :func:`group_validity_study`;
+* reasons: :func:`explain` (a plain-words reason per routed item); :func:`decide` (route and
+  explain items with any certificate, single-threshold or per-group);
+* after deployment: :func:`audit` (exact and anytime-valid tests of a certificate on audited labels).
 
 What the guarantee means, and what it does not: ``docs/guarantee.md``.
 """
@@ -25,7 +29,7 @@ import importlib
 
 _LAZY = {
     **dict.fromkeys(["clopper_pearson_upper", "clopper_pearson_interval", "binomial_p_value",
-                     "max_disagreements", "min_n_to_pass"], "bounds"),
+                     "max_disagreements", "min_n_to_pass", "n_needed_at_rate"], "bounds"),
     **dict.fromkeys(["fixed_grid", "quantile_grid", "ThresholdGrid", "counts_at_thresholds",
                      "GRID_KINDS"], "grid"),
     **dict.fromkeys(["PROCEDURES", "Selection", "select_thresholds"], "testing"),
@@ -40,6 +44,15 @@ _LAZY = {
     **dict.fromkeys(["drift", "monotonicity", "calibration_size"], "diagnostics"),
     **dict.fromkeys(["validity_study", "validity_study_from_agreement", "ValidityResult",
                      "DESIGNS", "calibrate_batch"], "validity"),
+    **dict.fromkeys(["audit", "AuditResult", "audit_p_value", "betting_e_values",
+                     "sequential_rejections", "exact_power"], "audit"),
+    **dict.fromkeys(["GroupedCalibrator", "GroupRouting", "route_by_group", "group_deltas",
+                     "labels_needed", "groups_record", "thresholds_from_record",
+                     "thresholds_per_item"], "groups"),
+    **dict.fromkeys(["explain", "count_unreadable", "KINDS"], "reasons"),
+    **dict.fromkeys(["decide", "Decisions", "certificate_thresholds"], "decide"),
+    **dict.fromkeys(["group_validity_study", "GroupValidityResult", "judge_thresholds"],
+                    "group_validity"),
 }
 
 __all__ = list(_LAZY)

@@ -27,7 +27,7 @@ import numpy as np
 from scipy import special  # not scipy.stats: its import alone costs ~1 s on every CLI call
 
 __all__ = ["clopper_pearson_upper", "clopper_pearson_interval", "binomial_p_value",
-           "max_disagreements", "min_n_to_pass"]
+           "max_disagreements", "min_n_to_pass", "n_needed_at_rate"]
 
 
 def _check_level(name: str, value) -> np.ndarray:
@@ -203,3 +203,45 @@ def min_n_to_pass(alpha: float, delta: float) -> int:
     while _p_value(np.array([0]), np.array([n]), alpha)[0] > delta:
         n += 1
     return n
+
+
+def n_needed_at_rate(rate: float, alpha: float, delta: float, n_max: int = 10_000_000) -> float:
+    """The fewest accepted items that certify ``alpha`` if their disagreement rate is ``rate``.
+
+    The smallest ``n`` whose exact test passes at ``k = round(rate * n)`` disagreements
+    (equivalently ``clopper_pearson_upper(k, n, delta) <= alpha``), found by doubling then
+    bisection; ``inf`` when ``rate >= alpha`` (no size certifies it) or beyond ``n_max``.
+    At ``rate = 0`` it is :func:`min_n_to_pass`. (Pass/fail is close to, not exactly,
+    monotone in ``n`` because ``k`` is rounded; the bisection returns a passing ``n``.)
+
+    Examples
+    --------
+    >>> n_needed_at_rate(0.0, 0.1, 0.1) == min_n_to_pass(0.1, 0.1)
+    True
+    >>> n_needed_at_rate(0.1, 0.1, 0.1)
+    inf
+    """
+    _check_level("alpha", alpha)
+    _check_level("delta", delta)
+    if not 0 <= rate <= 1:
+        raise ValueError(f"rate must be in [0, 1], got {rate!r}")
+    if rate >= alpha:
+        return float("inf")
+
+    def passes(n: int) -> bool:
+        k = np.array([int(round(rate * n))])
+        return bool(_p_value(k, np.array([n]), float(alpha))[0] <= delta)
+
+    high = 1
+    while not passes(high):
+        high *= 2
+        if high > n_max:
+            return float("inf")
+    low = high // 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        if passes(middle):
+            high = middle
+        else:
+            low = middle
+    return float(high)

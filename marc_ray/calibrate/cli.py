@@ -1,5 +1,7 @@
 """``marc-ray calibrate`` and ``marc-ray validity``: the calibration stage on the command line.
 
+(``marc-ray audit`` is registered here too; it lives in ``audit_cli`` and ``audit``.)
+
 Both read a *scores* file (JSONL, JSON or Parquet) with one row per human-labelled item:
 ``id``, a confidence column, ``pred`` (the judge's verdict, "a" or "b") and ``human_label``
 ("a", "b" or "tie"); optional ``split`` and ``group`` columns. Every input is validated before
@@ -136,6 +138,10 @@ def register(subparsers) -> None:
                            help="judge name for the certificate (default: the file's judge column, or 'judge')")
     calibrate.add_argument("--model-hash", default=None,
                            help="hash of the confidence model, recorded in the certificate")
+    calibrate.add_argument("--by", default=None, metavar="COLUMN",
+                           help="certify one threshold per value of COLUMN (a task category, a "
+                                "dataset, a language), delta split across the groups by the union "
+                                "bound; items of groups absent here are escalated at apply time")
     calibrate.set_defaults(handler=run_calibrate)
 
     validity = subparsers.add_parser(
@@ -155,7 +161,14 @@ def register(subparsers) -> None:
                           help="split design: keep each group on one side (default: the group "
                                "column, when the file has one)")
     validity.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    validity.add_argument("--by", default=None, metavar="COLUMN",
+                          help="per-group certificates (population design): check every group's "
+                               "guarantee and the joint one, next to a single threshold")
     validity.set_defaults(handler=run_validity)
+
+    from .audit_cli import register as register_audit  # marc-ray audit (calibrate/audit.py)
+
+    register_audit(subparsers)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,6 +251,9 @@ def run_calibrate(args) -> int:
         judge = judges.pop() if len(judges) == 1 else None
     judge = judge or "judge"
     data_hash = table_hash(table, ["id", args.confidence_column, "pred", "human_label"])
+    if args.by is not None:
+        return _run_grouped(args, table, source, note, alphas, grid, judge, data_hash,
+                            confidence, pred, human)
     extra = {"scores_file": source, "calibration_rows": note}
     certificates = {alpha: calibrator.certificate(data_hash=data_hash,
                                                   confidence_name=args.confidence_column,
@@ -269,11 +285,66 @@ def run_calibrate(args) -> int:
     return 0
 
 
+def _run_grouped(args, table, source, note, alphas, grid, judge, data_hash, confidence, pred,
+                 human) -> int:
+    """``calibrate --by COLUMN``: a per-group certificate per alpha (``calibrate/groups.py``)."""
+    from .groups import GroupedCalibrator
+
+    if args.by not in table.column_names:
+        raise ContractError(source, "missing column", field=args.by,
+                            hint="name an existing column with --by")
+    groups = np.asarray(table.column(args.by).to_pylist(), dtype=object)
+    missing = np.flatnonzero(np.equal(groups, None))
+    if missing.size:
+        raise ContractError(source, "missing group", row=int(missing[0]), field=args.by,
+                            hint="every calibration item needs a group")
+    extra = {"scores_file": source, "calibration_rows": note}
+    certificates, results = {}, []
+    for alpha in alphas:
+        calibrator = GroupedCalibrator(alpha=alpha, delta=args.delta, grid=grid,
+                                       procedure=args.procedure, min_n=args.min_n,
+                                       tie_policy=args.tie_policy)
+        calibrator.calibrate(confidence, pred, human, groups.astype(str), judge_name=judge)
+        certificates[alpha] = calibrator.certificate(
+            data_hash=data_hash, column=args.by, confidence_names=[args.confidence_column],
+            model_hash=args.model_hash, extra=extra)
+        results.append({"alpha": alpha, "coverage": calibrator.coverage_overall_,
+                        "groups": certificates[alpha].groups})
+    summary = {"scores_file": source, "calibration_rows": note, "confidence": args.confidence_column,
+               "judge": judge, "delta": args.delta, "procedure": args.procedure, "by": args.by,
+               "tie_policy": args.tie_policy, "data_hash": data_hash, "results": results,
+               "files": ["certificate.json"] + ([f"certificate_alpha-{a:g}.json" for a in alphas]
+                                                if len(alphas) > 1 else [])}
+    certificates[alphas[0]].write(os.path.join(args.out, "certificate.json"))
+    if len(alphas) > 1:
+        for alpha, certificate in certificates.items():
+            certificate.write(os.path.join(args.out, f"certificate_alpha-{alpha:g}.json"))
+    write_json_atomic(summary, os.path.join(args.out, "summary.json"))
+    for result in results:
+        for name, entry in result["groups"]["values"].items():
+            stage = entry["stages"][0]
+            if entry["abstains"]:
+                need = (entry["labels_needed"] or {}).get("n_labelled")
+                what = ("no threshold certified; at its observed disagreement rate it would need "
+                        + (f"about {int(need)} labelled items" if need and np.isfinite(need)
+                           else "a better judge (the rate is not below alpha)"))
+            else:
+                what = (f"threshold {float(stage['threshold']):.3f}, coverage {entry['coverage']:.1%}, "
+                        f"agreement {entry['agreement']:.1%}")
+            print(f"alpha={result['alpha']:g} {args.by}={name!r} ({entry['n_calibration']} items, "
+                  f"delta {entry['delta']:.3g}): {what}")
+    print(f"(one threshold per {args.by!r}; delta split: {results[0]['groups']['delta_split']}; "
+          f"written to {args.out})")
+    return 0
+
+
 def run_validity(args) -> int:
     from .validity import validity_study
 
     table, source, note = _load(args, for_validity=True)
     confidence, pred, human = _arrays(table, args.confidence_column)
+    if args.by is not None:
+        return _run_group_validity(args, table, source, confidence, pred, human)
     groups = None
     if args.group_column in table.column_names and args.design == "split":
         groups = np.asarray(table.column(args.group_column).to_pylist(), dtype=object)
@@ -301,6 +372,37 @@ def run_validity(args) -> int:
     report = result.to_dict(repetitions=True)
     report.update(scores_file=source, confidence=args.confidence_column, seed=args.seed,
                   tie_policy=args.tie_policy, grouped=groups is not None,
+                  data_hash=table_hash(table, ["id", args.confidence_column, "pred", "human_label"]))
+    write_json_atomic(report, os.path.join(args.out, "validity.json"))
+    print(result.sentence())
+    print(f"(written to {os.path.join(args.out, 'validity.json')})")
+    return 0
+
+
+def _run_group_validity(args, table, source, confidence, pred, human) -> int:
+    """``validity --by COLUMN``: ``group_validity.group_validity_study`` on the file."""
+    from ..contracts import agreement
+    from .calibrator import verdict_mask
+    from .group_validity import group_validity_study
+
+    if args.by not in table.column_names:
+        raise ContractError(source, "missing column", field=args.by, hint="name an existing column with --by")
+    groups = np.asarray(table.column(args.by).to_pylist(), dtype=object)
+    missing = np.flatnonzero(np.equal(groups, None))
+    if missing.size:
+        raise ContractError(source, "missing group", row=int(missing[0]), field=args.by)
+    if args.design != "population" or not isinstance(args.calibration_size, float):
+        raise ValueError("--by runs the population design with --calibration-size a fraction in (0, 1)")
+    agree, kept = agreement(pred, human, args.tie_policy)
+    # items without a verdict are never accepted: confidence -inf, as in calibration
+    confidence = np.where(verdict_mask(pred), confidence, -np.inf)[kept]
+    result = group_validity_study(confidence, agree, groups[kept], alpha=args.alpha, delta=args.delta,
+                                  n_repetitions=args.repetitions, calibration_size=args.calibration_size,
+                                  procedure=args.procedure, grid=_grid(args), min_n=args.min_n,
+                                  random_state=args.seed)
+    report = result.to_dict()
+    report.update(scores_file=source, confidence=args.confidence_column, seed=args.seed, by=args.by,
+                  tie_policy=args.tie_policy, design="population",
                   data_hash=table_hash(table, ["id", args.confidence_column, "pred", "human_label"]))
     write_json_atomic(report, os.path.join(args.out, "validity.json"))
     print(result.sentence())

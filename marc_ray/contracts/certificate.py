@@ -28,6 +28,11 @@ class Certificate:
     ``stages`` holds one record per judge in a cascade (one for a single judge): its name,
     confidence measure, threshold (``inf``: nothing accepted), n, k, upper bound, coverage and
     the δ it was given.
+
+    ``groups`` (optional; absent in single-threshold certificates, and then not written) holds
+    a per-context certificate: ``{"column", "delta_split", "unseen", "values": {group:
+    {"delta", "stages": [...], ...}}}`` (``marc_ray.calibrate.groups.groups_record``). Its
+    top-level stages then carry threshold ``inf``, so a router unaware of groups escalates all.
     """
 
     alpha: float
@@ -46,9 +51,13 @@ class Certificate:
     created_by: str = "marc_ray"
     version: str = ""
     extra: dict = field(default_factory=dict)
+    groups: dict | None = None
 
     def to_dict(self) -> dict:
-        return json_safe(asdict(self))
+        data = asdict(self)
+        if data["groups"] is None:  # single-threshold certificates keep their old shape
+            del data["groups"]
+        return json_safe(data)
 
     def write(self, path: str | os.PathLike) -> None:
         write_json_atomic(self.to_dict(), path)

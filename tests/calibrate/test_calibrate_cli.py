@@ -264,3 +264,44 @@ def test_help_explains_the_guarantee(capsys):
     with pytest.raises(SystemExit):
         main(["validity", "--help"])
     assert "population" in capsys.readouterr().out
+
+
+def test_calibrate_by_group_writes_a_per_group_certificate(tmp_path, capsys):
+    rows = _rows(n_items=3000)
+    for i, row in enumerate(rows):
+        row["task"] = "coding" if i % 2 else "chat"
+        if i < 12:
+            row["task"] = "legal"
+    path = tmp_path / "scores.jsonl"
+    _write_jsonl(path, rows)
+    out = tmp_path / "out"
+    assert main(["calibrate", str(path), "--confidence-column", "conf", "--by", "task",
+                 "--out", str(out)]) == 0
+    certificate = Certificate.read(out / "certificate.json")
+    values = certificate.groups["values"]
+    assert set(values) == {"chat", "coding", "legal"} and certificate.groups["column"] == "task"
+    assert all(v["delta"] == pytest.approx(0.1 / 3) for v in values.values())
+    assert values["legal"]["abstains"] and float(values["legal"]["labels_needed"]["n_labelled"]) > 12
+    assert not values["coding"]["abstains"] and float(values["coding"]["stages"][0]["threshold"]) < 1
+    assert "task='legal'" in capsys.readouterr().out
+    rows[5]["task"] = None
+    _write_jsonl(path, rows)
+    assert main(["calibrate", str(path), "--confidence-column", "conf", "--by", "task",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "row 5, field 'task': missing group" in capsys.readouterr().err
+    assert main(["calibrate", str(path), "--confidence-column", "conf", "--by", "nope",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()
+
+
+def test_validity_by_group(tmp_path, capsys):
+    rows = _rows(n_items=2000)
+    for i, row in enumerate(rows):
+        row["task"] = "coding" if i % 2 else "chat"
+    path = _write_jsonl(tmp_path / "scores.jsonl", rows)
+    assert main(["validity", str(path), "--confidence-column", "conf", "--by", "task",
+                 "--repetitions", "200", "--out", str(tmp_path / "v")]) == 0
+    report = json.loads((tmp_path / "v" / "validity.json").read_text())
+    assert set(report["per_group"]) == {"chat", "coding"} and report["by"] == "task"
+    assert report["joint"]["success_rate"] >= 0.8
+    assert "Per-group thresholds kept every group's promise" in capsys.readouterr().out
