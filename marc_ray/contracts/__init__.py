@@ -29,7 +29,7 @@ from ``marc_ray.contracts`` alone:
 ``errors``       :class:`ContractError`.
 """
 
-from .certificate import ASSUMPTIONS, Certificate, threshold_from_json
+from .certificate import ASSUMPTIONS, BINDING_KEYS, Certificate, check_binding, content_digest
 from .errors import ContractError
 from .io import (file_hash, read_table, rows_to_table, table_hash, write_json_atomic,
                  write_table_atomic, write_text_atomic)
@@ -46,7 +46,7 @@ __all__ = [
     "LAYOUT_METADATA_KEY", "ORDERS", "POOL_REQUIRED", "POOL_SCHEMA", "PREDICTIONS",
     "RUN_STATUS_OK", "RunLayout", "SCORES_REQUIRED", "TIE_POLICIES", "TiePolicy", "VOTE_TYPE",
     "agreement", "annotation_schema", "check_pool_disjoint", "file_hash", "layout_of",
-    "majority_label", "read_table", "rows_to_table", "table_hash", "threshold_from_json",
+    "majority_label", "read_table", "rows_to_table", "table_hash", "BINDING_KEYS", "check_binding", "content_digest",
     "validate_annotations", "validate_comparisons", "validate_scores", "write_json_atomic",
     "write_table_atomic", "write_text_atomic",
 ]
