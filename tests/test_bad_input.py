@@ -197,3 +197,126 @@ def test_console_script_exits_2_without_traceback(tmp_path):
                             str(tmp_path / "out")], capture_output=True, text=True, env=env,
                            timeout=120)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# fit / score: annotation files and models
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def annotations(tmp_path_factory):
+    """A valid annotation file: the first 5 rows are test rows, the rest training rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from marc_ray.fit.synthetic import all_subsets_layout, trap_annotations
+
+    table = trap_annotations(160, layout=all_subsets_layout(2, 2), seed=0)
+    rows = table.to_pylist()
+    for index, row in enumerate(rows):
+        row["split"] = "test" if index < 5 else "train"
+    path = tmp_path_factory.mktemp("ann") / "annotations.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), path)
+    return path, table.schema, rows
+
+
+def _write_annotations(tmp_path, annotations, row=None, **changes):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    _, schema, rows = annotations
+    rows = [dict(r) for r in rows]
+    if row is not None:
+        rows[row].update(changes)
+    path = tmp_path / "annotations.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    return path
+
+
+FIT_DEFECTS = {
+    "label outside the labels": (5, {"human_label": "maybe"}, "human_label"),
+    "probability above 1": (7, {"probs": [1.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]},
+                            "probs"),
+    "verdict outside a/b": (9, {"pred": "c"}, "pred"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FIT_DEFECTS))
+def test_fit_names_the_row_in_the_users_file(case, annotations, tmp_path, capsys):
+    row, changes, field = FIT_DEFECTS[case]
+    path = _write_annotations(tmp_path, annotations, row, **changes)
+    out = tmp_path / "model"
+    code, err = run_cli(["fit", path, "--out", out, "--epochs", 1], capsys)
+    assert_refused(code, err, names=["annotations.parquet", f"row {row},", f"'{field}'"], out=out)
+
+
+def test_fit_zero_rows(annotations, tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    _, schema, _ = annotations
+    path = tmp_path / "empty.parquet"
+    pq.write_table(schema.empty_table(), path)
+    out = tmp_path / "model"
+    code, err = run_cli(["fit", path, "--out", out], capsys)
+    assert_refused(code, err, names=["empty.parquet"], out=out)
+
+
+@pytest.mark.parametrize("config", ["missing.json", "folder", "broken.json", "list.json",
+                                    "unknown_key.json", "wrong_type.json"])
+def test_fit_config_file_errors(config, annotations, tmp_path, capsys):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "broken.json").write_text('{"epochs": 3,')
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "unknown_key.json").write_text('{"epochz": 3}')
+    (tmp_path / "wrong_type.json").write_text('{"epochs": "three"}')
+    out = tmp_path / "model"
+    code, err = run_cli(["fit", annotations[0], "--out", out, "--config", tmp_path / config], capsys)
+    assert_refused(code, err, names=[config.split(".")[0]], out=out)
+
+
+def test_fit_out_under_a_file(annotations, tmp_path, capsys):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    code, err = run_cli(["fit", annotations[0], "--out", blocker / "model"], capsys)
+    assert_refused(code, err, names=[str(blocker), "--out"])
+
+
+@pytest.fixture(scope="module")
+def fitted_model(annotations, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model") / "model"
+    assert main(["fit", str(annotations[0]), "--out", str(folder), "--epochs", "2"]) == 0
+    return folder
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "garbage weights", "config missing a key",
+                                    "config not JSON", "no weights"])
+def test_score_refuses_a_damaged_model(damage, annotations, fitted_model, tmp_path, capsys):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(fitted_model, model)
+    weights, config = model / "model.safetensors", model / "config.json"
+    if damage == "truncated weights":
+        weights.write_bytes(weights.read_bytes()[:100])
+    elif damage == "garbage weights":
+        weights.write_bytes(b"\x00" * 64)
+    elif damage == "config missing a key":
+        data = json.loads(config.read_text())
+        data.pop(sorted(data)[0])
+        config.write_text(json.dumps(data))
+    elif damage == "config not JSON":
+        config.write_text("{")
+    else:
+        weights.unlink()
+    out = tmp_path / "scored.parquet"
+    code, err = run_cli(["score", annotations[0], "--model", model, "--out", out], capsys)
+    assert_refused(code, err, names=[str(model)])
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["scored.jsonl", "scored.csv", "scored"])
+def test_score_out_extension_must_be_parquet(name, annotations, fitted_model, tmp_path, capsys):
+    out = tmp_path / name
+    code, err = run_cli(["score", annotations[0], "--model", fitted_model, "--out", out], capsys)
+    assert_refused(code, err, names=[name, ".parquet"])
+    assert not out.exists()
