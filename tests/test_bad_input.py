@@ -320,3 +320,18 @@ def test_score_out_extension_must_be_parquet(name, annotations, fitted_model, tm
     code, err = run_cli(["score", annotations[0], "--model", fitted_model, "--out", out], capsys)
     assert_refused(code, err, names=[name, ".parquet"])
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# datasets: the format the name promises is the format written
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv,name", [
+    (["datasets", "replay", "llmbar", "{out}/annotations.jsonl", "--target", "gpt4"], "annotations.jsonl"),
+    (["datasets", "export", "llmbar", "{out}/items.csv"], "items.csv"),
+    (["datasets", "export", "llmbar", "{out}/items"], "items"),
+])
+def test_dataset_outputs_match_their_extension(argv, name, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, err = run_cli([a.format(out=out) for a in argv], capsys)
+    assert_refused(code, err, names=[name, "OUTPUT"], out=out)
