@@ -2,8 +2,10 @@
 
 Each stage owns its subcommands in a ``cli`` module exposing ``register(subparsers)``; this file
 only wires them together, importing nothing heavy, so ``marc-ray --help`` is instant.
-A subcommand returns an exit code; a :class:`~marc_ray.contracts.ContractError` (bad input) or a
-``ValueError`` from parameter validation exits with status 2 and a one-line message.
+A subcommand returns an exit code. Bad input — a :class:`~marc_ray.contracts.ContractError`, a
+``ValueError`` from parameter validation, a file that cannot be read or written, a request too
+large for memory — exits with status 2 and one line naming the file, row and field, never a
+traceback; ``marc-ray --debug COMMAND`` shows the traceback as well.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                "`marc-ray run CONFIG` runs them all. `marc-ray COMMAND --help` for details.",
     )
     parser.add_argument("--version", action="version", version=f"marc_ray {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an error (for bug reports)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
@@ -51,17 +55,37 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.handler(args) or 0)
-    except ContractError as error:
-        print(f"marc-ray {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except ValueError as error:
-        print(f"marc-ray {args.command}: error: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"marc-ray {args.command}: interrupted; finished outputs are kept, rerun to resume",
               file=sys.stderr)
         return 130
+    except (ContractError, ValueError, OSError, MemoryError) as error:
+        if args.debug:
+            raise
+        print(f"marc-ray {args.command}: error: {describe_error(error)}", file=sys.stderr)
+        return 2
 
+
+def describe_error(error: BaseException) -> str:
+    """One line for a user: the file (and row and field) at fault and what to do."""
+    from .contracts.redact import redact_text
+
+    if isinstance(error, ContractError):
+        text = str(error)
+    elif isinstance(error, UnicodeDecodeError):
+        text = f"not UTF-8 text (byte {error.start}): {error.reason}"
+    elif isinstance(error, OSError):
+        where = error.filename or ""
+        if error.filename2:
+            where += f" -> {error.filename2}"
+        reason = error.strerror or str(error)
+        text = f"{where}: {reason}" if where else reason
+    elif isinstance(error, MemoryError):
+        text = "not enough memory for this request (a grid or input this large does not fit); " \
+               "ask for less"
+    else:
+        text = str(error)
+    return redact_text(" ".join(text.split()))
 
 if __name__ == "__main__":
     sys.exit(main())

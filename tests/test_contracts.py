@@ -206,8 +206,8 @@ def test_certificate_from_dict_errors():
     _raises(Certificate.from_dict, {k: v for k, v in good.items() if k != "alpha"}, "cert.json",
             field="alpha", problem="missing key")
     _raises(Certificate.from_dict, dict(good, delta=1.5), "cert.json", field="delta",
-            problem="must be in \\(0, 1\\)")
+            problem="must be a number in \\(0, 1\\)")
     _raises(Certificate.from_dict, dict(good, colour="red"), "cert.json", field="colour",
             problem="unknown keys")
-    _raises(Certificate.from_dict, dict(good, stages=[{"name": "j"}]), "cert.json", field="stages",
-            problem="stage 0 lacks")
+    _raises(Certificate.from_dict, dict(good, stages=[{"name": "j"}]), "cert.json",
+            field="stages[0].confidence", problem="missing key")

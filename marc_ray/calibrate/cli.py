@@ -18,6 +18,7 @@ import os
 
 import numpy as np
 
+from ..contracts.outputs import check_output_dir
 from ..contracts import (TIE_POLICIES, ContractError, read_table, table_hash, validate_scores,
                          write_json_atomic)
 
@@ -66,14 +67,24 @@ def _unit_interval(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
+def _positive_int(text: str, maximum: int | None = None) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    if maximum is not None and value > maximum:
+        raise argparse.ArgumentTypeError(f"must be at most {maximum:,}, got {text}")
     return value
+
+
+# A million thresholds already resolve confidences to 1e-6; more only exhausts memory.
+MAX_GRID_POINTS = 1_000_000
+
+
+def _grid_points(text: str) -> int:
+    return _positive_int(text, MAX_GRID_POINTS)
 
 
 def _min_n(text: str):
@@ -105,7 +116,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--procedure", choices=sorted(PROCEDURES), default="fixed_sequence",
                         help="how the thresholds are tested: " + "; ".join(
                             f"{k}: {v}" for k, v in PROCEDURES.items()) + " (default fixed_sequence)")
-    parser.add_argument("--n-grid", "--grid-size", dest="n_grid", type=_positive_int, default=200,
+    parser.add_argument("--n-grid", "--grid-size", dest="n_grid", type=_grid_points, default=200,
                         metavar="G", help="number of evenly spaced candidate thresholds, fixed in "
                         "advance (default 200; --grid-size is the deprecated spelling)")
     parser.add_argument("--grid-low", type=float, default=0.0, help="lowest candidate threshold (default 0)")
@@ -176,8 +187,7 @@ def register(subparsers) -> None:
 def _load(args, for_validity: bool):
     """Read and validate the scores; return (table of the rows used, source, note)."""
     source = os.fspath(args.scores)
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise ContractError(args.out, "--out must be a folder, but a file of that name exists")
+    check_output_dir(args.out)  # before any work: a bad --out must not cost the computation
     if not (np.isfinite(args.grid_low) and np.isfinite(args.grid_high) and args.grid_low < args.grid_high):
         raise ValueError(f"--grid-low must be below --grid-high, got {args.grid_low} and {args.grid_high}")
     table = validate_scores(read_table(source), args.confidence_column, source)

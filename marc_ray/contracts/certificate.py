@@ -1,10 +1,22 @@
-"""The certificate of a calibrated selective judge, and the assumptions its guarantee rests on."""
+"""The certificate of a calibrated selective judge, and the assumptions its guarantee rests on.
+
+A certificate *binds* to what it certifies. Each stage records its ``binding``: the judge (name
+and model identity), the confidence column and the fitted confidence model's hash, and the run
+layout (annotators, shot subsets, orders); the grid is recorded once. The whole content carries a
+SHA-256 ``digest``. :meth:`Certificate.read` refuses a certificate whose content no longer
+matches its digest (edited by hand), whose thresholds are not numbers on its own grid (or +inf),
+or whose records are malformed; :func:`check_binding` refuses data from another judge, model or
+layout before anything is decided.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from .errors import ContractError
 from .io import json_safe, write_json_atomic
@@ -51,31 +63,62 @@ class Certificate:
     created_by: str = "marc_ray"
     version: str = ""
     extra: dict = field(default_factory=dict)
-    groups: dict | None = None
+    groups: dict | None = None  # per-context certificates (calibrate.groups); None: one threshold
+    digest: str = ""  # SHA-256 of every other field (content_digest); set by to_dict / write
+
+    @property
+    def thresholds(self) -> list[float]:
+        """λ̂ of every stage, in cascade order (``inf``: that stage accepts nothing)."""
+        return [float(stage["threshold"]) for stage in self.stages]
 
     def to_dict(self) -> dict:
         data = asdict(self)
         if data["groups"] is None:  # single-threshold certificates keep their old shape
             del data["groups"]
-        return json_safe(data)
+        data = json_safe(data)
+        data["digest"] = content_digest(data)
+        return data
 
     def write(self, path: str | os.PathLike) -> None:
         write_json_atomic(self.to_dict(), path)
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> "Certificate":
+        """Read and verify a certificate file (digest, types, thresholds on the grid).
+
+        Raises
+        ------
+        ContractError
+            Missing or unreadable file, malformed JSON, a malformed record, or content that
+            does not match its digest (the certificate was edited after calibrate wrote it).
+        """
         source = os.fspath(path)
         try:
-            with open(source, encoding="utf-8") as stream:
-                data = json.load(stream)
+            with open(source, "rb") as stream:
+                raw = stream.read()
         except FileNotFoundError as error:
             raise ContractError(source, "no such file") from error
+        except IsADirectoryError as error:
+            raise ContractError(source, "is a folder; a certificate.json file is wanted") from error
+        except OSError as error:
+            raise ContractError(source, f"cannot read it: {error.strerror}") from error
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as error:
+            raise ContractError(source, f"not UTF-8 text (byte {error.start})") from error
         except json.JSONDecodeError as error:
-            raise ContractError(source, f"malformed JSON: {error.msg}") from error
+            raise ContractError(source, f"malformed JSON: {error.msg} (line {error.lineno})") from error
+        if isinstance(data, dict) and "digest" not in data:
+            # a file without its digest cannot be told apart from an edited one
+            raise ContractError(source, "has no digest, so it cannot be verified", field="digest",
+                                hint="use a certificate written by marc-ray calibrate or run")
         return cls.from_dict(data, source)
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "<certificate>") -> "Certificate":
+    def from_dict(cls, data: Any, source: str = "<certificate>") -> "Certificate":
+        """Validate a certificate record; a stored ``digest`` must match the content."""
+        if not isinstance(data, dict):
+            raise ContractError(source, f"a certificate is a JSON object, got {type(data).__name__}")
         names = {f.name for f in cls.__dataclass_fields__.values()}
         required = {"alpha", "delta", "procedure", "grid", "stages", "coverage", "data_hash"}
         for name in sorted(required):
@@ -84,14 +127,132 @@ class Certificate:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ContractError(source, f"unknown keys {unknown}", field=unknown[0])
+        if "digest" in data:
+            stored = data["digest"]
+            if not isinstance(stored, str) or stored != content_digest(data):
+                raise ContractError(source, "its content does not match its digest: the "
+                                    "certificate was edited after calibrate wrote it",
+                                    field="digest", hint="a certificate cannot be edited; "
+                                    "re-run calibrate to certify other settings")
         for name in ("alpha", "delta"):
             value = data[name]
-            if not isinstance(value, (int, float)) or not 0 < value < 1:
-                raise ContractError(source, f"must be in (0, 1), got {value!r}", field=name)
-        for index, stage in enumerate(data["stages"]):
-            if "threshold" in stage and isinstance(stage["threshold"], str):
-                stage["threshold"] = float(stage["threshold"])
+            if not _is_number(value) or not 0 < value < 1:
+                raise ContractError(source, f"must be a number in (0, 1), got {value!r}", field=name)
+        if not _is_number(data["coverage"]) or not 0 <= data["coverage"] <= 1:
+            raise ContractError(source, f"must be a number in [0, 1], got {data['coverage']!r}",
+                                field="coverage")
+        grid = _grid_values(data["grid"], source)
+        stages = data["stages"]
+        if not isinstance(stages, list) or not stages:
+            raise ContractError(source, f"must be a non-empty list of stage records, got {stages!r}",
+                                field="stages")
+        for index, stage in enumerate(stages):
+            where = f"stages[{index}]"
+            if not isinstance(stage, dict):
+                raise ContractError(source, f"a stage is a JSON object, got {stage!r}", field=where)
             for key in ("name", "confidence", "threshold"):
                 if key not in stage:
-                    raise ContractError(source, f"stage {index} lacks '{key}'", field="stages")
+                    raise ContractError(source, "missing key", field=f"{where}.{key}")
+            for key in ("name", "confidence"):
+                if not isinstance(stage[key], str) or not stage[key]:
+                    raise ContractError(source, f"must be a non-empty string, got {stage[key]!r}",
+                                        field=f"{where}.{key}")
+            threshold = _threshold(stage["threshold"], source, f"{where}.threshold")
+            if math.isfinite(threshold) and grid is not None and not _on_grid(threshold, grid):
+                raise ContractError(source, f"threshold {threshold!r} is not a point of the "
+                                    f"certificate's grid (nor +inf)", field=f"{where}.threshold",
+                                    hint="thresholds come from calibrate; re-run it")
+            stage["threshold"] = threshold
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def content_digest(data: dict) -> str:
+    """SHA-256 of a certificate record's content: every key but ``digest``, canonical JSON."""
+    content = {k: v for k, v in json_safe(data).items() if k != "digest"}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _is_number(value: Any) -> bool:
+    # a JSON true is not a number here: it would silently read as 1
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not (
+        isinstance(value, float) and math.isnan(value))
+
+
+def _threshold(value: Any, source: str, where: str) -> float:
+    """A threshold: a number in [0, 1] or +inf (written "inf"); anything else is refused."""
+    if value == "inf" or (isinstance(value, float) and value == math.inf):
+        return math.inf
+    if not _is_number(value) or not math.isfinite(value) or not 0 <= value <= 1:
+        raise ContractError(source, f"must be a number in [0, 1] or \"inf\" (nothing accepted), "
+                            f"got {value!r}", field=where)
+    return float(value)
+
+
+def _grid_values(grid: Any, source: str) -> list[float] | None:
+    if not isinstance(grid, dict):
+        raise ContractError(source, f"must be a JSON object describing the grid, got {grid!r}",
+                            field="grid")
+    values = grid.get("values")
+    if values is None:
+        return None
+    if not isinstance(values, list) or not all(_is_number(v) for v in values):
+        raise ContractError(source, "must be a list of numbers", field="grid.values")
+    return [float(v) for v in values]
+
+
+def _on_grid(threshold: float, grid: list[float]) -> bool:
+    return any(math.isclose(threshold, point, rel_tol=0, abs_tol=1e-12) for point in grid)
+
+
+# ---------------------------------------------------------------------------------------------
+# Binding: a certificate certifies one judge, one confidence model and one run layout
+# ---------------------------------------------------------------------------------------------
+
+BINDING_KEYS = {
+    "judge": "the judge's name (the rows' judge column)",
+    "model": "the judge model's identity (engine, model, mode)",
+    "confidence": "the confidence column",
+    "confidence_model_hash": "the fitted confidence model's SHA-256 (learned measures)",
+    "layout": "the run layout (annotators, shot subsets, orders)",
+}
+
+
+def check_binding(certificate: Certificate, stage_index: int, observed: dict,
+                  source: str) -> None:
+    """Refuse data whose judge, model, confidence model or layout differs from the certificate's.
+
+    ``observed`` maps :data:`BINDING_KEYS` to what the data carries (``None``: not known from
+    the data, not checked). A key the certificate binds but the data cannot show is refused only
+    for the confidence model of a learned measure, which must always be shown.
+
+    Raises
+    ------
+    ContractError
+        Naming every key that differs, the certified value and the data's.
+    """
+    stage = certificate.stages[stage_index]
+    binding = stage.get("binding") or {}
+    differences = []
+    for key in BINDING_KEYS:
+        certified, seen = binding.get(key), observed.get(key)
+        if certified is None or seen is None:
+            continue
+        if _canonical(certified) != _canonical(seen):
+            differences.append(f"{key}: certified {_short(certified)}, data has {_short(seen)}")
+    if differences:
+        raise ContractError(source, f"the data does not match what stage {stage['name']!r} of the "
+                            f"certificate certifies: " + "; ".join(differences),
+                            field=next(k for k in BINDING_KEYS if any(d.startswith(k + ":")
+                                                                      for d in differences)),
+                            hint="a certificate certifies one judge, one confidence model and one "
+                                 "run layout; score the data with those, or calibrate anew")
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(json_safe(value), sort_keys=True)
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else _canonical(value)
+    return repr(text if len(text) <= 60 else text[:57] + "...")

@@ -53,7 +53,13 @@ def read_table(path: str | os.PathLike) -> pa.Table:
     if lower.endswith((".jsonl", ".json", ".ndjson")):
         rows = []
         with filesystem.open_input_stream(resolved) as stream:
-            text = stream.read().decode("utf-8")
+            raw = stream.read()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            row = len([line for line in raw[:error.start].split(b"\n")[:-1] if line.strip()])
+            raise ContractError(path, f"not UTF-8 text (byte {error.start}: {error.reason})",
+                                row=row, hint="re-save the file as UTF-8") from error
         stripped = text.lstrip()
         if lower.endswith(".json") and stripped.startswith("["):
             try:
@@ -80,7 +86,12 @@ def read_table(path: str | os.PathLike) -> pa.Table:
 
 
 def rows_to_table(rows: list[dict], source: str = "<rows>") -> pa.Table:
-    """Rows (dicts) to a table, with a ContractError naming the row when types clash."""
+    """Rows (dicts) to a table, with a ContractError naming the row when types clash.
+
+    A JSON ``true`` among numbers is refused rather than read as 1.0: pyarrow would coerce
+    it silently, and one such value can flip a certificate.
+    """
+    _refuse_booleans_among_numbers(rows, source)
     try:
         return pa.Table.from_pylist(rows)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
@@ -97,6 +108,23 @@ def rows_to_table(rows: list[dict], source: str = "<rows>") -> pa.Table:
                         raise ContractError(source, f"value of a different type than earlier rows: "
                                             f"{rows[index].get(key)!r}", row=index, field=key) from error
         raise ContractError(source, f"rows cannot form a table: {error}") from error
+
+
+def _refuse_booleans_among_numbers(rows: list[dict], source: str) -> None:
+    kinds: dict[str, set] = {}
+    for row in rows:
+        for key, value in row.items():
+            if isinstance(value, (bool, int, float)):
+                kinds.setdefault(key, set()).add(bool if isinstance(value, bool) else float)
+    mixed = {key for key, seen in kinds.items() if len(seen) == 2}
+    if not mixed:
+        return
+    for index, row in enumerate(rows):
+        for key in mixed:
+            if isinstance(row.get(key), bool):
+                raise ContractError(source, f"a boolean ({json.dumps(row[key])}) where the other "
+                                    "rows hold numbers", row=index, field=key,
+                                    hint="write a number, or null for a missing value")
 
 
 def _write_atomic(path: str | os.PathLike, write: Callable[[str], None], suffix: str = "") -> None:

@@ -214,6 +214,9 @@ def _check_strings(table: pa.Table, name: str, source: str, allowed: Sequence[st
         if not isinstance(value, str):
             raise ContractError(source, f"expected text, got {type(value).__name__} {value!r}",
                                 row=index, field=name)
+        if name == "id" and not value.strip():
+            raise ContractError(source, "empty id: every item needs a non-empty, unique id",
+                                row=index, field=name)
         if allowed is not None and value not in allowed:
             raise ContractError(source, f"label {value!r} is not one of {list(allowed)}",
                                 row=index, field=name)
@@ -401,6 +404,9 @@ def validate_scores(table: pa.Table, confidence_column: str, source: str = "<sco
     _check_strings(table, "pred", source, allowed=PREDICTIONS, nullable=True)
     _check_strings(table, "human_label", source, allowed=LABELS)
     column = table.column(confidence_column)
+    if pa.types.is_boolean(column.type):
+        raise ContractError(source, "confidence is boolean (true/false), not a number in [0, 1]",
+                            field=confidence_column)
     if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)
             or pa.types.is_null(column.type)):
         raise ContractError(source, f"confidence must be numeric, got {column.type}",

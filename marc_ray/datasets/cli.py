@@ -74,8 +74,11 @@ def _write(table, output: str) -> None:
 
 
 def export_dataset(args) -> int:
+    from ..contracts.outputs import check_output_file
     from . import get_dataset, load_verdicts
 
+    check_output_file(args.output, {".jsonl": "JSON lines", ".ndjson": "JSON lines",
+                                    ".parquet": "Parquet"}, flag="OUTPUT")
     dataset = get_dataset(args.name)
     if args.verdicts:
         table = load_verdicts(args.name, args.path)
@@ -91,8 +94,11 @@ def export_dataset(args) -> int:
 def replay_dataset(args) -> int:
     from ..annotate.replay import panel_annotations, replay_metadata
     from ..contracts import write_table_atomic
+    from ..contracts.outputs import check_output_file
     from . import load_dataset, load_verdicts
 
+    # annotations are Parquet (list columns, the run layout in the file's metadata)
+    check_output_file(args.output, {".parquet": "Parquet"}, flag="OUTPUT")
     comparisons = load_dataset(args.name, args.path)
     verdicts = load_verdicts(args.name, args.path)
     table = panel_annotations(verdicts, args.target, comparisons=comparisons, panel=args.panel,

@@ -13,6 +13,8 @@ import os
 import typing
 from dataclasses import MISSING, fields
 
+from ..contracts.outputs import check_output_dir, check_output_file
+
 
 def _config_field_type(name: str):
     from .config import FitConfig
@@ -47,15 +49,36 @@ def config_from_args(args: argparse.Namespace):
     """FitConfig from ``--config`` then the per-field flags (unknown JSON keys are an error)."""
     from .config import FitConfig
 
+    from ..contracts import ContractError
+
     data: dict = {}
     if getattr(args, "config_file", None):
-        with open(args.config_file, encoding="utf-8") as stream:
-            data = json.load(stream)
+        path = args.config_file
+        try:
+            with open(path, encoding="utf-8") as stream:
+                data = json.load(stream)
+        except FileNotFoundError as error:
+            raise ContractError(path, "no such file", field="--config") from error
+        except IsADirectoryError as error:
+            raise ContractError(path, "is a folder; a JSON file of FitConfig fields is wanted",
+                                field="--config") from error
+        except UnicodeDecodeError as error:
+            raise ContractError(path, f"not UTF-8 text (byte {error.start})", field="--config") from error
+        except json.JSONDecodeError as error:
+            raise ContractError(path, f"malformed JSON: {error.msg} (line {error.lineno})",
+                                field="--config") from error
+        if not isinstance(data, dict):
+            raise ContractError(path, "must be a JSON object of FitConfig fields", field="--config")
     for f in fields(FitConfig):
         value = getattr(args, f.name, None)
         if value is not None:
             data[f.name] = value
-    return FitConfig.from_dict(data)
+    try:
+        return FitConfig.from_dict(data)
+    except (TypeError, ValueError) as error:
+        source = getattr(args, "config_file", None) or "the fit options"
+        raise ContractError(source, " ".join(str(error).split()), field="--config"
+                            if getattr(args, "config_file", None) else None) from error
 
 
 def _summary(model) -> str:
@@ -69,6 +92,7 @@ def _summary(model) -> str:
 def _fit(args: argparse.Namespace) -> int:
     from .estimator import MarcConfidence
 
+    check_output_dir(args.out)
     config = config_from_args(args)
     if config.backend == "ray":
         import ray
@@ -86,6 +110,7 @@ def _tune(args: argparse.Namespace) -> int:
     from ..contracts import write_json_atomic
     from .tune import tune_margin
 
+    check_output_dir(args.out)
     config = config_from_args(args)
     ray.init(address=args.address)
     outcome = tune_margin(args.annotations, config, num_samples=args.num_samples,
@@ -103,6 +128,7 @@ def _tune(args: argparse.Namespace) -> int:
 def _score(args: argparse.Namespace) -> int:
     from .score import score_annotations
 
+    check_output_file(args.out, {".parquet": "Parquet"})
     table = score_annotations(args.model, args.annotations, args.out)
     added = [c for c in ("conf_marc", "conf_vanilla") if c in table.column_names]
     print(f"scored {table.num_rows} rows ({', '.join(added)}) -> {args.out}")

@@ -82,6 +82,8 @@ def prepare(table_or_path, config: FitConfig, source: str | None = None) -> Prep
         are left out (counted in ``Prepared.n_without_verdict``), not an error.
     """
     table, source = load_annotations(table_or_path, source)
+    if table.num_rows == 0:
+        raise ContractError(source, "the table has no rows", hint="fit needs labelled annotations")
     splits = (table.column("split").to_pylist() if "split" in table.column_names
               else [None] * table.num_rows)
     # A row without a verdict (every run unreadable) has no features and no agreement label;
@@ -95,8 +97,8 @@ def prepare(table_or_path, config: FitConfig, source: str | None = None) -> Prep
     if not is_valid.any():
         is_valid = _hold_out_groups(table, is_train, config)
         is_train &= ~is_valid
-    train, layout = labelled_arrays(table.filter(pa.array(is_train)), config, source)
-    valid, _ = labelled_arrays(table.filter(pa.array(is_valid)), config, source, layout)
+    train, layout = _file_rows(is_train, lambda part: labelled_arrays(part, config, source), table)
+    valid, _ = _file_rows(is_valid, lambda part: labelled_arrays(part, config, source, layout), table)
     check_pairable(train.agree, f"{source} (training rows)")
     if len(valid) == 0 or valid.agree.all() or not valid.agree.any():
         warnings.warn(f"{source}: the validation set has {int(valid.agree.sum())} agreement and "
@@ -104,6 +106,22 @@ def prepare(table_or_path, config: FitConfig, source: str | None = None) -> Prep
                       f"is undefined (NaN)", UserWarning, stacklevel=2)
     return Prepared(train, valid, layout, table_hash(table, ["id", "probs", "pred"]), source,
                     n_without_verdict=int((~has_verdict).sum()))
+
+
+def _file_rows(mask: np.ndarray, function, table: pa.Table):
+    """``function(table.filter(mask))``, with any error's row mapped back to the file's row.
+
+    Errors must name the row a user sees in the file, not its position among the rows a
+    filter kept (a bad value in file row 5 is not "row 1").
+    """
+    try:
+        return function(table.filter(pa.array(mask)))
+    except ContractError as error:
+        if error.row is None:
+            raise
+        file_row = int(np.flatnonzero(mask)[error.row])
+        raise ContractError(error.source, error.problem, row=file_row, field=error.field,
+                            hint=error.hint) from error
 
 
 def _hold_out_groups(table: pa.Table, candidates: np.ndarray, config: FitConfig) -> np.ndarray:

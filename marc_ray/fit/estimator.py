@@ -36,6 +36,11 @@ CONFIG_FILE = "config.json"
 FORMAT = "marc_ray.confidence_model/1"
 
 
+# The keys of config.json that load() needs (save() writes them all).
+SAVED_KEYS = ("format", "column", "fit_config", "features", "gamma", "bound", "history",
+              "data_hash", "n_train", "n_valid")
+
+
 class NotFittedError(ValueError, AttributeError):
     """The model was used before ``fit`` (or ``load``)."""
 
@@ -219,7 +224,15 @@ class MarcConfidence:
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> "MarcConfidence":
-        """Read a model written by :meth:`save` (safetensors + JSON only)."""
+        """Read a model written by :meth:`save` (safetensors + JSON only).
+
+        Raises
+        ------
+        ContractError
+            A missing, truncated or foreign weights file, or a config.json that is malformed
+            or lacks a key, named with the file.
+        """
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         from .model import ConfidenceMLP
@@ -237,10 +250,27 @@ class MarcConfidence:
         if data.get("format") != FORMAT:
             raise ContractError(config_path, f"not a marc_ray confidence model (format "
                                 f"{data.get('format')!r}, expected {FORMAT!r})", field="format")
-        estimator = cls(FitConfig.from_dict(data["fit_config"]))
+        missing = [key for key in SAVED_KEYS if key not in data]
+        if missing:
+            raise ContractError(config_path, "missing key", field=missing[0],
+                                hint="the file was edited or truncated; re-run `marc-ray fit`")
+        try:
+            estimator = cls(FitConfig.from_dict(data["fit_config"]))
+        except (TypeError, ValueError) as error:
+            raise ContractError(config_path, str(error), field="fit_config") from error
         layout = FeatureLayout.from_dict(data["features"], config_path)
         model = ConfidenceMLP(layout.n_features, estimator.config.hidden_sizes)
-        model.load_state_dict(load_file(os.path.join(folder, MODEL_FILE)))
+        weights_path = os.path.join(folder, MODEL_FILE)
+        try:
+            model.load_state_dict(load_file(weights_path))
+        except FileNotFoundError as error:
+            raise ContractError(weights_path, "no such file",
+                                hint="pass the folder written by `marc-ray fit`") from error
+        except (SafetensorError, RuntimeError, KeyError) as error:
+            # a truncated or foreign file, or weights of another architecture
+            raise ContractError(weights_path, "not the weights this model's config.json describes "
+                                f"({' '.join(str(error).split())[:160]})",
+                                hint="the file is damaged; re-run `marc-ray fit`") from error
         estimator.model_ = model.eval()
         estimator.feature_layout_ = layout
         estimator.gamma_ = float(data["gamma"])

@@ -250,7 +250,7 @@ def test_out_is_a_file(scores, tmp_path, capsys):
     out = tmp_path / "taken"
     out.write_text("x")
     assert main(["calibrate", str(scores), "--confidence-column", "conf", "--out", str(out)]) == 2
-    assert "--out must be a folder" in capsys.readouterr().err
+    assert "field '--out': must be a folder" in capsys.readouterr().err
     assert out.read_text() == "x"
 
 
