@@ -149,10 +149,8 @@ def _drift(certificate: Certificate, confidence):
     name = certificate.stages[0]["name"]
     if confidence is None or not stored.get(name) or not np.isfinite(confidence).any():
         return None
-    try:  # the check is moving to calibrate/ (issue 10); use it from wherever it lives
-        from .drift import drift
-    except ImportError:
-        from ..report.diagnostics import drift
+    from .diagnostics import drift
+
     threshold = float(certificate.stages[0]["threshold"])
     return drift(np.asarray(stored[name], dtype=float), confidence,
                  threshold if np.isfinite(threshold) else None)

@@ -26,7 +26,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from .bounds import clopper_pearson_upper, min_n_to_pass
+from .bounds import min_n_to_pass, n_needed_at_rate
 
 
 def monotonicity(confidence: np.ndarray, agree: np.ndarray, n_bins: int = 10,
@@ -155,7 +155,7 @@ def calibration_size(n_calibration: int, alpha: float, delta: float,
     n_zero = min_n_to_pass(alpha, delta)
     needed: float | None = None
     if observed_risk is not None:
-        needed = _n_needed(float(observed_risk), alpha, delta)
+        needed = n_needed_at_rate(float(observed_risk), alpha, delta)
     adequate = n_calibration >= n_zero and (needed is None or n_calibration >= needed)
     parts = [f"Even with no disagreement at all, at least {n_zero} accepted calibration items "
              f"are needed to certify alpha = {alpha:g} with delta = {delta:g}."]
@@ -174,27 +174,3 @@ def calibration_size(n_calibration: int, alpha: float, delta: float,
     return {"n_calibration": int(n_calibration), "n_min_zero_errors": n_zero,
             "n_needed_at_observed_risk": needed, "observed_risk": observed_risk,
             "adequate": bool(adequate), "message": " ".join(parts)}
-
-
-def _n_needed(risk: float, alpha: float, delta: float, n_max: int = 10_000_000) -> float:
-    """Smallest n with bound(round(risk·n), n) <= alpha, by doubling then bisection."""
-    if risk >= alpha:
-        return math.inf
-
-    def passes(n: int) -> bool:
-        k = int(round(risk * n))
-        return float(clopper_pearson_upper(np.array([k]), np.array([n]), delta)[0]) <= alpha
-
-    high = 1
-    while not passes(high):
-        high *= 2
-        if high > n_max:
-            return math.inf
-    low = high // 2
-    while high - low > 1:  # passes(high) holds; the bound is close to monotone in n at fixed risk
-        middle = (low + high) // 2
-        if passes(middle):
-            high = middle
-        else:
-            low = middle
-    return float(high)
