@@ -317,7 +317,7 @@ def _write_shard(plan: Plan, shard: int, results: dict[tuple[str, int], RunResul
 
 def _replay(config: AnnotateConfig, start: float) -> AnnotateSummary:
     """engine="replay": judge outputs computed elsewhere (``engine_options['runs']``)."""
-    from .replay import replay_annotations
+    from .replay import write_replay
 
     options = dict(config.engine_options)
     if "runs" not in options:
@@ -325,10 +325,11 @@ def _replay(config: AnnotateConfig, start: float) -> AnnotateSummary:
                          "table to replay (see marc_ray.annotate.replay)")
     comparisons = validate_comparisons(read_table(config.input), config.input)
     runs_path = options.pop("runs")
-    table = replay_annotations(read_table(runs_path), config.judge_name or "replay",
-                               comparisons=comparisons, source=runs_path, **options)
-    write_table_atomic(table, shard_path(config.output, 0))
-    return AnnotateSummary(config.output, table.num_rows, 1, shards_written=[0],
+    os.makedirs(config.output, exist_ok=True)
+    # streamed batch by batch from the run table's file into the shard (bounded memory)
+    n_rows = write_replay(runs_path, config.judge_name or "replay", shard_path(config.output, 0),
+                          comparisons=comparisons, source=runs_path, **options)
+    return AnnotateSummary(config.output, n_rows, 1, shards_written=[0],
                            seconds=time.perf_counter() - start)
 
 
