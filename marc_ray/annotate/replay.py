@@ -236,7 +236,8 @@ def panel_annotations(verdicts: pa.Table, target: str, *, comparisons: pa.Table 
 # ``max_dense_bytes`` (more ranges, one pass each, beyond it), not by runs × items.
 # ---------------------------------------------------------------------------------------------
 
-BATCH_ROWS = 1 << 20  # run rows per scanned batch
+BATCH_ROWS = 1 << 18  # run rows per scanned batch (its temporaries are the transient memory)
+DICTIONARY_COLUMNS = ("id", "annotator", "subset", "order", "verdict")
 CHUNK_RUNS = 1 << 21  # runs per written chunk of annotation rows
 MAX_DENSE_BYTES = 2 << 30  # dense per-range arrays; beyond it the run table is scanned again
 _NOT_RUN, _OK, _NO_PROBABILITY, _UNUSABLE, _RAW = 0, 1, 2, 3, 255  # status codes
@@ -270,7 +271,11 @@ class _RunBatches:
                 self.table = read_table(runs)  # line formats are small; read_table names the line
             else:
                 try:
-                    self.dataset = pa_dataset.dataset(runs, format="parquet")
+                    # text columns decoded as dictionaries: a batch holds small indices, and the
+                    # lookups below run once per distinct value, not once per row
+                    parquet = pa_dataset.ParquetFileFormat(read_options=pa_dataset.ParquetReadOptions(
+                        dictionary_columns=list(DICTIONARY_COLUMNS)))
+                    self.dataset = pa_dataset.dataset(runs, format=parquet)
                     schema = self.dataset.schema
                 except (pa.ArrowInvalid, OSError, FileNotFoundError) as error:
                     read_table(runs)  # raises the contract's error (missing file, bad format)
@@ -289,7 +294,10 @@ class _RunBatches:
         if self.table is not None:
             batches = self.table.select(columns).to_batches(max_chunksize=BATCH_ROWS)
         else:
-            batches = self.dataset.to_batches(columns=columns, batch_size=BATCH_ROWS)
+            # no read-ahead, no pre-buffering: the scan holds one batch, not the file
+            batches = self.dataset.to_batches(
+                columns=columns, batch_size=BATCH_ROWS, batch_readahead=0, fragment_readahead=0,
+                fragment_scan_options=pa_dataset.ParquetFragmentScanOptions(pre_buffer=False))
         offset = 0
         for batch in batches:
             if batch.num_rows:
@@ -312,10 +320,32 @@ def _text(column) -> pa.Array:
     return column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
 
 
-def _codes(column: pa.Array, values: Sequence[str]) -> np.ndarray:
+def _encoded(column) -> tuple[pa.Array, np.ndarray]:
+    """(distinct values as text, in first appearance; index of each row's value, -1 for null)."""
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    indices = pc.fill_null(column.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return _text(column.dictionary), indices
+
+
+def _per_row(values: np.ndarray, indices: np.ndarray, null) -> np.ndarray:
+    """``values[index]`` for each row (``null`` where the index is -1)."""
+    return np.append(values, null)[indices]
+
+
+def _codes(column, values) -> np.ndarray:
     """Index of each value of ``column`` in ``values`` (-1: not there, or null)."""
-    found = pc.index_in(_text(column), value_set=pa.array(list(values), pa.string()))
-    return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    dictionary, indices = _encoded(column)
+    value_set = values if isinstance(values, pa.Array) else pa.array(list(values), pa.string())
+    found = pc.fill_null(pc.index_in(dictionary, value_set=value_set), -1)
+    return _per_row(found.to_numpy(zero_copy_only=False).astype(np.int64), indices, -1)
+
+
+def _empty(column) -> np.ndarray:
+    """Rows whose text is null or empty."""
+    dictionary, indices = _encoded(column)
+    blank = pc.fill_null(pc.equal(dictionary, ""), True).to_numpy(zero_copy_only=False)
+    return _per_row(blank, indices, True)
 
 
 def _layout_pass(batches: _RunBatches, zero_shot: str | None, annotators: Sequence[str] | None,
@@ -326,24 +356,29 @@ def _layout_pass(batches: _RunBatches, zero_shot: str | None, annotators: Sequen
     id_chunks = []
     has_subset = "subset" in batches.names
     for offset, batch in batches(["annotator", "subset"] + (["id"] if need_ids else [])):
-        annotator = _text(batch.column("annotator"))
-        bad = _first(pc.fill_null(pc.equal(annotator, ""), True))
+        bad = _first(_empty(batch.column("annotator")))
         if bad >= 0:
             raise ContractError(batches.source, f"expected an annotator name, got "
-                                f"{annotator[bad].as_py()!r}", row=offset + bad, field="annotator")
-        names.update(dict.fromkeys(pc.unique(annotator).to_pylist()))
-        subset = (_text(batch.column("subset")) if has_subset
-                  else pa.array([DEFAULT_SUBSET] * batch.num_rows, pa.string()))
-        bad = _first(pc.is_null(subset))
-        if bad >= 0:
-            _parse_subset(None, batches.source, offset + bad)
-        pair_table = pa.table({"annotator": annotator, "subset": subset,
-                               "row": pa.array(np.arange(offset, offset + batch.num_rows))})
-        for row in pair_table.group_by(["annotator", "subset"]).aggregate([("row", "min")]).to_pylist():
-            key = (row["annotator"], row["subset"])
-            pairs[key] = min(pairs.get(key, row["row_min"]), row["row_min"])
+                                f"{batch.column('annotator')[bad].as_py()!r}", row=offset + bad,
+                                field="annotator")
+        annotator_values, annotator = _encoded(batch.column("annotator"))
+        if has_subset:
+            subset_values, subset = _encoded(batch.column("subset"))
+            bad = _first(subset < 0)
+            if bad >= 0:
+                _parse_subset(None, batches.source, offset + bad)
+        else:
+            subset_values, subset = pa.array([DEFAULT_SUBSET]), np.zeros(batch.num_rows, np.int64)
+        # distinct (annotator, subset) pairs and the first row of each, in first appearance
+        pair, first = np.unique(annotator * len(subset_values) + subset, return_index=True)
+        annotator_names, subset_texts = annotator_values.to_pylist(), subset_values.to_pylist()
+        for code, row in sorted(zip(pair.tolist(), first.tolist()), key=lambda x: x[1]):
+            name = annotator_names[code // len(subset_values)]
+            key = (name, subset_texts[code % len(subset_values)])
+            names.setdefault(name, None)
+            pairs.setdefault(key, offset + row)
         if need_ids:
-            id_chunks.append(pc.unique(_text(batch.column("id"))))
+            id_chunks.append(_encoded(batch.column("id"))[0])
     if annotators is None:
         annotators = [name for name in names if name != zero_shot]
     annotators = list(annotators)
@@ -377,12 +412,11 @@ def _run_values(batch: pa.RecordBatch, value_column: str, offset: int, source: s
                                     row=offset + bad, field="p_response_a")
         code = np.where(missing, _NO_PROBABILITY, _OK).astype(np.uint8)
     else:
-        verdict = _text(column)
-        found = _codes(verdict, list(VERDICT_PROBABILITY))
+        found = _codes(column, list(VERDICT_PROBABILITY))
         if check:
-            bad = _first((found < 0) & pc.is_valid(verdict).to_numpy(zero_copy_only=False))
+            bad = _first((found < 0) & pc.is_valid(column).to_numpy(zero_copy_only=False))
             if bad >= 0:
-                raise ContractError(source, f"verdict {verdict[bad].as_py()!r} is not one of "
+                raise ContractError(source, f"verdict {column[bad].as_py()!r} is not one of "
                                     f"{sorted(VERDICT_PROBABILITY)} (or null: unusable)",
                                     row=offset + bad, field="verdict")
         p = np.append(np.array(list(VERDICT_PROBABILITY.values())), math.nan)[found]
@@ -390,11 +424,14 @@ def _run_values(batch: pa.RecordBatch, value_column: str, offset: int, source: s
         code = np.where(missing, _UNUSABLE, _OK).astype(np.uint8)
     raw = None
     if "raw" in batch.schema.names and missing.any():
-        raw_text = _text(batch.column("raw"))
-        with_raw = missing & pc.fill_null(pc.not_equal(raw_text, ""), False).to_numpy(zero_copy_only=False)
-        if with_raw.any():
-            code[with_raw] = _RAW
-            raw = pc.if_else(pa.array(with_raw), raw_text, pa.scalar(None, pa.string()))
+        rows = np.flatnonzero(missing)  # only the missing runs' answers are read
+        raw_text = _text(batch.column("raw").take(pa.array(rows)))
+        given = pc.fill_null(pc.not_equal(raw_text, ""), False).to_numpy(zero_copy_only=False)
+        if given.any():
+            code[rows[given]] = _RAW
+            raw = pa.nulls(batch.num_rows, pa.string())
+            raw = pc.replace_with_mask(raw, pa.array(np.isin(np.arange(batch.num_rows), rows[given])),
+                                       raw_text.filter(pa.array(given)))
     return p, code, raw
 
 
@@ -440,12 +477,12 @@ def _scatter_pass(batches: _RunBatches, part: _Range, item_ids: pa.Array, value_
     subset_lookup = np.array([subset_of[t] for t in subset_texts] + [-1], dtype=np.int64)
     n_runs = layout.n_runs
     for offset, batch in batches(["id", "annotator", "subset", "order", value_column, "raw"]):
-        ids = _text(batch.column("id"))
+        ids = batch.column("id")
         if check:
-            bad = _first(pc.fill_null(pc.equal(ids, ""), True))
+            bad = _first(_empty(ids))
             if bad >= 0:
                 raise ContractError(source, "missing id", row=offset + bad, field="id")
-        order_text = _text(batch.column("order"))
+        order_text = batch.column("order")
         order = _codes(order_text, ORDERS)
         if check:
             bad = _first(order < 0)
@@ -453,8 +490,7 @@ def _scatter_pass(batches: _RunBatches, part: _Range, item_ids: pa.Array, value_
                 raise ContractError(source, f"order {order_text[bad].as_py()!r} is not one of "
                                     f"{list(ORDERS)}", row=offset + bad, field="order")
         p, code, raw = _run_values(batch, value_column, offset, source, check)
-        item = pc.fill_null(pc.index_in(ids, value_set=item_ids), -1).to_numpy(
-            zero_copy_only=False).astype(np.int64)
+        item = _codes(ids, item_ids)
         if check and known_ids:
             bad = _first(item < 0)
             if bad >= 0:
@@ -465,7 +501,7 @@ def _scatter_pass(batches: _RunBatches, part: _Range, item_ids: pa.Array, value_
         inside = (item >= part.lo) & (item < part.hi)
         local = item - part.lo
         annotator = _codes(batch.column("annotator"), annotators)
-        names = _text(batch.column("annotator"))
+        names = batch.column("annotator")
 
         def refuse(rows: np.ndarray, position: int) -> None:
             row = int(rows[position])
@@ -474,8 +510,7 @@ def _scatter_pass(batches: _RunBatches, part: _Range, item_ids: pa.Array, value_
                                 row=offset + row, field="id")
 
         if zero_shot is not None:
-            rows = np.flatnonzero(inside & pc.fill_null(pc.equal(names, zero_shot), False)
-                                  .to_numpy(zero_copy_only=False))
+            rows = np.flatnonzero(inside & (_codes(names, [zero_shot]) == 0))
             cells = local[rows] * 2 + order[rows]
             bad = _duplicate(cells, part.zero_seen[cells])
             if bad >= 0:
