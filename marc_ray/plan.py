@@ -54,13 +54,13 @@ def token_counts(job_plan, tokenizer, sample: int = 500, seed: int = 0) -> dict:
     prefix_tokens = [count(prefix, first=True) for _, prefix, _ in builder.groups]
     runs_per_group = [len(runs) for _, _, runs in builder.groups]
     likelihood = builder.mode == "likelihood"
-    n_items = len(job_plan.items)
+    n_items = job_plan.n_items
     exact = n_items <= sample
     chosen = (np.arange(n_items) if exact else
               np.sort(np.random.default_rng(seed).choice(n_items, size=sample, replace=False)))
     no_reuse, item_reuse = [], []
-    for index in chosen:
-        parts = builder.item_parts(job_plan.items[int(index)])
+    for item in job_plan.comparisons.take(chosen).to_pylist():
+        parts = builder.item_parts(item)
         per_order = [count(p["suffix"]) * (2 if likelihood else 1)
                      + count(p["continuation_first"]) + count(p["continuation_second"]) for p in parts]
         full = 0
@@ -103,7 +103,7 @@ def probe(job_plan, n_items: int) -> dict:
     start = time.perf_counter()
     engine = (job.transformers_factory if config.engine == "transformers" else job.http_factory)(config)
     load_s = time.perf_counter() - start
-    items = job_plan.items[:n_items]
+    items = job_plan.comparisons.slice(0, n_items).to_pylist()
     batch = config.batch_size * job.ROWS_PER_CALL_FACTOR  # what one engine call gets in the job
     n_runs = 0
     start = time.perf_counter()
@@ -135,7 +135,7 @@ def _judge_plan(judge, sample: int, seed: int) -> dict:
                     ".parquet") else None, "note": "replay: no engine runs, no tokens"}
     job_plan = prepare(judge)
     layout = job_plan.builder.layout
-    n_items = len(job_plan.items)
+    n_items = job_plan.n_items
     runs_per_item = job_plan.builder.runs_per_item
     out = {"judge": job_plan.judge, "engine": judge.engine, "model": judge.model, "mode": judge.mode,
            "items": n_items, "shards": job_plan.n_shards,

@@ -44,7 +44,7 @@ def test_token_counts_equal_the_engines_prefill(tmp_path, tiny_model, mode):
     config = _config(tmp_path, tiny_model, mode=mode, shard_size=100)
     prepare_data(config)
     job_plan = prepare(config.judges()[0])
-    job_plan.items = job_plan.items[:3]
+    job_plan.comparisons = job_plan.comparisons.slice(0, 3)
     from marc_ray.annotate.models import load_tokenizer
 
     counted = token_counts(job_plan, load_tokenizer(tiny_model))
