@@ -288,6 +288,19 @@ def format_plan(plan: dict) -> str:
     return "\n".join(lines)
 
 
+def print_run_plan(config) -> bool:
+    """``marc-ray run``: print the plan before the run starts; False when it cannot be made
+    (the run's own validation then reports the problem)."""
+    import sys
+
+    try:
+        print(format_plan(build_plan(config)), flush=True)
+        return True
+    except Exception as error:  # noqa: BLE001 - the plan is informative; the run validates itself
+        print(f"plan: not available ({type(error).__name__}: {error})", file=sys.stderr, flush=True)
+        return False
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "plan", help="print what a run will cost (runs, tokens, engine time, labels) before it runs",

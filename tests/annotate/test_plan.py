@@ -66,3 +66,11 @@ def test_labels_needed_and_the_cli(tmp_path, tiny_model, capsys):
     plan = json.loads(capsys.readouterr().out)
     assert plan["judges"][0]["estimate"]["engine_seconds"] == pytest.approx(140 / 100, abs=0.1)
     assert main(["plan", str(path), "--expected-coverage", "2"]) == 2
+
+
+def test_run_plan_prints_and_exits(tmp_path, tiny_model, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text(_config(tmp_path, tiny_model).to_yaml())
+    assert main(["run", str(path), "--plan"]) == 0
+    assert "total runs: 140 in 3 shards" in capsys.readouterr().out
+    assert not (tmp_path / "run").exists()  # nothing ran
