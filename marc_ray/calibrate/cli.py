@@ -166,9 +166,9 @@ def _load(args, for_validity: bool):
         raise ContractError(args.out, "--out must be a folder, but a file of that name exists")
     if not (np.isfinite(args.grid_low) and np.isfinite(args.grid_high) and args.grid_low < args.grid_high):
         raise ValueError(f"--grid-low must be below --grid-high, got {args.grid_low} and {args.grid_high}")
-    table = validate_scores(_read_scores(source, [args.confidence_column, args.split_column,
-                                                  getattr(args, "group_column", None)]),
-                            args.confidence_column, source)
+    extra = [args.confidence_column, getattr(args, "split_column", None),
+             getattr(args, "group_column", None)]
+    table = validate_scores(_read_scores(source, extra), args.confidence_column, source)
     note = "every row of the file"
     if for_validity:
         return table, source, note
