@@ -152,7 +152,7 @@ def run_size(n_items: int, root: str, python: str) -> dict:
                            "--engine-options", json.dumps({"runs": runs, "zero_shot": "zero-shot"}),
                            "--output", os.path.join(run_dir, "annotate")],
         "fit": cli + ["fit", os.path.join(run_dir, "annotate"), "--out", os.path.join(run_dir, "fit", JUDGE),
-                      "--backend", "ray", "--num-workers", "1", "--epochs", "5"],
+                      "--backend", "ray", "--num-workers", "1", "--epochs", "5", "--address", "local"],
         "score": cli + ["score", os.path.join(run_dir, "annotate"), "--model",
                         os.path.join(run_dir, "fit", JUDGE), "--out", score],
         "calibrate": cli + ["calibrate", score, "--confidence-column", "conf_marc", "--grid-size", "5000",
