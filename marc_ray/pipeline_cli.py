@@ -25,6 +25,8 @@ def register(subparsers) -> None:
     run.add_argument("--address", default=None,
                      help="Ray cluster to use ('auto', 'ray://host:10001'); default: $RAY_ADDRESS, "
                           "else an embedded local cluster")
+    run.add_argument("--plan", action="store_true",
+                     help="print the plan (runs, tokens, engine time, labels: `marc-ray plan`) and exit")
     run.set_defaults(handler=_run)
 
     apply = subparsers.add_parser(
@@ -75,6 +77,11 @@ def _run(args) -> int:
         changes["ray"] = dict(config.to_dict()["ray"], address=args.address)
     if changes:
         config = config.replace(**changes)
+    from .plan import print_run_plan
+
+    planned = print_run_plan(config)
+    if args.plan:
+        return 0 if planned else 2
 
     def on_term(signum, frame):  # SIGTERM (a scheduler, `kill`) ends like Ctrl-C: cleanly, resumable
         raise KeyboardInterrupt

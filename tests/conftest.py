@@ -29,7 +29,8 @@ def ray_local():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+        # address="local": always a cluster of our own, never one another process started
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
                  ignore_reinit_error=True)
     yield ray
     ray.shutdown()

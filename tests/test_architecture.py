@@ -28,6 +28,7 @@ LAYERS = {
     "config": 6,        # PipelineConfig (composes the stages' configs)
     "report": 7, "apply": 7, "benchmark": 7,
     "pipeline": 8,
+    "plan": 8.5,        # prepares the data as the pipeline does, then counts what a run would do
     "cli": 9,           # marc_ray/cli.py, pipeline_cli.py and every subpackage's cli.py
 }
 # Deliberate exceptions, each with its reason (keep this short)

@@ -23,6 +23,7 @@ of every one of its items is in. A crash or interruption loses at most the shard
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -70,21 +71,34 @@ def shard_path(output: str, shard: int) -> str:
 
 @dataclass
 class Plan:
-    """The validated inputs of a run: items, shards, prompts, layout, judge name."""
+    """The validated inputs of a run: items (an Arrow table), shards, prompts, layout, judge name.
+
+    Items stay in Arrow; a shard's rows become Python dicts only while that shard is expanded
+    or written (:meth:`shard_items`).
+    """
 
     config: AnnotateConfig
-    items: list[dict]
+    comparisons: pa.Table
     builder: PromptBuilder
     judge: str
     fingerprint: dict
 
     @property
-    def n_shards(self) -> int:
-        return math.ceil(len(self.items) / self.config.shard_size)
+    def n_items(self) -> int:
+        return self.comparisons.num_rows
 
-    def shard_items(self, shard: int) -> list[dict]:
+    @property
+    def items(self) -> list[dict]:
+        """Every item as a dict (small inputs: tests, benchmarks; the job reads shards)."""
+        return self.comparisons.to_pylist()
+
+    @property
+    def n_shards(self) -> int:
+        return math.ceil(self.n_items / self.config.shard_size)
+
+    def shard_items(self, shard: int, comparisons: pa.Table | None = None) -> list[dict]:
         size = self.config.shard_size
-        return self.items[shard * size:(shard + 1) * size]
+        return (self.comparisons if comparisons is None else comparisons).slice(shard * size, size).to_pylist()
 
 
 def prepare(config: AnnotateConfig) -> Plan:
@@ -130,7 +144,7 @@ def prepare(config: AnnotateConfig) -> Plan:
         "examples": [[e["id"] for e in a.examples] for a in annotators],
         "input_hash": table_hash(comparisons, ["id", "instruction", "response_a", "response_b"]),
     }
-    return Plan(config, comparisons.to_pylist(), builder, judge, fingerprint)
+    return Plan(config, comparisons, builder, judge, fingerprint)
 
 
 def check_output(plan: Plan) -> list[int]:
@@ -154,9 +168,22 @@ def check_output(plan: Plan) -> list[int]:
 # Ray Data stages
 # ---------------------------------------------------------------------------------------------
 
-def expand_units(batch: dict, plan: Plan) -> list[dict]:
-    """Work units (shard, group) → their run rows (one Ray Data ``flat_map`` row at a time)."""
-    items = plan.shard_items(int(batch["shard"]))
+_COMPARISONS: dict[str, pa.Table] = {}  # per worker process: the object-store table, read once
+
+
+def expand_units(batch: dict, plan: Plan, comparisons) -> list[dict]:
+    """Work units (shard, group) → their run rows (one Ray Data ``flat_map`` row at a time).
+
+    ``plan`` is shipped without its items; ``comparisons`` is an object-store reference to the
+    Arrow table (shared memory, zero-copy), of which a unit reads its shard only.
+    """
+    import ray
+
+    key = comparisons.hex()
+    if key not in _COMPARISONS:
+        _COMPARISONS.clear()
+        _COMPARISONS[key] = ray.get(comparisons)
+    items = plan.shard_items(int(batch["shard"]), _COMPARISONS[key])
     return plan.builder.runs_for_group(items, int(batch["group"]))
 
 
@@ -232,16 +259,16 @@ def annotate(config: AnnotateConfig) -> AnnotateSummary:
         return _replay(config, start)
     plan = prepare(config)
     done = check_output(plan)
-    summary = AnnotateSummary(config.output, len(plan.items), plan.n_shards, shards_skipped=done)
+    summary = AnnotateSummary(config.output, plan.n_items, plan.n_shards, shards_skipped=done)
     pending = [shard for shard in range(plan.n_shards) if shard not in done]
     os.makedirs(config.output, exist_ok=True)
     write_json_atomic({"fingerprint": plan.fingerprint, "config": config.to_dict(),
-                       "n_items": len(plan.items), "n_shards": plan.n_shards,
+                       "n_items": plan.n_items, "n_shards": plan.n_shards,
                        "complete": not pending}, os.path.join(config.output, MANIFEST))
     if pending:
         summary.n_runs = _run_pending(plan, pending, summary)
     write_json_atomic({"fingerprint": plan.fingerprint, "config": config.to_dict(),
-                       "n_items": len(plan.items), "n_shards": plan.n_shards, "complete": True,
+                       "n_items": plan.n_items, "n_shards": plan.n_shards, "complete": True,
                        "seconds_last_run": time.perf_counter() - start},
                       os.path.join(config.output, MANIFEST))
     summary.seconds = time.perf_counter() - start
@@ -268,41 +295,72 @@ def _run_pending(plan: Plan, pending: list[int], summary: AnnotateSummary) -> in
     runs_per_unit = config.shard_size * len(config.orders)
     units_per_block = max(1, RUN_ROWS_PER_BLOCK // runs_per_unit)
     ds = ray.data.from_items(units, override_num_blocks=max(1, math.ceil(len(units) / units_per_block)))
-    # the plan (items + prompts) is shipped once with the operator, not per task
     # num_cpus=0: building prompts is light string work, and engine actors may hold every CPU
     # (num_workers = cores); a 1-CPU task would then never be scheduled and the job would stall
-    ds = ds.flat_map(expand_units, fn_kwargs={"plan": plan}, num_cpus=0)
+    # workers get the prompts and an object-store reference to the items, never the dicts
+    light = dataclasses.replace(plan, comparisons=plan.comparisons.slice(0, 0))
+    ds = ds.flat_map(expand_units, fn_kwargs={"plan": light, "comparisons": ray.put(plan.comparisons)},
+                     num_cpus=0)
     ds = engine_stage(ds, config)
 
-    shard_of = {item["id"]: shard for shard in pending for item in plan.shard_items(shard)}
-    expected = {shard: len(plan.shard_items(shard)) * plan.builder.runs_per_item for shard in pending}
-    results: dict[int, dict[tuple[str, int], RunResult]] = {shard: {} for shard in pending}
-    total = sum(expected.values())
-    bar = tqdm(total=total, unit="run", desc="annotate", disable=not config.progress)
-    received = 0
+    collector = ResultCollector(plan, pending)
+    bar = tqdm(total=collector.total, unit="run", desc="annotate", disable=not config.progress)
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-        columns = {name: batch.column(name).to_pylist() for name in RESULT_COLUMNS}
-        for item_id, run, p_first, mass, status in zip(*(columns[n] for n in RESULT_COLUMNS)):
-            shard = shard_of[item_id]
-            bucket = results.get(shard)
+        new, written = collector.add(batch)
+        bar.update(new)
+        summary.shards_written.extend(written)
+        if written:
+            bar.set_postfix(shards=f"{len(summary.shards_written)}/{len(pending)}")
+    bar.close()
+    collector.check_complete()
+    return collector.received
+
+
+class ResultCollector:
+    """The driver's bookkeeping: results keyed by (id, run), so a batch delivered twice counts
+    once; a shard is written (atomically) as soon as every run of every one of its items is in.
+
+    Driver cost per result: one dict insert, and the shard's assembly when it completes
+    (``benchmarks/bench_driver.py`` measures it).
+    """
+
+    def __init__(self, plan: Plan, pending: list[int], write: Callable | None = None):
+        self.plan, self.write = plan, write or _write_shard
+        size = plan.config.shard_size
+        ids = plan.comparisons.column("id").to_pylist()
+        self.shard_of = {ids[index]: shard for shard in pending
+                         for index in range(shard * size, min((shard + 1) * size, len(ids)))}
+        self.expected = {shard: min(size, len(ids) - shard * size) * plan.builder.runs_per_item
+                         for shard in pending}
+        self.results: dict[int, dict[tuple[str, int], RunResult]] = {shard: {} for shard in pending}
+        self.total = sum(self.expected.values())
+        self.received = 0
+
+    def add(self, batch: pa.Table) -> tuple[int, list[int]]:
+        """Take one batch of engine results; (new results, shards written)."""
+        columns = [batch.column(name).to_pylist() for name in RESULT_COLUMNS]
+        new, written = 0, []
+        for item_id, run, p_first, mass, status in zip(*columns):
+            shard = self.shard_of[item_id]
+            bucket = self.results.get(shard)
             if bucket is None:
                 continue  # a late duplicate of a shard already written
             key = (item_id, int(run))
             if key not in bucket:
-                received += 1
-                bar.update(1)
+                new += 1
             bucket[key] = RunResult(math.nan if p_first is None else float(p_first),
                                     math.nan if mass is None else float(mass), status)
-            if len(bucket) == expected[shard]:
-                _write_shard(plan, shard, results.pop(shard))
-                summary.shards_written.append(shard)
-                bar.set_postfix(shards=f"{len(summary.shards_written)}/{len(pending)}")
-    bar.close()
-    if results:
-        missing = {shard: expected[shard] - len(bucket) for shard, bucket in results.items()}
-        raise RuntimeError(f"the engine returned no result for some runs {missing} (shard: runs "
-                           f"missing); finished shards are kept, rerun the same command to resume")
-    return received
+            if len(bucket) == self.expected[shard]:
+                self.write(self.plan, shard, self.results.pop(shard))
+                written.append(shard)
+        self.received += new
+        return new, written
+
+    def check_complete(self) -> None:
+        if self.results:
+            missing = {shard: self.expected[shard] - len(bucket) for shard, bucket in self.results.items()}
+            raise RuntimeError(f"the engine returned no result for some runs {missing} (shard: runs "
+                               f"missing); finished shards are kept, rerun the same command to resume")
 
 
 def _write_shard(plan: Plan, shard: int, results: dict[tuple[str, int], RunResult]) -> None:
@@ -317,7 +375,7 @@ def _write_shard(plan: Plan, shard: int, results: dict[tuple[str, int], RunResul
 
 def _replay(config: AnnotateConfig, start: float) -> AnnotateSummary:
     """engine="replay": judge outputs computed elsewhere (``engine_options['runs']``)."""
-    from .replay import replay_annotations
+    from .replay import write_replay
 
     options = dict(config.engine_options)
     if "runs" not in options:
@@ -325,10 +383,11 @@ def _replay(config: AnnotateConfig, start: float) -> AnnotateSummary:
                          "table to replay (see marc_ray.annotate.replay)")
     comparisons = validate_comparisons(read_table(config.input), config.input)
     runs_path = options.pop("runs")
-    table = replay_annotations(read_table(runs_path), config.judge_name or "replay",
-                               comparisons=comparisons, source=runs_path, **options)
-    write_table_atomic(table, shard_path(config.output, 0))
-    return AnnotateSummary(config.output, table.num_rows, 1, shards_written=[0],
+    os.makedirs(config.output, exist_ok=True)
+    # streamed batch by batch from the run table's file into the shard (bounded memory)
+    n_rows = write_replay(runs_path, config.judge_name or "replay", shard_path(config.output, 0),
+                          comparisons=comparisons, source=runs_path, **options)
+    return AnnotateSummary(config.output, n_rows, 1, shards_written=[0],
                            seconds=time.perf_counter() - start)
 
 

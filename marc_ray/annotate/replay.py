@@ -48,16 +48,21 @@ Agreement". ICLR 2025.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from typing import Sequence
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pa_dataset
+import pyarrow.parquet as pq
 
-from ..contracts import ORDERS, ContractError, RunLayout
+from ..contracts import (CARRIED_COLUMNS, ORDERS, ContractError, RunLayout, annotation_schema,
+                         read_table)
+from ..contracts.io import _write_atomic as write_atomic
 from ..contracts.verdicts import validate_verdicts
-from .assemble import annotation_row, annotation_table, carried_columns
-from .engine import ZERO_SHOT_RUNS, RunResult
 
 VERDICT_PROBABILITY = {"a": 1.0, "b": 0.0, "tie": 0.5}  # P(response_a better) of a verdict
 REPLAY_METADATA_KEY = b"marc_ray.replay"
@@ -170,8 +175,24 @@ def panel_annotations(verdicts: pa.Table, target: str, *, comparisons: pa.Table 
 
 
 # ---------------------------------------------------------------------------------------------
-# Run tables → annotations
+# Run tables → annotations (streaming, column-wise)
+#
+# The run table is read in record batches (a Parquet file or folder through pyarrow.dataset, or
+# an in-memory table): pass 1 reads the annotator and subset columns (and the ids, without
+# comparisons) to fix the run layout; pass 2 maps every row to a cell (item, run) with
+# pyarrow.compute / numpy and scatters its probability and status code into dense arrays for one
+# range of items (float32 + uint8 per run: 5 bytes, not Python objects), then the annotation rows
+# of that range are computed column-wise and written out in chunks. Memory is bounded by
+# ``max_dense_bytes`` (more ranges, one pass each, beyond it), not by runs × items.
 # ---------------------------------------------------------------------------------------------
+
+BATCH_ROWS = 1 << 18  # run rows per scanned batch (its temporaries are the transient memory)
+DICTIONARY_COLUMNS = ("id", "annotator", "subset", "order", "verdict")
+CHUNK_RUNS = 1 << 21  # runs per written chunk of annotation rows
+MAX_DENSE_BYTES = 2 << 30  # dense per-range arrays; beyond it the run table is scanned again
+_NOT_RUN, _OK, _NO_PROBABILITY, _UNUSABLE, _RAW = 0, 1, 2, 3, 255  # status codes
+_STATUS_TEXT = ["missing: not run", "ok", "missing: no probability", "missing: unusable verdict"]
+
 
 def _parse_subset(text, source: str, index: int) -> tuple[int, ...]:
     try:
@@ -185,49 +206,417 @@ def _parse_subset(text, source: str, index: int) -> tuple[int, ...]:
     return subset
 
 
-def _run_values(runs: pa.Table, source: str) -> tuple[list[float], list[str]]:
-    """P(response_a better) and the status reason of each run row."""
-    has_p, has_verdict = "p_response_a" in runs.column_names, "verdict" in runs.column_names
+class _RunBatches:
+    """The run table as record batches in file order, each with the row offset of its first row."""
+
+    def __init__(self, runs: pa.Table | str, source: str):
+        self.source = source
+        if isinstance(runs, pa.Table):
+            self.table, self.dataset = runs, None
+            self.names = runs.column_names
+        else:
+            self.table, self.dataset = None, None
+            lower = str(runs).lower().rstrip("/")
+            if lower.endswith((".jsonl", ".json", ".ndjson")):
+                self.table = read_table(runs)  # line formats are small; read_table names the line
+            else:
+                try:
+                    # text columns decoded as dictionaries: a batch holds small indices, and the
+                    # lookups below run once per distinct value, not once per row
+                    parquet = pa_dataset.ParquetFileFormat(read_options=pa_dataset.ParquetReadOptions(
+                        dictionary_columns=list(DICTIONARY_COLUMNS)))
+                    self.dataset = pa_dataset.dataset(runs, format=parquet)
+                    schema = self.dataset.schema
+                except (pa.ArrowInvalid, OSError, FileNotFoundError) as error:
+                    read_table(runs)  # raises the contract's error (missing file, bad format)
+                    raise ContractError(source, f"not a readable Parquet file or folder: {error}") from error
+            self.names = (self.table.column_names if self.table is not None else schema.names)
+        if self.table is not None and self.table.num_rows == 0 or (
+                self.dataset is not None and self.dataset.count_rows() == 0):
+            raise ContractError(source, "the run table has no rows")
+
+    def type_of(self, name: str) -> pa.DataType:
+        schema = self.table.schema if self.table is not None else self.dataset.schema
+        return schema.field(name).type
+
+    def __call__(self, columns: Sequence[str]):
+        columns = [name for name in columns if name in self.names]
+        if self.table is not None:
+            batches = self.table.select(columns).to_batches(max_chunksize=BATCH_ROWS)
+        else:
+            # no read-ahead, no pre-buffering: the scan holds one batch, not the file
+            batches = self.dataset.to_batches(
+                columns=columns, batch_size=BATCH_ROWS, batch_readahead=0, fragment_readahead=0,
+                fragment_scan_options=pa_dataset.ParquetFragmentScanOptions(pre_buffer=False))
+        offset = 0
+        for batch in batches:
+            if batch.num_rows:
+                yield offset, batch
+            offset += batch.num_rows
+
+
+def _first(mask) -> int:
+    """Index of the first True of a boolean array (pyarrow or numpy); -1 when none."""
+    mask = np.asarray(mask.to_numpy(zero_copy_only=False) if isinstance(mask, (pa.Array, pa.ChunkedArray))
+                      else mask, dtype=bool)
+    hits = np.flatnonzero(mask)
+    return int(hits[0]) if hits.size else -1
+
+
+def _text(column) -> pa.Array:
+    """A column as plain strings (dictionary-decoded, numbers as text)."""
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    return column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
+
+
+def _encoded(column) -> tuple[pa.Array, np.ndarray]:
+    """(distinct values as text, in first appearance; index of each row's value, -1 for null)."""
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    indices = pc.fill_null(column.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return _text(column.dictionary), indices
+
+
+def _per_row(values: np.ndarray, indices: np.ndarray, null) -> np.ndarray:
+    """``values[index]`` for each row (``null`` where the index is -1)."""
+    return np.append(values, null)[indices]
+
+
+def _codes(column, values) -> np.ndarray:
+    """Index of each value of ``column`` in ``values`` (-1: not there, or null)."""
+    dictionary, indices = _encoded(column)
+    value_set = values if isinstance(values, pa.Array) else pa.array(list(values), pa.string())
+    found = pc.fill_null(pc.index_in(dictionary, value_set=value_set), -1)
+    return _per_row(found.to_numpy(zero_copy_only=False).astype(np.int64), indices, -1)
+
+
+def _empty(column) -> np.ndarray:
+    """Rows whose text is null or empty."""
+    dictionary, indices = _encoded(column)
+    blank = pc.fill_null(pc.equal(dictionary, ""), True).to_numpy(zero_copy_only=False)
+    return _per_row(blank, indices, True)
+
+
+def _layout_pass(batches: _RunBatches, zero_shot: str | None, annotators: Sequence[str] | None,
+                 need_ids: bool):
+    """Pass 1: annotator names, the subsets of the layout, and the ids in first appearance."""
+    names: dict[str, None] = {}
+    pairs: dict[tuple[str, str], int] = {}  # (annotator, subset text) → first row
+    id_chunks = []
+    has_subset = "subset" in batches.names
+    for offset, batch in batches(["annotator", "subset"] + (["id"] if need_ids else [])):
+        bad = _first(_empty(batch.column("annotator")))
+        if bad >= 0:
+            raise ContractError(batches.source, f"expected an annotator name, got "
+                                f"{batch.column('annotator')[bad].as_py()!r}", row=offset + bad,
+                                field="annotator")
+        annotator_values, annotator = _encoded(batch.column("annotator"))
+        if has_subset:
+            subset_values, subset = _encoded(batch.column("subset"))
+            bad = _first(subset < 0)
+            if bad >= 0:
+                _parse_subset(None, batches.source, offset + bad)
+        else:
+            subset_values, subset = pa.array([DEFAULT_SUBSET]), np.zeros(batch.num_rows, np.int64)
+        # distinct (annotator, subset) pairs and the first row of each, in first appearance
+        pair, first = np.unique(annotator * len(subset_values) + subset, return_index=True)
+        annotator_names, subset_texts = annotator_values.to_pylist(), subset_values.to_pylist()
+        for code, row in sorted(zip(pair.tolist(), first.tolist()), key=lambda x: x[1]):
+            name = annotator_names[code // len(subset_values)]
+            key = (name, subset_texts[code % len(subset_values)])
+            names.setdefault(name, None)
+            pairs.setdefault(key, offset + row)
+        if need_ids:
+            id_chunks.append(_encoded(batch.column("id"))[0])
+    if annotators is None:
+        annotators = [name for name in names if name != zero_shot]
+    annotators = list(annotators)
+    if not annotators:
+        raise ContractError(batches.source, "no simulated annotator in the runs", field="annotator",
+                            hint="the zero-shot annotator alone cannot fill a run layout")
+    parsed = {}
+    for (name, text), row in sorted(pairs.items(), key=lambda pair: pair[1]):
+        parsed[text] = _parse_subset(text, batches.source, row)  # refuses bad subsets, any annotator
+    members = set(annotators)
+    layout_subsets = sorted({parsed[text] for name, text in pairs if name in members},
+                            key=lambda s: (len(s), s)) or [(0,)]
+    ids = pc.unique(pa.chunked_array(id_chunks, pa.string()).combine_chunks()) if need_ids else None
+    return annotators, layout_subsets, parsed, ids
+
+
+def _run_values(batch: pa.RecordBatch, value_column: str, offset: int, source: str,
+                check: bool) -> tuple[np.ndarray, np.ndarray, pa.Array | None]:
+    """P(response_a better) (NaN: missing), status code and, for missing runs with a raw
+    answer, the raw text (null elsewhere) of each row of ``batch``."""
+    column = batch.column(value_column)
+    if value_column == "p_response_a":
+        values = pc.cast(column, pa.float64()) if not pa.types.is_null(column.type) else \
+            pa.nulls(len(column), pa.float64())
+        p = pc.fill_null(values, math.nan).to_numpy(zero_copy_only=False)
+        missing = np.isnan(p)
+        if check:
+            bad = _first(~missing & ((p < 0.0) | (p > 1.0)))
+            if bad >= 0:
+                raise ContractError(source, f"probability {p[bad]} outside [0, 1]",
+                                    row=offset + bad, field="p_response_a")
+        code = np.where(missing, _NO_PROBABILITY, _OK).astype(np.uint8)
+    else:
+        found = _codes(column, list(VERDICT_PROBABILITY))
+        if check:
+            bad = _first((found < 0) & pc.is_valid(column).to_numpy(zero_copy_only=False))
+            if bad >= 0:
+                raise ContractError(source, f"verdict {column[bad].as_py()!r} is not one of "
+                                    f"{sorted(VERDICT_PROBABILITY)} (or null: unusable)",
+                                    row=offset + bad, field="verdict")
+        p = np.append(np.array(list(VERDICT_PROBABILITY.values())), math.nan)[found]
+        missing = found < 0
+        code = np.where(missing, _UNUSABLE, _OK).astype(np.uint8)
+    raw = None
+    if "raw" in batch.schema.names and missing.any():
+        rows = np.flatnonzero(missing)  # only the missing runs' answers are read
+        raw_text = _text(batch.column("raw").take(pa.array(rows)))
+        given = pc.fill_null(pc.not_equal(raw_text, ""), False).to_numpy(zero_copy_only=False)
+        if given.any():
+            code[rows[given]] = _RAW
+            raw = pa.nulls(batch.num_rows, pa.string())
+            raw = pc.replace_with_mask(raw, pa.array(np.isin(np.arange(batch.num_rows), rows[given])),
+                                       raw_text.filter(pa.array(given)))
+    return p, code, raw
+
+
+def _raw_reasons(raw: pa.Array, code: int) -> pa.Array:
+    """The status of missing runs with a raw answer: repr() of each distinct answer, once."""
+    distinct = pc.unique(raw)
+    text = "missing: no probability" if code == _NO_PROBABILITY else "missing: unusable verdict"
+    reasons = pa.array([f"{text} (raw {value!r})" for value in distinct.to_pylist()], pa.string())
+    return pc.take(reasons, pc.index_in(raw, value_set=distinct))
+
+
+class _Range:
+    """Dense per-run arrays of the items [lo, hi)."""
+
+    def __init__(self, lo: int, hi: int, n_runs: int):
+        self.lo, self.hi = lo, hi
+        self.probs = np.full((hi - lo) * n_runs, np.nan, dtype=np.float32)
+        self.status = np.zeros((hi - lo) * n_runs, dtype=np.uint8)
+        self.zero_shot = np.full((hi - lo) * 2, np.nan, dtype=np.float32)
+        self.zero_seen = np.zeros((hi - lo) * 2, dtype=bool)
+        self.raw_cells: list[np.ndarray] = []  # cells whose status is a raw-answer reason
+        self.raw_reasons: list[pa.Array] = []
+
+
+def _duplicate(cells: np.ndarray, taken: np.ndarray) -> int:
+    """Position of the first row whose cell an earlier row (or an earlier batch) already has."""
+    if cells.size == 0:
+        return -1
+    order = np.argsort(cells, kind="stable")
+    ranked = cells[order]
+    again = np.zeros(cells.size, dtype=bool)
+    again[order[1:][ranked[1:] == ranked[:-1]]] = True
+    again |= taken
+    return _first(again)
+
+
+def _scatter_pass(batches: _RunBatches, part: _Range, item_ids: pa.Array, value_column: str,
+                  zero_shot: str | None, annotators: list[str], subset_of: dict[str, int],
+                  layout: RunLayout, known_ids: bool, check: bool) -> None:
+    """Pass 2 over the whole run table for one item range (``check``: validate every row too)."""
+    source = batches.source
+    subset_texts = list(subset_of)
+    subset_lookup = np.array([subset_of[t] for t in subset_texts] + [-1], dtype=np.int64)
+    n_runs = layout.n_runs
+    for offset, batch in batches(["id", "annotator", "subset", "order", value_column, "raw"]):
+        ids = batch.column("id")
+        if check:
+            bad = _first(_empty(ids))
+            if bad >= 0:
+                raise ContractError(source, "missing id", row=offset + bad, field="id")
+        order_text = batch.column("order")
+        order = _codes(order_text, ORDERS)
+        if check:
+            bad = _first(order < 0)
+            if bad >= 0:
+                raise ContractError(source, f"order {order_text[bad].as_py()!r} is not one of "
+                                    f"{list(ORDERS)}", row=offset + bad, field="order")
+        p, code, raw = _run_values(batch, value_column, offset, source, check)
+        item = _codes(ids, item_ids)
+        if check and known_ids:
+            bad = _first(item < 0)
+            if bad >= 0:
+                raise ContractError(source, f"id {ids[bad].as_py()!r} is not in the comparisons",
+                                    row=offset + bad, field="id", hint="replay runs of the same data set")
+        # annotation_row stores P(first-shown better) of its order mapped back: the same arithmetic
+        p = np.where(order == 1, 1.0 - (1.0 - p), p)
+        inside = (item >= part.lo) & (item < part.hi)
+        local = item - part.lo
+        annotator = _codes(batch.column("annotator"), annotators)
+        names = batch.column("annotator")
+
+        def refuse(rows: np.ndarray, position: int) -> None:
+            row = int(rows[position])
+            raise ContractError(source, f"duplicate run for item {ids[row].as_py()!r}, annotator "
+                                f"{names[row].as_py()!r}, order {order_text[row].as_py()}",
+                                row=offset + row, field="id")
+
+        if zero_shot is not None:
+            rows = np.flatnonzero(inside & (_codes(names, [zero_shot]) == 0))
+            cells = local[rows] * 2 + order[rows]
+            bad = _duplicate(cells, part.zero_seen[cells])
+            if bad >= 0:
+                refuse(rows, bad)
+            part.zero_seen[cells] = True
+            ok = code[rows] == _OK
+            part.zero_shot[cells[ok]] = p[rows[ok]]
+        rows = np.flatnonzero(inside & (annotator >= 0))
+        if rows.size == 0:
+            continue
+        if "subset" in batch.schema.names:
+            subset = subset_lookup[_codes(batch.column("subset"), subset_texts)[rows]]
+        else:
+            subset = np.full(rows.size, subset_of[DEFAULT_SUBSET], dtype=np.int64)
+        run = (annotator[rows] * layout.n_subsets + subset) * len(layout.orders) + order[rows]
+        cells = local[rows] * n_runs + run
+        bad = _duplicate(cells, part.status[cells] != _NOT_RUN)
+        if bad >= 0:
+            refuse(rows, bad)
+        part.status[cells] = code[rows]
+        part.probs[cells] = np.where(code[rows] == _OK, p[rows], np.nan)
+        if raw is not None:
+            with_raw = code[rows] == _RAW
+            if with_raw.any():
+                part.raw_cells.append(cells[with_raw])
+                part.raw_reasons.append(_raw_reasons(pc.take(raw, pa.array(rows[with_raw])),
+                                                     _NO_PROBABILITY if value_column == "p_response_a"
+                                                     else _UNUSABLE))
+
+
+def _mean_confidence(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``assemble.heuristic`` row-wise: mean of the finite values (in column order), confidence."""
+    total = np.zeros(values.shape[0])
+    count = np.zeros(values.shape[0])
+    for column in values.T.astype(np.float64):
+        finite = np.isfinite(column)
+        total += np.where(finite, column, 0.0)
+        count += finite
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return mean, np.maximum(mean, 1.0 - mean)
+
+
+def _list_array(values: pa.Array, n_rows: int, width: int) -> pa.Array:
+    offsets = pa.array(np.arange(0, (n_rows + 1) * width, width, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, values)
+
+
+def _annotation_chunks(part: _Range, item_ids: pa.Array, judge: str, layout: RunLayout,
+                       carried: pa.Table | None, schema: pa.Schema):
+    """The annotation rows of one item range, as tables of at most ``CHUNK_RUNS`` runs."""
+    n_runs = layout.n_runs
+    full = layout.full_subset_index
+    simulated = [layout.run_index(j, full, o) for j in range(layout.n_annotators)
+                 for o in range(len(layout.orders))]
+    raw_cells = np.concatenate(part.raw_cells) if part.raw_cells else np.zeros(0, np.int64)
+    raw_reasons = (pa.concat_arrays(part.raw_reasons) if part.raw_reasons
+                   else pa.array([], pa.string()))
+    by_cell = np.argsort(raw_cells, kind="stable")
+    raw_cells, raw_reasons = raw_cells[by_cell], raw_reasons.take(pa.array(by_cell))
+    step = max(1, CHUNK_RUNS // max(n_runs, 1))
+    for a in range(0, part.hi - part.lo, step):
+        b = min(a + step, part.hi - part.lo)
+        m = b - a
+        probs = part.probs[a * n_runs:b * n_runs]
+        p_sim, conf_sim = _mean_confidence(probs.reshape(m, n_runs)[:, simulated])
+        p_pred, conf_pred = _mean_confidence(part.zero_shot[2 * a:2 * b].reshape(m, 2))
+        pred = np.where(np.isfinite(p_sim), np.where(p_sim >= 0.5, 1, 2),
+                        np.where(np.isfinite(p_pred), np.where(p_pred >= 0.5, 1, 2), 0))
+        codes = part.status[a * n_runs:b * n_runs].astype(np.int32)
+        first, last = np.searchsorted(raw_cells, [a * n_runs, b * n_runs])
+        dictionary = pa.concat_arrays([pa.array(_STATUS_TEXT, pa.string()),
+                                       raw_reasons.slice(first, last - first)])
+        codes[raw_cells[first:last] - a * n_runs] = len(_STATUS_TEXT) + np.arange(last - first)
+        status = pc.take(dictionary, pa.array(codes))
+        columns = {
+            "id": item_ids.slice(part.lo + a, m),
+            "judge": pc.take(pa.array([judge], pa.string()), pa.array(np.zeros(m, np.int32))),
+            "probs": _list_array(pa.array(probs, pa.float32()), m, n_runs),
+            "label_mass": _list_array(pa.array(np.full(m * n_runs, np.nan, np.float32)), m, n_runs),
+            "status": _list_array(status, m, n_runs),
+            "zero_shot_probs": _list_array(pa.array(part.zero_shot[2 * a:2 * b]), m, 2),
+            "pred": pc.take(pa.array([None, "a", "b"], pa.string()), pa.array(pred)),
+            "p_predictive": pa.array(p_pred), "conf_predictive": pa.array(conf_pred),
+            "p_simulated": pa.array(p_sim), "conf_simulated": pa.array(conf_sim),
+        }
+        for name in CARRIED_COLUMNS:
+            kind = schema.field(name).type
+            columns[name] = (pc.cast(carried.column(name).slice(part.lo + a, m).combine_chunks(), kind)
+                             if carried is not None and name in carried.column_names
+                             else pa.nulls(m, kind))
+        yield pa.Table.from_arrays([columns[name] for name in schema.names], schema=schema)
+
+
+def replay_stream(runs: pa.Table | str, judge: str, *, comparisons: pa.Table | None = None,
+                  zero_shot: str | None = None, annotators: Sequence[str] | None = None,
+                  source: str | None = None, max_dense_bytes: int = MAX_DENSE_BYTES):
+    """A run table → its annotation table in chunks: ``(schema, iterator of tables)``.
+
+    ``runs`` is a table or the path of a run table (Parquet file or folder, or JSONL), read
+    batch by batch. Same parameters, result and errors as :func:`replay_annotations`; the rows
+    come chunk by chunk, so a caller can write them without holding them all.
+    """
+    source = source or (str(runs) if not isinstance(runs, pa.Table) else "<runs>")
+    batches = _RunBatches(runs, source)
+    for name in ("id", "annotator", "order"):
+        if name not in batches.names:
+            raise ContractError(source, "missing column", field=name,
+                                hint=f"columns present: {', '.join(batches.names)}")
+    has_p, has_verdict = "p_response_a" in batches.names, "verdict" in batches.names
     if has_p == has_verdict:
         raise ContractError(source, "give exactly one value column", field="p_response_a",
                             hint="p_response_a (probabilities) or verdict (a / b / tie)")
-    raw = runs.column("raw").to_pylist() if "raw" in runs.column_names else [None] * runs.num_rows
-    values, reasons = [], []
+    value_column = "p_response_a" if has_p else "verdict"
     if has_p:
-        column_type = runs.column("p_response_a").type
-        if not (pa.types.is_floating(column_type) or pa.types.is_integer(column_type)
-                or pa.types.is_null(column_type)):
-            raise ContractError(source, f"probabilities must be numbers, got {column_type}",
+        kind = batches.type_of("p_response_a")
+        if not (pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_null(kind)):
+            raise ContractError(source, f"probabilities must be numbers, got {kind}",
                                 field="p_response_a")
-        for index, value in enumerate(runs.column("p_response_a").to_pylist()):
-            if value is not None and not isinstance(value, (int, float)):
-                raise ContractError(source, f"expected a number, got {value!r}", row=index,
-                                    field="p_response_a")
-            if value is None or math.isnan(value):
-                values.append(math.nan)
-                reasons.append("missing: no probability" + (f" (raw {raw[index]!r})" if raw[index] else ""))
-            elif not 0.0 <= value <= 1.0:
-                raise ContractError(source, f"probability {value} outside [0, 1]", row=index,
-                                    field="p_response_a")
-            else:
-                values.append(float(value))
-                reasons.append("ok")
+
+    annotators, layout_subsets, parsed, first_ids = _layout_pass(
+        batches, zero_shot, annotators, need_ids=comparisons is None)
+    subset_index = {s: k for k, s in enumerate(layout_subsets)}
+    subset_of = {text: subset_index.get(subset, -1) for text, subset in parsed.items()}
+    subset_of.setdefault(DEFAULT_SUBSET, subset_index.get((0,), -1))
+    layout = RunLayout(len(annotators), tuple(layout_subsets))
+    if comparisons is not None:
+        item_ids = _text(comparisons.column("id").combine_chunks())
     else:
-        for index, verdict in enumerate(runs.column("verdict").to_pylist()):
-            if verdict is not None and verdict not in VERDICT_PROBABILITY:
-                raise ContractError(source, f"verdict {verdict!r} is not one of "
-                                    f"{sorted(VERDICT_PROBABILITY)} (or null: unusable)",
-                                    row=index, field="verdict")
-            values.append(verdict_to_probability(verdict))
-            reasons.append("ok" if verdict is not None else
-                           "missing: unusable verdict" + (f" (raw {raw[index]!r})" if raw[index] else ""))
-    return values, reasons
+        item_ids = first_ids
+    schema = annotation_schema(layout)
+    metadata = dict(schema.metadata or {})
+    metadata[REPLAY_METADATA_KEY] = json.dumps({
+        "annotators": annotators, "zero_shot": zero_shot,
+        "subsets": [",".join(map(str, s)) for s in layout_subsets],
+        "verdict_probability": VERDICT_PROBABILITY,
+        "unusable_verdict": "missing run (NaN), never 0.5"}).encode()
+    schema = schema.with_metadata(metadata)
+    per_item = 5 * layout.n_runs + 10
+    step = max(1, max_dense_bytes // per_item)
+    n_items = len(item_ids)
+
+    def chunks():
+        for lo in range(0, max(n_items, 1), step):
+            part = _Range(lo, min(lo + step, n_items), layout.n_runs)
+            _scatter_pass(batches, part, item_ids, value_column, zero_shot, annotators, subset_of,
+                          layout, known_ids=comparisons is not None, check=lo == 0)
+            yield from _annotation_chunks(part, item_ids, judge, layout, comparisons, schema)
+
+    return schema, chunks()
 
 
 def replay_annotations(runs: pa.Table, judge: str, *, comparisons: pa.Table | None = None,
                        zero_shot: str | None = None, annotators: Sequence[str] | None = None,
                        source: str = "<runs>") -> pa.Table:
-    """A run table → an annotation table (one row per item), through ``assemble.annotation_row``.
+    """A run table → an annotation table (one row per item), the rows of ``assemble.annotation_row``.
 
     Parameters
     ----------
@@ -260,79 +649,26 @@ def replay_annotations(runs: pa.Table, judge: str, *, comparisons: pa.Table | No
         Missing column, bad order / subset / value, a duplicate run, an id not in
         ``comparisons``, no simulated annotator at all.
     """
-    if runs.num_rows == 0:
-        raise ContractError(source, "the run table has no rows")
-    for name in ("id", "annotator", "order"):
-        if name not in runs.column_names:
-            raise ContractError(source, "missing column", field=name,
-                                hint=f"columns present: {', '.join(runs.column_names)}")
-    ids = [None if v is None else str(v) for v in runs.column("id").to_pylist()]
-    names = runs.column("annotator").to_pylist()
-    orders = runs.column("order").to_pylist()
-    subset_texts = (runs.column("subset").to_pylist() if "subset" in runs.column_names
-                    else [DEFAULT_SUBSET] * runs.num_rows)
-    values, reasons = _run_values(runs, source)
-    for index in range(runs.num_rows):
-        if not ids[index]:
-            raise ContractError(source, "missing id", row=index, field="id")
-        if not isinstance(names[index], str) or not names[index]:
-            raise ContractError(source, f"expected an annotator name, got {names[index]!r}",
-                                row=index, field="annotator")
-        if orders[index] not in ORDERS:
-            raise ContractError(source, f"order {orders[index]!r} is not one of {list(ORDERS)}",
-                                row=index, field="order")
-    subsets = [_parse_subset(text, source, index) for index, text in enumerate(subset_texts)]
+    schema, chunks = replay_stream(runs, judge, comparisons=comparisons, zero_shot=zero_shot,
+                                   annotators=annotators, source=source)
+    return pa.Table.from_batches([b for chunk in chunks for b in chunk.to_batches()], schema=schema)
 
-    if annotators is None:
-        annotators = list(dict.fromkeys(n for n in names if n != zero_shot))
-    annotators = list(annotators)
-    if not annotators:
-        raise ContractError(source, "no simulated annotator in the runs", field="annotator",
-                            hint="the zero-shot annotator alone cannot fill a run layout")
-    annotator_index = {name: j for j, name in enumerate(annotators)}
-    layout_subsets = sorted({s for s, n in zip(subsets, names) if n in annotator_index},
-                            key=lambda s: (len(s), s)) or [(0,)]
-    subset_index = {s: k for k, s in enumerate(layout_subsets)}
-    layout = RunLayout(len(annotators), tuple(layout_subsets))
 
-    per_item: dict[str, dict[int, RunResult]] = {}
-    for index in range(runs.num_rows):
-        order = ORDERS.index(orders[index])
-        p_a = values[index]
-        p_first = p_a if order == 0 else 1.0 - p_a  # annotation_row maps ba back again
-        result = RunResult(p_first) if reasons[index] == "ok" else RunResult(math.nan, math.nan, reasons[index])
-        targets = []
-        if names[index] == zero_shot:
-            targets.append(ZERO_SHOT_RUNS[order])
-        if names[index] in annotator_index:
-            targets.append(layout.run_index(annotator_index[names[index]],
-                                            subset_index[subsets[index]], order))
-        item = per_item.setdefault(ids[index], {})
-        for run in targets:
-            if run in item:
-                raise ContractError(source, f"duplicate run for item {ids[index]!r}, annotator "
-                                    f"{names[index]!r}, order {orders[index]}", row=index, field="id")
-            item[run] = result
+def write_replay(runs: pa.Table | str, judge: str, path: str, **options) -> int:
+    """:func:`replay_stream` written chunk by chunk to one Parquet file (atomically); its row count."""
+    schema, chunks = replay_stream(runs, judge, **options)
+    first = next(chunks, None)  # every input error is raised before anything is written
+    n_rows = 0
 
-    if comparisons is not None:
-        known = set(comparisons.column("id").to_pylist())
-        for index, item_id in enumerate(ids):
-            if item_id not in known:
-                raise ContractError(source, f"id {item_id!r} is not in the comparisons",
-                                    row=index, field="id", hint="replay runs of the same data set")
-        items = [(row["id"], carried_columns(row)) for row in comparisons.to_pylist()]
-    else:
-        items = [(item_id, None) for item_id in per_item]
-    rows = [annotation_row(item_id, judge, layout, per_item.get(item_id, {}), carried)
-            for item_id, carried in items]
-    table = annotation_table(rows, layout)
-    metadata = dict(table.schema.metadata or {})
-    metadata[REPLAY_METADATA_KEY] = json.dumps({
-        "annotators": annotators, "zero_shot": zero_shot,
-        "subsets": [",".join(map(str, s)) for s in layout_subsets],
-        "verdict_probability": VERDICT_PROBABILITY,
-        "unusable_verdict": "missing run (NaN), never 0.5"}).encode()
-    return table.replace_schema_metadata(metadata)
+    def write(temporary: str) -> None:
+        nonlocal n_rows
+        with pq.ParquetWriter(temporary, schema) as writer:
+            for table in itertools.chain([first] if first is not None else [], chunks):
+                writer.write_table(table)
+                n_rows += table.num_rows
+
+    write_atomic(path, write, suffix=".parquet")
+    return n_rows
 
 
 def replay_metadata(table: pa.Table) -> dict | None:

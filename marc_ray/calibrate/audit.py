@@ -240,7 +240,7 @@ def audit(agree, alpha: float, level: float = 0.05, batch=None, bets=DEFAULT_BET
     bets : sequence of float in (0, 1)
         The sequential test's bets (fractions of the largest safe bet), fixed in advance.
     drift : dict, optional
-        A drift check's result (``report.diagnostics.drift``), folded into the advice.
+        A drift check's result (``calibrate.diagnostics.drift``), folded into the advice.
     counts : dict, optional
         Bookkeeping (rows read, escalated, unlabelled), stored as is.
 

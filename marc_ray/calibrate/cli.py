@@ -190,7 +190,9 @@ def _load(args, for_validity: bool):
     check_output_dir(args.out)  # before any work: a bad --out must not cost the computation
     if not (np.isfinite(args.grid_low) and np.isfinite(args.grid_high) and args.grid_low < args.grid_high):
         raise ValueError(f"--grid-low must be below --grid-high, got {args.grid_low} and {args.grid_high}")
-    table = validate_scores(read_table(source), args.confidence_column, source)
+    extra = [args.confidence_column, getattr(args, "split_column", None),
+             getattr(args, "group_column", None)]
+    table = validate_scores(_read_scores(source, extra), args.confidence_column, source)
     note = "every row of the file"
     if for_validity:
         return table, source, note
@@ -212,6 +214,22 @@ def _load(args, for_validity: bool):
                             "such column", field=args.split_column,
                             hint="drop --calibration-split or name the column with --split-column")
     return table, source, note
+
+
+def _read_scores(source: str, extra: list):
+    """The scores, only the columns calibration reads (a scored file also holds every run's
+    probabilities and statuses, hundreds of values per item, which calibration never needs)."""
+    import pyarrow.dataset as pa_dataset
+
+    if not source.lower().rstrip("/").endswith(".parquet") and not os.path.isdir(source):
+        return read_table(source)
+    try:
+        names = pa_dataset.dataset(source, format="parquet").schema.names
+    except (OSError, ValueError):
+        return read_table(source)  # its errors name the file
+    wanted = [n for n in dict.fromkeys(["id", "pred", "human_label", "judge", *extra]) if n in names]
+    return (pa_dataset.dataset(source, format="parquet").to_table(columns=wanted) if wanted
+            else read_table(source))
 
 
 def _arrays(table, column: str):

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..contracts import ContractError, RunLayout, validate_annotations
 
@@ -134,17 +135,40 @@ def build_features(table: pa.Table, source: str = "<annotations>",
         layout.check_matches(run_layout, source)
     layout = layout or FeatureLayout(run_layout)
     n, n_runs = table.num_rows, run_layout.n_runs
-    pred = np.asarray(table.column("pred").to_pylist(), dtype=object)
-    for index in np.flatnonzero(pred == None):  # noqa: E711 (element-wise test for null)
+    no_verdict = pc.is_null(table.column("pred")).to_numpy(zero_copy_only=False)
+    for index in np.flatnonzero(no_verdict):
         raise ContractError(source, "no verdict: no run of this item could be read, so it has no "
                             "features", row=int(index), field="pred",
                             hint="drop the item or re-annotate it")
+    hidden = None if hidden_runs is None else np.asarray(hidden_runs, dtype=bool)
+    features = None
+    # row blocks: the float64 temporaries hold one block, not the whole table
+    step = max(1, FEATURE_BLOCK_VALUES // max(n_runs, 1))
+    for lo in range(0, n, step):
+        block = _block_features(table.slice(lo, step), run_layout, hidden, source, lo)
+        if features is None:
+            features = np.empty((n, block.shape[1]), np.float32)
+        features[lo:lo + len(block)] = block
+    if features is None:
+        features = _block_features(table, run_layout, hidden, source, 0)
+    check_finite(features, layout, source)
+    return features, layout
+
+
+FEATURE_BLOCK_VALUES = 1 << 22  # run values per block of rows (float64 temporaries: ~32 MB each)
+
+
+def _block_features(table: pa.Table, run_layout: RunLayout, hidden: np.ndarray | None,
+                    source: str, offset: int) -> np.ndarray:
+    """Features of a block of rows (``offset``: the block's first row, for errors)."""
+    n, n_runs = table.num_rows, run_layout.n_runs
+    pred = np.asarray(table.column("pred").to_pylist(), dtype=object)
     probs = _matrix(table, "probs", n, n_runs)
-    if hidden_runs is not None:
-        probs[:, np.asarray(hidden_runs, dtype=bool)] = np.nan
+    if hidden is not None:
+        probs[:, hidden] = np.nan
     present = np.isfinite(probs)
     for index in np.flatnonzero(~present.any(axis=1)):
-        raise ContractError(source, "every simulated-annotator run is missing", row=int(index),
+        raise ContractError(source, "every simulated-annotator run is missing", row=offset + int(index),
                             field="probs", hint="drop the item or re-annotate it")
     q = orient(probs, pred)
     zero = _matrix(table, "zero_shot_probs", n, 2) if "zero_shot_probs" in table.column_names \
@@ -166,10 +190,8 @@ def build_features(table: pa.Table, source: str = "<annotations>",
     label_mass = np.where(mass_present, mass, 0.0).sum(axis=1) / np.maximum(mass_count, 1)
     summaries = np.stack([mean, spread, agree_share, entropy_runs, entropy_mean, label_mass,
                           (mass_count > 0).astype(float), count / n_runs], axis=1)
-    features = np.concatenate([q0, present, np.where(zero_present, q_zero, 0.0), zero_present,
-                               summaries], axis=1).astype(np.float32)
-    check_finite(features, layout, source)
-    return features, layout
+    return np.concatenate([q0, present, np.where(zero_present, q_zero, 0.0), zero_present,
+                           summaries], axis=1).astype(np.float32)
 
 
 def check_finite(features: np.ndarray, layout: FeatureLayout, source: str) -> None:
@@ -184,9 +206,15 @@ def check_finite(features: np.ndarray, layout: FeatureLayout, source: str) -> No
 
 
 def _matrix(table: pa.Table, name: str, n: int, width: int) -> np.ndarray:
-    values = table.column(name).to_pylist()
+    """A list column as an (n, width) float matrix (NaN for nulls), column-wise."""
+    column = table.column(name).combine_chunks()
     out = np.full((n, width), np.nan)
-    for index, row in enumerate(values):
-        if row is not None:
-            out[index] = [np.nan if v is None else v for v in row]
+    lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
+    values = pc.fill_null(pc.cast(pc.list_flatten(column), pa.float64()), np.nan)
+    values = values.to_numpy(zero_copy_only=False)
+    rows = np.repeat(np.arange(n), lengths)
+    starts = np.cumsum(lengths) - lengths
+    cols = np.arange(len(values)) - np.repeat(starts, lengths)
+    keep = cols < width
+    out[rows[keep], cols[keep]] = values[keep]
     return out
