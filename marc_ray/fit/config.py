@@ -17,8 +17,8 @@ from ..contracts import TIE_POLICIES
 
 Variant = Literal["marc", "vanilla"]
 VARIANTS: dict[str, str] = {
-    "marc": "adaptive margin: alternate epochs of SGD on θ with a line search over γ that "
-            "minimises the bound's right-hand side; complexity penalty in the objective",
+    "marc": "adaptive margin: alternate epochs of SGD on θ with a line search over γ, both "
+            "on one objective (softplus surrogate at γ + complexity penalty β·‖W‖/γ)",
     "vanilla": "vanilla learned: the same network and surrogate with the margin fixed at "
                "margin_init and no complexity penalty",
 }

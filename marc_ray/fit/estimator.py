@@ -53,8 +53,12 @@ class MarcConfidence:
         The run layout and feature names the model reads.
     gamma_ : float
         The final margin γ.
+    gamma_history_ : list of float
+        γ chosen by the line search after each epoch (MARC's training objective; see
+        :mod:`marc_ray.fit.loss`); constant for "vanilla".
     bound_ : dict
-        Every term of the bound at ``gamma_`` (see :class:`marc_ray.fit.bound.BoundTerms`).
+        Every term of the bound at ``gamma_`` (see :class:`marc_ray.fit.bound.BoundTerms`); a
+        diagnostic: its O(·) constants are unknown and it is not what γ minimises.
     history_ : list of dict
         Per-epoch metrics.
     data_hash_ : str
@@ -108,6 +112,7 @@ class MarcConfidence:
         self.gamma_ = float(state["gamma"])
         self.bound_ = dict(state["bound"])
         self.history_ = list(state["history"])
+        self.gamma_history_ = [float(h["gamma"]) for h in self.history_]
         self.data_hash_ = data.data_hash
         self.n_train_, self.n_valid_ = len(data.train), len(data.valid)
         self.n_without_verdict_ = data.n_without_verdict
@@ -182,6 +187,7 @@ class MarcConfidence:
             "fit_config": (self.config or FitConfig()).to_dict(),
             "features": self.feature_layout_.to_dict(), "gamma": self.gamma_,
             "bound": self.bound_, "history": self.history_, "data_hash": self.data_hash_,
+            "gamma_history": self.gamma_history_,
             "n_train": self.n_train_, "n_valid": self.n_valid_,
         }, os.path.join(folder, CONFIG_FILE))
         return folder
@@ -215,6 +221,8 @@ class MarcConfidence:
         estimator.gamma_ = float(data["gamma"])
         estimator.bound_ = dict(data["bound"])
         estimator.history_ = list(data["history"])
+        estimator.gamma_history_ = [float(g) for g in data.get(
+            "gamma_history", [h["gamma"] for h in estimator.history_])]
         estimator.data_hash_ = data["data_hash"]
         estimator.n_train_, estimator.n_valid_ = int(data["n_train"]), int(data["n_valid"])
         return estimator
