@@ -65,9 +65,7 @@ def test_fitted_margin_is_interior_and_recorded_per_epoch(trap_table, tmp_path):
     # at the final θ, the brute-force optimum over all training pairs agrees with γ̂
     from marc_ray.fit.data import prepare
     data = prepare(trap_table, config)
-    scores = model.score_features(data.train.features, raw=True) \
-        if "raw" in MarcConfidence.score_features.__code__.co_varnames \
-        else model.score_features(data.train.features)
+    scores = model.score_features(data.train.features, raw=True)
     agree = data.train.agree >= 0.5
     differences = (scores[agree][:, None] - scores[~agree][None, :]).ravel()
     norm = weight_norm(model.model_.weight_matrices())
