@@ -11,6 +11,8 @@ is imported on first use, so ``marc-ray --help`` stays fast):
 * estimators: :class:`SelectiveCalibrator`, :class:`CascadeCalibrator`;
 * metrics: :func:`auroc`, :func:`ranking_risk`, :func:`risk_coverage_curve`, :func:`aurc`,
   :func:`reliability_bins`, :func:`expected_calibration_error`, :func:`selective_agreement`;
+* the automatic choice of measure (``confidence: auto``, on training data only):
+  :func:`choose_confidence`, :func:`choose_confidence_table`, :func:`validity_study_auto`;
 * the validity study: :func:`validity_study` (+ :func:`validity_study_from_agreement`,
   :func:`calibrate_batch`).
 
@@ -33,6 +35,8 @@ _LAZY = {
     **dict.fromkeys(["auroc", "ranking_risk", "risk_coverage_curve", "aurc", "reliability_bins",
                      "ReliabilityBins", "expected_calibration_error", "selective_agreement"],
                     "metrics"),
+    **dict.fromkeys(["choose_confidence", "choose_confidence_table", "predicted_coverage",
+                     "validity_study_auto"], "select"),
     **dict.fromkeys(["validity_study", "validity_study_from_agreement", "ValidityResult",
                      "DESIGNS", "calibrate_batch"], "validity"),
 }

@@ -68,6 +68,9 @@ class MarcConfidence:
     data_hash_ : str
         Hash of the training file's ids, runs and verdicts.
     n_train_, n_valid_ : int
+    valid_ids_ : list of str
+        Ids of the validation part of the training split (not trained on; the agreement map
+        and ``calibrate.select.choose_confidence_table(validation_ids=...)`` use them).
     n_without_verdict_ : int
         Rows left out of training because the judge gave no verdict on them (after ``fit``).
     """
@@ -124,6 +127,7 @@ class MarcConfidence:
             self.score_features(data.valid.features, raw=True) if len(data.valid) else [],
             data.valid.agree, self.score_features(data.train.features, raw=True), data.train.agree)
         self.n_train_, self.n_valid_ = len(data.train), len(data.valid)
+        self.valid_ids_ = [str(i) for i in data.valid.ids]
         self.n_without_verdict_ = data.n_without_verdict
         return self
 
@@ -205,7 +209,7 @@ class MarcConfidence:
             "fit_config": (self.config or FitConfig()).to_dict(),
             "features": self.feature_layout_.to_dict(), "gamma": self.gamma_,
             "bound": self.bound_, "history": self.history_, "data_hash": self.data_hash_,
-            "gamma_history": self.gamma_history_,
+            "gamma_history": self.gamma_history_, "valid_ids": self.valid_ids_,
             **({"agreement_map": self.agreement_map_.to_dict()}
                if getattr(self, "agreement_map_", None) is not None else {}),
             "n_train": self.n_train_, "n_valid": self.n_valid_,
@@ -244,6 +248,7 @@ class MarcConfidence:
         estimator.gamma_history_ = [float(g) for g in data.get(
             "gamma_history", [h["gamma"] for h in estimator.history_])]
         estimator.data_hash_ = data["data_hash"]
+        estimator.valid_ids_ = list(data.get("valid_ids", []))
         if "agreement_map" in data:
             from .monotone import AgreementMap
 
