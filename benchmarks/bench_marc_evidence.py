@@ -84,15 +84,23 @@ def column(table: pa.Table, name: str) -> np.ndarray:
     return np.asarray([np.nan if v is None else v for v in table.column(name).to_pylist()], float)
 
 
-def pseudo_human(table: pa.Table) -> int:
-    """The simulated annotator with the most full-shot verdicts (panels have uneven coverage)."""
+def pseudo_human(table: pa.Table) -> tuple[int, pa.Table]:
+    """The simulated annotator with the most full-shot verdicts (panels have uneven coverage),
+    and the table without the rows on which no other annotator has a run (the simulated-label
+    model could not score them; every measure is compared on the same rows)."""
+    from marc_ray.fit.labels import annotator_runs
+
     layout = layout_of(table, "<panel>")
     full = layout.full_subset_index
     probs = np.array([[np.nan if v is None else v for v in row]
                       for row in table.column("probs").to_pylist()], dtype=float)
     counts = [np.isfinite(probs[:, [layout.run_index(j, full, o) for o in range(len(layout.orders))]]
                           ).any(axis=1).sum() for j in range(layout.n_annotators)]
-    return int(np.argmax(counts))
+    annotator = int(np.argmax(counts))
+    others = np.ones(layout.n_runs, dtype=bool)
+    others[annotator_runs(layout, annotator)] = False
+    keep = np.isfinite(probs[:, others]).any(axis=1)
+    return annotator, table.filter(pa.array(keep))
 
 
 def transfer(held: pa.Table, source: str, annotator: int) -> dict:
@@ -117,13 +125,12 @@ def transfer(held: pa.Table, source: str, annotator: int) -> dict:
             "ks": float(ks.statistic) if ks else math.nan, "ks_p": float(ks.pvalue) if ks else math.nan}
 
 
-def run_seed(table: pa.Table, by: str, seed: int, epochs: int, name: str) -> dict:
+def run_seed(table: pa.Table, by: str, seed: int, epochs: int, name: str, annotator: int) -> dict:
     table = split(table, by, seed)
     splits = np.asarray(table.column("split").to_pylist())
     held = table.filter(pa.array(splits != "train"))
     calib = table.filter(pa.array(splits == "calibration"))
     base = dict(epochs=epochs, random_state=seed, train_splits=("train",))
-    annotator = pseudo_human(table)
     models = {"vanilla": MarcConfidence(FitConfig(variant="vanilla", **base)),
               "marc": MarcConfidence(FitConfig(**base)),
               "marc_sim": MarcConfidence(FitConfig(label_mode="simulated", held_out_annotator=annotator, **base))}
@@ -243,9 +250,10 @@ def main(argv=None) -> int:
     results = {}
     for name in args.datasets.split(","):
         t0 = time.perf_counter()
-        table = load(name)
+        annotator, table = pseudo_human(load(name))
         by = PANELS[name][1] if name in PANELS else "item"
-        results[name] = [run_seed(table, by, seed, args.epochs, name) for seed in range(args.seeds)]
+        results[name] = [run_seed(table, by, seed, args.epochs, name, annotator)
+                         for seed in range(args.seeds)]
         print(f"{name}: {table.num_rows} items, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     command = "PYTHONPATH=. python benchmarks/bench_marc_evidence.py " + " ".join(argv or sys.argv[1:])
     text = render(results, args.seeds, args.epochs, time.perf_counter() - started, command.strip())
