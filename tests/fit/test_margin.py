@@ -47,6 +47,19 @@ def test_line_search_finds_the_interior_optimum_of_a_brute_force_search(seed):
     assert objective[pick] == pytest.approx(brute.min(), rel=0.02)
 
 
+def test_the_smallest_optimum_is_sqrt_beta_norm_tau_so_the_default_floor_is_below_it():
+    # a ranker with no separation at all (Δ ≪ 0: every σ((γ − Δ)/τ) = 1) has the smallest
+    # optimum: d/dγ = 1/τ − β‖W‖/γ² = 0 at γ* = sqrt(β‖W‖τ); the default floor must sit below it
+    from marc_ray.fit import FitConfig
+    config = FitConfig()
+    beta, tau, norm = config.complexity_weight, config.temperature, 6.0  # ‖W‖ ≈ 6 at MARC's init
+    d = np.full(1000, -5.0)
+    grid = margin_grid(1e-4, 1.0, 400)
+    pick, _ = line_search_margin(surrogate_by_margin(d, grid, tau) / len(d), grid, beta, norm)
+    assert grid[pick] == pytest.approx(np.sqrt(beta * norm * tau), rel=0.03)
+    assert config.margin_min < np.sqrt(beta * 1.0 * tau)  # interior down to ‖W‖ = 1
+
+
 def test_edges_when_the_penalty_is_negligible_or_huge():
     d = np.random.default_rng(3).normal(0.25, 0.2, 2000)
     grid = margin_grid(0.01, 1.0, 50)
