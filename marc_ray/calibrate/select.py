@@ -7,8 +7,10 @@ configured α and δ. For each candidate the validation items stand in for the c
 population: at every threshold of the grid the share of validation items accepted and the
 share of disagreements among them are scaled to a calibration set of ``n_calibration`` items,
 and the fixed-sequence procedure is run on those counts (the "plug-in" certified coverage).
-The candidate with the largest predicted coverage wins; ties go to the earlier candidate in
-the order given (heuristics first by default, so a learned measure must do strictly better).
+The candidate with the largest predicted coverage wins; ties (typically: nothing predicted
+certifiable at a strict α on a small validation part) go to the better validation ranking (the
+AUROC on the grid's cells, ties within a cell counting one half), then to the earlier candidate
+in the order given (heuristics first by default).
 
 Because the choice uses no calibration item, the calibration set is independent of it and the
 chosen measure's guarantee holds exactly as for a measure fixed in advance; the validity study
@@ -54,6 +56,16 @@ def _plug_in(n_cells: np.ndarray, k_cells: np.ndarray, n_calibration: int, alpha
     safe = np.clip(index, 0, None)[..., None]
     coverage = np.where(index >= 0, np.take_along_axis(n, safe, axis=-1)[..., 0], 0) / n_calibration
     return index, coverage
+
+
+def _grid_auroc(n_cells: np.ndarray, k_cells: np.ndarray) -> np.ndarray:
+    """AUROC of the grid cells (ascending), per row: agree above disagree, same cell one half."""
+    agree = n_cells - k_cells
+    below = np.cumsum(k_cells, axis=-1) - k_cells  # disagreements in lower cells
+    pairs = agree.sum(axis=-1) * k_cells.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs > 0, (agree * (below + 0.5 * k_cells)).sum(axis=-1)
+                        / np.maximum(pairs, 1), 0.5)
 
 
 def predicted_coverage(confidence, agree, alpha: float, delta: float, n_calibration: int,
@@ -112,9 +124,10 @@ def choose_confidence(scores: dict, agree, alpha: float, delta: float, n_calibra
     dict
         ``{"choice": name, "criterion": "predicted_certified_coverage", "alpha", "delta",
         "n_validation", "n_calibration", "grid": {"kind", "size"}, "scores": {name:
-        {"predicted_coverage", "predicted_threshold", "validation_auroc"}}, "ranking": [names,
-        best first]}``. ``validation_auroc`` is informative only (NaN when undefined); the
-        choice is by predicted coverage, ties by candidate order.
+        {"predicted_coverage", "predicted_threshold", "grid_auroc", "validation_auroc"}},
+        "ranking": [names, best first]}``. The choice is by predicted coverage, ties by
+        ``grid_auroc`` (the AUROC over grid cells), then by candidate order;
+        ``validation_auroc`` (exact) is informative only (NaN when undefined).
     """
     if not scores:
         raise ValueError("choose_confidence needs at least one candidate")
@@ -127,15 +140,20 @@ def choose_confidence(scores: dict, agree, alpha: float, delta: float, n_calibra
             raise ValueError(f"candidate {name!r} has {values.size} scores for {agree.size} items")
         coverage, threshold = predicted_coverage(values, agree, alpha, delta, n_calibration, grid,
                                                  min_n=min_n)
+        position = _positions(values, grid)
+        cells_n = np.bincount(position, minlength=grid.size + 1)
+        cells_k = np.bincount(position, weights=~agree, minlength=grid.size + 1).astype(np.int64)
         ok = ~np.isnan(values)
         try:
             area = auroc(values[ok], agree[ok])
         except ValueError:
             area = float("nan")
         record[name] = {"predicted_coverage": coverage, "predicted_threshold": threshold,
-                        "validation_auroc": float(area)}
+                        "validation_auroc": float(area),
+                        "grid_auroc": float(_grid_auroc(cells_n, cells_k))}
     names = list(scores)
-    ranking = sorted(names, key=lambda n: (-record[n]["predicted_coverage"], names.index(n)))
+    ranking = sorted(names, key=lambda n: (-record[n]["predicted_coverage"],
+                                           -record[n]["grid_auroc"], names.index(n)))
     return {"choice": ranking[0], "criterion": CRITERION, "alpha": float(check_alpha(alpha)[0]),
             "delta": check_delta(delta), "n_validation": int(agree.size),
             "n_calibration": int(n_calibration),
@@ -239,12 +257,16 @@ def validity_study_auto(scores: dict, agree, alpha: float = 0.1, delta: float = 
         rows_v = np.broadcast_to(np.arange(r)[:, None], valid.shape)
         rows_c = np.broadcast_to(np.arange(r)[:, None], calib.shape)
         predicted = np.empty((len(names), r))
+        ranked = np.empty((len(names), r))
         cal_counts = []
         for c in range(len(names)):
             n_cells, k_cells = _cell_counts(rows_v, valid, position[c], bad, r, cells)
             predicted[c] = _plug_in(n_cells, k_cells, calibration_size, alpha, delta, n_thr, min_n)[1]
+            ranked[c] = _grid_auroc(n_cells, k_cells)
             cal_counts.append(_cell_counts(rows_c, calib, position[c], bad, r, cells))
-        chosen = np.argmax(predicted, axis=0)  # first maximum: ties go to the earlier candidate
+        # choose_confidence's rule: largest coverage, then grid AUROC, then the earlier candidate
+        best = predicted == predicted.max(axis=0)
+        chosen = np.argmax(np.where(best, ranked, -np.inf), axis=0)
         cal_cells = np.stack([cal_counts[c][0] for c in range(len(names))])[chosen, np.arange(r)]
         cal_wrong = np.stack([cal_counts[c][1] for c in range(len(names))])[chosen, np.arange(r)]
         index = select_thresholds(_from_top(cal_cells, n_thr), _from_top(cal_wrong, n_thr),

@@ -101,3 +101,13 @@ def test_the_auto_study_reduces_to_the_plain_one_with_a_single_candidate():
     # different random streams, same distribution: mean coverage and success close
     assert abs(auto.mean_coverage - plain.mean_coverage) < 0.05
     assert abs(auto.success_rate - plain.success_rate) < 0.05
+
+
+def test_when_nothing_is_predicted_certifiable_the_better_ranker_wins():
+    scores, agree = _population(300, 5)
+    choice = choose_confidence({"weak": scores["weak"], "good": scores["good"]}, agree,
+                               alpha=0.01, delta=0.1, n_calibration=100)  # α too strict for all
+    assert all(s["predicted_coverage"] == 0 for s in choice["scores"].values())
+    assert choice["choice"] == "good"
+    assert choice["scores"]["good"]["grid_auroc"] == pytest.approx(
+        choice["scores"]["good"]["validation_auroc"], abs=0.01)
