@@ -54,10 +54,19 @@ PANELS = {"llmbar": ("GPT-4", "item"), "pandalm": ("gpt-3.5-turbo", "group"),
 MEASURES = ("predictive", "simulated", "vanilla", "marc", "marc_sim", "auto")
 
 
+EXTRA: dict[str, str] = {}  # --annotations NAME=PATH: annotation files (e.g. a demo run's)
+
+
 def load(name: str) -> pa.Table:
     """An annotation table with usable rows only (a verdict and at least one run)."""
     if name == "trap":
         return trap_annotations(1500, seed=0)
+    if name in EXTRA:
+        from marc_ray.contracts import read_table
+
+        table = read_table(EXTRA[name])
+        keep = [p is not None for p in table.column("pred").to_pylist()]
+        return table.filter(pa.array(keep))
     target, _ = PANELS[name]
     dataset = get_dataset(name)
     table = panel_annotations(dataset.load_verdicts(None), target, comparisons=dataset.load(None),
@@ -241,6 +250,9 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--datasets", default="llmbar,pandalm,llmfao,trap")
     parser.add_argument("--out", default=None, help="also write the table to this file")
+    parser.add_argument("--annotations", action="append", default=[], metavar="NAME=PATH",
+                        help="an annotation file or folder to add as data set NAME (e.g. "
+                             "demo=runs/demo/annotate/SmolLM2-135M-Instruct); repeatable")
     args = parser.parse_args(argv)
     import torch
 
@@ -248,10 +260,12 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", category=UserWarning)
     started = time.perf_counter()
     results = {}
-    for name in args.datasets.split(","):
+    names = [n.split("=", 1)[0] for n in args.annotations]
+    EXTRA.update(dict(n.split("=", 1) for n in args.annotations))
+    for name in names + args.datasets.split(","):
         t0 = time.perf_counter()
         annotator, table = pseudo_human(load(name))
-        by = PANELS[name][1] if name in PANELS else "item"
+        by = PANELS[name][1] if name in PANELS else "group" if name in EXTRA else "item"
         results[name] = [run_seed(table, by, seed, args.epochs, name, annotator)
                          for seed in range(args.seeds)]
         print(f"{name}: {table.num_rows} items, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
