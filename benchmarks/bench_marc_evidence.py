@@ -1,9 +1,11 @@
 """The MARC evidence table (issue 13): every measure, held out, over seeded splits, one command.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_marc_evidence.py [--seeds 5] [--epochs 30]
-        [--datasets llmbar,pandalm,llmfao,trap] [--out docs/benchmarks_fit_evidence.md]
+        [--datasets llmbar,pandalm,llmfao,trap] [--out FILE]
+        [--annotations demo=runs/demo/annotate/SmolLM2-135M-Instruct]
 
-Data: the LLMBar, PandaLM and LLMFAO judge panels replayed from the verdicts shipped with each
+Data: annotation files given with ``--annotations`` (a demo run's), the LLMBar, PandaLM and
+LLMFAO judge panels replayed from the verdicts shipped with each
 dataset (``marc_ray.annotate.replay.panel_annotations``: the target judge's own verdicts are the
 zero-shot runs, every (judge, prompt variant) is a simulated annotator, as
 ``marc_ray.benchmark`` builds them), and generated non-monotone data

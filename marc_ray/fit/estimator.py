@@ -4,8 +4,9 @@ Usage
 -----
 1. ``model = MarcConfidence(FitConfig(...))`` stores the configuration;
 2. ``model.fit("annotations.parquet")`` trains C_θ (locally or on Ray Train) and returns self;
-3. ``model.score(table)`` gives C_θ for every row; ``model.save(folder)`` writes
-   ``model.safetensors`` + ``config.json`` (feature layout, γ, bound terms, history);
+3. ``model.score(table)`` gives m(C_θ), the estimated agreement probability, for every row
+   (``raw=True``: C_θ); ``model.save(folder)`` writes ``model.safetensors`` + ``config.json``
+   (feature layout, γ and its history, bound terms, history, agreement map);
    ``MarcConfidence.load(folder)`` reads them back without pickle.
 
 References
