@@ -14,6 +14,8 @@ is imported on first use, so ``marc-ray --help`` stays fast):
   :func:`reliability_bins`, :func:`expected_calibration_error`, :func:`selective_agreement`;
 * routing: :func:`route`, :func:`deciding_stage`, :class:`Routing`, ``ESCALATE``;
 * diagnostics: :func:`drift`, :func:`monotonicity`, :func:`calibration_size`;
+* the automatic choice of measure (``confidence: auto``, on training data only):
+  :func:`choose_confidence`, :func:`choose_confidence_table`, :func:`validity_study_auto`;
 * the validity study: :func:`validity_study` (+ :func:`validity_study_from_agreement`,
   :func:`calibrate_batch`), and per group :func:`group_validity_study`;
 * reasons: :func:`explain` (a plain-words reason per routed item); :func:`decide` (route and
@@ -42,6 +44,8 @@ _LAZY = {
     **dict.fromkeys(["ESCALATE", "Routing", "certificate_thresholds", "deciding_stage", "route"],
                     "routing"),
     **dict.fromkeys(["drift", "monotonicity", "calibration_size"], "diagnostics"),
+    **dict.fromkeys(["choose_confidence", "choose_confidence_table", "predicted_coverage",
+                     "validity_study_auto"], "select"),
     **dict.fromkeys(["validity_study", "validity_study_from_agreement", "ValidityResult",
                      "DESIGNS", "calibrate_batch"], "validity"),
     **dict.fromkeys(["audit", "AuditResult", "audit_p_value", "betting_e_values",
@@ -50,7 +54,7 @@ _LAZY = {
                      "labels_needed", "groups_record", "thresholds_from_record",
                      "thresholds_per_item"], "groups"),
     **dict.fromkeys(["explain", "count_unreadable", "KINDS"], "reasons"),
-    **dict.fromkeys(["decide", "Decisions", "certificate_thresholds"], "decide"),
+    **dict.fromkeys(["decide", "Decisions"], "decide"),
     **dict.fromkeys(["group_validity_study", "GroupValidityResult", "judge_thresholds"],
                     "group_validity"),
 }

@@ -17,7 +17,7 @@ from ..contracts import Certificate
 from .groups import route_by_group, thresholds_from_record, thresholds_per_item
 from .reasons import explain
 
-__all__ = ["Decisions", "decide", "certificate_thresholds"]
+__all__ = ["Decisions", "decide", "thresholds_by_group"]
 
 _ALL = "__all__"  # the single group of a certificate without groups
 
@@ -38,7 +38,7 @@ class Decisions:
         return self.stage >= 0
 
 
-def certificate_thresholds(certificate: Certificate) -> dict[str, np.ndarray]:
+def thresholds_by_group(certificate: Certificate) -> dict[str, np.ndarray]:
     """{group: stage thresholds (n_stages,)}; one pseudo-group for a certificate without groups."""
     if certificate.groups:
         return thresholds_from_record(certificate.groups)
@@ -64,7 +64,7 @@ def decide(certificate: Certificate, confidence, pred, groups=None, runs_unreada
     -------
     Decisions
     """
-    thresholds = certificate_thresholds(certificate)
+    thresholds = thresholds_by_group(certificate)
     confidence = np.asarray(confidence, dtype=float)
     n = confidence.shape[0]
     names = [s["name"] for s in certificate.stages]

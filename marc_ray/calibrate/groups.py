@@ -38,11 +38,10 @@ from ..contracts import Certificate, agreement
 from .bounds import n_needed_at_rate
 from .calibrator import NotCalibratedError, check_alpha, check_delta, verdict_mask
 from .cascade import CascadeCalibrator
-
+from .routing import ESCALATE, route
 __all__ = ["GroupedCalibrator", "GroupRouting", "route_by_group", "group_deltas",
            "labels_needed", "groups_record", "thresholds_from_record", "thresholds_per_item"]
 
-ESCALATE = "escalate"
 
 
 def group_deltas(groups: Sequence[str], delta: float, delta_split="equal") -> dict[str, float]:
@@ -136,12 +135,17 @@ def route_by_group(thresholds: Mapping[str, Sequence[float]], groups, confidence
     if pred.shape != confidence.shape or groups.size != n_items:
         raise ValueError(f"confidence {confidence.shape}, pred {pred.shape} and groups "
                          f"({groups.size},) must describe the same (n_items, n_stages) items")
-    item_thresholds, unseen = thresholds_per_item(thresholds, groups, n_stages)
-    passes = (np.nan_to_num(confidence, nan=-np.inf) >= item_thresholds) & np.isin(pred, ("a", "b"))
-    stage = np.where(passes.any(axis=1), passes.argmax(axis=1), -1)
+    _, unseen = thresholds_per_item(thresholds, groups, n_stages)
+    # each group's items go through the one routing rule with that group's thresholds;
+    # an unseen group's items stay escalated
+    stage = np.full(n_items, -1, dtype=int)
     verdict = np.full(n_items, ESCALATE, dtype=object)
-    decided = stage >= 0
-    verdict[decided] = pred[np.flatnonzero(decided), stage[decided]]
+    for group, group_thresholds in thresholds.items():
+        members = groups == group
+        if members.any():
+            routed = route(np.asarray(group_thresholds, dtype=float), confidence[members],
+                           pred[members])
+            stage[members], verdict[members] = routed.stage, routed.verdict
     return GroupRouting(stage=stage, verdict=verdict, unseen=unseen)
 
 

@@ -9,9 +9,13 @@ with the empirical margin risk R̂K_γ = share of pairs with C(s_i) − C(s_j) <
 
     Φ(C_θ) = n² h ln(n h) · Π_l ‖W_l‖₂² · Σ_l ‖W_l‖_F² / ‖W_l‖₂².
 
-The constants hidden in the paper's O(·) are taken as 1, so on small data the bound is
-typically vacuous (> 1): it is reported, term by term, as a model-selection criterion and a
-diagnostic, never as the guarantee (the guarantee comes from fixed-sequence testing).
+The constants hidden in the paper's O(·) are unknown. This module evaluates the right-hand side
+with them set to 1, which on these sample sizes is vacuous (> 1) and whose slack falls as 1/γ:
+minimising it would always pick the largest γ (measured: γ = 1.0, the top of the range, on every
+data set). So it is **not** what the margin line search minimises (that is MARC's training
+objective, :func:`marc_ray.fit.loss.line_search_margin`); it is computed at the chosen γ every
+epoch and reported term by term, as a diagnostic of the margin/complexity trade-off, never as
+the guarantee (the guarantee comes from fixed-sequence testing).
 
 References
 ----------
@@ -133,28 +137,16 @@ def margin_grid(margin_min: float, margin_max: float, size: int) -> np.ndarray:
     return np.geomspace(margin_min, margin_max, size)
 
 
-def best_margin(risk_by_gamma: np.ndarray, grid: np.ndarray, weights: Sequence[np.ndarray],
-                n_pairs: int, delta_prime: float) -> BoundTerms:
-    """The line search over γ: the grid point minimising the bound's right-hand side.
+def bound_at(risk: float, weights: Sequence[np.ndarray], gamma: float, n_pairs: int,
+             delta_prime: float) -> BoundTerms:
+    """The bound's terms at margin ``gamma`` from an already computed margin risk R̂K_γ.
 
-    Parameters
-    ----------
-    risk_by_gamma : ndarray of float, shape (n_grid,)
-        R̂K_γ at each grid point (computed from the pairs, possibly summed over DDP ranks).
-    grid : ndarray of float, shape (n_grid,)
-    weights : the network's weight matrices
-    n_pairs : int
-        m_p.
-    delta_prime : float
-
-    Returns
-    -------
-    BoundTerms
-        The terms at the minimising γ (the smallest such γ on ties).
+    Used by the training loop, where R̂K_γ is counted over pairs (possibly summed over DDP
+    ranks) at the γ the line search chose. A diagnostic: see the module docstring.
     """
     if n_pairs < 2:
         raise ValueError(f"the bound needs at least 2 pairs, got {n_pairs}")
+    if not gamma > 0:
+        raise ValueError(f"gamma must be > 0, got {gamma}")
     phi, parts = spectral_complexity(weights)
-    candidates = [_terms(float(r), phi, parts, float(g), n_pairs, delta_prime)
-                  for r, g in zip(risk_by_gamma, grid)]
-    return min(candidates, key=lambda t: (t.bound, t.gamma))
+    return _terms(float(risk), phi, parts, float(gamma), int(n_pairs), delta_prime)

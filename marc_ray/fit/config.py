@@ -17,8 +17,8 @@ from ..contracts import TIE_POLICIES
 from ..contracts.validation import check_choice, check_number, reject_unknown
 
 VARIANTS: dict[str, str] = {
-    "marc": "adaptive margin: alternate epochs of SGD on θ with a line search over γ that "
-            "minimises the bound's right-hand side; complexity penalty in the objective",
+    "marc": "adaptive margin: alternate epochs of SGD on θ with a line search over γ, both "
+            "on one objective (softplus surrogate at γ + complexity penalty β·‖W‖/γ)",
     "vanilla": "vanilla learned: the same network and surrogate with the margin fixed at "
                "margin_init and no complexity penalty",
 }
@@ -50,7 +50,9 @@ class FitConfig:
     pairs_per_step: int = 250                  # pairs per SGD step (n_pairs / this = steps per epoch)
     complexity_weight: float = 1e-4            # β of the penalty β·sqrt(Σ‖W_l‖_F²)/γ; MARC: 1e-4
     margin_init: float = 0.1                   # γ at epoch 0 (and the fixed γ of "vanilla"); in confidence units
-    margin_min: float = 0.01                   # smallest γ of the line search (γ > 0: the bound divides by γ)
+    margin_min: float = 0.001                  # smallest γ of the line search (> 0: the penalty divides by γ);
+                                               # below sqrt(β‖W‖τ) ≈ 0.008, the smallest optimum β = 1e-4 gives
+                                               # (0.01 cut it off on PandaLM / LLMFAO: docs/benchmarks_fit.md)
     margin_max: float = 1.0                    # largest γ; C ∈ (0, 1) so C_i − C_j < 1 always
     margin_grid_size: int = 50                 # candidate γ, geometric between margin_min and margin_max
     delta_prime: float = 0.05                  # δ′ of the bound's ln(3 m_p / δ′) term

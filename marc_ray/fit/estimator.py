@@ -4,8 +4,9 @@ Usage
 -----
 1. ``model = MarcConfidence(FitConfig(...))`` stores the configuration;
 2. ``model.fit("annotations.parquet")`` trains C_θ (locally or on Ray Train) and returns self;
-3. ``model.score(table)`` gives C_θ for every row; ``model.save(folder)`` writes
-   ``model.safetensors`` + ``config.json`` (feature layout, γ, bound terms, history);
+3. ``model.score(table)`` gives m(C_θ), the estimated agreement probability, for every row
+   (``raw=True``: C_θ); ``model.save(folder)`` writes ``model.safetensors`` + ``config.json``
+   (feature layout, γ and its history, bound terms, history, agreement map);
    ``MarcConfidence.load(folder)`` reads them back without pickle.
 
 References
@@ -66,13 +67,24 @@ class MarcConfidence:
         The run layout and feature names the model reads.
     gamma_ : float
         The final margin γ.
+    gamma_history_ : list of float
+        γ chosen by the line search after each epoch (MARC's training objective; see
+        :mod:`marc_ray.fit.loss`); constant for "vanilla".
     bound_ : dict
-        Every term of the bound at ``gamma_`` (see :class:`marc_ray.fit.bound.BoundTerms`).
+        Every term of the bound at ``gamma_`` (see :class:`marc_ray.fit.bound.BoundTerms`); a
+        diagnostic: its O(·) constants are unknown and it is not what γ minimises.
     history_ : list of dict
         Per-epoch metrics.
+    agreement_map_ : AgreementMap
+        Strictly increasing map C_θ → estimated agreement probability, fitted on the
+        validation part of the training split (:mod:`marc_ray.fit.monotone`); ``score``
+        returns mapped values unless ``raw=True``.
     data_hash_ : str
         Hash of the training file's ids, runs and verdicts.
     n_train_, n_valid_ : int
+    valid_ids_ : list of str
+        Ids of the validation part of the training split (not trained on; the agreement map
+        and ``calibrate.select.choose_confidence_table(validation_ids=...)`` use them).
     n_without_verdict_ : int
         Rows left out of training because the judge gave no verdict on them (after ``fit``).
     """
@@ -144,8 +156,15 @@ class MarcConfidence:
         self.gamma_ = float(state["gamma"])
         self.bound_ = dict(state["bound"])
         self.history_ = list(state["history"])
+        self.gamma_history_ = [float(h["gamma"]) for h in self.history_]
         self.data_hash_ = data.data_hash
+        from .monotone import fit_agreement_map
+
+        self.agreement_map_ = fit_agreement_map(
+            self.score_features(data.valid.features, raw=True) if len(data.valid) else [],
+            data.valid.agree, self.score_features(data.train.features, raw=True), data.train.agree)
         self.n_train_, self.n_valid_ = len(data.train), len(data.valid)
+        self.valid_ids_ = [str(i) for i in data.valid.ids]
         self.n_without_verdict_ = data.n_without_verdict
         return self
 
@@ -154,8 +173,12 @@ class MarcConfidence:
             raise NotFittedError("this MarcConfidence is not fitted yet: call fit(annotations) "
                                  "or MarcConfidence.load(folder) first")
 
-    def score_features(self, features: np.ndarray, source: str = "<features>") -> np.ndarray:
-        """C_θ of a feature matrix of shape (n, n_features); returns shape (n,).
+    def score_features(self, features: np.ndarray, source: str = "<features>", *,
+                       raw: bool = False) -> np.ndarray:
+        """The confidence of a feature matrix of shape (n, n_features); returns shape (n,).
+
+        The estimated agreement probability m(C_θ) (``agreement_map_``), or C_θ itself with
+        ``raw=True`` (or when the model has no map: one saved before the map existed).
 
         Raises
         ------
@@ -172,10 +195,15 @@ class MarcConfidence:
                                 field="features")
         check_finite(features, self.feature_layout_, source)
         with torch.no_grad():
-            return self.model_.confidence(torch.from_numpy(features)).numpy().astype(np.float64)
+            scores = self.model_.confidence(torch.from_numpy(features)).numpy().astype(np.float64)
+        mapping = getattr(self, "agreement_map_", None)
+        return scores if raw or mapping is None else mapping.transform(scores)
 
-    def score(self, annotations, source: str | None = None) -> np.ndarray:
-        """C_θ for every row of an annotation table or file, shape (n_rows,).
+    def score(self, annotations, source: str | None = None, *, raw: bool = False) -> np.ndarray:
+        """The confidence of every row of an annotation table or file, shape (n_rows,).
+
+        m(C_θ), the estimated agreement probability, or C_θ with ``raw=True`` (see
+        :meth:`score_features`).
 
         Raises
         ------
@@ -193,7 +221,7 @@ class MarcConfidence:
 
             hidden = annotator_runs(self.feature_layout_.run_layout, self.config.held_out_annotator)
         features, _ = build_features(table, source, self.feature_layout_, hidden)
-        return self.score_features(features, source)
+        return self.score_features(features, source, raw=raw)
 
     # -- persistence: safetensors + JSON, no pickle -------------------------------------------
 
@@ -218,6 +246,9 @@ class MarcConfidence:
             "fit_config": (self.config or FitConfig()).to_dict(),
             "features": self.feature_layout_.to_dict(), "gamma": self.gamma_,
             "bound": self.bound_, "history": self.history_, "data_hash": self.data_hash_,
+            "gamma_history": self.gamma_history_, "valid_ids": self.valid_ids_,
+            **({"agreement_map": self.agreement_map_.to_dict()}
+               if getattr(self, "agreement_map_", None) is not None else {}),
             "n_train": self.n_train_, "n_valid": self.n_valid_,
         }, os.path.join(folder, CONFIG_FILE))
         return folder
@@ -276,7 +307,14 @@ class MarcConfidence:
         estimator.gamma_ = float(data["gamma"])
         estimator.bound_ = dict(data["bound"])
         estimator.history_ = list(data["history"])
+        estimator.gamma_history_ = [float(g) for g in data.get(
+            "gamma_history", [h["gamma"] for h in estimator.history_])]
         estimator.data_hash_ = data["data_hash"]
+        estimator.valid_ids_ = list(data.get("valid_ids", []))
+        if "agreement_map" in data:
+            from .monotone import AgreementMap
+
+            estimator.agreement_map_ = AgreementMap.from_dict(data["agreement_map"])
         estimator.n_train_, estimator.n_valid_ = int(data["n_train"]), int(data["n_valid"])
         return estimator
 

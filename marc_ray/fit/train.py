@@ -1,9 +1,11 @@
 """Training C_θ: one loop, run locally or on every Ray Train worker.
 
 The loop alternates, each epoch, (θ) ``steps_per_epoch`` AdamW steps on freshly sampled
-(agree, disagree) pairs and (γ) a line search over the margin grid minimising the bound's
-right-hand side on the epoch's evaluation pairs (MARC). The "vanilla" variant keeps γ fixed
-and has no complexity penalty. Every epoch reports its metrics (loss, γ, every bound term,
+(agree, disagree) pairs and (γ) a line search over the margin grid minimising the same
+objective, MARC's training objective L(θ, γ) = mean softplus surrogate at γ + β·sqrt(Σ‖W‖_F²)/γ,
+on the epoch's evaluation pairs (MARC). The bound (:mod:`marc_ray.fit.bound`) is computed at
+the chosen γ as a diagnostic only: its O(·) constants are unknown, so it is not minimised as if
+they were 1. The "vanilla" variant keeps γ fixed and has no complexity penalty. Every epoch reports its metrics (loss, γ, every bound term,
 validation ranking risk) and a checkpoint (safetensors weights and optimizer state, JSON
 state: no pickle), from which a restarted run resumes.
 
@@ -26,11 +28,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .bound import best_margin, margin_grid
+from .bound import bound_at, margin_grid
 from .config import FitConfig
 from .data import Arrays
 from ..calibrate.metrics import ranking_risk
-from .loss import complexity_penalty, pair_surrogate, sample_pairs
+from .loss import (complexity_penalty, line_search_margin, pair_surrogate, sample_pairs,
+                   surrogate_by_margin, weight_norm)
 from .model import ConfidenceMLP
 
 Report = Callable[[dict, dict], None]  # (metrics, checkpoint state) → None
@@ -152,25 +155,41 @@ def run_epochs(config: FitConfig, model: torch.nn.Module, base: ConfidenceMLP,
             optimizer.step()
             loss_sum += torch.tensor([float(loss.detach()), 1.0], dtype=torch.float64)
         loss_sum = _all_reduce_sum(loss_sum, device)
-        # (γ) the line search on the bound's right-hand side, over the epoch's evaluation pairs
+        # (γ) the line search on the same objective L(θ, γ), over the epoch's evaluation pairs
         model.eval()
         with torch.no_grad():
             scores = base.confidence(train["features"]).cpu()
             i, j = sample_pairs(agree_index, disagree_index, local_eval_pairs,
                                 _generator(config, epoch, rank, 1))
-            differences = (scores[i] - scores[j]).double()
-            candidates = torch.as_tensor(grid if is_marc else np.array([gamma]))
-            counts = torch.cat([(differences[:, None] < candidates[None, :]).sum(0).double(),
-                                torch.tensor([float(len(differences))], dtype=torch.float64)])
-            counts = _all_reduce_sum(counts, device)
+            differences = (scores[i] - scores[j]).double().numpy()
+            pair_weights = None
+            if config.soft_targets:
+                soft = train["soft"].cpu().double()
+                pair_weights = ((soft[i] - soft[j]).clamp_min(0.0) + 1e-3).numpy()
+            candidates = grid if is_marc else np.array([gamma])
+            sums = np.concatenate([
+                surrogate_by_margin(differences, candidates, config.temperature, pair_weights),
+                (differences[:, None] < candidates[None, :]).sum(0),
+                [len(differences) if pair_weights is None else pair_weights.sum(),
+                 len(differences)]])
+            sums = _all_reduce_sum(torch.as_tensor(sums, dtype=torch.float64), device).numpy()
+            n_grid = len(candidates)
+            mean_surrogate, n_eval = sums[:n_grid] / sums[-2], int(sums[-1])
+            norm = weight_norm(base.weight_matrices())
+            pick, objective = line_search_margin(mean_surrogate, candidates, beta, norm)
             weights = [w.detach().cpu().numpy() for w in base.weight_matrices()]
-            terms = best_margin((counts[:-1] / counts[-1]).numpy(), candidates.numpy(), weights,
-                                int(counts[-1]), config.delta_prime)
+            terms = bound_at(sums[n_grid + pick] / n_eval, weights, float(candidates[pick]),
+                             n_eval, config.delta_prime)
             valid_scores = base.confidence(valid["features"]).cpu().numpy()
         valid_risk = ranking_risk(valid_scores, valid["agree"].cpu().numpy() >= 0.5) \
             if len(valid_scores) else math.nan
         metrics = {"epoch": epoch, "train_loss": float(loss_sum[0] / loss_sum[1]),
                    "gamma_trained": gamma, "gamma": terms.gamma,
+                   "gamma_at_edge": bool(is_marc and pick in (0, n_grid - 1)),
+                   "objective": float(objective[pick]),
+                   "objective_surrogate": float(mean_surrogate[pick]),
+                   "objective_penalty": float(beta * norm / candidates[pick]),
+                   "weight_norm": norm,
                    "valid_ranking_risk": valid_risk, "valid_auroc": 1.0 - valid_risk,
                    "resumed_from": -1 if resumed_from is None else resumed_from,
                    **{f"bound_{k}": v for k, v in terms.to_dict().items()}}

@@ -1,4 +1,10 @@
-"""The margin sweep on Ray Tune: initial margin, learning rate, width and temperature.
+"""The sweep on Ray Tune: what the margin line search does not set (β, the γ range, τ, the step).
+
+Since issue 13, γ itself is chosen every epoch by the line search on MARC's training objective;
+what remains to tune is the penalty weight β (``complexity_weight``), the search range
+(``margin_min``, ``margin_max``), the temperature τ and the learning rate, selected by the
+validation ranking risk (the default). ``select="bound"`` is kept for comparison only: the bound's
+O(·) constants are unknown, so its value with them set to 1 is a diagnostic, not a criterion.
 
 Tune wraps the same training loop instead of copying it. Two trial kinds:
 
@@ -23,21 +29,23 @@ from .data import prepare
 
 SELECTIONS: dict[str, str] = {
     "valid_ranking_risk": "validation ranking risk 1 - AUROC (needs a validation split)",
-    "bound": "the bound's right-hand side R̂K_γ + slack on the training pairs",
+    "bound": "the bound's right-hand side R̂K_γ + slack with unit constants (a diagnostic; "
+             "not recommended: its O(·) constants are unknown)",
 }
 _METRIC = {"valid_ranking_risk": "valid_ranking_risk", "bound": "bound_bound"}
 TRAINERS = ("local", "ray_train")
 
 
 def default_search_space() -> dict:
-    """MARC's defaults in the middle of each range."""
+    """MARC's defaults in the middle of each range (γ is not swept: the line search sets it)."""
     from ray import tune
 
     return {
-        "margin_init": tune.choice([0.05, 0.1, 0.2, 0.5]),
-        "learning_rate": tune.loguniform(3e-4, 3e-3),
-        "hidden_sizes": tune.choice([[32, 16, 8], [64, 32, 16], [128, 64, 32]]),
+        "complexity_weight": tune.loguniform(1e-5, 1e-2),
+        "margin_min": tune.choice([0.003, 0.01, 0.03]),
+        "margin_max": tune.choice([0.5, 1.0]),
         "temperature": tune.choice([0.05, 0.1, 0.2]),
+        "learning_rate": tune.loguniform(3e-4, 3e-3),
     }
 
 
