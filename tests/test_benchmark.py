@@ -116,7 +116,7 @@ def test_datasets_cli(tmp_path, shared_data, capsys):
     assert table.num_rows == 999 and layout.n_annotators == 2
     assert main(["datasets", "export", "pandalm", str(tmp_path / "x.csv"),
                  "--path", str(shared_data / "pandalm")]) == 2
-    assert "output must end in .jsonl or .parquet" in capsys.readouterr().err
+    assert "this command writes .jsonl" in capsys.readouterr().err
     assert main(["datasets", "replay", "pandalm", str(annotations), "--target", "gpt-5",
                  "--path", str(shared_data / "pandalm")]) == 2
     assert "unknown judge 'gpt-5'" in capsys.readouterr().err
