@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..contracts import Certificate
-from .groups import route_by_group, thresholds_from_record, thresholds_per_item
+from .groups import GroupRouting, route_by_group, thresholds_from_record, thresholds_per_item
 from .reasons import explain
 
 __all__ = ["Decisions", "decide", "thresholds_by_group"]
@@ -23,19 +23,12 @@ _ALL = "__all__"  # the single group of a certificate without groups
 
 
 @dataclass
-class Decisions:
-    """Per item: deciding stage (-1 escalated), verdict ("a" / "b" / "escalate"), whether its
-    group was unseen, the reason kind and the reason (all shape (n,))."""
+class Decisions(GroupRouting):
+    """A :class:`~marc_ray.calibrate.groups.GroupRouting` (stage, verdict, unseen) with, per
+    item, the reason's kind and the reason in plain words (both shape (n,))."""
 
-    stage: np.ndarray
-    verdict: np.ndarray
-    unseen: np.ndarray
     kind: np.ndarray
     reason: np.ndarray
-
-    @property
-    def accepted(self) -> np.ndarray:
-        return self.stage >= 0
 
 
 def thresholds_by_group(certificate: Certificate) -> dict[str, np.ndarray]:
