@@ -376,6 +376,10 @@ def _fast_polling():
 def fit_ray(config: FitConfig, train: Arrays, valid: Arrays, *, name: str | None = None,
             extra_loop_config: dict | None = None) -> tuple[ConfidenceMLP, dict]:
     """Train on Ray Train and load the final checkpoint (same returns as :func:`fit_local`)."""
+    from ..storage import cluster_nodes, require_shared
+
+    # checkpoints every node (and a restarted worker elsewhere) can read: refused up front
+    require_shared({"fit.storage_path": config.storage_path or "~/ray_results"}, cluster_nodes())
     # [4] fit: restarts the worker group from the last checkpoint up to max_failures times
     with _fast_polling():
         result = trainer_for(config, train, valid, name=name,

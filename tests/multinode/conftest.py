@@ -42,6 +42,19 @@ class MultiNode:
         self.cluster.remove_node(node, allow_graceful=False)
         self.workers.remove(node)
 
+    def wait_until_idle(self, timeout_s: float = 90) -> None:
+        """Wait until every CPU of the alive nodes is free (actors of an earlier test gone)."""
+        import time
+
+        import ray
+
+        deadline = time.monotonic() + timeout_s
+        while ray.available_resources().get("CPU", 0) < ray.cluster_resources().get("CPU", 0):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"CPUs still held after {timeout_s} s: "
+                                   f"{ray.available_resources()} of {ray.cluster_resources()}")
+            time.sleep(0.5)
+
     def alive_node_ids(self) -> set[str]:
         import ray
 
@@ -49,10 +62,13 @@ class MultiNode:
 
 
 @pytest.fixture(scope="package")
-def multinode():
+def multinode(tmp_path_factory):
     import ray
     from ray.cluster_utils import Cluster
 
+    # the whole cluster is on this machine, so its temporary folders are shared by every node
+    mounts = os.environ.get("MARC_RAY_SHARED_MOUNTS")
+    os.environ["MARC_RAY_SHARED_MOUNTS"] = str(tmp_path_factory.getbasetemp())
     was_up = ray.is_initialized()
     ray.shutdown()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1,
@@ -62,6 +78,10 @@ def multinode():
     finally:
         ray.shutdown()
         cluster.shutdown()
+        if mounts is None:
+            os.environ.pop("MARC_RAY_SHARED_MOUNTS", None)
+        else:
+            os.environ["MARC_RAY_SHARED_MOUNTS"] = mounts
         if was_up:  # the suite's ray_local cluster (tests/conftest.py), as it was started
             ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
 
