@@ -1,4 +1,4 @@
-"""One real multi-node Ray cluster on this machine for every test in this folder.
+"""A real multi-node Ray cluster on this machine, one per test module.
 
 ``ray.cluster_utils.Cluster`` starts a head raylet and a second raylet, each a node with its
 own resources (1 CPU each, so work that needs 2 CPUs must use both nodes). The suite's
@@ -61,8 +61,13 @@ class MultiNode:
         return {n["NodeID"] for n in ray.nodes() if n["Alive"]}
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def multinode(tmp_path_factory):
+    """A head and one worker node, 1 CPU each, shared by the tests of one module.
+
+    Per module, not per folder: the node-loss tests leave a cluster whose lost node the GCS
+    declares dead only after its heartbeats time out, and the next module starts clean.
+    """
     import ray
     from ray.cluster_utils import Cluster
 
