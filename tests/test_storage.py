@@ -110,7 +110,23 @@ def test_s3_uri_resolves_and_round_trips_a_parquet_file(s3_env):
 
 @pytest.mark.slow
 def test_ray_train_checkpoints_to_s3(ray_local, s3_env, capfd, tmp_path):
-    """A Ray Train fit with storage_path=s3://…: checkpoints land in the bucket, resumable."""
+    """A Ray Train fit with storage_path=s3://…: checkpoints land in the bucket.
+
+    The Train workers write the checkpoints, so the credentials must be in *their*
+    environment: a cluster started after they are set (on a real cluster: the nodes' role or
+    environment), not the suite's cluster started before this test set them.
+    """
+    ray = ray_local
+    ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        _fit_to_s3(s3_env, capfd)
+    finally:
+        ray.shutdown()
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # ray_local again
+
+
+def _fit_to_s3(s3_env, capfd):
     from marc_ray.fit import FitConfig
     from marc_ray.fit.data import prepare
     from marc_ray.fit.synthetic import all_subsets_layout, trap_annotations
