@@ -71,7 +71,9 @@ def two_node_cluster(tmp_path_factory):
             time.sleep(1)
         started.append(subprocess.Popen(
             [str(BIN / "ray"), "start", "--block", f"--address=127.0.0.1:{port}", *node_ports(),
-             "--num-cpus=1", "--disable-usage-stats"], env=env, cwd=REPO,
+             "--num-cpus=1", "--disable-usage-stats",
+             # its own folder: two raylets unpacking the job's working dir into one folder race
+             f"--temp-dir={tmp_path_factory.mktemp('ray-worker')}"], env=env, cwd=REPO,
             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         yield {"address": address, "env": env, "gcs": f"127.0.0.1:{port}"}
     finally:
