@@ -5,9 +5,11 @@
    64-32-16), one torch thread: a training step (forward, backward, AdamW) and the loss alone.
 2. The same training loop run locally and on Ray Train (TorchTrainer, 1 and 2 CPU workers),
    on the same data and config, side by side: the difference is Ray Train's fixed overhead
-   (worker start, process group, Ray Data shards, per-epoch checkpoints).
+   (controller and worker start, process group, the report and checkpoint round trips), with
+   the default checkpoint_every and with a checkpoint (and report) every epoch.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_fit.py            # ~2-4 min on 2 cores
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_fit.py --items 100 --epochs 30  # the demo's fit size
     PYTHONPATH=. .venv/bin/python benchmarks/bench_fit.py --smoke-test
     PYTHONPATH=. taskset -c 0 python benchmarks/bench_fit.py --loss-only   # part 1, pinned
     PYTHONPATH=. .venv/bin/python benchmarks/bench_fit.py --measures 3     # four measures, generated data
@@ -118,12 +120,14 @@ def main() -> None:
     fit_local(config, data.train, data.valid)
     local = time.perf_counter() - start
     print(f"| local loop | {local:.1f} | 0 | 1.0 |")
-    for workers in (1, 2):
+    runs = [(1, config.checkpoint_every), (2, config.checkpoint_every), (2, 1)]
+    for workers, every in runs:
         start = time.perf_counter()
-        fit_ray(config.replace(backend="ray", num_workers=workers), data.train, data.valid,
-                name=f"bench-{workers}w-{int(time.time())}")
+        fit_ray(config.replace(backend="ray", num_workers=workers, checkpoint_every=every),
+                data.train, data.valid, name=f"bench-{workers}w-{every}-{int(time.time())}")
         wall = time.perf_counter() - start
-        print(f"| Ray Train, {workers} worker(s) | {wall:.1f} | {wall - local:.1f} | {wall / local:.1f} |")
+        print(f"| Ray Train, {workers} worker(s), a checkpoint every {every} epoch(s) | {wall:.1f} "
+              f"| {wall - local:.1f} | {wall / local:.1f} |")
     load = os.getloadavg()
     print(f"\nload average during the run: {load[0]:.1f} (1 min), on {os.cpu_count()} CPUs; "
           f"seed 0, numpy {np.__version__}, torch {torch.__version__}, ray {ray.__version__}")

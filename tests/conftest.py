@@ -25,7 +25,11 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """A local Ray cluster shared by every test that needs one (started once: ~5 s)."""
+    """A local Ray cluster shared by every test that needs one (started once: ~5 s).
+
+    tests/multinode swaps it for a multi-node cluster while its tests run and starts the same
+    local cluster again afterwards, so the tests after that folder still find one here.
+    """
     import ray
 
     if not ray.is_initialized():

@@ -20,7 +20,7 @@ PACKAGE = pathlib.Path(marc_ray.__file__).parent
 LAYERS = {
     "marc_ray": 0,      # the package root: __version__ only
     "contracts": 0,     # schemas, I/O, certificate, alignment
-    "datasets": 1, "demo": 1, "ray_cluster": 1,
+    "datasets": 1, "demo": 1, "ray_cluster": 1, "storage": 1,
     "annotate": 2,
     "fit": 3,
     "calibrate": 4,

@@ -76,7 +76,10 @@ class FitConfig:
     use_gpu: bool = False                      # Ray Train workers on GPUs
     cpus_per_worker: float = 1.0               # CPUs requested per Ray Train worker (0.99 when nested in Tune)
     max_failures: int = 1                      # worker-group restarts from the last checkpoint (FailureConfig)
-    storage_path: str | None = None            # where Ray Train keeps checkpoints (None: ~/ray_results)
+    storage_path: str | None = None            # where Ray Train keeps checkpoints: a path or a pyarrow
+                                               # filesystem URI (s3://...); None: ~/ray_results
+    checkpoint_every: int = 10                 # Ray Train: a checkpoint (and metrics report) every N epochs
+                                               # and at the last; each report costs a ~2 s round trip
     torch_threads: int = 1                     # torch CPU threads per training process; 2 threads ran
                                                # ~10x slower than 1 on a busy 2-core machine
 
@@ -96,7 +99,7 @@ class FitConfig:
         for name in ("complexity_weight", "weight_decay"):
             check_number(name, getattr(self, name), low=0, what="a finite number >= 0")
         for name in ("n_pairs", "pairs_per_step", "epochs", "num_workers", "margin_grid_size",
-                     "torch_threads"):
+                     "torch_threads", "checkpoint_every"):
             check_number(name, getattr(self, name), low=1, integer=True)
         for name in ("margin_init", "valid_fraction"):
             check_number(name, getattr(self, name))

@@ -1,0 +1,134 @@
+"""A real multi-node Ray cluster on this machine, one per test module.
+
+``ray.cluster_utils.Cluster`` starts a head raylet and a second raylet, each a node with its
+own resources (1 CPU each, so work that needs 2 CPUs must use both nodes). The suite's
+``ray_local`` session cluster, if it is up, is shut down first and started again afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "annotate"))  # annotate_toys
+
+from annotate_toys import arithmetic_rows, write_jsonl  # noqa: E402
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+class MultiNode:
+    """The cluster, its head and worker node ids, and a way to grow it for node-loss tests."""
+
+    def __init__(self, cluster):
+        import ray
+
+        self.cluster = cluster
+        self.head_id = cluster.head_node.node_id
+        self.workers = []
+        self.add_worker()
+        ray.init(address=cluster.address, log_to_driver=False)
+
+    def add_worker(self, **resources):
+        node = self.cluster.add_node(num_cpus=1, **resources)
+        self.cluster.wait_for_nodes()
+        self.workers.append(node)
+        return node
+
+    def remove(self, node) -> None:
+        self.cluster.remove_node(node, allow_graceful=False)
+        self.workers.remove(node)
+
+    def wait_until_idle(self, timeout_s: float = 90) -> None:
+        """Wait until every CPU of the alive nodes is free (actors of an earlier test gone)."""
+        import time
+
+        import ray
+
+        deadline = time.monotonic() + timeout_s
+        while ray.available_resources().get("CPU", 0) < ray.cluster_resources().get("CPU", 0):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"CPUs still held after {timeout_s} s: "
+                                   f"{ray.available_resources()} of {ray.cluster_resources()}")
+            time.sleep(0.5)
+
+    def alive_node_ids(self) -> set[str]:
+        import ray
+
+        return {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+
+
+@pytest.fixture(scope="module")
+def multinode(tmp_path_factory):
+    """A head and one worker node, 1 CPU each, shared by the tests of one module.
+
+    Per module, not per folder: the node-loss tests leave a cluster whose lost node the GCS
+    declares dead only after its heartbeats time out, and the next module starts clean.
+    """
+    import ray
+    from ray.cluster_utils import Cluster
+
+    # the whole cluster is on this machine, so its temporary folders are shared by every node
+    mounts = os.environ.get("MARC_RAY_SHARED_MOUNTS")
+    os.environ["MARC_RAY_SHARED_MOUNTS"] = str(tmp_path_factory.getbasetemp())
+    was_up = ray.is_initialized()
+    ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1,
+                                                            "include_dashboard": False})
+    try:
+        yield MultiNode(cluster)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+        if mounts is None:
+            os.environ.pop("MARC_RAY_SHARED_MOUNTS", None)
+        else:
+            os.environ["MARC_RAY_SHARED_MOUNTS"] = mounts
+        if was_up:  # the suite's ray_local cluster (tests/conftest.py), as it was started
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+
+
+def actor_nodes(class_fragment: str) -> dict[str, str]:
+    """actor id → node id of every actor (alive or dead) whose class name holds the fragment."""
+    import ray._private.state as state
+
+    return {actor_id: info["Address"]["NodeID"] for actor_id, info in state.actors().items()
+            if class_fragment in info["ActorClassName"]}
+
+
+@pytest.fixture(scope="package")
+def tiny_model(tmp_path_factory) -> str:
+    from marc_ray.annotate.models import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-model"), seed=0)
+
+
+def annotate_files(folder: Path, n_items: int) -> dict:
+    return {"input": write_jsonl(folder / "items.jsonl", arithmetic_rows("item-", 0, n_items)),
+            "pool": write_jsonl(folder / "pool.jsonl", arithmetic_rows("pool-", 500, 8)),
+            "output": str(folder / "annotations")}
+
+
+TEST_TIME_LIMIT_S = 240  # every test here is bounded: a hung cluster fails the test, not the suite
+
+
+@pytest.fixture(autouse=True)
+def bounded(request):
+    """Fail a test that runs past its limit (SIGALRM in the main thread; no plugin needed)."""
+    import signal
+
+    limit = getattr(request.module, "TIME_LIMIT_S", TEST_TIME_LIMIT_S)
+
+    def expire(signum, frame):
+        raise TimeoutError(f"{request.node.nodeid} ran past its {limit} s limit")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(limit)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
