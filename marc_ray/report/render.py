@@ -163,7 +163,8 @@ def component_table(summary: dict) -> tuple[list[str], list[list[str]]]:
         n, k = stage.get("n"), stage.get("k")
         risk = (k / n) if isinstance(n, (int, float)) and n else None
         rows.append([str(len(rows) + 1), stage.get("judge", stage["name"]), stage["confidence"],
-                     grid_text, _fmt(float(stage["threshold"])) + (
+                     grid_text, "per group (see Per-group certificates)" if stage.get("grouped")
+                     else _fmt(float(stage["threshold"])) + (
                          f" ({summary['readings'][stage['name']]})"
                          if stage["name"] in (summary.get("readings") or {}) else ""),
                      _fmt(n), _fmt(k), _fmt(risk),
@@ -221,11 +222,16 @@ def groups_section(summary: dict) -> tuple[list[tuple[str, str]], tuple[list[str
         rows.append(cells)
         needed = row.get("labels_needed")
         if row["abstains"] and not row["unseen"] and needed:
-            paragraphs.append(("bad", f"Group {name!r} certified nothing (all its items are "
-                               f"escalated): at its observed disagreement rate "
-                               f"{percent(needed.get('observed_disagreement'))} it would need about "
-                               f"{_fmt(needed.get('n_labelled'))} labelled items "
-                               f"({_fmt(needed.get('n_accepted'))} accepted)."))
+            rate = percent(needed.get("observed_disagreement"))
+            text = f"Group {name!r} certified nothing (all its items are escalated): "
+            if math.isfinite(float(needed.get("n_labelled", math.inf))):
+                text += (f"at its observed disagreement rate {rate} it would need about "
+                         f"{_fmt(needed.get('n_labelled'))} labelled items "
+                         f"({_fmt(needed.get('n_accepted'))} accepted).")
+            else:
+                text += (f"its observed disagreement rate {rate} is at or above alpha, so no number "
+                         f"of labels would certify it; it needs a better judge or measure.")
+            paragraphs.append(("bad", text))
         if row["unseen"]:
             paragraphs.append(("warning", f"Group {name!r} was not in the calibration set: its "
                                f"items are escalated."))

@@ -132,3 +132,16 @@ def test_apply_routes_by_group_and_escalates_an_unseen_group(run):
         value = conf[row["id"]]
         assert (row["stage"] == 0) == (value is not None and value >= float(threshold))
     assert summary["by_reason"]["unseen_group"] == legal.sum()
+
+
+def test_config_validates_by_and_auto():
+    base = {"data": {"demo": {"n_items": 40}}}
+    config = PipelineConfig.from_dict({**base, "calibrate": {"by": "group", "confidence": "auto"}})
+    assert config.calibrate.by == "group" and config.calibrate.confidence == "auto"
+    with pytest.raises(ValueError, match=r"calibrate\.by"):
+        PipelineConfig.from_dict({**base, "calibrate": {"by": "language"}})
+    with pytest.raises(ValueError, match=r"calibrate\.confidence"):
+        PipelineConfig.from_dict({**base, "calibrate": {"confidence": "automatic"}})
+    # auto with fit disabled is fine: the candidates are then the two heuristics
+    PipelineConfig.from_dict({**base, "fit": {"enabled": False},
+                              "calibrate": {"confidence": "auto", "compare": ["conf_simulated"]}})
