@@ -145,3 +145,26 @@ def test_config_validates_by_and_auto():
     # auto with fit disabled is fine: the candidates are then the two heuristics
     PipelineConfig.from_dict({**base, "fit": {"enabled": False},
                               "calibrate": {"confidence": "auto", "compare": ["conf_simulated"]}})
+
+
+def test_a_cascade_per_group_without_fit_and_auto_on_the_training_split(tmp_path):
+    data = write_scenario(tmp_path)
+    judge = data.pop("annotate")
+    data["annotate"] = {}
+    data["cascade"] = [{**judge, "judge_name": "first"}, {**judge, "judge_name": "second"}]
+    data["fit"] = {"enabled": False}
+    data["calibrate"]["compare"] = ["conf_simulated", "conf_predictive"]
+    result = run_pipeline(PipelineConfig.from_dict(data), stream=open("/dev/null", "w"))
+    certificate = Certificate.read(result["certificate"])
+    choice = certificate.extra["confidence_choice"]
+    assert choice["candidates"] == ["conf_predictive", "conf_simulated"]
+    assert choice["validation"] == "the training split"
+    for entry in certificate.groups["values"].values():
+        assert [s["name"] for s in entry["stages"]] == ["first", "second"]
+        # each group's delta is split again across its two judges
+        assert sum(s["delta"] for s in entry["stages"]) == pytest.approx(entry["delta"])
+    scores = [read_table(RunFolder(data["run_dir"]).scores(n)) for n in ("first", "second")]
+    decisions, summary = apply_certificate(certificate, __import__("pyarrow").concat_tables(scores))
+    assert set(summary["by_reason"]) <= {"accepted_first_stage", "accepted_later_stage",
+                                         "below_threshold", "abstained", "no_verdict"}
+    assert "accepted_first_stage" in summary["by_reason"]
