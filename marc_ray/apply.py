@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .calibrate.routing import ESCALATE, certificate_thresholds, route
+from .calibrate.routing import ESCALATE, certificate_thresholds
 from .contracts import Certificate, ContractError, read_table, write_json_atomic, write_table_atomic
 from .contracts.align import align_items
 
@@ -37,8 +37,10 @@ def stage_columns(certificate: Certificate, table: pa.Table, source: str = "<dat
     ids : ndarray of object, shape (n,)
     confidence : ndarray of shape (n, n_stages)
     pred : ndarray of object, shape (n, n_stages)
-    extra : dict of column name → ndarray of shape (n,)
-        ``human_label`` and ``split`` from the first stage's rows, when present.
+    extra : dict of column name → ndarray
+        ``human_label``, ``split`` and ``group`` from the first stage's rows, shape (n,), when
+        present; ``runs_unreadable`` and ``runs_total``, shape (n, n_stages), when every
+        stage's rows carry the run vector ``probs`` (``calibrate.reasons.count_unreadable``).
     """
     stages = certificate.stages
     multi_judge = "judge" in table.column_names and len(pc.unique(table.column("judge"))) > 1
@@ -72,8 +74,24 @@ def stage_columns(certificate: Certificate, table: pa.Table, source: str = "<dat
                 raise ContractError(source, f"no rows for judge {judge!r} of the certificate",
                                     field="judge")
         rows_by_stage.append(part)
-    aligned = align_items(rows_by_stage, [stage["confidence"] for stage in stages])
+    aligned = align_items(rows_by_stage, [stage["confidence"] for stage in stages],
+                          carry=("human_label", "split", "group"))
+    if all("probs" in part.column_names for part in rows_by_stage):
+        aligned.extra.update(_run_counts(rows_by_stage, aligned.ids))
     return aligned.ids, aligned.confidence, aligned.pred, aligned.extra
+
+
+def _run_counts(parts: list[pa.Table], ids: np.ndarray) -> dict[str, np.ndarray]:
+    """Unreadable and total runs per (item, stage), from each stage's ``probs`` run vectors."""
+    from .calibrate.reasons import count_unreadable
+
+    unreadable = np.zeros((len(ids), len(parts)), dtype=np.int64)
+    total = np.zeros((len(ids), len(parts)), dtype=np.int64)
+    value_set = pa.array(ids.tolist(), pa.string())
+    for l, part in enumerate(parts):
+        rows = pc.index_in(part.column("id").cast(pa.string()), value_set=value_set).to_numpy()
+        unreadable[rows, l], total[rows, l] = count_unreadable(part.column("probs"))
+    return {"runs_unreadable": unreadable, "runs_total": total}
 
 
 def apply_certificate(certificate: Certificate, table: pa.Table, source: str = "<data>",
@@ -95,30 +113,64 @@ def apply_certificate(certificate: Certificate, table: pa.Table, source: str = "
     -------
     decisions : pyarrow.Table
         ``id``, ``verdict`` ("a", "b" or "escalate"), ``decided_by`` (the deciding judge, null
-        when escalated), ``stage`` (its index, -1), ``confidence`` (the first stage's).
+        when escalated), ``stage`` (its index, -1), ``confidence`` (the first stage's),
+        ``reason_kind`` (one of ``calibrate.reasons.KINDS``) and ``reason`` (plain words);
+        for a per-group certificate also the item's group (named as the certificate's column).
     summary : dict
-        ``n``, ``coverage``, ``escalated``, ``by_stage`` counts, and ``drift`` per stage
-        (``calibrate.diagnostics.drift`` against the calibration confidences stored in the
-        certificate; absent when the certificate stores none).
-    """
-    from .calibrate.diagnostics import drift
+        ``n``, ``coverage``, ``escalated``, ``by_stage`` counts, ``by_reason`` (count per
+        reason kind), ``by_group`` (per-group certificate: per group ``n``, ``decided``,
+        ``escalated``, ``unseen``), and ``drift`` per stage (``calibrate.diagnostics.drift``
+        against the calibration confidences stored in the certificate; absent when the
+        certificate stores none).
 
-    ids, confidence, pred, _ = stage_columns(certificate, table, source)
-    routing = route(certificate, confidence, pred)
+    Raises
+    ------
+    ContractError
+        A per-group certificate and data without its group column.
+    """
+    from .calibrate.decide import decide
+    from .calibrate.diagnostics import drift
+    from .calibrate.reasons import KINDS
+
+    ids, confidence, pred, extra = stage_columns(certificate, table, source)
+    groups = None
+    if certificate.groups:
+        column = certificate.groups["column"]
+        groups = extra.get(column)
+        if groups is None:
+            raise ContractError(source, f"the certificate has a threshold per {column!r} but the "
+                                "data has no such column", field=column,
+                                hint="keep the comparisons' group column in the scored rows")
+    routing = decide(certificate, confidence, pred, groups=groups,
+                     runs_unreadable=extra.get("runs_unreadable"), runs_total=extra.get("runs_total"))
     names = [stage["name"] for stage in certificate.stages]
     decided_by = np.array(names + [None], dtype=object)[routing.stage]  # stage -1: None
-    decisions = pa.table({
+    columns = {
         "id": pa.array(ids, pa.string()),
         "verdict": pa.array(routing.verdict.tolist(), pa.string()),
         "decided_by": pa.array(decided_by, pa.string()),
         "stage": pa.array(routing.stage.astype(np.int32)),
         "confidence": pa.array(confidence[:, 0]),
-    })
+    }
+    if groups is not None:
+        columns[certificate.groups["column"]] = pa.array(groups.tolist(), pa.string())
+    columns["reason_kind"] = pa.array(routing.kind.tolist(), pa.string())
+    columns["reason"] = pa.array(routing.reason.tolist(), pa.string())
+    decisions = pa.table(columns)
     n = len(ids)
     summary = {"n": n, "coverage": float(routing.accepted.mean()) if n else 0.0,
                "escalated": int((~routing.accepted).sum()),
                "by_stage": {name: int((routing.stage == l).sum()) for l, name in enumerate(names)},
+               "by_reason": {kind: int((routing.kind == kind).sum()) for kind in KINDS
+                             if (routing.kind == kind).any()},
                "drift": {}}
+    if groups is not None:
+        labels = np.asarray([str(g) for g in groups], dtype=object)
+        summary["by_group"] = {
+            str(g): {"n": int(members.sum()), "decided": int(routing.accepted[members].sum()),
+                     "escalated": int((~routing.accepted[members]).sum()),
+                     "unseen": bool(routing.unseen[members].any())}
+            for g in sorted(set(labels.tolist())) for members in [labels == g]}
     stored = (certificate.extra or {}).get("calibration_confidence", {})
     thresholds = certificate_thresholds(certificate)
     for l, name in enumerate(names):

@@ -51,6 +51,10 @@ GRIDS: dict[str, str] = {
     "quantile": "quantiles of the training split's scores (disjoint from calibration)",
 }
 SPLITS = ("train", "calibration", "test")
+# columns calibrate.by may name: comparison columns that reach the scored rows
+# (contracts.CARRIED_COLUMNS); put any other grouping (a subset, a prompt, a language) in `group`
+GROUP_COLUMNS: dict[str, str] = {"group": "the comparisons' group column (a task, a subset, a dataset)"}
+AUTO = "auto"
 # keywords of fit.tune.tune_margin a config may set (fit.tune_options); a test keeps them in step
 TUNE_OPTIONS = ("search_space", "num_samples", "select", "trainer", "grace_period",
                 "max_concurrent_trials", "storage_path", "name")
@@ -96,11 +100,14 @@ class CalibrateConfig:
     grid_high: float = 1.0
     min_n: Any = "auto"        # skip thresholds accepting fewer items; "auto" = the fewest that can pass
     tie_policy: str = "drop"   # "drop" | "disagree" (contracts.TIE_POLICIES)
-    confidence: str = "conf_marc"  # the measure certified (one of CONFIDENCE_MEASURES)
+    confidence: str = "conf_marc"  # the measure certified (one of CONFIDENCE_MEASURES, or "auto":
+                               # chosen on the training split's validation part, calibrate/select.py)
     compare: list = field(default_factory=lambda: ["conf_predictive", "conf_simulated", "conf_marc"])
                                # measures compared (AUROC, ranking risk) on the test split
     delta_split: Any = "equal"  # cascades: "equal" (delta / L per judge) or a list of L weights
     drift_significance: float = 0.01  # the drift warning fires when the KS test's p < this
+    by: str | None = None      # a threshold per value of this column (one of GROUP_COLUMNS),
+                               # delta split across groups by the union bound (calibrate/groups.py)
 
 
 @dataclass
@@ -351,7 +358,11 @@ class PipelineConfig:
         check_choice("calibrate.procedure", cal.procedure, PROCEDURES, src)
         check_choice("calibrate.grid", cal.grid, GRIDS, src)
         check_choice("calibrate.tie_policy", cal.tie_policy, TIE_POLICIES, src)
-        check_choice("calibrate.confidence", cal.confidence, CONFIDENCE_MEASURES, src)
+        check_choice("calibrate.confidence", cal.confidence,
+                     {**CONFIDENCE_MEASURES, AUTO: "choose on the training split's validation part"},
+                     src)
+        if cal.by is not None:
+            check_choice("calibrate.by", cal.by, GROUP_COLUMNS, src)
         if not isinstance(cal.compare, list):
             raise ValueError(f"{src}: calibrate.compare must be a list of measures")
         for measure in cal.compare:
@@ -375,7 +386,7 @@ class PipelineConfig:
                              f"enable fit or use conf_simulated / conf_predictive")
         variant = self.fit.get("variant", "marc")
         produced = f"conf_{variant}"
-        if cal.confidence in LEARNED_MEASURES and cal.confidence != produced:
+        if cal.confidence in LEARNED_MEASURES and cal.confidence != produced:  # (auto: never)
             raise ValueError(f"{src}: calibrate.confidence is {cal.confidence!r} but fit.variant "
                              f"{variant!r} writes {produced!r}; make them agree")
 

@@ -248,7 +248,12 @@ def calibrate_run(config: PipelineConfig, judges: list, score_paths: list[str], 
 
     cal = config.calibrate
     names = [judge_name(j) for j in judges]
-    sets = aligned_sets(score_paths, names, cal.confidence)
+    confidence_choice = None
+    confidence = cal.confidence
+    if confidence == "auto":
+        confidence_choice = choose_run_confidence(config, score_paths[0], model_folders[0])
+        confidence = confidence_choice["choice"]
+    sets = aligned_sets(score_paths, names, confidence)
     calibration, train = sets["calibration"], sets.get("train")
     # An item a judge gave no verdict on stays in: that judge never accepts it, exactly as apply
     # routes it (on to the next judge, or to humans), so each stage is calibrated on the items
@@ -285,21 +290,76 @@ def calibrate_run(config: PipelineConfig, judges: list, score_paths: list[str], 
              "n_without_verdict": {name: int((~has_verdict[:, l]).sum()) for l, name in enumerate(names)},
              "model_folders": {name: f for name, f in zip(names, model_folders)},
              "run_dir": os.path.abspath(config.run_dir)}
+    if confidence_choice is not None:
+        extra["confidence_choice"] = confidence_choice
     settings = dict(alpha=cal.alpha, delta=cal.delta, grid=grid, procedure=cal.procedure,
                     min_n=cal.min_n, tie_policy=cal.tie_policy)
+    if cal.by is not None:
+        from .calibrate.groups import GroupedCalibrator
+
+        groups = calibration.groups
+        missing = (np.arange(len(ids)) if groups is None
+                   else np.flatnonzero(np.equal(groups, None)))
+        if missing.size:
+            raise ContractError(score_paths[0], f"calibrate.by is {cal.by!r} but calibration item "
+                                f"{ids[missing[0]]!r} has no {cal.by}", field=cal.by,
+                                hint="give every comparison a group, or remove calibrate.by")
+        # delta is split across groups (union bound), then each group's share across its stages
+        calibrator = GroupedCalibrator(stage_split=cal.delta_split, **settings)
+        calibrator.calibrate_cascade([(name, conf[:, l], pred[:, l]) for l, name in enumerate(names)],
+                                     labels, groups.astype(str))
+        certificate = calibrator.certificate(data_hash, cal.by, [confidence] * len(names),
+                                             model_hash, extra=extra)
+        certificate.write(out_path)
+        record = certificate.groups["values"]
+        return {"lambda_hat": "; ".join(f"{g}: " + " ".join(f"{s['threshold']:.4g}" for s in v["stages"])
+                                        for g, v in record.items()),
+                "coverage": round(certificate.coverage, 4), "n_calibration": certificate.n_calibration,
+                "groups": len(record)}
     if len(judges) == 1:
         calibrator = SelectiveCalibrator(**settings).calibrate(conf[:, 0], pred[:, 0], labels, ids=ids)
-        certificate = calibrator.certificate(data_hash, cal.confidence, model_hash, names[0], extra=extra)
+        certificate = calibrator.certificate(data_hash, confidence, model_hash, names[0], extra=extra)
     else:
         calibrator = CascadeCalibrator(delta_split=cal.delta_split, **settings)
         calibrator.calibrate([(name, conf[:, l], pred[:, l]) for l, name in enumerate(names)],
                              labels, ids=ids)
-        certificate = calibrator.certificate(data_hash, [cal.confidence] * len(names), model_hash,
+        certificate = calibrator.certificate(data_hash, [confidence] * len(names), model_hash,
                                              extra=extra)
     certificate.write(out_path)
     thresholds = [float(s["threshold"]) for s in certificate.stages]
     return {"lambda_hat": " ".join(f"{t:.4g}" for t in thresholds),
             "coverage": round(certificate.coverage, 4), "n_calibration": certificate.n_calibration}
+
+
+def choose_run_confidence(config: PipelineConfig, score_path: str, model_folder: str | None) -> dict:
+    """``calibrate.confidence: auto``: the measure to certify, chosen on training data only.
+
+    The candidates are the two heuristics and the learned measure the fit stage wrote; the
+    choice (``calibrate.select.choose_confidence_table``) reads only training-split rows, and
+    of those only the fitted model's validation part (``MarcConfidence.valid_ids_``, the items
+    it was not trained on) when there is a model. Calibration items are never read.
+    """
+    from .calibrate.grid import fixed_grid
+    from .calibrate.select import choose_confidence_table
+    from .config import CONFIDENCE_MEASURES
+
+    cal = config.calibrate
+    table = read_table(score_path)
+    learned = f"conf_{config.fit.get('variant', 'marc')}" if config.fit_settings.enabled else None
+    candidates = [c for c in ("conf_predictive", "conf_simulated", learned)
+                  if c is not None and c in CONFIDENCE_MEASURES and c in table.column_names]
+    validation_ids = None
+    if model_folder is not None:
+        with open(os.path.join(model_folder, "config.json"), encoding="utf-8") as stream:
+            validation_ids = json.load(stream).get("valid_ids") or None
+    splits = table.column("split").to_pylist()
+    result = choose_confidence_table(table, cal.alpha, cal.delta, max(splits.count("calibration"), 1),
+                                     candidates=candidates, validation_ids=validation_ids,
+                                     tie_policy=cal.tie_policy, source=score_path,
+                                     grid=fixed_grid(cal.n_grid, cal.grid_low, cal.grid_high))
+    result["validation"] = ("the fitted model's validation part of the training split"
+                            if validation_ids is not None else "the training split")
+    return json.loads(json.dumps(result, default=float))
 
 
 def evaluate_run(items) -> dict:
@@ -313,9 +373,13 @@ def evaluate_run(items) -> dict:
     -------
     dict
         ``evaluation`` (``calibrate.evaluation.evaluate_certificate`` on the calibration and test
-        splits) and ``measures`` (``compare_certified_measures`` on the first judge's scores).
+        splits), ``measures`` (``compare_certified_measures`` on the first judge's scores),
+        ``groups`` (``evaluate_groups``; None without per-group thresholds), ``escalations``
+        (``escalation_examples`` on the test split, else the calibration split) and ``fit``
+        (per judge: γ per epoch of its fitted model, from the model's ``config.json``).
     """
-    from .calibrate.evaluation import compare_certified_measures, evaluate_certificate
+    from .calibrate.evaluation import (compare_certified_measures, escalation_examples,
+                                       evaluate_certificate, evaluate_groups)
     from .report.collect import drift_significance, run_items
 
     if isinstance(items, (str, os.PathLike)):
@@ -325,8 +389,30 @@ def evaluate_run(items) -> dict:
     compare = (items.config.get("calibrate") or {}).get("compare") or [confidence]
     evaluation = evaluate_certificate(certificate, items.sets["calibration"], items.sets.get("test"),
                                       drift_significance(items.config))
-    measures = compare_certified_measures(read_table(items.score_paths[0]), compare, certificate)
-    return {"evaluation": evaluation, "measures": measures}
+    scores = read_table(items.score_paths[0])
+    measures = compare_certified_measures(scores, compare, certificate)
+    deployment = items.sets.get("test")
+    runs = scores.select(["id", "probs"]) if "probs" in scores.column_names else None
+    escalations = escalation_examples(certificate, deployment or items.sets["calibration"], runs)
+    return {"evaluation": evaluation, "measures": measures,
+            "groups": evaluate_groups(certificate, items.sets["calibration"], deployment),
+            "escalations": escalations, "fit": fitted_margins(certificate)}
+
+
+def fitted_margins(certificate: Certificate) -> dict:
+    """Per judge with a fitted model: γ per epoch and the final γ (the model's config.json)."""
+    out = {}
+    for name, folder in ((certificate.extra or {}).get("model_folders") or {}).items():
+        path = os.path.join(folder, "config.json") if folder else None
+        if path is None or not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8") as stream:
+            model = json.load(stream)
+        history = model.get("gamma_history") or [h.get("gamma") for h in model.get("history", [])]
+        out[name] = {"gamma_history": [float(g) for g in history if g is not None],
+                     "gamma": model.get("gamma"),
+                     "agreement_map": "agreement_map" in model}
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ the certificate, scans the grid, draws the risk–coverage curves, runs the diag
 (monotonicity, calibration size, drift) and compares the confidence measures by certifying each
 one with the certificate's α, δ and kind of grid. The pipeline's report stage and
 ``marc-ray report`` call :func:`evaluate_certificate` (and :func:`compare_certified_measures`) and hand the
-result to the report.
+result to the report. A per-group certificate routes each item by its group (``decide.decide``);
+:func:`evaluate_groups` sets every group's figures next to those of one threshold for all, and
+:func:`escalation_examples` picks a few escalated items per reason with their run vectors.
 """
 
 from __future__ import annotations
@@ -26,6 +28,17 @@ from .metrics import aurc, auroc, risk_coverage_curve
 from .routing import certificate_thresholds, route
 
 
+def route_items(certificate: Certificate, items: ItemSet):
+    """Where each item goes: ``routing.route``, or for a per-group certificate each item by its
+    group's thresholds (``decide.decide``; an item of an unseen group is escalated)."""
+    if certificate.groups:
+        from .decide import decide
+
+        groups = items.groups if items.groups is not None else np.full(len(items.confidence), None)
+        return decide(certificate, items.confidence, items.pred, groups=groups)
+    return route(certificate, items.confidence, items.pred)
+
+
 def evaluate(certificate: Certificate, items: ItemSet) -> dict:
     """Route ``items`` through the certificate; with labels, measure agreement per stage.
 
@@ -37,7 +50,7 @@ def evaluate(certificate: Certificate, items: ItemSet) -> dict:
         ``agreement_on_accepted``, and ``stages``: per stage the items that reached it
         (``n_reached``), and ``n``/``k``/``risk`` at its λ̂ recomputed from the scores.
     """
-    routing = route(certificate, items.confidence, items.pred)
+    routing = route_items(certificate, items)
     names = [stage["name"] for stage in certificate.stages]
     n = len(routing.stage)
     out = {"name": items.name, "n": n,
@@ -77,7 +90,7 @@ def evaluate(certificate: Certificate, items: ItemSet) -> dict:
 def stage_view(certificate: Certificate, items: ItemSet, stage: int
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Confidence and agreement of the labelled items that reach ``stage`` (tie policy applied)."""
-    routing = route(certificate, items.confidence, items.pred)
+    routing = route_items(certificate, items)
     _, kept = agreement(np.full(len(routing.stage), "a", dtype=object), items.human_label,
                         certificate.tie_policy)
     reached = kept & ((routing.stage < 0) | (routing.stage >= stage))
@@ -229,3 +242,154 @@ def compare_certified_measures(table: pa.Table, measures: Sequence[str], certifi
             entry["certified_threshold"] = f"not calibrated: {error}"
         out[measure] = entry
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-group certificates, and the escalated items behind each reason
+# ---------------------------------------------------------------------------------------------
+
+def _decided_figures(stage: np.ndarray, verdict: np.ndarray, human_label, tie_policy: str) -> dict:
+    """Coverage (all items) and agreement on the decided, labelled items."""
+    n = len(stage)
+    accepted = stage >= 0
+    out = {"n": n, "coverage": float(accepted.mean()) if n else math.nan, "agreement": None}
+    if human_label is not None and accepted.any():
+        agree, _ = agreement(verdict[accepted], np.asarray(human_label, dtype=object)[accepted],
+                             tie_policy)
+        out["agreement"] = float(agree.mean()) if agree.size else None
+    return out
+
+
+def single_threshold_thresholds(certificate: Certificate, calibration_items: ItemSet) -> np.ndarray:
+    """The thresholds one certificate for all groups would get: the same α, δ, grid and
+    procedure on the same calibration items, groups ignored (what the groups are compared with)."""
+    from .cascade import CascadeCalibrator
+
+    grid = ThresholdGrid(certificate.grid["values"], kind="fixed")
+    names = [stage["name"] for stage in certificate.stages]
+    cascade = CascadeCalibrator(alpha=certificate.alpha, delta=certificate.delta, grid=grid,
+                                procedure=certificate.procedure, tie_policy=certificate.tie_policy)
+    cascade.calibrate([(name, calibration_items.confidence[:, l], calibration_items.pred[:, l])
+                       for l, name in enumerate(names)], calibration_items.human_label)
+    return np.asarray(cascade.thresholds_, dtype=float)
+
+
+def evaluate_groups(certificate: Certificate, calibration_items: ItemSet,
+                    deployment_items: ItemSet | None = None) -> dict | None:
+    """Every group's thresholds, coverage and agreement, next to one threshold for all.
+
+    Returns
+    -------
+    dict or None (a certificate without groups)
+        ``column``, ``delta_split``, ``single_thresholds`` (:func:`single_threshold_thresholds`),
+        ``sets`` (item-set names) and ``groups``: per group ``thresholds``, ``delta``,
+        ``n_calibration``, ``abstains``, ``labels_needed``, ``unseen`` (not in the
+        certificate), and per item set ``grouped`` and ``single`` figures (``n``, ``coverage``,
+        ``agreement`` on the decided labelled items); ``over_accepted`` lists the item sets where
+        the single threshold's agreement on that group falls below 1 − α while it decides some.
+    """
+    if not certificate.groups:
+        return None
+    record = certificate.groups
+    target = 1 - certificate.alpha
+    single = single_threshold_thresholds(certificate, calibration_items)
+    item_sets = [s for s in (calibration_items, deployment_items) if s is not None]
+    rows: dict = {}
+    for name, entry in record["values"].items():
+        rows[name] = {"thresholds": [float(st["threshold"]) for st in entry["stages"]],
+                      "delta": entry.get("delta"), "n_calibration": entry.get("n_calibration"),
+                      "abstains": bool(entry.get("abstains")),
+                      "labels_needed": entry.get("labels_needed"), "unseen": False, "sets": {}}
+    for items in item_sets:
+        groups = (np.asarray([None if g is None else str(g) for g in items.groups], dtype=object)
+                  if items.groups is not None else np.full(len(items.confidence), None, dtype=object))
+        grouped = route_items(certificate, items)
+        one = route(single, items.confidence, items.pred)
+        for name in sorted({g for g in groups.tolist() if g is not None} | set(rows)):
+            members = groups == name
+            row = rows.setdefault(name, {"thresholds": None, "delta": None, "n_calibration": 0,
+                                         "abstains": True, "labels_needed": None, "unseen": True,
+                                         "sets": {}})
+            labels = items.human_label[members] if items.human_label is not None else None
+            row["sets"][items.name] = {
+                "grouped": _decided_figures(grouped.stage[members], grouped.verdict[members], labels,
+                                            certificate.tie_policy),
+                "single": _decided_figures(one.stage[members], one.verdict[members], labels,
+                                           certificate.tie_policy)}
+    for row in rows.values():
+        row["over_accepted"] = [name for name, figures in row["sets"].items()
+                                if figures["single"]["agreement"] is not None
+                                and figures["single"]["agreement"] < target]
+    return {"column": record["column"], "delta_split": record.get("delta_split"),
+            "single_thresholds": single.tolist(), "sets": [s.name for s in item_sets],
+            "groups": rows}
+
+
+def run_vector_summary(probs) -> dict:
+    """How an item's runs split: runs favouring a (P(a) > 0.5), b (< 0.5), even, unreadable."""
+    values = np.asarray([np.nan if p is None else float(p) for p in (probs or [])], dtype=float)
+    readable = values[np.isfinite(values)]
+    return {"runs": int(values.size), "favour_a": int((readable > 0.5).sum()),
+            "favour_b": int((readable < 0.5).sum()), "even": int((readable == 0.5).sum()),
+            "unreadable": int(values.size - readable.size),
+            "mean_p_a": float(readable.mean()) if readable.size else None}
+
+
+def escalation_examples(certificate: Certificate, items: ItemSet, runs: pa.Table | None = None,
+                        per_kind: int = 3) -> dict:
+    """A few escalated items per reason kind, with their reason and run-vector summary.
+
+    Parameters
+    ----------
+    certificate : Certificate
+    items : ItemSet
+        With ``ids`` (and ``groups`` for a per-group certificate).
+    runs : pyarrow.Table with ``id`` and ``probs``, optional
+        The first judge's run vectors (P(response a) per simulated-annotator run); gives the
+        no-verdict counts (``reasons.count_unreadable``, vectorised) and, for the examples
+        only, :func:`run_vector_summary`.
+    per_kind : int, default=3
+        The first ``per_kind`` escalated items of each kind, in item order.
+
+    Returns
+    -------
+    dict
+        ``item_set``, ``counts`` (escalated items per kind) and ``examples``: kind → list of
+        {``id``, ``group``, ``confidence`` (first stage), ``reason``, ``runs`` (summary or None)}.
+    """
+    import pyarrow.compute as pc
+
+    from .decide import decide
+    from .reasons import count_unreadable
+
+    n = len(items.confidence)
+    ids = [str(i) for i in (items.ids if items.ids is not None else range(n))]
+    unreadable = total = rows = None
+    if runs is not None:
+        rows = pc.index_in(pa.array(ids, pa.string()),
+                           value_set=runs.column("id").cast(pa.string())).to_numpy(zero_copy_only=False)
+        found = ~np.isnan(rows.astype(float))
+        rows = np.where(found, rows, -1).astype(np.int64)
+        bad, count = count_unreadable(runs.column("probs"))
+        unreadable = np.where(found, bad[np.maximum(rows, 0)], 0)
+        total = np.where(found, count[np.maximum(rows, 0)], 0)
+    groups = items.groups if items.groups is not None else np.full(n, None, dtype=object)
+    decided = decide(certificate, items.confidence, items.pred,
+                     groups=groups if certificate.groups else None, runs_unreadable=unreadable,
+                     runs_total=total)
+    counts: dict = {}
+    examples: dict = {}
+    for position in np.flatnonzero(decided.stage < 0):
+        kind = str(decided.kind[position])
+        counts[kind] = counts.get(kind, 0) + 1
+        if len(examples.setdefault(kind, [])) < per_kind:
+            confidence = float(items.confidence[position, 0])
+            vector = None
+            if rows is not None and rows[position] >= 0:
+                vector = run_vector_summary(runs.column("probs")[int(rows[position])].as_py())
+            examples[kind].append({
+                "id": ids[position],
+                "group": None if groups[position] is None else str(groups[position]),
+                "confidence": confidence if math.isfinite(confidence) else None,
+                "reason": str(decided.reason[position]), "runs": vector})
+    return {"item_set": items.name, "counts": counts, "examples": examples}

@@ -95,6 +95,8 @@ class ItemSet:
     human_label : ndarray of object, shape (n,), optional
         "a", "b" or "tie"; None for unlabelled (deployment) items.
     ids : list of str, optional
+    groups : ndarray of object, shape (n,), optional
+        Each item's ``group`` (for a per-group certificate; None where the data has none).
     """
 
     name: str
@@ -102,6 +104,7 @@ class ItemSet:
     pred: np.ndarray
     human_label: np.ndarray | None = None
     ids: list | None = None
+    groups: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.confidence = np.asarray(self.confidence, dtype=float)
@@ -143,14 +146,16 @@ def aligned_sets(score_paths: Sequence[str], names: Sequence[str], confidence: s
                                 field=confidence, hint="enable fit, or calibrate a heuristic "
                                 "(conf_simulated / conf_predictive)")
         tables.append(table)
-    aligned = align_items(tables, [confidence] * len(tables))
+    aligned = align_items(tables, [confidence] * len(tables), carry=("human_label", "split", "group"))
     labels, splits = aligned.extra["human_label"], aligned.extra["split"]
+    groups = aligned.extra.get("group")
     out = {}
     for split in SPLITS:
         mask = splits == split
         if mask.any():
             out[split] = ItemSet(split, aligned.confidence[mask], aligned.pred[mask], labels[mask],
-                                 aligned.ids[mask].tolist())
+                                 aligned.ids[mask].tolist(),
+                                 groups[mask] if groups is not None else None)
     if "calibration" not in out:
         raise ContractError(score_paths[0], "no row is in the 'calibration' split", field="split")
     return out

@@ -163,7 +163,11 @@ def component_table(summary: dict) -> tuple[list[str], list[list[str]]]:
         n, k = stage.get("n"), stage.get("k")
         risk = (k / n) if isinstance(n, (int, float)) and n else None
         rows.append([str(len(rows) + 1), stage.get("judge", stage["name"]), stage["confidence"],
-                     grid_text, _fmt(float(stage["threshold"])), _fmt(n), _fmt(k), _fmt(risk),
+                     grid_text, "per group (see Per-group certificates)" if stage.get("grouped")
+                     else _fmt(float(stage["threshold"])) + (
+                         f" ({summary['readings'][stage['name']]})"
+                         if stage["name"] in (summary.get("readings") or {}) else ""),
+                     _fmt(n), _fmt(k), _fmt(risk),
                      _fmt(stage.get("upper_bound")), _fmt(stage.get("delta")),
                      percent(stage.get("coverage"))])
     return headers, rows
@@ -186,6 +190,107 @@ def measures_table(summary: dict) -> tuple[list[str], list[list[str]]]:
         keys += [k for k in values if k not in keys]
     return ["measure"] + keys, [[name] + [_fmt(values.get(k)) for k in keys]
                                 for name, values in measures.items()]
+
+
+def _figures_text(figures: dict | None) -> tuple[str, str]:
+    if not figures:
+        return "n/a", "n/a"
+    return percent(figures.get("coverage")), percent(figures.get("agreement"))
+
+
+def groups_section(summary: dict) -> tuple[list[tuple[str, str]], tuple[list[str], list[list[str]]]] | None:
+    """Per-group thresholds, coverage and agreement next to one threshold for all."""
+    groups = summary.get("groups")
+    if not groups:
+        return None
+    target = 1 - summary["certificate"]["alpha"]
+    sets = groups["sets"]
+    headers = [groups["column"], "calibration items", "lambda-hat (per group)", "delta of group"]
+    for name in sets:
+        headers += [f"{name}: coverage per group / one threshold",
+                    f"{name}: agreement per group / one threshold"]
+    rows, paragraphs = [], []
+    for name, row in groups["groups"].items():
+        thresholds = ("unseen" if row["unseen"] else
+                      " then ".join(_fmt(t) for t in row["thresholds"] or []))
+        cells = [name, _fmt(row["n_calibration"]), thresholds, _fmt(row["delta"])]
+        for item_set in sets:
+            figures = row["sets"].get(item_set) or {}
+            g_cov, g_agr = _figures_text(figures.get("grouped"))
+            s_cov, s_agr = _figures_text(figures.get("single"))
+            cells += [f"{g_cov} / {s_cov}", f"{g_agr} / {s_agr}"]
+        rows.append(cells)
+        needed = row.get("labels_needed")
+        if row["abstains"] and not row["unseen"] and needed:
+            rate = percent(needed.get("observed_disagreement"))
+            text = f"Group {name!r} certified nothing (all its items are escalated): "
+            if math.isfinite(float(needed.get("n_labelled", math.inf))):
+                text += (f"at its observed disagreement rate {rate} it would need about "
+                         f"{_fmt(needed.get('n_labelled'))} labelled items "
+                         f"({_fmt(needed.get('n_accepted'))} accepted).")
+            else:
+                text += (f"its observed disagreement rate {rate} is at or above alpha, so no number "
+                         f"of labels would certify it; it needs a better judge or measure.")
+            paragraphs.append(("bad", text))
+        if row["unseen"]:
+            paragraphs.append(("warning", f"Group {name!r} was not in the calibration set: its "
+                               f"items are escalated."))
+        for item_set in row.get("over_accepted", []):
+            agreement_single = row["sets"][item_set]["single"]["agreement"]
+            paragraphs.append(("warning", f"One threshold for all over-accepts group {name!r} on "
+                               f"the {item_set} items: agreement on its decided items "
+                               f"{percent(agreement_single)} < {percent(target)}."))
+    single = " then ".join(_fmt(t) for t in groups["single_thresholds"])
+    paragraphs.insert(0, ("", f"Delta split: {groups.get('delta_split')}. For comparison, one "
+                          f"threshold for all items, certified on the same calibration items with "
+                          f"the whole delta: lambda-hat = {single}."))
+    return paragraphs, (headers, rows)
+
+
+def _runs_text(runs: dict | None) -> str:
+    if not runs:
+        return "n/a"
+    return (f"{runs['runs']} runs: {runs['favour_a']} favour a, {runs['favour_b']} favour b, "
+            f"{runs['even']} even, {runs['unreadable']} unreadable; mean P(a) {_fmt(runs['mean_p_a'], 3)}")
+
+
+def escalations_section(summary: dict) -> tuple[str, list[tuple[str, tuple]]] | None:
+    """A few escalated items per reason kind, with how the simulated annotators split."""
+    escalations = summary.get("escalations")
+    if not escalations or not escalations["examples"]:
+        return None
+    intro = (f"Escalated {escalations['item_set']} items by reason: "
+             + ", ".join(f"{kind} {count}" for kind, count in escalations["counts"].items()) + ".")
+    out = []
+    for kind, examples in escalations["examples"].items():
+        rows = [[e["id"], e["group"] or "", _fmt(e["confidence"]), e["reason"], _runs_text(e["runs"])]
+                for e in examples]
+        out.append((kind, (["id", "group", "confidence", "reason", "run vector"], rows)))
+    return intro, out
+
+
+def fit_table(summary: dict) -> tuple[list[str], list[list[str]]] | None:
+    """The margin gamma per epoch of each fitted model."""
+    fit = summary.get("fit")
+    if not fit or not any(v.get("gamma_history") for v in fit.values()):
+        return None
+    rows = [[name, str(len(v["gamma_history"])), ", ".join(_fmt(g, 3) for g in v["gamma_history"]),
+             _fmt(v.get("gamma"))] for name, v in fit.items()]
+    return ["judge", "epochs", "gamma per epoch", "final gamma"], rows
+
+
+def choice_section(summary: dict) -> tuple[str, tuple[list[str], list[list[str]]]] | None:
+    """``confidence: auto``: the measure chosen on training data and the scores behind it."""
+    choice = summary.get("confidence_choice")
+    if not choice:
+        return None
+    text = (f"calibrate.confidence: auto chose {choice['choice']} on {choice.get('n_validation')} "
+            f"items of {choice.get('validation', 'the training split')} (never calibration items), "
+            f"by {choice['criterion']} at alpha = {_fmt(choice['alpha'])}, delta = "
+            f"{_fmt(choice['delta'])}, scaled to {choice.get('n_calibration')} calibration items.")
+    keys = ["predicted_coverage", "predicted_threshold", "grid_auroc", "validation_auroc"]
+    rows = [[name] + [_fmt(choice["scores"][name].get(k)) for k in keys] for name in choice["ranking"]]
+    return text, (["measure"] + keys, rows)
 
 
 def _html_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -243,6 +348,56 @@ def _reproducibility(summary: dict) -> dict:
 # HTML and Markdown
 # ---------------------------------------------------------------------------------------------
 
+def _extra_html(summary: dict) -> list[str]:
+    """Per-group certificates, the measure's choice, gamma per epoch, escalations by reason."""
+    e = html.escape
+    parts = []
+    section = groups_section(summary)
+    if section:
+        paragraphs, table = section
+        parts.append("<h2 id='groups'>Per-group certificates</h2>")
+        parts += [f"<{'div' if c == 'warning' else 'p'} class='{c}'>{e(t)}</{'div' if c == 'warning' else 'p'}>"
+                  for c, t in paragraphs]
+        parts.append(_html_table(*table))
+    choice = choice_section(summary)
+    if choice:
+        parts.append("<h3 id='confidence-choice'>Choice of the confidence measure</h3>")
+        parts += [f"<p>{e(choice[0])}</p>", _html_table(*choice[1])]
+    gamma = fit_table(summary)
+    if gamma:
+        parts.append("<h3 id='gamma'>Margin gamma per epoch</h3>")
+        parts.append(_html_table(*gamma))
+    escalations = escalations_section(summary)
+    if escalations:
+        parts.append("<h3 id='escalations'>Escalated items by reason</h3>")
+        parts.append(f"<p>{e(escalations[0])}</p>")
+        for kind, table in escalations[1]:
+            parts += [f"<h4>{e(kind)}</h4>", _html_table(*table)]
+    return parts
+
+
+def _extra_markdown(summary: dict) -> list[str]:
+    lines = []
+    section = groups_section(summary)
+    if section:
+        paragraphs, table = section
+        lines += ["## Per-group certificates", ""]
+        lines += [("**Warning.** " if c == "warning" else "") + t + "\n" for c, t in paragraphs]
+        lines += [_md_table(*table), ""]
+    choice = choice_section(summary)
+    if choice:
+        lines += ["### Choice of the confidence measure", "", choice[0], "", _md_table(*choice[1]), ""]
+    gamma = fit_table(summary)
+    if gamma:
+        lines += ["### Margin gamma per epoch", "", _md_table(*gamma), ""]
+    escalations = escalations_section(summary)
+    if escalations:
+        lines += ["### Escalated items by reason", "", escalations[0], ""]
+        for kind, table in escalations[1]:
+            lines += [f"#### {kind}", "", _md_table(*table), ""]
+    return lines
+
+
 def render_html(summary: dict, figures: list[tuple[str, str, str]]) -> str:
     """The report as one HTML page; ``figures`` holds (stem, caption, base64 PNG)."""
     certificate = summary["certificate"]
@@ -279,6 +434,7 @@ def render_html(summary: dict, figures: list[tuple[str, str, str]]) -> str:
                      "calibration items:</p>")
         parts.append(_html_table(["stage", "quantity", "certificate", "recomputed", "result"], rows))
 
+    parts += _extra_html(summary)
     parts.append("<h2>Plots</h2><div class='figures'>")
     for stem, caption, png in figures:
         parts.append(f"<figure id='fig-{e(stem)}'><img alt='{e(stem)}' src='data:image/png;base64,{png}'>"
@@ -332,6 +488,7 @@ def render_markdown(summary: dict, figure_files: list[tuple[str, str]]) -> str:
         lines += [guarantee["routing"], ""]
     lines += ["## Components", "", _md_table(*component_table(summary)), "",
               "### Routing", "", _md_table(*routing_table(summary)), ""]
+    lines += _extra_markdown(summary)
     lines += ["## Diagnostics", ""]
     lines += [("**Warning.** " if css == "warning" else "") + text + "\n"
               for css, text in _diagnostic_paragraphs(summary)]

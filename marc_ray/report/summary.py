@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..calibrate.evaluation import evaluate_certificate
+from ..calibrate.evaluation import escalation_examples, evaluate_certificate, evaluate_groups
 from ..calibrate.routing import certificate_thresholds
 from ..contracts import Certificate, ItemSet
 
@@ -40,6 +40,9 @@ class ReportInputs:
     notes: list = field(default_factory=list)
     drift_significance: float = 0.01
     evaluation: dict | None = None
+    groups: dict | None = None       # calibrate.evaluation.evaluate_groups (per-group certificate)
+    escalations: dict | None = None  # calibrate.evaluation.escalation_examples
+    fit: dict | None = None          # per judge: gamma per epoch (pipeline.fitted_margins)
 
 
 def percent(value: float | None) -> str:
@@ -60,12 +63,35 @@ def summarize(inputs: ReportInputs, evaluation: dict | None = None) -> dict:
     certificate = inputs.certificate
     evaluation = evaluation or evaluation_of(inputs)
     calibration, deployment = evaluation["calibration"], evaluation["deployment"]
+    groups, escalations = inputs.groups, inputs.escalations
+    if groups is None and certificate.groups:
+        groups = evaluate_groups(certificate, inputs.calibration, inputs.deployment)
+    if escalations is None:
+        escalations = escalation_examples(certificate, inputs.deployment or inputs.calibration)
     return {"title": inputs.title, "notes": list(inputs.notes),
             "guarantee": guarantee_sentences(certificate, calibration, deployment),
             "certificate": certificate.to_dict(), "calibration": calibration,
             "deployment": deployment, "consistency": evaluation["consistency"],
             "diagnostics": evaluation["diagnostics"], "measures": inputs.measures,
+            "groups": groups, "escalations": escalations, "fit": inputs.fit,
+            "confidence_choice": (certificate.extra or {}).get("confidence_choice"),
+            "readings": threshold_readings(certificate, inputs.fit),
             "manifest": inputs.manifest}
+
+
+LEARNED = ("conf_marc", "conf_vanilla")
+
+
+def threshold_readings(certificate: Certificate, fit: dict | None) -> dict:
+    """Stage name → "estimated agreement >= 0.83" where λ̂ is on a learned measure mapped to an
+    estimated agreement probability (the fitted model's agreement map): then λ̂ reads as one."""
+    out = {}
+    for stage in certificate.stages:
+        model = (fit or {}).get(stage.get("judge", stage["name"])) or (fit or {}).get(stage["name"])
+        threshold = float(stage["threshold"])
+        if stage["confidence"] in LEARNED and model and model.get("agreement_map") and math.isfinite(threshold):
+            out[stage["name"]] = f"estimated agreement >= {threshold:.2f}"
+    return out
 
 
 def evaluation_of(inputs: ReportInputs) -> dict:
@@ -84,6 +110,23 @@ def guarantee_sentences(certificate: Certificate, calibration: dict, deployment:
               f"{1 - alpha:g}, with probability >= 1 - delta = {1 - delta:g} over the draw of the "
               f"calibration set.")
     coverage = calibration["coverage"]  # as the certificate counts it: all items, ties included
+    if certificate.groups:
+        record = certificate.groups
+        values = record["values"]
+        abstaining = sorted(g for g, v in values.items() if v.get("abstains"))
+        formal = (f"For every value g of {record['column']!r}: P(judge agrees with humans | group g, "
+                  f"confidence >= lambda-hat_g) >= 1 - alpha = {1 - alpha:g}, all together with "
+                  f"probability >= 1 - delta = {1 - delta:g} ({record.get('delta_split', '')}).")
+        headline = (f"One threshold per {record['column']} ({len(values)} groups): when it decides, "
+                    f"the judge agrees with the human annotators at least {percent(1 - alpha)} of "
+                    f"the time within every group, with {percent(1 - delta)} confidence for all "
+                    f"groups together; it decided {percent(coverage)} of the calibration items.")
+        if abstaining:
+            headline += (f" {len(abstaining)} group(s) certified nothing and escalate every item: "
+                         + ", ".join(abstaining) + ".")
+        headline += f" Items of a {record['column']} absent from calibration are escalated."
+        return {"headline": headline, "formal": formal, "routing": "",
+                "abstained": len(abstaining) == len(values)}
     if not np.isfinite(thresholds).any():
         headline = (f"No threshold passed: even on its most confident calibration items, the "
                     f"judge's disagreement with the human annotators could not be shown to be at "
