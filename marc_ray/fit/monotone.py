@@ -3,86 +3,102 @@
 C_θ is trained to *rank* (a margin ranking loss), so its values are not probabilities: with a
 large margin the sigmoid saturates and a threshold reads "confidence ≥ 0.0000114". The
 :class:`AgreementMap` is fitted on training data only (the validation part of the training
-split, which C_θ was not trained on) by isotonic regression of the agreement label on C_θ
-(pool-adjacent-violators, ``sklearn.isotonic.IsotonicRegression``), linearly interpolated between
-its knots and clipped outside them. Isotonic regression is only non-decreasing (flat on its
-blocks), so the map blends in the raw score with a small weight ε:
+split, which C_θ was not trained on) by Platt scaling on the score's logit:
 
-    m(s) = (1 − ε) · iso(s) + ε · s,        strictly increasing, m(s) ∈ (0, 1) for s ∈ (0, 1).
+    m(s) = sigmoid(a · logit(s) + b),        a = exp(u) > 0,
+
+fitted by maximum likelihood with Platt's smoothed targets ((N+ + 1)/(N+ + 2) for agreements,
+1/(N- + 2) for disagreements), which keeps the fit finite when the validation items separate.
+The slope is parametrised as exp(u), so the map is strictly increasing whatever the data.
+
+Why Platt and not isotonic regression: isotonic regression is flat on its blocks, so the most
+confident items collapse into a band a few 1e-4 wide; a fixed threshold grid cannot split that
+band, and the first threshold tested then takes the whole top block at once (a cascade test
+certified nothing at its first stage that way). The smooth map keeps the items spread.
 
 The map changes no ranking, so the certified set under a grid mapped through the same map is
 identical (tests/fit/test_monotone.py), and the guarantee is untouched; on a fixed grid the map
 only moves where the grid points fall. A threshold λ̂ on m(C) reads "estimated agreement ≥ λ̂",
-up to ε and to the estimation error of a fit on a few hundred validation items.
+up to the estimation error of a two-parameter fit on the validation items.
 
-Reference: Zadrozny & Elkan, "Transforming classifier scores into accurate multiclass probability
-estimates", KDD 2002 (isotonic calibration of scores).
+Reference: J. Platt, "Probabilistic outputs for support vector machines and comparisons to
+regularized likelihood methods", Advances in Large Margin Classifiers, 1999.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-FORMAT = "marc_ray.agreement_map/1"
+FORMAT = "marc_ray.agreement_map/2"
+_CLIP = 1e-9  # scores are probabilities in (0, 1); the logit of 0 or 1 is clipped
+
+
+def _logit(scores: np.ndarray) -> np.ndarray:
+    clipped = np.clip(np.asarray(scores, dtype=np.float64), _CLIP, 1 - _CLIP)
+    return np.log(clipped) - np.log1p(-clipped)
 
 
 class AgreementMap:
     """Strictly increasing map from a raw score to an estimated P(judge agrees with humans).
 
-    Parameters
-    ----------
-    epsilon : float, default=1e-3
-        Weight of the raw score in the blend (breaks isotonic ties; in (0, 1)).
-
     Attributes
     ----------
-    knots_x_, knots_y_ : ndarray
-        The isotonic fit's knots (increasing x, non-decreasing y in [0, 1]).
+    slope_, intercept_ : float
+        m(s) = sigmoid(slope_ · logit(s) + intercept_), slope_ > 0.
     n_fit_ : int
         Items the map was fitted on; ``fitted_on_`` names them (e.g. "valid").
     """
 
-    def __init__(self, epsilon: float = 1e-3):
-        self.epsilon = epsilon
-
     def fit(self, scores, agree, fitted_on: str = "valid") -> "AgreementMap":
-        from sklearn.isotonic import IsotonicRegression
+        from scipy.optimize import minimize
+        from scipy.special import expit
 
-        if not 0 < self.epsilon < 1:
-            raise ValueError(f"epsilon must be in (0, 1), got {self.epsilon!r}")
         scores = np.asarray(scores, dtype=np.float64).ravel()
-        agree = np.asarray(agree, dtype=np.float64).ravel()
+        agree = np.asarray(agree, dtype=np.float64).ravel() >= 0.5
         if scores.size != agree.size or scores.size == 0:
             raise ValueError(f"need as many scores as labels (> 0), got {scores.size} and {agree.size}")
         if not np.all(np.isfinite(scores)):
             raise ValueError("scores hold NaN or infinite values")
-        iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
-        iso.fit(scores, agree)
-        self.knots_x_ = np.asarray(iso.X_thresholds_, dtype=np.float64)
-        self.knots_y_ = np.asarray(iso.y_thresholds_, dtype=np.float64)
+        n_pos, n_neg = int(agree.sum()), int((~agree).sum())
+        target = np.where(agree, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+        x = _logit(scores)
+        scale = float(np.std(x)) or 1.0  # optimise on a standardised logit: better conditioned
+
+        def loss(params):
+            u, b = params
+            z = np.exp(u) * x / scale + b
+            p = expit(z)
+            value = np.sum(np.logaddexp(0, z) - target * z)  # cross-entropy with soft targets
+            residual = p - target
+            return value, np.array([np.sum(residual * np.exp(u) * x / scale), np.sum(residual)])
+
+        prior = np.log((n_pos + 1) / (n_neg + 1))
+        result = minimize(loss, x0=np.array([0.0, prior]), jac=True, method="L-BFGS-B",
+                          bounds=[(-12.0, 12.0), (-50.0, 50.0)])
+        u, b = result.x
+        self.slope_, self.intercept_ = float(np.exp(u) / scale), float(b)
         self.n_fit_, self.fitted_on_ = int(scores.size), str(fitted_on)
         return self
 
     def transform(self, scores) -> np.ndarray:
         """m(s) for every score; same shape."""
-        if not hasattr(self, "knots_x_"):
+        from scipy.special import expit
+
+        if not hasattr(self, "slope_"):
             raise ValueError("this AgreementMap is not fitted yet: call fit(scores, agree)")
-        scores = np.asarray(scores, dtype=np.float64)
-        return (1.0 - self.epsilon) * np.interp(scores, self.knots_x_, self.knots_y_) \
-            + self.epsilon * scores
+        return expit(self.slope_ * _logit(scores) + self.intercept_)
 
     def to_dict(self) -> dict:
-        return {"format": FORMAT, "epsilon": self.epsilon, "knots_x": self.knots_x_.tolist(),
-                "knots_y": self.knots_y_.tolist(), "n_fit": self.n_fit_,
-                "fitted_on": self.fitted_on_}
+        return {"format": FORMAT, "slope": self.slope_, "intercept": self.intercept_,
+                "n_fit": self.n_fit_, "fitted_on": self.fitted_on_}
 
     @classmethod
     def from_dict(cls, data: dict) -> "AgreementMap":
         if data.get("format") != FORMAT:
-            raise ValueError(f"not an agreement map (format {data.get('format')!r}, expected {FORMAT!r})")
-        out = cls(float(data["epsilon"]))
-        out.knots_x_ = np.asarray(data["knots_x"], dtype=np.float64)
-        out.knots_y_ = np.asarray(data["knots_y"], dtype=np.float64)
+            raise ValueError(f"not an agreement map (format {data.get('format')!r}, expected "
+                             f"{FORMAT!r}); re-run `marc-ray fit`")
+        out = cls()
+        out.slope_, out.intercept_ = float(data["slope"]), float(data["intercept"])
         out.n_fit_, out.fitted_on_ = int(data["n_fit"]), str(data["fitted_on"])
         return out
 

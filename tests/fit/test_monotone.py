@@ -11,20 +11,31 @@ from marc_ray.fit.data import prepare
 from marc_ray.fit.monotone import AgreementMap
 
 
-def test_the_map_is_strictly_increasing_even_on_isotonic_blocks():
+def test_the_map_is_strictly_increasing_and_estimates_agreement():
     rng = np.random.default_rng(0)
-    scores = rng.uniform(0, 1, 400)
-    agree = rng.random(400) < 0.3 + 0.6 * (scores > 0.5)  # a step: isotonic has flat blocks
+    scores = rng.uniform(0.01, 0.99, 4000)
+    true_agreement = 1 / (1 + np.exp(-(2.0 * np.log(scores / (1 - scores)) + 0.5)))
+    agree = rng.random(scores.size) < true_agreement
     mapping = AgreementMap().fit(scores, agree)
     grid = np.sort(np.concatenate([rng.uniform(0, 1, 5000), [0.0, 1e-9, 0.999999, 1.0]]))
     mapped = mapping.transform(grid)
-    assert np.all(np.diff(mapped) > 0)
+    assert np.all(np.diff(mapped[(grid > 1e-8) & (grid < 1 - 1e-8)]) > 0)
     assert np.all((mapped >= 0) & (mapped <= 1))
-    assert len(np.unique(mapping.knots_y_)) < len(mapping.knots_y_)  # there were ties to break
-    # it estimates agreement: the fitted mean equals the observed rate (PAV keeps the mean)
-    assert mapping.transform(scores).mean() == pytest.approx(agree.mean(), abs=2e-3)
+    # it recovers the generating map (a logistic in the logit) and the observed rate
+    assert mapping.slope_ == pytest.approx(2.0, rel=0.15)
+    assert mapping.intercept_ == pytest.approx(0.5, abs=0.15)
+    assert mapping.transform(scores).mean() == pytest.approx(agree.mean(), abs=0.01)
     assert AgreementMap.from_dict(json.loads(json.dumps(mapping.to_dict()))).transform(grid) \
         == pytest.approx(mapped, abs=0, rel=0)
+
+
+def test_the_map_stays_increasing_when_validation_items_separate_or_invert():
+    scores = np.linspace(0.1, 0.9, 40)
+    separated = AgreementMap().fit(scores, scores > 0.5)  # perfectly separated: finite fit
+    assert np.isfinite(separated.slope_) and separated.slope_ > 0
+    inverted = AgreementMap().fit(scores, scores < 0.5)  # the score ranks the wrong way
+    assert inverted.slope_ > 0  # still strictly increasing: the map never reorders items
+    assert np.all(np.diff(inverted.transform(scores)) > 0)
 
 
 @pytest.fixture(scope="module")

@@ -110,7 +110,9 @@ def make_scenario(folder: Path, kind: str) -> Path:
                  "calibration_fraction": 0.5, "test_fraction": 0.2},
         "annotate": annotate, "cascade": cascade,
         "fit": {"backend": "local", "epochs": 30, "n_pairs": 400, "pairs_per_step": 100,
-                "hidden_sizes": [8, 4], "learning_rate": 0.01},
+                # a smaller step than AdamW's 0.01 on an [8, 4] net: with those, MARC's weights
+                # shrank to a constant under the complexity penalty on these ~50 items (issue 13)
+                "hidden_sizes": [16, 8], "learning_rate": 0.003},
         "calibrate": {"alpha": ALPHA, "delta": DELTA, "grid": "fixed", "n_grid": 20,
                       "confidence": "conf_marc", "tie_policy": "drop"},
     }
