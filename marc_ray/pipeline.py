@@ -25,7 +25,7 @@ import pyarrow as pa
 from .config import PipelineConfig, judge_name
 from .contracts import (Certificate, ContractError, check_pool_disjoint, file_hash, read_table,
                         table_hash, validate_comparisons, write_json_atomic, write_table_atomic,
-                        write_text_atomic)
+                        metadata_binding, with_binding, write_text_atomic)
 from .run_folder import RunFolder
 
 STAGES = ("prepare", "annotate", "fit", "score", "calibrate", "report")
@@ -296,10 +296,19 @@ def calibrate_run(config: PipelineConfig, judges: list, score_paths: list[str], 
                              labels, ids=ids)
         certificate = calibrator.certificate(data_hash, [cal.confidence] * len(names), model_hash,
                                              extra=extra)
+    certificate = with_binding(certificate, stage_bindings(score_paths, names, cal.confidence))
     certificate.write(out_path)
     thresholds = [float(s["threshold"]) for s in certificate.stages]
     return {"lambda_hat": " ".join(f"{t:.4g}" for t in thresholds),
             "coverage": round(certificate.coverage, 4), "n_calibration": certificate.n_calibration}
+
+
+def stage_bindings(score_paths: list[str], names: list[str], confidence: str) -> list[dict]:
+    """What each stage certifies, read from its scores file's metadata (``contracts.with_binding``)."""
+    import pyarrow.parquet as pq
+
+    return [metadata_binding(pq.read_schema(path).metadata, confidence, judge=name) | {"judge": name}
+            for path, name in zip(score_paths, names)]
 
 
 def evaluate_run(items) -> dict:
