@@ -26,6 +26,7 @@ from .config import PipelineConfig, judge_name
 from .contracts import (Certificate, ContractError, check_pool_disjoint, file_hash, read_table,
                         table_hash, validate_comparisons, write_json_atomic, write_table_atomic,
                         metadata_binding, with_binding, write_text_atomic)
+from .contracts.redact import redact, redact_text
 from .run_folder import RunFolder
 
 STAGES = ("prepare", "annotate", "fit", "score", "calibrate", "report")
@@ -42,6 +43,7 @@ class Progress:
 
     def line(self, index: int, stage: str, status: str, detail: str = "") -> None:
         elapsed = time.perf_counter() - self.started
+        detail = redact_text(detail)  # a log line never carries a credentialed URL
         print(f"[{index}/{self.total}] {stage:<9} {status:<9} {detail}  (t = {elapsed:.1f} s)",
               file=self.stream, flush=True)
 
@@ -76,7 +78,7 @@ def _stage_is_current(path: str, settings: dict, inputs: dict, outputs: list[str
             manifest = json.load(stream)
     except (OSError, json.JSONDecodeError):
         return False
-    if manifest.get("settings") != json.loads(json.dumps(settings, default=str)):
+    if manifest.get("settings") != json.loads(json.dumps(redact(settings), default=str)):
         return False
     if manifest.get("inputs") != inputs:
         return False
@@ -87,7 +89,7 @@ def _stage_is_current(path: str, settings: dict, inputs: dict, outputs: list[str
 
 def _write_manifest(path: str, stage: str, settings: dict, inputs: dict, outputs: list[str],
                     wall_s: float, details: dict | None = None) -> None:
-    write_json_atomic({"stage": stage, "settings": json.loads(json.dumps(settings, default=str)),
+    write_json_atomic({"stage": stage, "settings": json.loads(json.dumps(redact(settings), default=str)),
                        "inputs": inputs, "outputs": _hash_paths(outputs), "wall_s": round(wall_s, 3),
                        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                        "details": details or {}}, path)
@@ -342,6 +344,17 @@ def evaluate_run(items) -> dict:
 # The whole job
 # ---------------------------------------------------------------------------------------------
 
+def run_config_text(config: PipelineConfig) -> str:
+    """The run folder's config.yaml: the resolved configuration with every secret redacted.
+
+    A run folder is shared (and ``apply_run`` re-reads this file), so a secret must come from
+    the environment (the http engine's ``api_key_env`` names a variable), never from the file.
+    """
+    import yaml
+
+    return yaml.safe_dump(redact(config.to_dict()), sort_keys=False)
+
+
 def run_pipeline(config: PipelineConfig, *, command: str | None = None, stream=None) -> dict:
     """Run every stage that is not already up to date; return the paths of the report.
 
@@ -364,7 +377,7 @@ def run_pipeline(config: PipelineConfig, *, command: str | None = None, stream=N
     run_dir = config.run_dir
     folder = RunFolder(run_dir)
     os.makedirs(run_dir, exist_ok=True)
-    write_text_atomic(config.to_yaml(), folder.config)
+    write_text_atomic(run_config_text(config), folder.config)
     progress = Progress(stream)
     judges = config.judges()
     names = [judge_name(j) for j in judges]

@@ -37,6 +37,7 @@ import pyarrow as pa
 from ..contracts import (ContractError, check_pool_disjoint, read_table, table_hash,
                          validate_comparisons, write_json_atomic, write_table_atomic)
 from .annotators import build_annotators, read_pool, run_layout
+from ..contracts.redact import redact
 from .assemble import annotation_row, annotation_table, carried_columns, judge_metadata
 from .config import AnnotateConfig
 from .engine import RunResult, label_token_ids
@@ -262,12 +263,12 @@ def annotate(config: AnnotateConfig) -> AnnotateSummary:
     summary = AnnotateSummary(config.output, plan.n_items, plan.n_shards, shards_skipped=done)
     pending = [shard for shard in range(plan.n_shards) if shard not in done]
     os.makedirs(config.output, exist_ok=True)
-    write_json_atomic({"fingerprint": plan.fingerprint, "config": config.to_dict(),
+    write_json_atomic({"fingerprint": plan.fingerprint, "config": redact(config.to_dict()),
                        "n_items": plan.n_items, "n_shards": plan.n_shards,
                        "complete": not pending}, os.path.join(config.output, MANIFEST))
     if pending:
         summary.n_runs = _run_pending(plan, pending, summary)
-    write_json_atomic({"fingerprint": plan.fingerprint, "config": config.to_dict(),
+    write_json_atomic({"fingerprint": plan.fingerprint, "config": redact(config.to_dict()),
                        "n_items": plan.n_items, "n_shards": plan.n_shards, "complete": True,
                        "seconds_last_run": time.perf_counter() - start},
                       os.path.join(config.output, MANIFEST))
