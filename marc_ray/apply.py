@@ -106,6 +106,8 @@ def check_inputs(certificate: Certificate, table: pa.Table, source: str = "<data
     judges = (np.asarray(table.column("judge").to_pylist(), dtype=object)
               if "judge" in table.column_names else None)
     multi_judge = judges is not None and len(set(judges.tolist())) > 1
+    if len(certificate.stages) > 1 and not multi_judge:
+        return  # one judge's rows cannot stand for a cascade: stage_columns says so
     for index, stage in enumerate(certificate.stages):
         judge, column = stage.get("judge", stage["name"]), stage["confidence"]
         rows = np.flatnonzero(judges == judge) if multi_judge else np.arange(table.num_rows)
