@@ -757,3 +757,22 @@ def test_report_refuses_a_stage_name_that_is_a_path(pipeline_run, tmp_path, caps
     assert_refused(code, err, names=["certificate.json", "'stages[0].name'", "../../outside"],
                    out=out)
     assert not out.exists()
+
+
+def test_calibrate_records_the_binding_of_a_scored_file(pipeline_run, tmp_path, capsys):
+    """`marc-ray calibrate` on the run's scored file binds what the file's metadata records;
+    `--model-hash` overrides the confidence model's hash, and apply then checks it."""
+    from marc_ray.contracts import file_hash
+
+    scored = pipeline_run["dir"] / "score" / "large.parquet"
+    args = ["calibrate", scored, "--confidence-column", "conf_marc", "--alpha", "0.3"]
+    assert run_cli([*args, "--out", tmp_path / "cal"], capsys)[0] == 0
+    binding = json.loads((tmp_path / "cal" / "certificate.json").read_text())["stages"][0]["binding"]
+    weights = pipeline_run["dir"] / "fit" / "large" / "model.safetensors"
+    assert binding["judge"] == "large" and binding["layout"]["n_annotators"] == 2
+    assert binding["confidence_model_hash"] == file_hash(weights)
+    assert run_cli([*args, "--model-hash", "f" * 64, "--out", tmp_path / "cal2"], capsys)[0] == 0
+    out = tmp_path / "out"
+    code, err = run_cli(["apply", tmp_path / "cal2" / "certificate.json", scored, "--out", out],
+                        capsys)
+    assert_refused(code, err, names=["large.parquet", "'confidence_model_hash'"], out=out)
