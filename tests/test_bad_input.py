@@ -580,6 +580,8 @@ CERTIFICATE_EDITS = {
     "stages null": (lambda d: d.update(stages=None), True, ["'stages'"]),
     "alpha a string": (lambda d: d.update(alpha="0.2"), True, ["'alpha'"]),
     "digest removed": (lambda d: d.pop("digest"), False, ["'digest'"]),
+    "binding a string": (lambda d: d["stages"][0].update(binding="large"), True,
+                         ["'stages[0].binding'"]),
 }
 
 

@@ -157,6 +157,9 @@ class Certificate:
                 if not isinstance(stage[key], str) or not stage[key]:
                     raise ContractError(source, f"must be a non-empty string, got {stage[key]!r}",
                                         field=f"{where}.{key}")
+            if stage.get("binding") is not None and not isinstance(stage["binding"], dict):
+                raise ContractError(source, f"must be a JSON object, got {stage['binding']!r}",
+                                    field=f"{where}.binding")
             threshold = _threshold(stage["threshold"], source, f"{where}.threshold")
             if math.isfinite(threshold) and grid is not None and not _on_grid(threshold, grid):
                 raise ContractError(source, f"threshold {threshold!r} is not a point of the "
