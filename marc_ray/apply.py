@@ -17,6 +17,7 @@ them and its fitted model scores them first, so they get exactly the rule the ce
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -25,8 +26,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .calibrate.routing import ESCALATE, certificate_thresholds
-from .contracts import Certificate, ContractError, read_table, write_json_atomic, write_table_atomic
+from .contracts import (Certificate, ContractError, check_binding, metadata_binding, read_table,
+                        validate_scores, write_json_atomic, write_table_atomic)
 from .contracts.align import align_items
+from .contracts.outputs import check_output_dir
 
 def stage_columns(certificate: Certificate, table: pa.Table, source: str = "<data>"
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -94,6 +97,77 @@ def _run_counts(parts: list[pa.Table], ids: np.ndarray) -> dict[str, np.ndarray]
     return {"runs_unreadable": unreadable, "runs_total": total}
 
 
+BINDINGS_METADATA_KEY = b"marc_ray.apply_bindings"  # per judge: the metadata of its own file
+
+
+def check_inputs(certificate: Certificate, table: pa.Table, source: str = "<data>") -> None:
+    """Refuse data the certificate does not cover, before anything is decided.
+
+    Per stage, on that judge's rows: ``contracts.validate_scores`` (unique non-empty string ids,
+    verdicts in {a, b} or null, confidences numbers in [0, 1] — a boolean is not a number — and
+    NaN only where ``pred`` is null: such an item has no verdict and is escalated), then
+    ``contracts.check_binding`` (the judge, its model, the confidence model's hash and the run
+    layout recorded in the table's metadata must be the certified ones). Row numbers are the
+    rows of the user's table.
+
+    Raises
+    ------
+    ContractError
+        Naming the file, the row and the field, or what differs from the certificate.
+    """
+    if table.num_rows == 0:
+        raise ContractError(source, "the table has no rows", hint="apply needs items to decide")
+    metadata = table.schema.metadata or {}
+    per_judge = ({k: {key.encode(): v.encode() for key, v in m.items()}
+                  for k, m in json.loads(metadata[BINDINGS_METADATA_KEY]).items()}
+                 if BINDINGS_METADATA_KEY in metadata else None)
+    judges = (np.asarray(table.column("judge").to_pylist(), dtype=object)
+              if "judge" in table.column_names else None)
+    multi_judge = judges is not None and len(set(judges.tolist())) > 1
+    if len(certificate.stages) > 1 and not multi_judge:
+        return  # one judge's rows cannot stand for a cascade: stage_columns says so
+    for index, stage in enumerate(certificate.stages):
+        judge, column = stage.get("judge", stage["name"]), stage["confidence"]
+        rows = np.flatnonzero(judges == judge) if multi_judge else np.arange(table.num_rows)
+        if column not in table.column_names or rows.size == 0:
+            continue  # stage_columns says which column or judge is missing
+        part = table.take(pa.array(rows)) if multi_judge else table
+        try:
+            validate_scores(part, column, source, labels=False)
+        except ContractError as error:  # rows of the judge's part → rows of the user's table
+            row = None if error.row is None else int(rows[error.row])
+            raise ContractError(error.source, error.problem, row=row, field=error.field,
+                                hint=error.hint) from None
+        seen = sorted({j for j in judges[rows].tolist() if j is not None}) if judges is not None else []
+        own = per_judge.get(judge) if per_judge is not None else metadata
+        observed = metadata_binding(own, column, judge=seen[0] if len(seen) == 1 else None)
+        if judges is not None and len(seen) == 1:
+            observed["judge"] = seen[0]  # the rows' judge column is what routing reads
+        check_binding(certificate, index, observed, source)
+
+
+def with_file_metadata(tables: list[pa.Table]) -> pa.Table:
+    """Several judges' scored tables as one, each judge's file metadata kept (for check_inputs)."""
+    per_judge = {}
+    for part in tables:
+        names = set(part.column("judge").to_pylist()) if "judge" in part.column_names else set()
+        for name in names:
+            per_judge[name] = {k.decode(): v.decode() for k, v in (part.schema.metadata or {}).items()
+                               if k != b"pandas"}
+    table = pa.concat_tables([p.replace_schema_metadata(None) for p in tables],
+                             promote_options="permissive")
+    return table.replace_schema_metadata({BINDINGS_METADATA_KEY: json.dumps(per_judge).encode()})
+
+
+def read_scored(path: str) -> pa.Table:
+    """A scored file, or a folder of per-judge scored files (the run's ``score/``), metadata kept."""
+    if os.path.isdir(path):
+        files = sorted(os.path.join(path, n) for n in os.listdir(path) if n.endswith(".parquet"))
+        if len(files) > 1:
+            return with_file_metadata([read_table(f) for f in files])
+    return read_table(path)
+
+
 def apply_certificate(certificate: Certificate, table: pa.Table, source: str = "<data>",
                       drift_significance: float = 0.01) -> tuple[pa.Table, dict]:
     """Verdict or escalation per item, and the drift diagnostic per stage.
@@ -132,6 +206,7 @@ def apply_certificate(certificate: Certificate, table: pa.Table, source: str = "
     from .calibrate.diagnostics import drift
     from .calibrate.reasons import KINDS
 
+    check_inputs(certificate, table, source)  # before deciding anything
     ids, confidence, pred, extra = stage_columns(certificate, table, source)
     groups = None
     if certificate.groups:
@@ -186,8 +261,9 @@ def apply_certificate(certificate: Certificate, table: pa.Table, source: str = "
 def apply_file(certificate_path: str | os.PathLike, data_path: str | os.PathLike,
                out_dir: str | os.PathLike) -> dict:
     """:func:`apply_certificate` on files: writes ``decisions.parquet`` and ``apply_summary.json``."""
+    check_output_dir(out_dir)  # before any work: a bad --out must not cost the computation
     certificate = Certificate.read(certificate_path)
-    table = read_table(data_path)
+    table = read_scored(os.fspath(data_path))
     decisions, summary = apply_certificate(certificate, table, os.fspath(data_path))
     write_table_atomic(decisions, os.path.join(out_dir, "decisions.parquet"))
     summary["certificate"] = os.path.abspath(os.fspath(certificate_path))
@@ -226,6 +302,7 @@ def apply_run(run_dir: str | os.PathLike, comparisons_path: str | os.PathLike,
     from .run_folder import RunFolder
 
     run_dir, comparisons_path, out_dir = map(os.fspath, (run_dir, comparisons_path, out_dir))
+    check_output_dir(out_dir)
     config = PipelineConfig.from_run(run_dir)
     run, out = RunFolder(run_dir), RunFolder(out_dir)  # out_dir gets a run's annotate/ and score/
     certificate_path = run.certificate
@@ -250,8 +327,8 @@ def apply_run(run_dir: str | os.PathLike, comparisons_path: str | os.PathLike,
         model_folder = run.model_folder(name) if config.fit_settings.enabled else None
         score_path = out.scores(name)
         score_annotations([model_folder] if model_folder else [], judge.output, score_path)
-        scored.append(read_table(score_path).replace_schema_metadata(None))
-    table = pa.concat_tables(scored, promote_options="permissive")
+        scored.append(read_table(score_path))
+    table = with_file_metadata(scored)
     decisions, summary = apply_certificate(certificate, table, comparisons_path,
                                            config.calibrate.drift_significance)
     summary["agreement_on_decided"] = _observed_agreement(table, decisions, certificate)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .contracts import TIE_POLICIES
-from .contracts.validation import check_choice, check_number, fail, reject_unknown
+from .contracts.validation import check_choice, check_number, check_safe_name, fail, reject_unknown
 from .run_folder import RUN_CONFIG, RunFolder
 
 # Confidence measures the pipeline can calibrate on: the two heuristics every annotation row
@@ -159,6 +159,10 @@ class PipelineConfig:
                 data = yaml.safe_load(stream)
         except FileNotFoundError as error:
             raise ValueError(f"{path}: no such config file") from error
+        except IsADirectoryError as error:
+            raise ValueError(f"{path}: is a folder; CONFIG is a YAML file of settings") from error
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}: not UTF-8 text (byte {error.start})") from error
         except yaml.YAMLError as error:
             raise ValueError(f"{path}: not valid YAML: {error}") from error
         if data is None:
@@ -236,6 +240,9 @@ class PipelineConfig:
             values.setdefault("seed", self.seed)
             config = AnnotateConfig.from_dict(values, self.source)
             name = judge_name(config)
+            # the name becomes annotate/<name>, fit/<name>, score/<name>.parquet: check it first
+            check_safe_name(("annotate" if not self.cascade else f"cascade[{index}]") + ".judge_name",
+                            name, self.source)
             config.input, config.pool = folder.comparisons, folder.pool
             config.output = folder.annotations(name)
             out.append(config)
@@ -266,6 +273,9 @@ class PipelineConfig:
                 if key in mapping:
                     raise ValueError(f"{src}: {where}.{key} is set by the pipeline (from data and "
                                      f"run_dir); remove it")
+        if not all(isinstance(note, str) for note in self.report.notes):
+            bad = next(n for n in self.report.notes if not isinstance(n, str))
+            fail("report.notes", "a list of strings (one sentence each)", bad, src)
         judges = self._validate_judges()
         self._validate_fit()
         self._validate_calibrate(len(judges))

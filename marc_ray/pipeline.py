@@ -25,7 +25,8 @@ import pyarrow as pa
 from .config import PipelineConfig, judge_name
 from .contracts import (Certificate, ContractError, check_pool_disjoint, file_hash, read_table,
                         table_hash, validate_comparisons, write_json_atomic, write_table_atomic,
-                        write_text_atomic)
+                        metadata_binding, with_binding, write_text_atomic)
+from .contracts.redact import redact, redact_text
 from .run_folder import RunFolder
 
 STAGES = ("prepare", "annotate", "fit", "score", "calibrate", "report")
@@ -42,6 +43,7 @@ class Progress:
 
     def line(self, index: int, stage: str, status: str, detail: str = "") -> None:
         elapsed = time.perf_counter() - self.started
+        detail = redact_text(detail)  # a log line never carries a credentialed URL
         print(f"[{index}/{self.total}] {stage:<9} {status:<9} {detail}  (t = {elapsed:.1f} s)",
               file=self.stream, flush=True)
 
@@ -76,7 +78,7 @@ def _stage_is_current(path: str, settings: dict, inputs: dict, outputs: list[str
             manifest = json.load(stream)
     except (OSError, json.JSONDecodeError):
         return False
-    if manifest.get("settings") != json.loads(json.dumps(settings, default=str)):
+    if manifest.get("settings") != json.loads(json.dumps(redact(settings), default=str)):
         return False
     if manifest.get("inputs") != inputs:
         return False
@@ -87,7 +89,7 @@ def _stage_is_current(path: str, settings: dict, inputs: dict, outputs: list[str
 
 def _write_manifest(path: str, stage: str, settings: dict, inputs: dict, outputs: list[str],
                     wall_s: float, details: dict | None = None) -> None:
-    write_json_atomic({"stage": stage, "settings": json.loads(json.dumps(settings, default=str)),
+    write_json_atomic({"stage": stage, "settings": json.loads(json.dumps(redact(settings), default=str)),
                        "inputs": inputs, "outputs": _hash_paths(outputs), "wall_s": round(wall_s, 3),
                        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                        "details": details or {}}, path)
@@ -325,6 +327,7 @@ def calibrate_run(config: PipelineConfig, judges: list, score_paths: list[str], 
                              labels, ids=ids)
         certificate = calibrator.certificate(data_hash, [confidence] * len(names), model_hash,
                                              extra=extra)
+    certificate = with_binding(certificate, stage_bindings(score_paths, names, confidence))
     certificate.write(out_path)
     thresholds = [float(s["threshold"]) for s in certificate.stages]
     return {"lambda_hat": " ".join(f"{t:.4g}" for t in thresholds),
@@ -342,6 +345,7 @@ def choose_run_confidence(config: PipelineConfig, score_path: str, model_folder:
     from .calibrate.grid import fixed_grid
     from .calibrate.select import choose_confidence_table
     from .config import CONFIDENCE_MEASURES
+    from .fit.estimator import CONFIG_FILE
 
     cal = config.calibrate
     table = read_table(score_path)
@@ -350,7 +354,7 @@ def choose_run_confidence(config: PipelineConfig, score_path: str, model_folder:
                   if c is not None and c in CONFIDENCE_MEASURES and c in table.column_names]
     validation_ids = None
     if model_folder is not None:
-        with open(os.path.join(model_folder, "config.json"), encoding="utf-8") as stream:
+        with open(os.path.join(model_folder, CONFIG_FILE), encoding="utf-8") as stream:
             validation_ids = json.load(stream).get("valid_ids") or None
     splits = table.column("split").to_pylist()
     result = choose_confidence_table(table, cal.alpha, cal.delta, max(splits.count("calibration"), 1),
@@ -360,6 +364,14 @@ def choose_run_confidence(config: PipelineConfig, score_path: str, model_folder:
     result["validation"] = ("the fitted model's validation part of the training split"
                             if validation_ids is not None else "the training split")
     return json.loads(json.dumps(result, default=float))
+
+
+def stage_bindings(score_paths: list[str], names: list[str], confidence: str) -> list[dict]:
+    """What each stage certifies, read from its scores file's metadata (``contracts.with_binding``)."""
+    import pyarrow.parquet as pq
+
+    return [metadata_binding(pq.read_schema(path).metadata, confidence, judge=name) | {"judge": name}
+            for path, name in zip(score_paths, names)]
 
 
 def evaluate_run(items) -> dict:
@@ -419,6 +431,17 @@ def fitted_margins(certificate: Certificate) -> dict:
 # The whole job
 # ---------------------------------------------------------------------------------------------
 
+def run_config_text(config: PipelineConfig) -> str:
+    """The run folder's config.yaml: the resolved configuration with every secret redacted.
+
+    A run folder is shared (and ``apply_run`` re-reads this file), so a secret must come from
+    the environment (the http engine's ``api_key_env`` names a variable), never from the file.
+    """
+    import yaml
+
+    return yaml.safe_dump(redact(config.to_dict()), sort_keys=False)
+
+
 def run_pipeline(config: PipelineConfig, *, command: str | None = None, stream=None) -> dict:
     """Run every stage that is not already up to date; return the paths of the report.
 
@@ -441,7 +464,7 @@ def run_pipeline(config: PipelineConfig, *, command: str | None = None, stream=N
     run_dir = config.run_dir
     folder = RunFolder(run_dir)
     os.makedirs(run_dir, exist_ok=True)
-    write_text_atomic(config.to_yaml(), folder.config)
+    write_text_atomic(run_config_text(config), folder.config)
     progress = Progress(stream)
     judges = config.judges()
     names = [judge_name(j) for j in judges]

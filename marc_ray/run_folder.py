@@ -23,6 +23,8 @@ import os
 import posixpath
 from dataclasses import dataclass
 
+from .contracts.errors import ContractError
+
 RUN_CONFIG = "config.yaml"          # the resolved configuration, in every run folder
 CERTIFICATE_FILE = "certificate.json"
 
@@ -41,7 +43,20 @@ class RunFolder:
         return "://" in self.root
 
     def path(self, *parts: str) -> str:
-        """``root/part/...``, joined as the root's kind of path wants."""
+        """``root/part/...``, joined as the root's kind of path wants; never outside the root.
+
+        Raises
+        ------
+        ContractError
+            A part is absolute or climbs out (``..``): a name from a config or a certificate
+            must not make a run read or write outside its folder.
+        """
+        for part in parts:
+            pieces = str(part).replace("\\", "/").split("/")
+            if os.path.isabs(str(part)) or str(part).startswith("/") or ".." in pieces:
+                raise ContractError(self.root, f"the path {str(part)!r} would leave the run folder",
+                                    hint="names that become paths use letters, digits, '.', '_' "
+                                         "and '-' only")
         return (posixpath.join if self.is_uri else os.path.join)(self.root, *parts)
 
     # -- the files and folders ----------------------------------------------------------------

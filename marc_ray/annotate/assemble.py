@@ -21,13 +21,15 @@ Agreement". ICLR 2025.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
 
-from ..contracts import CARRIED_COLUMNS, RUN_STATUS_OK, RunLayout, annotation_schema
+from ..contracts import (CARRIED_COLUMNS, JUDGE_METADATA_KEY, RUN_STATUS_OK, RunLayout,
+                         annotation_schema)
 from .engine import ZERO_SHOT_RUNS, RunResult
 
 
@@ -111,10 +113,29 @@ def annotation_row(item_id: str, judge: str, layout: RunLayout,
     return row
 
 
-def annotation_table(rows: Sequence[dict], layout: RunLayout) -> pa.Table:
-    """Annotation rows → a table in the contract's schema, layout in its metadata."""
+def annotation_table(rows: Sequence[dict], layout: RunLayout, config=None, judge: str = ""
+                     ) -> pa.Table:
+    """Annotation rows → a table in the contract's schema, layout (and judge) in its metadata."""
     schema = annotation_schema(layout)
+    if config is not None:
+        schema = schema.with_metadata({**schema.metadata, **judge_metadata(config, judge)})
     return pa.Table.from_pylist(list(rows), schema=schema)
+
+
+def judge_identity(config) -> dict:
+    """The judge model's identity a certificate binds: engine, model (spec, path or name), mode."""
+    return {"engine": str(config.engine), "model": str(config.model or ""),
+            "mode": str(getattr(config, "mode", "") or "")}
+
+
+def judge_metadata(config, judge: str) -> dict[bytes, bytes]:
+    """The schema metadata naming the judge that wrote an annotation table (its name and model).
+
+    ``calibrate`` records it in the certificate's binding and ``apply`` checks it, so a scored
+    file of another judge cannot be routed by this judge's threshold.
+    """
+    return {JUDGE_METADATA_KEY: json.dumps({"name": judge, "model": judge_identity(config)},
+                                           sort_keys=True).encode()}
 
 
 def carried_columns(comparison_row: Mapping) -> dict:

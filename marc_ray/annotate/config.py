@@ -13,7 +13,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ..contracts.validation import reject_unknown
+from ..contracts.validation import is_safe_name, reject_unknown
 
 ENGINES = {
     "transformers": "local transformers model, CPU or GPU, shared-prefix KV reuse",
@@ -85,6 +85,9 @@ class AnnotateConfig:
 
         if self.engine not in ENGINES:
             fail("engine", f"one of {sorted(ENGINES)}")
+        if self.judge_name and not is_safe_name(self.judge_name):
+            fail("judge_name", "a name of letters, digits, '.', '_' and '-' (not starting with "
+                 "'.'), since it can name files and folders")
         if self.mode not in MODES:
             fail("mode", f"one of {sorted(MODES)}")
         if self.device not in DEVICES and not str(self.device).startswith("cuda:"):

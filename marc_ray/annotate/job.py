@@ -37,7 +37,8 @@ import pyarrow as pa
 from ..contracts import (ContractError, check_pool_disjoint, read_table, table_hash,
                          validate_comparisons, write_json_atomic, write_table_atomic)
 from .annotators import build_annotators, read_pool, run_layout
-from .assemble import annotation_row, annotation_table, carried_columns
+from ..contracts.redact import redact
+from .assemble import annotation_row, annotation_table, carried_columns, judge_metadata
 from .config import AnnotateConfig
 from .engine import RunResult, label_token_ids
 from .prompts import PromptBuilder, get_template
@@ -262,12 +263,12 @@ def annotate(config: AnnotateConfig) -> AnnotateSummary:
     summary = AnnotateSummary(config.output, plan.n_items, plan.n_shards, shards_skipped=done)
     pending = [shard for shard in range(plan.n_shards) if shard not in done]
     os.makedirs(config.output, exist_ok=True)
-    write_json_atomic({"fingerprint": plan.fingerprint, "config": config.to_dict(),
+    write_json_atomic({"fingerprint": plan.fingerprint, "config": redact(config.to_dict()),
                        "n_items": plan.n_items, "n_shards": plan.n_shards,
                        "complete": not pending}, os.path.join(config.output, MANIFEST))
     if pending:
         summary.n_runs = _run_pending(plan, pending, summary)
-    write_json_atomic({"fingerprint": plan.fingerprint, "config": config.to_dict(),
+    write_json_atomic({"fingerprint": plan.fingerprint, "config": redact(config.to_dict()),
                        "n_items": plan.n_items, "n_shards": plan.n_shards, "complete": True,
                        "seconds_last_run": time.perf_counter() - start},
                       os.path.join(config.output, MANIFEST))
@@ -369,7 +370,7 @@ def _write_shard(plan: Plan, shard: int, results: dict[tuple[str, int], RunResul
         by_item.setdefault(item_id, {})[run] = result
     rows = [annotation_row(item["id"], plan.judge, plan.builder.layout, by_item[item["id"]],
                            carried_columns(item)) for item in plan.shard_items(shard)]
-    write_table_atomic(annotation_table(rows, plan.builder.layout),
+    write_table_atomic(annotation_table(rows, plan.builder.layout, plan.config, plan.judge),
                        shard_path(plan.config.output, shard))
 
 
@@ -386,7 +387,8 @@ def _replay(config: AnnotateConfig, start: float) -> AnnotateSummary:
     os.makedirs(config.output, exist_ok=True)
     # streamed batch by batch from the run table's file into the shard (bounded memory)
     n_rows = write_replay(runs_path, config.judge_name or "replay", shard_path(config.output, 0),
-                          comparisons=comparisons, source=runs_path, **options)
+                          comparisons=comparisons, source=runs_path,
+                          metadata=judge_metadata(config, config.judge_name or "replay"), **options)
     return AnnotateSummary(config.output, n_rows, 1, shards_written=[0],
                            seconds=time.perf_counter() - start)
 

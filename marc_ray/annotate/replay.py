@@ -654,9 +654,15 @@ def replay_annotations(runs: pa.Table, judge: str, *, comparisons: pa.Table | No
     return pa.Table.from_batches([b for chunk in chunks for b in chunk.to_batches()], schema=schema)
 
 
-def write_replay(runs: pa.Table | str, judge: str, path: str, **options) -> int:
-    """:func:`replay_stream` written chunk by chunk to one Parquet file (atomically); its row count."""
+def write_replay(runs: pa.Table | str, judge: str, path: str, metadata: dict | None = None,
+                 **options) -> int:
+    """:func:`replay_stream` written chunk by chunk to one Parquet file (atomically); its row count.
+
+    ``metadata`` is added to the file's schema metadata (the annotate job's judge record).
+    """
     schema, chunks = replay_stream(runs, judge, **options)
+    if metadata:
+        schema = schema.with_metadata({**(schema.metadata or {}), **metadata})
     first = next(chunks, None)  # every input error is raised before anything is written
     n_rows = 0
 

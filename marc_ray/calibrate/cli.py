@@ -19,7 +19,8 @@ import os
 import numpy as np
 
 from ..contracts.outputs import check_output_dir
-from ..contracts import (TIE_POLICIES, ContractError, read_table, table_hash, validate_scores,
+from ..contracts import (TIE_POLICIES, ContractError, metadata_binding, read_table, table_hash,
+                         validate_scores, with_binding,
                          write_json_atomic)
 
 CALIBRATE_EXAMPLE = """\
@@ -216,6 +217,27 @@ def _load(args, for_validity: bool):
     return table, source, note
 
 
+def scores_binding(source: str, args, judge: str | None) -> dict:
+    """What the certificate binds to, from the scores file's metadata (``contracts.with_binding``).
+
+    A Parquet file written by ``marc-ray annotate`` / ``score`` carries the judge, the run layout
+    and each confidence column's model hash; ``--model-hash`` overrides the latter. Other files
+    bind only what they show (the judge's name, when known), so ``apply`` checks only that.
+    """
+    import pyarrow.dataset as pa_dataset
+
+    metadata = None
+    if source.lower().rstrip("/").endswith(".parquet") or os.path.isdir(source):
+        try:
+            metadata = pa_dataset.dataset(source, format="parquet").schema.metadata
+        except (OSError, ValueError):
+            metadata = None
+    binding = metadata_binding(metadata, args.confidence_column, judge=judge)
+    if args.model_hash:
+        binding["confidence_model_hash"] = args.model_hash
+    return binding
+
+
 def _read_scores(source: str, extra: list):
     """The scores, only the columns calibration reads (a scored file also holds every run's
     probabilities and statuses, hundreds of values per item, which calibration never needs)."""
@@ -277,17 +299,19 @@ def run_calibrate(args) -> int:
     if judge is None and "judge" in table.column_names:
         judges = {j for j in table.column("judge").to_pylist() if j is not None}
         judge = judges.pop() if len(judges) == 1 else None
+    binding = scores_binding(source, args, judge)
     judge = judge or "judge"
     data_hash = table_hash(table, ["id", args.confidence_column, "pred", "human_label"])
     if args.by is not None:
         return _run_grouped(args, table, source, note, alphas, grid, judge, data_hash,
-                            confidence, pred, human)
+                            confidence, pred, human, binding)
     extra = {"scores_file": source, "calibration_rows": note}
     certificates = {alpha: calibrator.certificate(data_hash=data_hash,
                                                   confidence_name=args.confidence_column,
                                                   model_hash=args.model_hash, judge_name=judge,
                                                   alpha=alpha, extra=extra)
                     for alpha in alphas}
+    certificates = {alpha: with_binding(c, [binding]) for alpha, c in certificates.items()}
     summary = {
         "scores_file": source, "calibration_rows": note, "confidence": args.confidence_column,
         "judge": judge, "delta": args.delta, "procedure": args.procedure,
@@ -314,7 +338,7 @@ def run_calibrate(args) -> int:
 
 
 def _run_grouped(args, table, source, note, alphas, grid, judge, data_hash, confidence, pred,
-                 human) -> int:
+                 human, binding) -> int:
     """``calibrate --by COLUMN``: a per-group certificate per alpha (``calibrate/groups.py``)."""
     from .groups import GroupedCalibrator
 
@@ -336,6 +360,7 @@ def _run_grouped(args, table, source, note, alphas, grid, judge, data_hash, conf
         certificates[alpha] = calibrator.certificate(
             data_hash=data_hash, column=args.by, confidence_names=[args.confidence_column],
             model_hash=args.model_hash, extra=extra)
+        certificates[alpha] = with_binding(certificates[alpha], [binding])
         results.append({"alpha": alpha, "coverage": calibrator.coverage_overall_,
                         "groups": certificates[alpha].groups})
     summary = {"scores_file": source, "calibration_rows": note, "confidence": args.confidence_column,

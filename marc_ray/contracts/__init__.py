@@ -31,7 +31,9 @@ from ``marc_ray.contracts`` alone:
 """
 
 from .align import Aligned, ItemSet, align_items, aligned_sets
-from .certificate import ASSUMPTIONS, BINDING_KEYS, Certificate, check_binding, content_digest
+from .certificate import (ASSUMPTIONS, BINDING_KEYS, CONFIDENCE_MODELS_METADATA_KEY,
+                          JUDGE_METADATA_KEY, Certificate, check_binding, content_digest,
+                          metadata_binding, with_binding)
 from .errors import ContractError
 from .io import (file_hash, read_table, rows_to_table, table_hash, write_json_atomic,
                  write_table_atomic, write_text_atomic)
@@ -50,7 +52,8 @@ __all__ = [
     "RUN_STATUS_OK", "RunLayout", "SCORES_REQUIRED", "TIE_POLICIES", "TiePolicy", "VOTE_TYPE",
     "agreement", "annotation_schema", "check_pool_disjoint", "file_hash", "layout_of",
     "majority_label", "read_table", "rows_to_table", "table_hash", "BINDING_KEYS", "check_binding",
-    "content_digest",
+    "content_digest", "CONFIDENCE_MODELS_METADATA_KEY", "JUDGE_METADATA_KEY", "metadata_binding",
+    "with_binding",
     "validate_annotations", "validate_comparisons", "validate_scores", "write_json_atomic",
     "write_table_atomic", "write_text_atomic",
 ]

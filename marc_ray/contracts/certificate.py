@@ -157,6 +157,9 @@ class Certificate:
                 if not isinstance(stage[key], str) or not stage[key]:
                     raise ContractError(source, f"must be a non-empty string, got {stage[key]!r}",
                                         field=f"{where}.{key}")
+            if stage.get("binding") is not None and not isinstance(stage["binding"], dict):
+                raise ContractError(source, f"must be a JSON object, got {stage['binding']!r}",
+                                    field=f"{where}.binding")
             threshold = _threshold(stage["threshold"], source, f"{where}.threshold")
             if math.isfinite(threshold) and grid is not None and not _on_grid(threshold, grid):
                 raise ContractError(source, f"threshold {threshold!r} is not a point of the "
@@ -256,3 +259,46 @@ def _canonical(value: Any) -> str:
 def _short(value: Any) -> str:
     text = value if isinstance(value, str) else _canonical(value)
     return repr(text if len(text) <= 60 else text[:57] + "...")
+
+
+# Where a table carries what a stage binds: the annotate job writes the judge, the run layout is
+# the annotation schema's, and the score stage maps each confidence column to its model's hash.
+JUDGE_METADATA_KEY = b"marc_ray.judge"                    # {"name", "model": {engine, model, mode}}
+CONFIDENCE_MODELS_METADATA_KEY = b"marc_ray.confidence_models"  # {column: SHA-256 of the weights}
+
+
+def metadata_binding(metadata: dict | None, confidence: str, judge: str | None = None) -> dict:
+    """What a table's schema metadata says about :data:`BINDING_KEYS` (``None``: not recorded).
+
+    ``judge`` (the rows' judge column) stands in for the judge's name when the metadata has none.
+    """
+    from .schemas import LAYOUT_METADATA_KEY
+
+    metadata = metadata or {}
+
+    def load(key: bytes):
+        if key not in metadata:
+            return None
+        try:
+            return json.loads(metadata[key])
+        except (TypeError, ValueError):
+            return None
+
+    identity = load(JUDGE_METADATA_KEY) or {}
+    models = load(CONFIDENCE_MODELS_METADATA_KEY) or {}
+    return {"judge": identity.get("name") or judge, "model": identity.get("model"),
+            "confidence": confidence,
+            "confidence_model_hash": models.get(confidence) if isinstance(models, dict) else None,
+            "layout": load(LAYOUT_METADATA_KEY)}
+
+
+def with_binding(certificate: Certificate, bindings: list[dict]) -> Certificate:
+    """``certificate`` with each stage's ``binding`` recorded (one dict per stage, in order).
+
+    Written once, right after calibration, so the digest covers it: a binding cannot be edited.
+    """
+    if len(bindings) != len(certificate.stages):
+        raise ValueError(f"{len(bindings)} bindings for {len(certificate.stages)} stages")
+    for stage, binding in zip(certificate.stages, bindings):
+        stage["binding"] = {key: binding.get(key) for key in BINDING_KEYS}
+    return certificate

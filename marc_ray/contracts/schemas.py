@@ -383,7 +383,7 @@ def validate_annotations(table: pa.Table, source: str = "<annotations>") -> tupl
 
 
 def validate_scores(table: pa.Table, confidence_column: str, source: str = "<scores>",
-                    *, min_rows: int = 1) -> pa.Table:
+                    *, min_rows: int = 1, labels: bool = True) -> pa.Table:
     """Check a scored table for calibration: confidence in [0, 1], verdicts, human labels.
 
     A null ``pred`` means the judge gave no verdict on that item (every run unreadable): the
@@ -397,12 +397,14 @@ def validate_scores(table: pa.Table, confidence_column: str, source: str = "<sco
     """
     if table.num_rows == 0:
         raise ContractError(source, "the table has no rows")
-    _require_columns(table, SCORES_REQUIRED + (confidence_column,), source)
+    _require_columns(table, (SCORES_REQUIRED if labels else ("id", "pred")) + (confidence_column,),
+                     source)  # labels=False: apply's new items need no human label
     table = _normalise_ids(table)
     _check_strings(table, "id", source)
     _check_unique_ids(table, source)
     _check_strings(table, "pred", source, allowed=PREDICTIONS, nullable=True)
-    _check_strings(table, "human_label", source, allowed=LABELS)
+    if labels:
+        _check_strings(table, "human_label", source, allowed=LABELS)
     column = table.column(confidence_column)
     if pa.types.is_boolean(column.type):
         raise ContractError(source, "confidence is boolean (true/false), not a number in [0, 1]",

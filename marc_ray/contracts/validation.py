@@ -14,6 +14,7 @@ number is wanted is an error, not a silent cast.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Iterable
 
 
@@ -78,3 +79,19 @@ def check_type(name: str, value: Any, kind: type | tuple, what: str, source: str
     if not isinstance(value, kind) or (isinstance(value, bool) and bool not in (
             kind if isinstance(kind, tuple) else (kind,))):
         fail(name, what, value, source)
+
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")  # a name that becomes a file or folder
+
+
+def is_safe_name(value: Any) -> bool:
+    """Letters, digits, '.', '_' and '-', not starting with '.': never a path of its own."""
+    return isinstance(value, str) and len(value) <= 128 and SAFE_NAME.fullmatch(value) is not None
+
+
+def check_safe_name(name: str, value: Any, source: str = "") -> None:
+    """``value`` can name a file or folder under a run folder (``judge_name`` names three)."""
+    if not is_safe_name(value):
+        fail(name, "a name of letters, digits, '.', '_' and '-' (not starting with '.', at most "
+                   "128 characters), since it names the run's annotate/, fit/ and score/ entries",
+             value, source)

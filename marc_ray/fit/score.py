@@ -71,5 +71,26 @@ def score_annotations(model_dirs: str | os.PathLike | Sequence[str | os.PathLike
     models = [MarcConfidence.load(folder) for folder in model_dirs]
     table, source = load_annotations(annotations_path)
     scored = score_table(models, table, source)
+    scored = scored.replace_schema_metadata({**(scored.schema.metadata or {}),
+                                             **confidence_models_metadata(model_dirs, models)})
     write_table_atomic(scored, out_path)
     return scored
+
+
+def confidence_models_metadata(model_dirs: Sequence[str | os.PathLike],
+                               models: Sequence[MarcConfidence]) -> dict[bytes, bytes]:
+    """Schema metadata mapping each confidence column to its model's SHA-256 (model.safetensors).
+
+    The certificate binds to that hash and ``apply`` checks it: data scored by another fitted
+    model is refused. The annotation table's layout and judge metadata are kept beside it.
+    """
+    import json
+
+    from ..contracts import CONFIDENCE_MODELS_METADATA_KEY, file_hash
+    from .estimator import MODEL_FILE
+
+    if not models:
+        return {}
+    hashes = {model.column: file_hash(os.path.join(os.fspath(folder), MODEL_FILE))
+              for folder, model in zip(model_dirs, models)}
+    return {CONFIDENCE_MODELS_METADATA_KEY: json.dumps(hashes, sort_keys=True).encode()}

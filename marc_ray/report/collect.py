@@ -14,6 +14,7 @@ import platform
 from dataclasses import dataclass
 
 from ..config import read_run_config
+from ..contracts.redact import redact
 from ..contracts import Certificate, file_hash
 from ..contracts.align import aligned_sets
 from ..run_folder import RUN_CONFIG, RunFolder
@@ -46,7 +47,8 @@ def run_manifest(run_dir: str, certificate: Certificate, command: str | None) ->
     config_path = folder.config
     with open(config_path, encoding="utf-8") as stream:
         config_text = stream.read()
-    config = yaml.safe_load(config_text) or {}
+    config = redact(yaml.safe_load(config_text) or {})
+    config_text = yaml.safe_dump(config, sort_keys=False)  # shown in the report: redacted
     hashes = {RUN_CONFIG: file_hash(config_path)}
     for path in (folder.comparisons, folder.pool):
         if os.path.exists(path):
@@ -93,13 +95,27 @@ def drift_significance(config: dict) -> float:
 
 def run_items(run_dir: str) -> RunItems:
     """Read what a run's report is about (nothing is computed here)."""
-    config = read_run_config(run_dir)
+    config = redact(read_run_config(run_dir))  # shown in the report: never a secret
     folder = RunFolder(run_dir)
     certificate = Certificate.read(folder.certificate)
     names = [stage["name"] for stage in certificate.stages]
+    check_stage_names(names, folder.certificate)
     score_paths = [folder.scores(name) for name in names]
     sets = aligned_sets(score_paths, names, certificate.stages[0]["confidence"])
     return RunItems(certificate, config, score_paths, sets)
+
+
+def check_stage_names(names: list[str], source: str) -> None:
+    """A stage name is a file name under the run folder (score/<name>.parquet): never a path."""
+    from ..contracts import ContractError
+    from ..contracts.validation import is_safe_name
+
+    for index, name in enumerate(names):
+        if not is_safe_name(name):
+            raise ContractError(source, f"stage name {name!r} is not a plain name (letters, digits, "
+                                f"'.', '_', '-'), so it cannot name a file of the run",
+                                field=f"stages[{index}].name",
+                                hint="use the certificate the run wrote")
 
 
 def build_report(run_dir: str, evaluated: dict, command: str | None = None,

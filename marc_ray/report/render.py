@@ -20,10 +20,10 @@ import os
 import numpy as np
 
 from ..contracts import TIE_POLICIES, write_json_atomic, write_text_atomic
+from ..contracts.redact import redact  # the one redaction, used everywhere a config is shown
 from . import plots
 from .summary import ReportInputs, evaluation_of, percent, summarize
 
-SECRET_WORDS = ("key", "token", "secret", "password", "credential")
 
 CSS = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; max-width: 1100px;
@@ -72,17 +72,6 @@ def _fmt(value, digits: int = 4) -> str:
     if math.isnan(value):
         return "n/a"
     return f"{value:.{digits}g}"
-
-
-def redact(value, key: str = ""):
-    """Replace anything that looks like a secret (api keys, tokens, passwords) by "<redacted>"."""
-    if isinstance(value, dict):
-        return {k: redact(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v, key) for v in value]
-    if value and any(word in key.lower() for word in SECRET_WORDS):
-        return "<redacted>"
-    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -513,24 +502,24 @@ def write_report(inputs: ReportInputs, out_dir: str | os.PathLike) -> dict[str, 
     out_dir = os.fspath(out_dir)
     evaluation = evaluation_of(inputs)
     summary = summarize(inputs, evaluation)
+    summary["manifest"] = redact(summary["manifest"])  # before anything shows it
     figures = draw_figures(inputs, summary, evaluation["curves"])
-    encoded, figure_files = [], []
-    for stem, caption, figure in figures:
-        png = plots.to_png_base64(figure)
-        encoded.append((stem, caption, png))
+    encoded = [(stem, caption, plots.to_png_base64(figure)) for stem, caption, figure in figures]
+    figure_files = [(f"figures/{stem}.png", caption) for stem, caption, _ in encoded]
+    paths = {"html": os.path.join(out_dir, "report.html"), "markdown": os.path.join(out_dir, "report.md"),
+             "json": os.path.join(out_dir, "report.json"),
+             "certificate": os.path.join(out_dir, "certificate.json")}
+    # everything is rendered before the first file is written: a failure leaves nothing behind
+    html_text, markdown_text = render_html(summary, encoded), render_markdown(summary, figure_files)
+    for stem, _, png in encoded:
         path = os.path.join(out_dir, "figures", f"{stem}.png")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         temporary = path + ".tmp"
         with open(temporary, "wb") as stream:
             stream.write(base64.b64decode(png))
         os.replace(temporary, path)
-        figure_files.append((f"figures/{stem}.png", caption))
-    paths = {"html": os.path.join(out_dir, "report.html"), "markdown": os.path.join(out_dir, "report.md"),
-             "json": os.path.join(out_dir, "report.json"),
-             "certificate": os.path.join(out_dir, "certificate.json")}
-    write_text_atomic(render_html(summary, encoded), paths["html"])
-    write_text_atomic(render_markdown(summary, figure_files), paths["markdown"])
-    summary["manifest"] = redact(summary["manifest"])
+    write_text_atomic(html_text, paths["html"])
+    write_text_atomic(markdown_text, paths["markdown"])
     write_json_atomic(summary, paths["json"])
     inputs.certificate.write(paths["certificate"])
     return paths
