@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .calibrate.routing import ESCALATE, certificate_thresholds, route
-from .contracts import Certificate, ContractError, read_table, write_json_atomic, write_table_atomic
+from .contracts import Certificate, ContractError, read_columns, read_table, write_json_atomic, write_table_atomic
 from .contracts.align import align_items
 
 def stage_columns(certificate: Certificate, table: pa.Table, source: str = "<data>"
@@ -135,7 +135,7 @@ def apply_file(certificate_path: str | os.PathLike, data_path: str | os.PathLike
                out_dir: str | os.PathLike) -> dict:
     """:func:`apply_certificate` on files: writes ``decisions.parquet`` and ``apply_summary.json``."""
     certificate = Certificate.read(certificate_path)
-    table = read_table(data_path)
+    table = read_columns(data_path)  # every column but the per-run lists
     decisions, summary = apply_certificate(certificate, table, os.fspath(data_path))
     write_table_atomic(decisions, os.path.join(out_dir, "decisions.parquet"))
     summary["certificate"] = os.path.abspath(os.fspath(certificate_path))
@@ -198,7 +198,7 @@ def apply_run(run_dir: str | os.PathLike, comparisons_path: str | os.PathLike,
         model_folder = run.model_folder(name) if config.fit_settings.enabled else None
         score_path = out.scores(name)
         score_annotations([model_folder] if model_folder else [], judge.output, score_path)
-        scored.append(read_table(score_path).replace_schema_metadata(None))
+        scored.append(read_columns(score_path).replace_schema_metadata(None))
     table = pa.concat_tables(scored, promote_options="permissive")
     decisions, summary = apply_certificate(certificate, table, comparisons_path,
                                            config.calibrate.drift_significance)

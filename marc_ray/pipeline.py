@@ -23,8 +23,8 @@ import numpy as np
 import pyarrow as pa
 
 from .config import PipelineConfig, judge_name
-from .contracts import (Certificate, ContractError, check_pool_disjoint, file_hash, read_table,
-                        table_hash, validate_comparisons, write_json_atomic, write_table_atomic,
+from .contracts import (Certificate, ContractError, check_pool_disjoint, file_hash, read_columns,
+                        read_table, table_hash, validate_comparisons, write_json_atomic, write_table_atomic,
                         write_text_atomic)
 from .run_folder import RunFolder
 
@@ -325,7 +325,7 @@ def evaluate_run(items) -> dict:
     compare = (items.config.get("calibrate") or {}).get("compare") or [confidence]
     evaluation = evaluate_certificate(certificate, items.sets["calibration"], items.sets.get("test"),
                                       drift_significance(items.config))
-    measures = compare_certified_measures(read_table(items.score_paths[0]), compare, certificate)
+    measures = compare_certified_measures(read_columns(items.score_paths[0]), compare, certificate)
     return {"evaluation": evaluation, "measures": measures}
 
 

@@ -85,6 +85,50 @@ def read_table(path: str | os.PathLike) -> pa.Table:
     raise ContractError(path, "unknown file format", hint="use .jsonl, .json or .parquet")
 
 
+def read_columns(path: str | os.PathLike, columns: Iterable[str] | None = None) -> pa.Table:
+    """Read only some columns of a table file (Parquet: column projection, nothing else is read).
+
+    ``columns=None`` reads every column that is not a list: an annotation or scored file's
+    per-run vectors (``probs``, ``label_mass``, ``status``, ``zero_shot_probs``: hundreds of
+    values per item) are what makes it large, and verdicts, confidences and routing never need
+    them. Named columns the file lacks are skipped (the caller's validation names them).
+    Schema metadata (the run layout) is kept. Other formats are read whole, then selected.
+
+    Raises
+    ------
+    ContractError
+        As :func:`read_table`.
+    """
+    path = os.fspath(path)
+    lower = path.lower().rstrip("/")
+    filesystem, resolved = _filesystem_and_path(path)
+    from pyarrow import fs
+
+    info = filesystem.get_file_info(resolved)
+    parquet = info.type == fs.FileType.Directory or (info.type == fs.FileType.File
+                                                     and lower.endswith(".parquet"))
+    if parquet:
+        try:
+            if info.type == fs.FileType.Directory:
+                import pyarrow.dataset as pa_dataset
+
+                schema = pa_dataset.dataset(resolved, filesystem=filesystem, format="parquet").schema
+            else:
+                schema = pq.read_schema(resolved, filesystem=filesystem)
+            wanted = _wanted_columns(schema, columns)
+            return pq.read_table(resolved, columns=wanted, filesystem=filesystem)
+        except (pa.ArrowInvalid, OSError):
+            pass  # read_table words the error
+    table = read_table(path)
+    return table.select(_wanted_columns(table.schema, columns))
+
+
+def _wanted_columns(schema: pa.Schema, columns: Iterable[str] | None) -> list[str]:
+    if columns is None:
+        return [f.name for f in schema if not (pa.types.is_list(f.type) or pa.types.is_large_list(f.type))]
+    return [name for name in dict.fromkeys(columns) if name in schema.names]
+
+
 def rows_to_table(rows: list[dict], source: str = "<rows>") -> pa.Table:
     """Rows (dicts) to a table, with a ContractError naming the row when types clash.
 
