@@ -69,7 +69,8 @@ def labelled_arrays(table: pa.Table, config: FitConfig, source: str,
     features, layout = build_features(table, source, layout)
     agree, kept, soft = human_labels(table, config.tie_policy, source)
     ids = np.asarray(table.column("id").to_pylist(), dtype=object)
-    return Arrays(features[kept], agree, soft, ids[kept]), layout
+    features = features if kept.all() else features[kept]  # no copy when every row is kept
+    return Arrays(features, agree, soft, ids[kept]), layout
 
 
 def prepare(table_or_path, config: FitConfig, source: str | None = None) -> Prepared:
@@ -105,16 +106,18 @@ def prepare(table_or_path, config: FitConfig, source: str | None = None) -> Prep
         is_valid = _hold_out_groups(table, is_train, config)
         is_train &= ~is_valid
     if path is not None:
-        used = is_train | is_valid
-        table, file_rows = read_rows(path, used), np.flatnonzero(used)
-        is_train, is_valid = is_train[used], is_valid[used]
+        # each set's rows read on their own: memory holds one set's runs, then its features
         data_hash = file_table_hash(path, ["id", "probs", "pred"])
+        train, layout = _file_rows(is_train, lambda rows: labelled_arrays(
+            read_rows(path, rows), config, source))
+        valid, _ = _file_rows(is_valid, lambda rows: labelled_arrays(
+            read_rows(path, rows), config, source, layout))
     else:
-        file_rows, data_hash = None, table_hash(table, ["id", "probs", "pred"])
-    train, layout = _file_rows(is_train, lambda part: labelled_arrays(part, config, source), table,
-                               file_rows)
-    valid, _ = _file_rows(is_valid, lambda part: labelled_arrays(part, config, source, layout),
-                          table, file_rows)
+        data_hash = table_hash(table, ["id", "probs", "pred"])
+        train, layout = _file_rows(is_train, lambda rows: labelled_arrays(
+            table.filter(pa.array(rows)), config, source))
+        valid, _ = _file_rows(is_valid, lambda rows: labelled_arrays(
+            table.filter(pa.array(rows)), config, source, layout))
     check_pairable(train.agree, f"{source} (training rows)")
     if len(valid) == 0 or valid.agree.all() or not valid.agree.any():
         warnings.warn(f"{source}: the validation set has {int(valid.agree.sum())} agreement and "
@@ -149,21 +152,19 @@ def read_rows(path: str, mask: np.ndarray) -> pa.Table:
     return pa.Table.from_batches(kept, schema=dataset.schema)
 
 
-def _file_rows(mask: np.ndarray, function, table: pa.Table, file_rows: np.ndarray | None = None):
-    """``function(table.filter(mask))``, with any error's row mapped back to the file's row.
+def _file_rows(mask: np.ndarray, function):
+    """``function(mask)`` (which reads or filters the rows where ``mask`` holds), with any
+    error's row mapped back to the file's row.
 
     Errors must name the row a user sees in the file, not its position among the rows a
-    filter kept (a bad value in file row 5 is not "row 1"). ``file_rows``: the file row of
-    each row of ``table`` (when ``table`` holds only some of the file's rows).
+    filter kept (a bad value in file row 5 is not "row 1").
     """
     try:
-        return function(table.filter(pa.array(mask)))
+        return function(mask)
     except ContractError as error:
         if error.row is None:
             raise
         file_row = int(np.flatnonzero(mask)[error.row])
-        if file_rows is not None:
-            file_row = int(file_rows[file_row])
         raise ContractError(error.source, error.problem, row=file_row, field=error.field,
                             hint=error.hint) from error
 
