@@ -211,12 +211,14 @@ def fit_judge(config: PipelineConfig, judge, folder: str) -> dict:
     fit_config = config.fit_config()
     if fit_config.backend == "ray":
         ensure_ray(config)
-    annotations = read_table(judge.output)
+    # a path: fit reads the scalar columns, then only the training rows' runs (fit.data.prepare)
+    annotations = judge.output
     details = {}
     if config.fit_settings.tune:
         from .fit import tune_margin
 
         ensure_ray(config)
+        annotations = read_table(judge.output)
         outcome = tune_margin(annotations, fit_config, refit=True, **config.fit_settings.tune_options)
         model = outcome.model or MarcConfidence(outcome.best_config).fit(annotations, source=judge.output)
         details["tuned trials"] = len(outcome.trials)
