@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ..contracts import ContractError, read_columns, read_table, table_hash
 from ..contracts.io import file_table_hash
@@ -144,7 +145,9 @@ def read_rows(path: str, mask: np.ndarray) -> pa.Table:
 
     dataset = pa_dataset.dataset(path, format="parquet")
     kept, offset = [], 0
-    for batch in dataset.to_batches(batch_size=1 << 14, batch_readahead=0, fragment_readahead=0):
+    batches = (batch for file in dataset.files  # one row group at a time, in file order
+               for batch in pq.ParquetFile(file).iter_batches(batch_size=1 << 14))
+    for batch in batches:
         part = mask[offset:offset + batch.num_rows]
         offset += batch.num_rows
         if part.any():

@@ -101,8 +101,7 @@ def score_file(models: Sequence[MarcConfidence], annotations_path: str | os.Path
     def write(temporary: str) -> None:
         with pq.ParquetWriter(temporary, out_schema) as writer:
             offset = 0
-            for batch in dataset.to_batches(batch_size=batch_rows, batch_readahead=0,
-                                            fragment_readahead=0):
+            for batch in _batches(dataset.files, batch_rows):
                 if batch.num_rows == 0:
                     continue
                 table = pa.Table.from_batches([batch]).replace_schema_metadata(schema.metadata)
@@ -117,6 +116,12 @@ def score_file(models: Sequence[MarcConfidence], annotations_path: str | os.Path
                 offset += batch.num_rows
 
     _write_atomic(out_path, write, suffix=".parquet")
+
+
+def _batches(files: Sequence[str], batch_rows: int):
+    """The record batches of Parquet files in order, one row group read at a time."""
+    for path in files:
+        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
 
 
 def score_annotations(model_dirs: str | os.PathLike | Sequence[str | os.PathLike],
