@@ -60,7 +60,10 @@ def score_table(models: Sequence[MarcConfidence], table: pa.Table, source: str =
                                     row=int(np.flatnonzero(has_verdict)[error.row]),
                                     field=error.field, hint=error.hint) from error
         table = add_column(table, model.column, values)
-    return table
+    # the metadata of every scored output (in memory or batch by batch) comes from one place
+    if not models:
+        return table  # nothing scored: the table itself
+    return table.replace_schema_metadata(scored_schema(models, table.schema).metadata)
 
 
 SCORE_BATCH_ROWS = 1 << 14  # rows scored at once (~40 MB of runs at 310 runs per item)
@@ -68,7 +71,10 @@ SCORE_BATCH_ROWS = 1 << 14  # rows scored at once (~40 MB of runs at 310 runs pe
 
 def scored_schema(models: Sequence[MarcConfidence], schema: pa.Schema) -> pa.Schema:
     """The scored file's schema: the annotation schema (metadata kept) with one float64
-    confidence column per model (replaced when present), as :func:`score_table` adds them."""
+    confidence column per model (replaced when present), as :func:`score_table` adds them.
+
+    The one place the scored output's schema and metadata are built: :func:`score_table` takes
+    its metadata from here, and :func:`score_file` writes every batch in this schema."""
     for model in models:
         field = pa.field(model.column, pa.float64())
         if model.column in schema.names:
