@@ -132,11 +132,13 @@ def measure(command: list[str], log: str) -> dict:
             "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2), "tree_rss_gb": round(tree_peak[0] / 2**30, 2)}
 
 
-def run_size(n_items: int, root: str, python: str) -> dict:
+def run_size(n_items: int, root: str, python: str, stages=STAGES) -> dict:
     folder = os.path.join(root, f"n{n_items}")
     os.makedirs(folder, exist_ok=True)
     start = time.perf_counter()
-    comparisons, runs = write_inputs(folder, n_items)
+    comparisons, runs = os.path.join(folder, "comparisons.parquet"), os.path.join(folder, "runs.parquet")
+    if "annotate" in stages or not os.path.exists(runs):  # later stages alone reuse the inputs
+        comparisons, runs = write_inputs(folder, n_items)
     generate_s = time.perf_counter() - start
     run_dir = os.path.join(folder, "run")
     os.makedirs(run_dir, exist_ok=True)
@@ -163,7 +165,7 @@ def run_size(n_items: int, root: str, python: str) -> dict:
                         "--out", os.path.join(run_dir, "applied")],
     }
     result = {"n_items": n_items, "runs": os.path.getsize(runs), "generate_s": round(generate_s, 1)}
-    for stage in STAGES:
+    for stage in stages:
         result[stage] = measure(commands[stage], os.path.join(folder, f"{stage}.log"))
         print(f"  {n_items:>8} {stage:<10} {json.dumps(result[stage])}", flush=True)
         if result[stage]["rc"] != 0:
@@ -177,11 +179,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--workdir", default=None, help="keep the files here (default: a temporary folder)")
+    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES,
+                        help="run only these stages (later stages reuse the files --workdir holds)")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
     root = args.workdir or tempfile.mkdtemp(prefix="bench_scale_")
     print(f"load average {os.getloadavg()}; {os.cpu_count()} cores; files under {root}")
-    results = [run_size(n, root, sys.executable) for n in args.sizes]
+    results = [run_size(n, root, sys.executable, args.stages) for n in args.sizes]
     print("\n| stage | " + " | ".join(f"{r['n_items']:,} items: s, stage GB, tree GB" for r in results) + " |")
     print("|---|" + "---|" * len(results))
     for stage in STAGES:

@@ -26,7 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .calibrate.routing import ESCALATE, certificate_thresholds
-from .contracts import (Certificate, ContractError, check_binding, metadata_binding, read_table,
+from .contracts import (Certificate, ContractError, check_binding, metadata_binding, read_columns,
+                        read_table,
                         validate_scores, write_json_atomic, write_table_atomic)
 from .contracts.align import align_items
 from .contracts.outputs import check_output_dir
@@ -159,13 +160,23 @@ def with_file_metadata(tables: list[pa.Table]) -> pa.Table:
     return table.replace_schema_metadata({BINDINGS_METADATA_KEY: json.dumps(per_judge).encode()})
 
 
+def read_for_apply(path: str) -> pa.Table:
+    """What apply reads of a scored file: every column but the per-run lists, and ``probs``
+    (the reasons count each item's unreadable runs), metadata kept."""
+    table = read_columns(path)
+    runs = read_columns(path, ["probs"])
+    if "probs" in runs.column_names and "probs" not in table.column_names:
+        table = table.append_column("probs", runs.column("probs"))
+    return table
+
+
 def read_scored(path: str) -> pa.Table:
     """A scored file, or a folder of per-judge scored files (the run's ``score/``), metadata kept."""
     if os.path.isdir(path):
         files = sorted(os.path.join(path, n) for n in os.listdir(path) if n.endswith(".parquet"))
         if len(files) > 1:
-            return with_file_metadata([read_table(f) for f in files])
-    return read_table(path)
+            return with_file_metadata([read_for_apply(f) for f in files])
+    return read_for_apply(path)
 
 
 def apply_certificate(certificate: Certificate, table: pa.Table, source: str = "<data>",
@@ -327,7 +338,7 @@ def apply_run(run_dir: str | os.PathLike, comparisons_path: str | os.PathLike,
         model_folder = run.model_folder(name) if config.fit_settings.enabled else None
         score_path = out.scores(name)
         score_annotations([model_folder] if model_folder else [], judge.output, score_path)
-        scored.append(read_table(score_path))
+        scored.append(read_for_apply(score_path))
     table = with_file_metadata(scored)
     decisions, summary = apply_certificate(certificate, table, comparisons_path,
                                            config.calibrate.drift_significance)

@@ -23,9 +23,9 @@ import numpy as np
 import pyarrow as pa
 
 from .config import PipelineConfig, judge_name
-from .contracts import (Certificate, ContractError, check_pool_disjoint, file_hash, read_table,
-                        table_hash, validate_comparisons, write_json_atomic, write_table_atomic,
-                        metadata_binding, with_binding, write_text_atomic)
+from .contracts import (Certificate, ContractError, check_pool_disjoint, file_hash, metadata_binding,
+                        read_columns, read_table, table_hash, validate_comparisons,
+                        with_binding, write_json_atomic, write_table_atomic, write_text_atomic)
 from .contracts.redact import redact, redact_text
 from .run_folder import RunFolder
 
@@ -213,12 +213,14 @@ def fit_judge(config: PipelineConfig, judge, folder: str) -> dict:
     fit_config = config.fit_config()
     if fit_config.backend == "ray":
         ensure_ray(config)
-    annotations = read_table(judge.output)
+    # a path: fit reads the scalar columns, then only the training rows' runs (fit.data.prepare)
+    annotations = judge.output
     details = {}
     if config.fit_settings.tune:
         from .fit import tune_margin
 
         ensure_ray(config)
+        annotations = read_table(judge.output)
         outcome = tune_margin(annotations, fit_config, refit=True, **config.fit_settings.tune_options)
         model = outcome.model or MarcConfidence(outcome.best_config).fit(annotations, source=judge.output)
         details["tuned trials"] = len(outcome.trials)
@@ -401,10 +403,12 @@ def evaluate_run(items) -> dict:
     compare = (items.config.get("calibrate") or {}).get("compare") or [confidence]
     evaluation = evaluate_certificate(certificate, items.sets["calibration"], items.sets.get("test"),
                                       drift_significance(items.config))
-    scores = read_table(items.score_paths[0])
+    # the per-run vectors only for the escalated items' run summaries: ids and probs, nothing else
+    scores = read_columns(items.score_paths[0])
+    runs = read_columns(items.score_paths[0], ["id", "probs"])
     measures = compare_certified_measures(scores, compare, certificate)
     deployment = items.sets.get("test")
-    runs = scores.select(["id", "probs"]) if "probs" in scores.column_names else None
+    runs = runs if "probs" in runs.column_names else None
     escalations = escalation_examples(certificate, deployment or items.sets["calibration"], runs)
     return {"evaluation": evaluation, "measures": measures,
             "groups": evaluate_groups(certificate, items.sets["calibration"], deployment),

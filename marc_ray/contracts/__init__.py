@@ -35,7 +35,7 @@ from .certificate import (ASSUMPTIONS, BINDING_KEYS, CONFIDENCE_MODELS_METADATA_
                           JUDGE_METADATA_KEY, Certificate, check_binding, content_digest,
                           metadata_binding, with_binding)
 from .errors import ContractError
-from .io import (file_hash, read_table, rows_to_table, table_hash, write_json_atomic,
+from .io import (file_hash, read_columns, read_table, rows_to_table, table_hash, write_json_atomic,
                  write_table_atomic, write_text_atomic)
 from .schemas import (ANNOTATION_REQUIRED, ANNOTATION_SCHEMA, CARRIED_COLUMNS, COMPARISON_REQUIRED,
                       COMPARISON_SCHEMA, LABELS, LAYOUT_METADATA_KEY, ORDERS, POOL_REQUIRED,
@@ -51,7 +51,7 @@ __all__ = [
     "LAYOUT_METADATA_KEY", "ORDERS", "POOL_REQUIRED", "POOL_SCHEMA", "PREDICTIONS",
     "RUN_STATUS_OK", "RunLayout", "SCORES_REQUIRED", "TIE_POLICIES", "TiePolicy", "VOTE_TYPE",
     "agreement", "annotation_schema", "check_pool_disjoint", "file_hash", "layout_of",
-    "majority_label", "read_table", "rows_to_table", "table_hash", "BINDING_KEYS", "check_binding",
+    "majority_label", "read_columns", "read_table", "rows_to_table", "table_hash", "BINDING_KEYS", "check_binding",
     "content_digest", "CONFIDENCE_MODELS_METADATA_KEY", "JUDGE_METADATA_KEY", "metadata_binding",
     "with_binding",
     "validate_annotations", "validate_comparisons", "validate_scores", "write_json_atomic",

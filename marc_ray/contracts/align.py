@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import ContractError
-from .io import read_table
+from .io import read_columns
 
 SPLITS = ("train", "calibration", "test")
 
@@ -140,7 +140,8 @@ def aligned_sets(score_paths: Sequence[str], names: Sequence[str], confidence: s
     """
     tables = []
     for path, name in zip(score_paths, names):
-        table = read_table(path)
+        # only what alignment reads: never the per-run list columns
+        table = read_columns(path, ["id", "pred", confidence, "human_label", "split", "judge", "group"])
         if confidence not in table.column_names:
             raise ContractError(path, f"no confidence column {confidence!r} for judge {name!r}",
                                 field=confidence, hint="enable fit, or calibrate a heuristic "

@@ -205,8 +205,33 @@ def _require_columns(table: pa.Table, required: Sequence[str], source: str) -> N
 
 def _check_strings(table: pa.Table, name: str, source: str, allowed: Sequence[str] | None = None,
                    nullable: bool = False) -> None:
-    values = table.column(name).to_pylist()
-    for index, value in enumerate(values):
+    column = table.column(name)
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+            or pa.types.is_dictionary(column.type)):
+        _check_string_rows(column.to_pylist(), name, source, allowed, nullable)
+        return
+    # vectorised: find the first bad row, then let the row-wise rule word its error
+    bad = np.zeros(table.num_rows, dtype=bool)
+    if not nullable:
+        bad |= column.is_null().to_numpy(zero_copy_only=False)
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    if name == "id":
+        bad |= pc.fill_null(pc.equal(pc.utf8_trim_whitespace(column), ""), False).to_numpy(
+            zero_copy_only=False)
+    if allowed is not None:
+        bad |= ~pc.fill_null(pc.is_in(column, pa.array(list(allowed), column.type)),
+                             True).to_numpy(zero_copy_only=False)
+    first = np.flatnonzero(bad)
+    if first.size:
+        _check_string_rows(table.column(name).slice(int(first[0]), 1).to_pylist(), name, source,
+                           allowed, nullable, offset=int(first[0]))
+
+
+def _check_string_rows(values: list, name: str, source: str, allowed: Sequence[str] | None,
+                       nullable: bool, offset: int = 0) -> None:
+    for position, value in enumerate(values):
+        index = offset + position
         if value is None:
             if nullable:
                 continue
@@ -222,13 +247,35 @@ def _check_strings(table: pa.Table, name: str, source: str, allowed: Sequence[st
                                 row=index, field=name)
 
 
+def _first_duplicate(table: pa.Table, names: Sequence[str]) -> tuple[int, int] | None:
+    """(row, first row with the same key) of the first row whose key (``names``) repeats."""
+    key = np.zeros(table.num_rows, dtype=np.int64)
+    for name in names:
+        column = table.column(name)
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        encoded = pc.dictionary_encode(column).combine_chunks()
+        codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        key = key * (len(encoded.dictionary) + 1) + codes + 1
+    if not table.num_rows:
+        return None
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    repeated = np.ones(table.num_rows, dtype=bool)
+    repeated[first] = False
+    rows = np.flatnonzero(repeated)
+    if not rows.size:
+        return None
+    row = int(rows[0])
+    return row, int(first[inverse.reshape(-1)[row]])
+
+
 def _check_unique_ids(table: pa.Table, source: str) -> None:
-    seen: dict[str, int] = {}
-    for index, value in enumerate(table.column("id").to_pylist()):
-        if value in seen:
-            raise ContractError(source, f"duplicate id {value!r} (first seen in row {seen[value]})",
-                                row=index, field="id")
-        seen[value] = index
+    duplicate = _first_duplicate(table, ["id"])
+    if duplicate is not None:
+        row, seen = duplicate
+        value = table.column("id")[row].as_py()
+        raise ContractError(source, f"duplicate id {value!r} (first seen in row {seen})",
+                            row=row, field="id")
 
 
 def _normalise_ids(table: pa.Table) -> pa.Table:
@@ -355,31 +402,78 @@ def validate_annotations(table: pa.Table, source: str = "<annotations>") -> tupl
     table = _normalise_ids(table)
     # pred is null only when no run of the item could be read (the item is then never accepted)
     _check_strings(table, "pred", source, allowed=PREDICTIONS, nullable=True)
-    keys: dict[tuple, int] = {}
-    ids, judges = table.column("id").to_pylist(), table.column("judge").to_pylist()
-    for index, key in enumerate(zip(ids, judges)):
-        if key in keys:
-            raise ContractError(source, f"duplicate (id, judge) {key!r} (first in row {keys[key]})",
-                                row=index, field="id")
-        keys[key] = index
-    probs, status = table.column("probs").to_pylist(), table.column("status").to_pylist()
-    for index in range(table.num_rows):
-        row_probs, row_status = probs[index], status[index]
-        if row_probs is None or len(row_probs) != layout.n_runs:
-            raise ContractError(source, f"expected {layout.n_runs} runs {layout.shape}, got "
-                                f"{None if row_probs is None else len(row_probs)}", row=index, field="probs")
-        if row_status is None or len(row_status) != layout.n_runs:
-            raise ContractError(source, "status must have one entry per run", row=index, field="status")
-        for value, state in zip(row_probs, row_status):
-            missing = value is None or math.isnan(value)
-            if not missing and not 0.0 <= value <= 1.0:
-                raise ContractError(source, f"probability {value} outside [0, 1]", row=index, field="probs")
-            if missing != (state != RUN_STATUS_OK):
-                raise ContractError(source, f"run status {state!r} does not match probability {value}",
-                                    row=index, field="status")
+    check_annotation_keys(table, source)
+    check_runs(table, layout, source)
     if "human_label" in table.column_names:
         _check_strings(table, "human_label", source, allowed=LABELS, nullable=True)
     return table, layout
+
+
+def check_annotation_keys(table: pa.Table, source: str) -> None:
+    """Refuse a repeated (id, judge) pair, naming its row and the first row with it."""
+    duplicate = _first_duplicate(table, ["id", "judge"])
+    if duplicate is not None:
+        row, seen = duplicate
+        key = (table.column("id")[row].as_py(), table.column("judge")[row].as_py())
+        raise ContractError(source, f"duplicate (id, judge) {key!r} (first in row {seen})",
+                            row=row, field="id")
+
+
+RUN_CHECK_ROWS = 1 << 15  # rows per block of the vectorised run check (~10M run values at 310)
+
+
+def check_runs(table: pa.Table, layout: RunLayout, source: str, row_offset: int = 0) -> None:
+    """Every row has one probability and one status per run, probabilities in [0, 1] or NaN,
+    and a status that says ``"ok"`` exactly where the probability is present.
+
+    Vectorised over blocks of rows (``pc.list_value_length``, ``pc.list_flatten``): the first
+    bad row is found with numpy, then :func:`_check_run_row` words its error, so the error is
+    the one a row-by-row check would raise first. ``row_offset`` is added to the rows named.
+    """
+    n_runs = layout.n_runs
+    for lo in range(0, table.num_rows, RUN_CHECK_ROWS):
+        block = table.slice(lo, RUN_CHECK_ROWS)
+        probs, status = block.column("probs"), block.column("status")
+        bad_length = np.zeros(block.num_rows, dtype=bool)
+        for column in (probs, status):
+            lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+            bad_length |= pc.is_null(column).to_numpy(zero_copy_only=False)
+            bad_length |= np.nan_to_num(lengths.astype(float), nan=-1.0) != n_runs
+        length_rows = np.flatnonzero(bad_length)
+        n_good = int(length_rows[0]) if length_rows.size else block.num_rows
+        # rows before the first bad length: probs and status flatten to aligned (n_good, n_runs)
+        bad_row = n_good if length_rows.size else None
+        if n_good:
+            values = pc.list_flatten(probs.slice(0, n_good)).to_numpy(zero_copy_only=False)
+            values = values.astype(np.float32, copy=False).reshape(n_good, n_runs)
+            ok = pc.fill_null(pc.equal(pc.list_flatten(status.slice(0, n_good)), RUN_STATUS_OK),
+                              False).to_numpy(zero_copy_only=False).reshape(n_good, n_runs)
+            missing = np.isnan(values)
+            with np.errstate(invalid="ignore"):
+                bad = (~missing & ((values < 0.0) | (values > 1.0))) | (missing == ok)
+            value_rows = np.flatnonzero(bad.any(axis=1))
+            if value_rows.size:
+                bad_row = int(value_rows[0])
+        if bad_row is not None:
+            _check_run_row(block.column("probs")[bad_row].as_py(),
+                           block.column("status")[bad_row].as_py(), layout, source,
+                           row_offset + lo + bad_row)
+
+
+def _check_run_row(row_probs, row_status, layout: RunLayout, source: str, index: int) -> None:
+    """The row-wise rule for one row's runs (words the error :func:`check_runs` found)."""
+    if row_probs is None or len(row_probs) != layout.n_runs:
+        raise ContractError(source, f"expected {layout.n_runs} runs {layout.shape}, got "
+                            f"{None if row_probs is None else len(row_probs)}", row=index, field="probs")
+    if row_status is None or len(row_status) != layout.n_runs:
+        raise ContractError(source, "status must have one entry per run", row=index, field="status")
+    for value, state in zip(row_probs, row_status):
+        missing = value is None or math.isnan(value)
+        if not missing and not 0.0 <= value <= 1.0:
+            raise ContractError(source, f"probability {value} outside [0, 1]", row=index, field="probs")
+        if missing != (state != RUN_STATUS_OK):
+            raise ContractError(source, f"run status {state!r} does not match probability {value}",
+                                row=index, field="status")
 
 
 def validate_scores(table: pa.Table, confidence_column: str, source: str = "<scores>",
@@ -414,7 +508,7 @@ def validate_scores(table: pa.Table, confidence_column: str, source: str = "<sco
         raise ContractError(source, f"confidence must be numeric, got {column.type}",
                             field=confidence_column)
     values = column.to_numpy(zero_copy_only=False).astype(float)
-    has_verdict = np.array([p is not None for p in table.column("pred").to_pylist()], dtype=bool)
+    has_verdict = table.column("pred").is_valid().to_numpy(zero_copy_only=False)
     bad = np.flatnonzero(has_verdict & (~np.isfinite(values) | (values < 0) | (values > 1)))
     if bad.size:
         index = int(bad[0])

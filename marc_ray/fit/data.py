@@ -17,8 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from ..contracts import ContractError, read_table, table_hash
+from ..contracts import ContractError, read_columns, read_table, table_hash
+from ..contracts.io import file_table_hash
 from .config import FitConfig
 from .features import FeatureLayout, build_features
 from .labels import human_labels, simulated_view
@@ -68,7 +70,8 @@ def labelled_arrays(table: pa.Table, config: FitConfig, source: str,
     features, layout = build_features(table, source, layout)
     agree, kept, soft = human_labels(table, config.tie_policy, source)
     ids = np.asarray(table.column("id").to_pylist(), dtype=object)
-    return Arrays(features[kept], agree, soft, ids[kept]), layout
+    features = features if kept.all() else features[kept]  # no copy when every row is kept
+    return Arrays(features, agree, soft, ids[kept]), layout
 
 
 def prepare(table_or_path, config: FitConfig, source: str | None = None) -> Prepared:
@@ -81,7 +84,13 @@ def prepare(table_or_path, config: FitConfig, source: str | None = None) -> Prep
         set has too few agreement or disagreement cases to form pairs. Rows without a verdict
         are left out (counted in ``Prepared.n_without_verdict``), not an error.
     """
-    table, source = load_annotations(table_or_path, source)
+    path = _parquet_path(table_or_path)
+    if path is not None:
+        # a Parquet file: decide the rows on the scalar columns, then read the per-run lists of
+        # the training and validation rows only (memory grows with them, not with every item)
+        table, source = read_columns(path), source or path
+    else:
+        table, source = load_annotations(table_or_path, source)
     if table.num_rows == 0:
         raise ContractError(source, "the table has no rows", hint="fit needs labelled annotations")
     splits = (table.column("split").to_pylist() if "split" in table.column_names
@@ -97,25 +106,64 @@ def prepare(table_or_path, config: FitConfig, source: str | None = None) -> Prep
     if not is_valid.any():
         is_valid = _hold_out_groups(table, is_train, config)
         is_train &= ~is_valid
-    train, layout = _file_rows(is_train, lambda part: labelled_arrays(part, config, source), table)
-    valid, _ = _file_rows(is_valid, lambda part: labelled_arrays(part, config, source, layout), table)
+    if path is not None:
+        # each set's rows read on their own: memory holds one set's runs, then its features
+        data_hash = file_table_hash(path, ["id", "probs", "pred"])
+        train, layout = _file_rows(is_train, lambda rows: labelled_arrays(
+            read_rows(path, rows), config, source))
+        valid, _ = _file_rows(is_valid, lambda rows: labelled_arrays(
+            read_rows(path, rows), config, source, layout))
+    else:
+        data_hash = table_hash(table, ["id", "probs", "pred"])
+        train, layout = _file_rows(is_train, lambda rows: labelled_arrays(
+            table.filter(pa.array(rows)), config, source))
+        valid, _ = _file_rows(is_valid, lambda rows: labelled_arrays(
+            table.filter(pa.array(rows)), config, source, layout))
     check_pairable(train.agree, f"{source} (training rows)")
     if len(valid) == 0 or valid.agree.all() or not valid.agree.any():
         warnings.warn(f"{source}: the validation set has {int(valid.agree.sum())} agreement and "
                       f"{int(len(valid) - valid.agree.sum())} disagreement cases; its ranking risk "
                       f"is undefined (NaN)", UserWarning, stacklevel=2)
-    return Prepared(train, valid, layout, table_hash(table, ["id", "probs", "pred"]), source,
+    return Prepared(train, valid, layout, data_hash, source,
                     n_without_verdict=int((~has_verdict).sum()))
 
 
-def _file_rows(mask: np.ndarray, function, table: pa.Table):
-    """``function(table.filter(mask))``, with any error's row mapped back to the file's row.
+def _parquet_path(table_or_path) -> str | None:
+    """The path, when it is a local Parquet file or folder (read column- and row-wise)."""
+    if isinstance(table_or_path, pa.Table) or "://" in str(table_or_path):
+        return None
+    path = os.fspath(table_or_path)
+    if os.path.isdir(path) or (os.path.isfile(path) and path.lower().endswith(".parquet")):
+        return path
+    return None
+
+
+def read_rows(path: str, mask: np.ndarray) -> pa.Table:
+    """Every column of the rows of a Parquet file or folder where ``mask`` holds, read batch
+    by batch (memory: the kept rows and one batch), schema metadata (the run layout) kept."""
+    import pyarrow.dataset as pa_dataset
+
+    dataset = pa_dataset.dataset(path, format="parquet")
+    kept, offset = [], 0
+    batches = (batch for file in dataset.files  # one row group at a time, in file order
+               for batch in pq.ParquetFile(file).iter_batches(batch_size=1 << 14))
+    for batch in batches:
+        part = mask[offset:offset + batch.num_rows]
+        offset += batch.num_rows
+        if part.any():
+            kept.append(batch.filter(pa.array(part)))
+    return pa.Table.from_batches(kept, schema=dataset.schema)
+
+
+def _file_rows(mask: np.ndarray, function):
+    """``function(mask)`` (which reads or filters the rows where ``mask`` holds), with any
+    error's row mapped back to the file's row.
 
     Errors must name the row a user sees in the file, not its position among the rows a
     filter kept (a bad value in file row 5 is not "row 1").
     """
     try:
-        return function(table.filter(pa.array(mask)))
+        return function(mask)
     except ContractError as error:
         if error.row is None:
             raise

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from .. import __version__
-from ..contracts import ContractError, write_json_atomic
+from ..contracts import ContractError, file_hash, write_json_atomic
 from ..contracts.validation import reject_unknown
 from .config import FitConfig
 from .data import load_annotations, prepare
@@ -294,6 +294,7 @@ class MarcConfidence:
         weights_path = os.path.join(folder, MODEL_FILE)
         try:
             model.load_state_dict(load_file(weights_path))
+            estimator.weights_hash_ = file_hash(weights_path)  # what a certificate binds to
         except FileNotFoundError as error:
             raise ContractError(weights_path, "no such file",
                                 hint="pass the folder written by `marc-ray fit`") from error

@@ -5,6 +5,11 @@ no pickle), checks that the file's run layout is the one the model was trained o
 the file back with ``conf_marc`` (or ``conf_vanilla``, the column named in the model's
 ``config.json``) added, atomically. Every row with a verdict is scored, whatever its split;
 a row without one gets NaN (:func:`score_table`, the rule the pipeline and ``apply`` use).
+
+A file is scored batch by batch (``SCORE_BATCH_ROWS`` rows: each row's confidence depends only
+on its own runs), written through one ``ParquetWriter`` to a temporary file renamed at the end,
+so memory is one batch's, not the file's. The output schema and its metadata are built in one
+place, :func:`scored_schema`.
 """
 
 from __future__ import annotations
@@ -14,8 +19,11 @@ from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from ..contracts import write_table_atomic
+from ..contracts import ContractError, read_columns, write_table_atomic
+from ..contracts.io import _write_atomic
+from ..contracts.schemas import _normalise_ids, check_annotation_keys
 from .data import load_annotations
 from .estimator import MarcConfidence, add_column
 
@@ -43,9 +51,84 @@ def score_table(models: Sequence[MarcConfidence], table: pa.Table, source: str =
     for model in models:
         values = np.full(table.num_rows, np.nan)
         if has_verdict.any():
-            values[has_verdict] = model.score(table.filter(pa.array(has_verdict)), source)
+            try:
+                values[has_verdict] = model.score(table.filter(pa.array(has_verdict)), source)
+            except ContractError as error:  # name the table's row, not the filtered one's
+                if error.row is None:
+                    raise
+                raise ContractError(error.source, error.problem,
+                                    row=int(np.flatnonzero(has_verdict)[error.row]),
+                                    field=error.field, hint=error.hint) from error
         table = add_column(table, model.column, values)
-    return table
+    # the metadata of every scored output (in memory or batch by batch) comes from one place
+    if not models:
+        return table  # nothing scored: the table itself
+    return table.replace_schema_metadata(scored_schema(models, table.schema).metadata)
+
+
+SCORE_BATCH_ROWS = 1 << 14  # rows scored at once (~40 MB of runs at 310 runs per item)
+
+
+def scored_schema(models: Sequence[MarcConfidence], schema: pa.Schema) -> pa.Schema:
+    """The scored file's schema: the annotation schema (metadata kept) with one float64
+    confidence column per model (replaced when present), as :func:`score_table` adds them.
+
+    The one place the scored output's schema and metadata are built: :func:`score_table` takes
+    its metadata from here, and :func:`score_file` writes every batch in this schema."""
+    for model in models:
+        field = pa.field(model.column, pa.float64())
+        if model.column in schema.names:
+            schema = schema.set(schema.get_field_index(model.column), field)
+        else:
+            schema = schema.append(field)
+    metadata = confidence_models_metadata(models)
+    return schema.with_metadata({**(schema.metadata or {}), **metadata}) if metadata else schema
+
+
+def score_file(models: Sequence[MarcConfidence], annotations_path: str | os.PathLike,
+               out_path: str | os.PathLike, batch_rows: int = SCORE_BATCH_ROWS) -> None:
+    """:func:`score_table` on a Parquet file or folder, batch by batch, written atomically.
+
+    Equal to scoring the whole table at once (``tests/fit/test_score_batches.py``); errors name
+    the row of the file. Keys are checked over the whole file first (a duplicate (id, judge)
+    in two batches is refused as before).
+    """
+    import pyarrow.dataset as pa_dataset
+
+    source = os.fspath(annotations_path)
+    dataset = pa_dataset.dataset(source, format="parquet")
+    schema = dataset.schema
+    keys = read_columns(source, ["id", "judge"])
+    if keys.num_rows == 0:
+        raise ContractError(source, "the table has no rows")
+    check_annotation_keys(_normalise_ids(keys), source)
+    del keys
+    out_schema = scored_schema(models, schema)
+
+    def write(temporary: str) -> None:
+        with pq.ParquetWriter(temporary, out_schema) as writer:
+            offset = 0
+            for batch in _batches(dataset.files, batch_rows):
+                if batch.num_rows == 0:
+                    continue
+                table = pa.Table.from_batches([batch]).replace_schema_metadata(schema.metadata)
+                try:
+                    scored = score_table(models, table, source)
+                except ContractError as error:
+                    if error.row is None:
+                        raise
+                    raise ContractError(error.source, error.problem, row=offset + error.row,
+                                        field=error.field, hint=error.hint) from error
+                writer.write_table(scored.cast(out_schema))
+                offset += batch.num_rows
+
+    _write_atomic(out_path, write, suffix=".parquet")
+
+
+def _batches(files: Sequence[str], batch_rows: int):
+    """The record batches of Parquet files in order, one row group read at a time."""
+    for path in files:
+        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
 
 
 def score_annotations(model_dirs: str | os.PathLike | Sequence[str | os.PathLike],
@@ -64,33 +147,39 @@ def score_annotations(model_dirs: str | os.PathLike | Sequence[str | os.PathLike
 
     Returns
     -------
-    pyarrow.Table : the scored table (also written).
+    pyarrow.Table : the scored table (also written); for a Parquet input, scored batch by
+    batch (:func:`score_file`), its columns other than the per-run lists, read back.
     """
     if isinstance(model_dirs, (str, os.PathLike)):
         model_dirs = [model_dirs]
     models = [MarcConfidence.load(folder) for folder in model_dirs]
+    if _is_parquet(annotations_path):
+        score_file(models, annotations_path, out_path)
+        return read_columns(out_path)
     table, source = load_annotations(annotations_path)
     scored = score_table(models, table, source)
-    scored = scored.replace_schema_metadata({**(scored.schema.metadata or {}),
-                                             **confidence_models_metadata(model_dirs, models)})
     write_table_atomic(scored, out_path)
     return scored
 
 
-def confidence_models_metadata(model_dirs: Sequence[str | os.PathLike],
-                               models: Sequence[MarcConfidence]) -> dict[bytes, bytes]:
+def confidence_models_metadata(models: Sequence[MarcConfidence]) -> dict[bytes, bytes]:
     """Schema metadata mapping each confidence column to its model's SHA-256 (model.safetensors).
 
     The certificate binds to that hash and ``apply`` checks it: data scored by another fitted
     model is refused. The annotation table's layout and judge metadata are kept beside it.
+    Models not loaded from a folder (no ``weights_hash_``) add nothing.
     """
     import json
 
-    from ..contracts import CONFIDENCE_MODELS_METADATA_KEY, file_hash
-    from .estimator import MODEL_FILE
+    from ..contracts import CONFIDENCE_MODELS_METADATA_KEY
 
-    if not models:
-        return {}
-    hashes = {model.column: file_hash(os.path.join(os.fspath(folder), MODEL_FILE))
-              for folder, model in zip(model_dirs, models)}
-    return {CONFIDENCE_MODELS_METADATA_KEY: json.dumps(hashes, sort_keys=True).encode()}
+    hashes = {model.column: model.weights_hash_ for model in models
+              if getattr(model, "weights_hash_", None)}
+    return {CONFIDENCE_MODELS_METADATA_KEY: json.dumps(hashes, sort_keys=True).encode()} if hashes else {}
+
+
+def _is_parquet(path) -> bool:
+    if isinstance(path, pa.Table) or "://" in str(path):
+        return False
+    path = os.fspath(path)
+    return os.path.isdir(path) or (os.path.isfile(path) and path.lower().endswith(".parquet"))
