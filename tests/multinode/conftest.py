@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,29 @@ def multinode(tmp_path_factory):
         else:
             os.environ["MARC_RAY_SHARED_MOUNTS"] = mounts
         if was_up:  # the suite's ray_local cluster (tests/conftest.py), as it was started
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+
+
+def alive_actor_nodes(fragment: str) -> list[str]:
+    import ray._private.state as state
+
+    return [info["Address"]["NodeID"] for info in state.actors().values()
+            if fragment in info["ActorClassName"] and info["State"] == "ALIVE"]
+
+
+def remove_node_hosting(multinode, fragment: str, ready, deadline_s: float, lost: dict) -> None:
+    """Wait for ``ready()``, then remove a non-head node that hosts an alive ``fragment`` actor."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if ready():
+            hosts = set(alive_actor_nodes(fragment)) - {multinode.head_id}
+            victims = [node for node in multinode.workers if node.node_id in hosts]
+            if victims:
+                lost.update(before=ready(), at=time.monotonic(), node=victims[0].node_id)
+                multinode.remove(victims[0])  # returns once its processes are gone
+                lost["removed_after_s"] = time.monotonic() - lost["at"]
+                return
+        time.sleep(0.05)
 
 
 def actor_nodes(class_fragment: str) -> dict[str, str]:
