@@ -161,13 +161,9 @@ def with_file_metadata(tables: list[pa.Table]) -> pa.Table:
 
 
 def read_for_apply(path: str) -> pa.Table:
-    """What apply reads of a scored file: every column but the per-run lists, and ``probs``
-    (the reasons count each item's unreadable runs), metadata kept."""
-    table = read_columns(path)
-    runs = read_columns(path, ["probs"])
-    if "probs" in runs.column_names and "probs" not in table.column_names:
-        table = table.append_column("probs", runs.column("probs"))
-    return table
+    """What apply reads of a scored file, in one read: every column but the per-run lists, and
+    ``probs`` (the reasons count each item's unreadable runs), metadata kept."""
+    return read_columns(path, also=["probs"])
 
 
 def read_scored(path: str) -> pa.Table:

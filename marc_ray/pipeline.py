@@ -403,12 +403,11 @@ def evaluate_run(items) -> dict:
     compare = (items.config.get("calibrate") or {}).get("compare") or [confidence]
     evaluation = evaluate_certificate(certificate, items.sets["calibration"], items.sets.get("test"),
                                       drift_significance(items.config))
-    # the per-run vectors only for the escalated items' run summaries: ids and probs, nothing else
-    scores = read_columns(items.score_paths[0])
-    runs = read_columns(items.score_paths[0], ["id", "probs"])
+    # one read: the scalar columns, and probs for the escalated items' run summaries
+    scores = read_columns(items.score_paths[0], also=["probs"])
     measures = compare_certified_measures(scores, compare, certificate)
     deployment = items.sets.get("test")
-    runs = runs if "probs" in runs.column_names else None
+    runs = scores.select(["id", "probs"]) if "probs" in scores.column_names else None
     escalations = escalation_examples(certificate, deployment or items.sets["calibration"], runs)
     return {"evaluation": evaluation, "measures": measures,
             "groups": evaluate_groups(certificate, items.sets["calibration"], deployment),

@@ -85,13 +85,15 @@ def read_table(path: str | os.PathLike) -> pa.Table:
     raise ContractError(path, "unknown file format", hint="use .jsonl, .json or .parquet")
 
 
-def read_columns(path: str | os.PathLike, columns: Iterable[str] | None = None) -> pa.Table:
+def read_columns(path: str | os.PathLike, columns: Iterable[str] | None = None,
+                 also: Iterable[str] = ()) -> pa.Table:
     """Read only some columns of a table file (Parquet: column projection, nothing else is read).
 
     ``columns=None`` reads every column that is not a list: an annotation or scored file's
     per-run vectors (``probs``, ``label_mass``, ``status``, ``zero_shot_probs``: hundreds of
     values per item) are what makes it large, and verdicts, confidences and routing never need
-    them. Named columns the file lacks are skipped (the caller's validation names them).
+    them; ``also`` adds named ones back (``also=["probs"]``), in the same single read. Named
+    columns the file lacks are skipped (the caller's validation names them).
     Schema metadata (the run layout) is kept. Other formats are read whole, then selected.
 
     Raises
@@ -115,18 +117,20 @@ def read_columns(path: str | os.PathLike, columns: Iterable[str] | None = None) 
                 schema = pa_dataset.dataset(resolved, filesystem=filesystem, format="parquet").schema
             else:
                 schema = pq.read_schema(resolved, filesystem=filesystem)
-            wanted = _wanted_columns(schema, columns)
+            wanted = _wanted_columns(schema, columns, also)
             return pq.read_table(resolved, columns=wanted, filesystem=filesystem)
         except (pa.ArrowInvalid, OSError):
             pass  # read_table words the error
     table = read_table(path)
-    return table.select(_wanted_columns(table.schema, columns))
+    return table.select(_wanted_columns(table.schema, columns, also))
 
 
-def _wanted_columns(schema: pa.Schema, columns: Iterable[str] | None) -> list[str]:
+def _wanted_columns(schema: pa.Schema, columns: Iterable[str] | None, also: Iterable[str] = ()
+                    ) -> list[str]:
     if columns is None:
-        return [f.name for f in schema if not (pa.types.is_list(f.type) or pa.types.is_large_list(f.type))]
-    return [name for name in dict.fromkeys(columns) if name in schema.names]
+        columns = [f.name for f in schema
+                   if not (pa.types.is_list(f.type) or pa.types.is_large_list(f.type))]
+    return [name for name in dict.fromkeys([*columns, *also]) if name in schema.names]
 
 
 def rows_to_table(rows: list[dict], source: str = "<rows>") -> pa.Table:

@@ -64,13 +64,12 @@ def list_datasets(args) -> int:
 def _write(table, output: str) -> None:
     from ..contracts import write_table_atomic, write_text_atomic
 
+    # the extension was checked before any work (check_output_file in export_dataset)
     if output.lower().endswith(".parquet"):
         write_table_atomic(table, output)
-    elif output.lower().endswith((".jsonl", ".ndjson")):
+    else:
         write_text_atomic("".join(json.dumps(row, ensure_ascii=False) + "\n"
                                   for row in table.to_pylist()), output)
-    else:
-        raise ValueError(f"output must end in .jsonl or .parquet, got {output!r}")
 
 
 def export_dataset(args) -> int:
