@@ -13,8 +13,10 @@
       report/                   report.html, report.md, report.json, certificate.json, figures/
 
 ``apply_run`` writes the same ``annotate/`` and ``score/`` layout under its own output folder,
-so it builds a RunFolder on that folder too. Paths are plain strings; a root with a scheme
-(``s3://bucket/run``) is joined with ``/`` (posixpath), a local one with ``os.path``.
+so it builds a RunFolder on that folder too. Paths are plain strings: the root is a local path
+or any filesystem URI (``s3://bucket/run?endpoint_override=…``), joined by ``contracts.io.join``
+(``/`` for a URI, its query kept last), and every reader and writer of ``contracts.io`` takes
+either.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from __future__ import annotations
 import os
 import posixpath
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from .contracts.errors import ContractError
+from .contracts.io import is_uri, join
 
 RUN_CONFIG = "config.yaml"          # the resolved configuration, in every run folder
 CERTIFICATE_FILE = "certificate.json"
@@ -40,7 +44,7 @@ class RunFolder:
 
     @property
     def is_uri(self) -> bool:
-        return "://" in self.root
+        return is_uri(self.root)
 
     def path(self, *parts: str) -> str:
         """``root/part/...``, joined as the root's kind of path wants; never outside the root.
@@ -57,7 +61,7 @@ class RunFolder:
                 raise ContractError(self.root, f"the path {str(part)!r} would leave the run folder",
                                     hint="names that become paths use letters, digits, '.', '_' "
                                          "and '-' only")
-        return (posixpath.join if self.is_uri else os.path.join)(self.root, *parts)
+        return join(self.root, *parts)
 
     # -- the files and folders ----------------------------------------------------------------
 
@@ -120,5 +124,6 @@ class RunFolder:
 
     def relative(self, path: str) -> str:
         """``path`` relative to the root, "/"-separated (the keys the report's hashes use)."""
-        return posixpath.join(*os.path.relpath(path, self.root).split(os.sep)) if not self.is_uri \
-            else path[len(self.root):].lstrip("/")
+        if self.is_uri:
+            return posixpath.relpath(urlsplit(path).path, urlsplit(self.root).path or "/")
+        return posixpath.join(*os.path.relpath(path, self.root).split(os.sep))

@@ -1,13 +1,13 @@
-"""Where outputs and checkpoints live: local paths, shared mounts and filesystem URIs.
+"""Where outputs and checkpoints live on a cluster: node-local paths, shared mounts, URIs.
 
 A Ray cluster with more than one node needs storage every node can read: an object store URI
 (``s3://bucket/path``, ``gs://…``, anything ``pyarrow.fs.FileSystem.from_uri`` resolves) or a
-mount shared by every node (NFS, EFS, a Lustre/Filestore volume). This module
+mount shared by every node (NFS, EFS, a Lustre/Filestore volume). Locations themselves (a path
+or a URI: :func:`is_uri`, :func:`join`, :func:`resolve`) belong to ``contracts.io``, whose
+readers and writers take any of them; this module adds the cluster's view:
 
-* resolves a location to a pyarrow filesystem and a path on it (:func:`resolve`),
-* tells a URI from a plain path, and a node-local path from a shared one (:func:`is_uri`,
-  :func:`is_node_local`; shared mounts are declared in ``$MARC_RAY_SHARED_MOUNTS``, a
-  ``os.pathsep``-separated list of folders),
+* tells a node-local path from a shared one (:func:`is_node_local`; shared mounts are declared
+  in ``$MARC_RAY_SHARED_MOUNTS``, a ``os.pathsep``-separated list of folders),
 * refuses, on a multi-node cluster, outputs or checkpoints on a node-local path
   (:func:`require_shared`), with an error that says what to use instead,
 * and writes a location in logs, manifests and reports without the secrets a URI may carry
@@ -16,55 +16,19 @@ mount shared by every node (NFS, EFS, a Lustre/Filestore volume). This module
 Credentials never belong in a location: pyarrow reads them from the environment
 (``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``, ``GOOGLE_APPLICATION_CREDENTIALS``) or the
 node's instance role. Query options such as ``endpoint_override`` or ``region`` are allowed.
-
-Wiring for the pipeline's run folder: ``fs, root = resolve(run_dir)``, then write each file
-with ``fs.open_output_stream(join(root, name))`` (or ``pyarrow.parquet.write_table(table,
-path, filesystem=fs)``), and call ``require_shared({"run_dir": run_dir}, n_nodes)`` once
-after connecting to Ray.
 """
 
 from __future__ import annotations
 
 import os
-import posixpath
-import re
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from .contracts.redact import is_secret_name, redact_url
+from .contracts.io import is_uri, join, resolve
+from .contracts.redact import redact_url
 
+__all__ = ["SHARED_MOUNTS_ENV", "cluster_nodes", "is_node_local", "is_uri", "join", "redact",
+           "require_shared", "resolve", "shared_mounts"]
 SHARED_MOUNTS_ENV = "MARC_RAY_SHARED_MOUNTS"
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-def is_uri(location: str) -> bool:
-    """``scheme://…`` (``file://`` included), as opposed to a plain filesystem path."""
-    return bool(_URI.match(str(location)))
-
-
-def resolve(location: str):
-    """A location → ``(pyarrow filesystem, path on it)``.
-
-    ``s3://bucket/runs/x?endpoint_override=127.0.0.1:9000&scheme=http`` gives an
-    ``S3FileSystem`` and ``bucket/runs/x``; a plain path gives the local filesystem and the
-    absolute path.
-    """
-    import pyarrow.fs as pafs
-
-    location = str(location)
-    if not is_uri(location):
-        return pafs.LocalFileSystem(), os.path.abspath(location)
-    _refuse_secrets(location)
-    filesystem, path = pafs.FileSystem.from_uri(location)
-    return filesystem, path
-
-
-def join(base: str, *parts: str) -> str:
-    """Join path parts of a location (URI or path) with ``/``, keeping a URI's query."""
-    base = str(base)
-    if not is_uri(base):
-        return os.path.join(base, *parts)
-    split = urlsplit(base)
-    return urlunsplit(split._replace(path=posixpath.join(split.path or "/", *parts)))
 
 
 def shared_mounts() -> list[str]:
@@ -130,12 +94,3 @@ def redact(location: str) -> str:
     location = str(location)
     return redact_url(location) if is_uri(location) else location
 
-
-def _refuse_secrets(location: str) -> None:
-    split = urlsplit(location)
-    keys = {k for k, _ in parse_qsl(split.query) if is_secret_name(k)}
-    if split.password or keys:
-        raise ValueError(f"the location {redact(location)!r} carries credentials "
-                         f"({sorted(keys) or ['user:password']}); put them in the environment "
-                         f"(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, "
-                         f"GOOGLE_APPLICATION_CREDENTIALS) or use the node's role instead")

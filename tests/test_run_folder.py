@@ -28,3 +28,11 @@ def test_uri_root_joins_with_slashes():
     assert folder.certificate == "s3://bucket/runs/demo/calibrate/certificate.json"
     assert folder.scores("large") == "s3://bucket/runs/demo/score/large.parquet"
     assert folder.relative(folder.pool) == "data/pool.parquet"
+
+
+def test_uri_root_keeps_its_query_last():
+    """Options such as endpoint_override ride in the query; every path keeps them at the end."""
+    folder = RunFolder("s3://bucket/runs/demo?endpoint_override=127.0.0.1:9000&scheme=http")
+    assert folder.certificate == ("s3://bucket/runs/demo/calibrate/certificate.json"
+                                  "?endpoint_override=127.0.0.1:9000&scheme=http")
+    assert folder.relative(folder.model_weights("small")) == f"fit/small/{MODEL_FILE}"

@@ -4,20 +4,16 @@ against a moto S3 server on localhost (the real S3 protocol over a real socket).
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from marc_ray import storage
 
-MOTO = Path(sys.executable).parent / "moto_server"
-KEY, SECRET = "AKIAMARCRAYTEST", "marc-ray-test-secret-never-logged"
+
+def secrets() -> tuple[str, str]:
+    """The credentials the ``s3_env`` fixture put in the environment (and nowhere else)."""
+    return os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
 
 
 def test_node_local_paths_and_uris(tmp_path, monkeypatch):
@@ -51,48 +47,6 @@ def test_credentials_in_a_uri_are_refused_and_redacted():
     assert storage.join("s3://b/runs?region=r", "fit", "m") == "s3://b/runs/fit/m?region=r"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3_server():
-    """A moto S3 server on a free localhost port, stopped by its process id."""
-    if not MOTO.exists():
-        pytest.skip("moto_server not installed: pip install 'moto[server]' (the test extra)")
-    port = free_port()
-    server = subprocess.Popen([str(MOTO), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("moto_server did not start")
-                time.sleep(0.2)
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
-
-
-@pytest.fixture
-def s3_env(s3_server, monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    return f"endpoint_override={s3_server}&scheme=http&region=us-east-1&allow_bucket_creation=true"
-
-
 def test_s3_uri_resolves_and_round_trips_a_parquet_file(s3_env):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -105,6 +59,7 @@ def test_s3_uri_resolves_and_round_trips_a_parquet_file(s3_env):
     pq.write_table(table, f"{root}/part-00000.parquet", filesystem=filesystem)
     assert pq.read_table(f"{root}/part-00000.parquet", filesystem=filesystem).equals(table)
     assert not storage.is_node_local(uri)
+    KEY, SECRET = secrets()
     assert SECRET not in storage.redact(uri) and KEY not in storage.redact(uri)
 
 
@@ -146,4 +101,4 @@ def _fit_to_s3(s3_env, capfd):
     names = {Path(info.path).name for info in listed}
     assert {"model.safetensors", "optimizer.safetensors", "state.json"} <= names
     out, err = capfd.readouterr()
-    assert SECRET not in out + err
+    assert secrets()[1] not in out + err

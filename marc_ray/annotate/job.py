@@ -5,15 +5,23 @@ Steps (``annotate(config)``):
 1. validate the config, read and validate the comparisons and the few-shot pool, refuse any
    pool id in the comparisons, build the simulated annotators, resolve the model and its
    tokenizer, check the label tokens: every bad input fails here, before an engine starts;
-2. split the items into shards of ``shard_size`` (the unit of output and resume); shards whose
-   Parquet file already exists are skipped;
+2. split the items into shards of ``shard_size`` (the unit of output and resume); shards an
+   earlier identical run finished (their Parquet file and their ``_done/`` marker are there)
+   are skipped;
 3. one Ray Data pipeline for every pending shard: *work units* (shard, shared prefix) are
    expanded into run rows (``flat_map``), ordered shard by shard and, within a shard, by
    (annotator, subset) so that each few-shot prefix stays hot in the engine's KV cache, then
    judged by the engine (transformers: ``map_batches`` on an actor pool; vLLM: the
    ``ray.data.llm`` stage; HTTP: ``map_batches`` on an actor pool);
 4. results stream back to the driver (``iter_batches``); a shard is assembled
-   (``assemble.annotation_row``) and written atomically as soon as all its runs are in.
+   (``assemble.annotation_row``) and written atomically as soon as all its runs are in, then
+   its marker ``_done/part-NNNNN.json`` (Parquet folder readers skip ``_`` names).
+
+The output is any location ``contracts.io`` takes: a local folder, a shared mount, or an object
+store URI (``s3://bucket/run/annotate/judge``). On an object store a shard is uploaded to its
+final key in one put (a rename there is a copy, not atomic), and the marker is what makes it
+count as finished: a shard without its marker is judged again. On a cluster of several nodes a
+node-local output is refused before anything runs (``storage.require_shared``).
 
 Exactly once: engine actors are restarted (``max_restarts``) and their unfinished batches
 retried (``max_task_retries``) when a worker dies; results are keyed by (id, run) on the
@@ -26,7 +34,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -36,6 +43,9 @@ import pyarrow as pa
 
 from ..contracts import (ContractError, check_pool_disjoint, read_table, table_hash,
                          validate_comparisons, write_json_atomic, write_table_atomic)
+from ..contracts.io import is_file, join, list_names, make_dirs, read_text
+from ..ray_cluster import ensure_ray
+from ..storage import cluster_nodes, require_shared
 from .annotators import build_annotators, read_pool, run_layout
 from ..contracts.redact import redact
 from .assemble import annotation_row, annotation_table, carried_columns, judge_metadata
@@ -44,6 +54,7 @@ from .engine import RunResult, label_token_ids
 from .prompts import PromptBuilder, get_template
 
 MANIFEST = "_manifest.json"  # "_" prefix: Parquet folder readers skip it
+DONE_DIR = "_done"  # one marker per finished shard (skipped by Parquet readers too)
 RESULT_COLUMNS = ("id", "run", "p_first", "label_mass", "status")
 ROWS_PER_CALL_FACTOR = 4  # an engine call gets 4 engine batches: amortises Ray per-call cost
 RUN_ROWS_PER_BLOCK = 2048  # run rows per Ray Data block (each carries its prefix text)
@@ -62,8 +73,17 @@ class AnnotateSummary:
     seconds: float = 0.0
 
 
+def shard_name(shard: int) -> str:
+    return f"part-{shard:05d}.parquet"
+
+
 def shard_path(output: str, shard: int) -> str:
-    return os.path.join(output, f"part-{shard:05d}.parquet")
+    return join(output, shard_name(shard))
+
+
+def marker_path(output: str, shard: int) -> str:
+    """The marker written once the shard's file is complete: what resume trusts."""
+    return join(output, DONE_DIR, shard_name(shard).replace(".parquet", ".json"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,16 +173,17 @@ def check_output(plan: Plan) -> list[int]:
     import json
 
     output = plan.config.output
-    manifest = os.path.join(output, MANIFEST)
-    if os.path.isfile(manifest):
-        with open(manifest, encoding="utf-8") as stream:
-            previous = json.load(stream).get("fingerprint")
+    manifest = join(output, MANIFEST)
+    if is_file(manifest):
+        previous = json.loads(read_text(manifest)).get("fingerprint")
         if previous != plan.fingerprint:
             changed = sorted(k for k in plan.fingerprint if (previous or {}).get(k) != plan.fingerprint[k])
             raise ContractError(output, f"the output folder holds annotations of a different run "
                                 f"(differs in {changed})", hint="choose a new --output or delete "
                                 "the folder to start over")
-    return [shard for shard in range(plan.n_shards) if os.path.isfile(shard_path(output, shard))]
+    names = set(list_names(output, recursive=True))  # one listing, also on an object store
+    return [shard for shard in range(plan.n_shards) if shard_name(shard) in names
+            and f"{DONE_DIR}/{shard_name(shard).replace('.parquet', '.json')}" in names]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,21 +278,24 @@ def annotate(config: AnnotateConfig) -> AnnotateSummary:
     """
     start = time.perf_counter()
     if config.validate().engine == "replay":
+        require_shared({"annotate output": config.output}, cluster_nodes())
         return _replay(config, start)
     plan = prepare(config)
+    ensure_ray()  # the cluster the engines will run on: its size decides what storage will do
+    require_shared({"annotate output": config.output}, cluster_nodes())
     done = check_output(plan)
     summary = AnnotateSummary(config.output, plan.n_items, plan.n_shards, shards_skipped=done)
     pending = [shard for shard in range(plan.n_shards) if shard not in done]
-    os.makedirs(config.output, exist_ok=True)
+    make_dirs(config.output)
     write_json_atomic({"fingerprint": plan.fingerprint, "config": redact(config.to_dict()),
                        "n_items": plan.n_items, "n_shards": plan.n_shards,
-                       "complete": not pending}, os.path.join(config.output, MANIFEST))
+                       "complete": not pending}, join(config.output, MANIFEST))
     if pending:
         summary.n_runs = _run_pending(plan, pending, summary)
     write_json_atomic({"fingerprint": plan.fingerprint, "config": redact(config.to_dict()),
                        "n_items": plan.n_items, "n_shards": plan.n_shards, "complete": True,
                        "seconds_last_run": time.perf_counter() - start},
-                      os.path.join(config.output, MANIFEST))
+                      join(config.output, MANIFEST))
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -370,8 +394,10 @@ def _write_shard(plan: Plan, shard: int, results: dict[tuple[str, int], RunResul
         by_item.setdefault(item_id, {})[run] = result
     rows = [annotation_row(item["id"], plan.judge, plan.builder.layout, by_item[item["id"]],
                            carried_columns(item)) for item in plan.shard_items(shard)]
-    write_table_atomic(annotation_table(rows, plan.builder.layout, plan.config, plan.judge),
-                       shard_path(plan.config.output, shard))
+    table = annotation_table(rows, plan.builder.layout, plan.config, plan.judge)
+    write_table_atomic(table, shard_path(plan.config.output, shard))
+    write_json_atomic({"shard": shard, "rows": table.num_rows},
+                      marker_path(plan.config.output, shard))  # only now is the shard finished
 
 
 def _replay(config: AnnotateConfig, start: float) -> AnnotateSummary:
@@ -384,7 +410,7 @@ def _replay(config: AnnotateConfig, start: float) -> AnnotateSummary:
                          "table to replay (see marc_ray.annotate.replay)")
     comparisons = validate_comparisons(read_table(config.input), config.input)
     runs_path = options.pop("runs")
-    os.makedirs(config.output, exist_ok=True)
+    make_dirs(config.output)
     # streamed batch by batch from the run table's file into the shard (bounded memory)
     n_rows = write_replay(runs_path, config.judge_name or "replay", shard_path(config.output, 0),
                           comparisons=comparisons, source=runs_path,

@@ -61,7 +61,7 @@ import pyarrow.parquet as pq
 
 from ..contracts import (CARRIED_COLUMNS, ORDERS, ContractError, RunLayout, annotation_schema,
                          read_table)
-from ..contracts.io import _write_atomic as write_atomic
+from ..contracts.io import write_atomic
 from ..contracts.verdicts import validate_verdicts
 
 VERDICT_PROBABILITY = {"a": 1.0, "b": 0.0, "tie": 0.5}  # P(response_a better) of a verdict

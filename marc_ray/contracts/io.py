@@ -1,7 +1,16 @@
-"""Reading and writing tables and records: JSONL/Parquet readers, atomic writers, hashes.
+"""Reading and writing tables and records: locations, JSONL/Parquet readers, atomic writes, hashes.
 
-Readers accept local paths and any URI pyarrow has a filesystem for; writers go through a
-temporary file and a rename, so a crash never leaves a half-written output.
+A *location* is a local path or any URI pyarrow has a filesystem for (``s3://bucket/run``,
+``gs://…``, ``file:///mnt/shared/run``; options such as ``endpoint_override`` ride in the query
+and stay at the end when parts are joined, :func:`join`). Every reader and writer here takes a
+location, so a run folder on an object store is read and written by the same calls as a local
+one. Credentials never belong in a location (:func:`resolve` refuses them): pyarrow reads them
+from the environment or the node's role.
+
+Atomic writes: on a local filesystem a temporary file beside the target is renamed onto it; on
+an object store (where a rename is a copy, not atomic) the complete file is written to a local
+temporary first, then uploaded to its final key in one put, which only becomes visible once
+complete. A crash therefore never leaves a half-written output under the final name.
 """
 
 from __future__ import annotations
@@ -10,23 +19,114 @@ import hashlib
 import json
 import math
 import os
+import posixpath
+import re
 import tempfile
 from typing import Any, Callable, Iterable
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import ContractError
+from .redact import is_secret_name, redact_url
 
 
-def _filesystem_and_path(path: str):
-    """A pyarrow filesystem for ``path`` (local paths and any URI pyarrow supports)."""
+# ---- locations: local paths and filesystem URIs -----------------------------------------------
+
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_uri(location: str | os.PathLike) -> bool:
+    """``scheme://…`` (``file://`` included), as opposed to a plain filesystem path."""
+    return bool(_URI.match(os.fspath(location)))
+
+
+def join(base: str | os.PathLike, *parts: str) -> str:
+    """Join parts onto a location: ``os.path`` for a path, ``/`` for a URI (its query kept last)."""
+    base = os.fspath(base)
+    if not is_uri(base):
+        return os.path.join(base, *parts)
+    split = urlsplit(base)
+    return urlunsplit(split._replace(path=posixpath.join(split.path or "/", *parts)))
+
+
+def resolve(location: str | os.PathLike):
+    """A location → ``(pyarrow filesystem, path on it)``.
+
+    ``s3://bucket/runs/x?endpoint_override=127.0.0.1:9000&scheme=http`` gives an
+    ``S3FileSystem`` and ``bucket/runs/x``; a plain path gives the local filesystem and the
+    absolute path.
+
+    Raises
+    ------
+    ValueError
+        The URI carries credentials (user:password, a secret-named query option).
+    """
     from pyarrow import fs
 
-    if "://" in str(path):
-        return fs.FileSystem.from_uri(str(path))
-    return fs.LocalFileSystem(), os.path.abspath(os.fspath(path))
+    location = os.fspath(location)
+    if not is_uri(location):
+        return fs.LocalFileSystem(), os.path.abspath(location)
+    split = urlsplit(location)
+    keys = sorted({k for k, _ in parse_qsl(split.query) if is_secret_name(k)})
+    if split.password or keys:
+        raise ValueError(f"the location {redact_url(location)!r} carries credentials "
+                         f"({keys or ['user:password']}); put them in the environment "
+                         f"(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, "
+                         f"GOOGLE_APPLICATION_CREDENTIALS) or use the node's role instead")
+    return fs.FileSystem.from_uri(location)
+
+
+def _is_local(filesystem) -> bool:
+    from pyarrow import fs
+
+    return isinstance(filesystem, fs.LocalFileSystem)
+
+
+def exists(location: str | os.PathLike) -> bool:
+    """A file or folder is at ``location`` (an object store: an object, or a key prefix)."""
+    from pyarrow import fs
+
+    filesystem, path = resolve(location)
+    return filesystem.get_file_info(path).type != fs.FileType.NotFound
+
+
+def is_file(location: str | os.PathLike) -> bool:
+    from pyarrow import fs
+
+    filesystem, path = resolve(location)
+    return filesystem.get_file_info(path).type == fs.FileType.File
+
+
+def list_names(folder: str | os.PathLike, recursive: bool = False) -> list[str]:
+    """The files under ``folder`` ("/"-separated, relative to it, sorted); [] when it is absent."""
+    from pyarrow import fs
+
+    filesystem, path = resolve(folder)
+    if filesystem.get_file_info(path).type != fs.FileType.Directory:
+        return []
+    infos = filesystem.get_file_info(fs.FileSelector(path, recursive=recursive))
+    base = path.rstrip("/") + "/"
+    return sorted(info.path[len(base):] if info.path.startswith(base) else info.base_name
+                  for info in infos if info.type == fs.FileType.File)
+
+
+def make_dirs(location: str | os.PathLike) -> None:
+    """Create a folder and its parents (an object store: nothing to create, keys are paths)."""
+    filesystem, path = resolve(location)
+    filesystem.create_dir(path, recursive=True)
+
+
+def read_bytes(location: str | os.PathLike) -> bytes:
+    filesystem, path = resolve(location)
+    with filesystem.open_input_stream(path) as stream:
+        return stream.read()
+
+
+def read_text(location: str | os.PathLike) -> str:
+    return read_bytes(location).decode("utf-8")
 
 
 def read_table(path: str | os.PathLike) -> pa.Table:
@@ -38,13 +138,13 @@ def read_table(path: str | os.PathLike) -> pa.Table:
         If the file is missing, empty, of an unknown format, or a JSON line is malformed.
     """
     path = os.fspath(path)
-    filesystem, resolved = _filesystem_and_path(path)
+    filesystem, resolved = resolve(path)
     from pyarrow import fs
 
     info = filesystem.get_file_info(resolved)
     if info.type == fs.FileType.NotFound:
         raise ContractError(path, "no such file")
-    lower = path.lower().rstrip("/")
+    lower = resolved.lower().rstrip("/")  # the path without a URI's query
     if info.type == fs.FileType.Directory or lower.endswith(".parquet"):
         try:
             return pq.read_table(resolved, filesystem=filesystem)
@@ -102,8 +202,8 @@ def read_columns(path: str | os.PathLike, columns: Iterable[str] | None = None,
         As :func:`read_table`.
     """
     path = os.fspath(path)
-    lower = path.lower().rstrip("/")
-    filesystem, resolved = _filesystem_and_path(path)
+    filesystem, resolved = resolve(path)
+    lower = resolved.lower().rstrip("/")
     from pyarrow import fs
 
     info = filesystem.get_file_info(resolved)
@@ -175,29 +275,48 @@ def _refuse_booleans_among_numbers(rows: list[dict], source: str) -> None:
                                     hint="write a number, or null for a missing value")
 
 
-def _write_atomic(path: str | os.PathLike, write: Callable[[str], None], suffix: str = "") -> None:
-    """Call ``write(temporary)`` for a temporary file beside ``path``, then rename it to ``path``.
+def write_atomic(path: str | os.PathLike, write: Callable[[str], None], suffix: str = "") -> None:
+    """Call ``write(temporary)`` for a local temporary file, then make it the file at ``path``.
 
-    The rename is atomic on one filesystem, so a reader (or a resumed run) sees either the old
-    file or the complete new one, never a partial write.
+    Local filesystem: the temporary sits beside ``path`` and is renamed onto it (atomic on one
+    filesystem). Object store: the temporary is uploaded to ``path``'s key in one put, which
+    appears only once complete (a rename there would be a copy, not atomic). Either way a reader
+    (or a resumed run) sees the old file or the complete new one, never a partial write.
     """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    filesystem, target = resolve(path)
+    local = _is_local(filesystem)
+    folder = os.path.dirname(target) if local else None
+    if local:
+        os.makedirs(folder, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
     os.close(handle)
     try:
         write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
+        if local:
+            os.replace(temporary, target)
+        else:
+            _upload(temporary, filesystem, target)
+    finally:
         if os.path.exists(temporary):
             os.remove(temporary)
-        raise
+
+
+UPLOAD_CHUNK = 1 << 24  # 16 MiB per write of an upload
+
+
+def _upload(local_path: str, filesystem, target: str) -> None:
+    """One put of a complete local file to ``target`` (pyarrow sends a large one in parts)."""
+    parent = posixpath.dirname(target)
+    if parent:
+        filesystem.create_dir(parent, recursive=True)
+    with open(local_path, "rb") as source, filesystem.open_output_stream(target) as sink:
+        for chunk in iter(lambda: source.read(UPLOAD_CHUNK), b""):
+            sink.write(chunk)
 
 
 def write_table_atomic(table: pa.Table, path: str | os.PathLike) -> None:
     """Write Parquet atomically: to a temporary file beside ``path``, then rename."""
-    _write_atomic(path, lambda temporary: pq.write_table(table, temporary), suffix=".parquet")
+    write_atomic(path, lambda temporary: pq.write_table(table, temporary), suffix=".parquet")
 
 
 def write_text_atomic(text: str, path: str | os.PathLike) -> None:
@@ -206,7 +325,7 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> None:
         with open(temporary, "w", encoding="utf-8") as stream:
             stream.write(text)
 
-    _write_atomic(path, write)
+    write_atomic(path, write)
 
 
 def write_json_atomic(data: Any, path: str | os.PathLike) -> None:
@@ -244,7 +363,8 @@ def file_table_hash(path: str | os.PathLike, columns: Iterable[str]) -> str:
     at a time (equal to ``table_hash(read_table(path), columns)``)."""
     import pyarrow.dataset as pa_dataset
 
-    dataset = pa_dataset.dataset(os.fspath(path), format="parquet")
+    filesystem, resolved = resolve(path)
+    dataset = pa_dataset.dataset(resolved, filesystem=filesystem, format="parquet")
 
     def slices(name):
         for batch in dataset.to_batches(columns=[name], batch_size=HASH_ROWS, batch_readahead=0,
@@ -274,9 +394,10 @@ def _hash_columns(names: list[str], slices: Callable[[str], Iterable[pa.Array]])
 
 
 def file_hash(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes (for manifests)."""
+    """SHA-256 of a file's bytes (for manifests); any location."""
     digest = hashlib.sha256()
-    with open(path, "rb") as stream:
+    filesystem, resolved = resolve(path)
+    with filesystem.open_input_stream(resolved) as stream:
         for chunk in iter(lambda: stream.read(1 << 20), b""):
             digest.update(chunk)
     return "sha256:" + digest.hexdigest()

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..contracts import ContractError, read_columns, write_table_atomic
-from ..contracts.io import _write_atomic
+from ..contracts.io import write_atomic
 from ..contracts.schemas import _normalise_ids, check_annotation_keys
 from .data import load_annotations
 from .estimator import MarcConfidence, add_column
@@ -122,7 +122,7 @@ def score_file(models: Sequence[MarcConfidence], annotations_path: str | os.Path
                 writer.write_table(scored.cast(out_schema))
                 offset += batch.num_rows
 
-    _write_atomic(out_path, write, suffix=".parquet")
+    write_atomic(out_path, write, suffix=".parquet")
 
 
 def _batches(files: Sequence[str], batch_rows: int):
