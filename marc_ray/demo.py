@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .contracts import write_text_atomic
+from .contracts.io import join
 
 # (country, capital): the wrong answer of an item is another row's capital
 CAPITALS = (
@@ -232,7 +233,7 @@ def write_demo(out_dir: str | os.PathLike, spec: DemoSpec = DemoSpec()) -> tuple
     comparisons, pool = generate_demo(spec)
     paths = []
     for name, rows in (("comparisons.jsonl", comparisons), ("pool.jsonl", pool)):
-        path = os.path.join(os.fspath(out_dir), name)
+        path = join(out_dir, name)  # a local folder or a URI
         write_text_atomic("".join(json.dumps(row) + "\n" for row in rows), path)
         paths.append(path)
     return paths[0], paths[1]

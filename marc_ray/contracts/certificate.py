@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import ContractError
-from .io import json_safe, write_json_atomic
+from .io import exists, is_file, is_uri, json_safe, read_bytes, write_json_atomic
 
 
 ASSUMPTIONS = (
@@ -94,8 +94,9 @@ class Certificate:
         """
         source = os.fspath(path)
         try:
-            with open(source, "rb") as stream:
-                raw = stream.read()
+            if is_uri(source) and not is_file(source):  # say what the OS would say
+                raise (IsADirectoryError if exists(source) else FileNotFoundError)(source)
+            raw = read_bytes(source) if is_uri(source) else _read_local(source)
         except FileNotFoundError as error:
             raise ContractError(source, "no such file") from error
         except IsADirectoryError as error:
@@ -302,3 +303,8 @@ def with_binding(certificate: Certificate, bindings: list[dict]) -> Certificate:
     for stage, binding in zip(certificate.stages, bindings):
         stage["binding"] = {key: binding.get(key) for key in BINDING_KEYS}
     return certificate
+
+
+def _read_local(path: str) -> bytes:
+    with open(path, "rb") as stream:
+        return stream.read()

@@ -100,6 +100,14 @@ def is_file(location: str | os.PathLike) -> bool:
     return filesystem.get_file_info(path).type == fs.FileType.File
 
 
+def is_dir(location: str | os.PathLike) -> bool:
+    """A folder (an object store: a key prefix with objects under it) is at ``location``."""
+    from pyarrow import fs
+
+    filesystem, path = resolve(location)
+    return filesystem.get_file_info(path).type == fs.FileType.Directory
+
+
 def list_names(folder: str | os.PathLike, recursive: bool = False) -> list[str]:
     """The files under ``folder`` ("/"-separated, relative to it, sorted); [] when it is absent."""
     from pyarrow import fs
@@ -319,13 +327,18 @@ def write_table_atomic(table: pa.Table, path: str | os.PathLike) -> None:
     write_atomic(path, lambda temporary: pq.write_table(table, temporary), suffix=".parquet")
 
 
-def write_text_atomic(text: str, path: str | os.PathLike) -> None:
-    """Write a text file atomically (temporary file + rename)."""
+def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> None:
+    """Write a file's bytes atomically (:func:`write_atomic`)."""
     def write(temporary: str) -> None:
-        with open(temporary, "w", encoding="utf-8") as stream:
-            stream.write(text)
+        with open(temporary, "wb") as stream:
+            stream.write(data)
 
     write_atomic(path, write)
+
+
+def write_text_atomic(text: str, path: str | os.PathLike) -> None:
+    """Write a UTF-8 text file atomically (:func:`write_atomic`)."""
+    write_bytes_atomic(text.encode("utf-8"), path)
 
 
 def write_json_atomic(data: Any, path: str | os.PathLike) -> None:

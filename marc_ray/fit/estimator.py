@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import fields
 from typing import Any
 
@@ -27,6 +26,7 @@ import pyarrow as pa
 
 from .. import __version__
 from ..contracts import ContractError, file_hash, write_json_atomic
+from ..contracts.io import is_file, join, read_bytes, read_text, write_atomic
 from ..contracts.validation import reject_unknown
 from .config import FitConfig
 from .data import load_annotations, prepare
@@ -226,21 +226,15 @@ class MarcConfidence:
     # -- persistence: safetensors + JSON, no pickle -------------------------------------------
 
     def save(self, folder: str | os.PathLike) -> str:
-        """Write ``model.safetensors`` and ``config.json`` into ``folder`` (each atomically)."""
+        """Write ``model.safetensors`` and ``config.json`` into ``folder`` (each atomically; any
+        location ``contracts.io`` takes, an object store URI included)."""
         self._check_fitted()
         from safetensors.torch import save_file
 
         folder = os.fspath(folder)
-        os.makedirs(folder, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=folder)
-        os.close(handle)
-        try:
-            save_file({k: v.detach().cpu().contiguous() for k, v in self.model_.state_dict().items()},
-                      temporary)
-            os.replace(temporary, os.path.join(folder, MODEL_FILE))
-        finally:
-            if os.path.exists(temporary):
-                os.remove(temporary)
+        weights = {k: v.detach().cpu().contiguous() for k, v in self.model_.state_dict().items()}
+        write_atomic(join(folder, MODEL_FILE), lambda temporary: save_file(weights, temporary),
+                     suffix=".safetensors")
         write_json_atomic({
             "format": FORMAT, "marc_ray_version": __version__, "column": self.column,
             "fit_config": (self.config or FitConfig()).to_dict(),
@@ -250,7 +244,7 @@ class MarcConfidence:
             **({"agreement_map": self.agreement_map_.to_dict()}
                if getattr(self, "agreement_map_", None) is not None else {}),
             "n_train": self.n_train_, "n_valid": self.n_valid_,
-        }, os.path.join(folder, CONFIG_FILE))
+        }, join(folder, CONFIG_FILE))
         return folder
 
     @classmethod
@@ -264,18 +258,17 @@ class MarcConfidence:
             or lacks a key, named with the file.
         """
         from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from safetensors.torch import load as load_weights
 
         from .model import ConfidenceMLP
 
         folder = os.fspath(folder)
-        config_path = os.path.join(folder, CONFIG_FILE)
-        try:
-            with open(config_path, encoding="utf-8") as stream:
-                data = json.load(stream)
-        except FileNotFoundError as error:
+        config_path = join(folder, CONFIG_FILE)
+        if not is_file(config_path):
             raise ContractError(config_path, "no such file",
-                                hint="pass the folder written by `marc-ray fit`") from error
+                                hint="pass the folder written by `marc-ray fit`")
+        try:
+            data = json.loads(read_text(config_path))
         except json.JSONDecodeError as error:
             raise ContractError(config_path, f"malformed JSON: {error.msg}") from error
         if data.get("format") != FORMAT:
@@ -291,13 +284,13 @@ class MarcConfidence:
             raise ContractError(config_path, str(error), field="fit_config") from error
         layout = FeatureLayout.from_dict(data["features"], config_path)
         model = ConfidenceMLP(layout.n_features, estimator.config.hidden_sizes)
-        weights_path = os.path.join(folder, MODEL_FILE)
-        try:
-            model.load_state_dict(load_file(weights_path))
-            estimator.weights_hash_ = file_hash(weights_path)  # what a certificate binds to
-        except FileNotFoundError as error:
+        weights_path = join(folder, MODEL_FILE)
+        if not is_file(weights_path):
             raise ContractError(weights_path, "no such file",
-                                hint="pass the folder written by `marc-ray fit`") from error
+                                hint="pass the folder written by `marc-ray fit`")
+        try:
+            model.load_state_dict(load_weights(read_bytes(weights_path)))
+            estimator.weights_hash_ = file_hash(weights_path)  # what a certificate binds to
         except (SafetensorError, RuntimeError, KeyError) as error:
             # a truncated or foreign file, or weights of another architecture
             raise ContractError(weights_path, "not the weights this model's config.json describes "

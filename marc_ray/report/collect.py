@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from ..config import read_run_config
 from ..contracts.redact import redact
 from ..contracts import Certificate, file_hash
+from ..contracts.io import exists, is_uri, join, list_names, read_text
 from ..contracts.align import aligned_sets
 from ..run_folder import RUN_CONFIG, RunFolder
 from .summary import ReportInputs
@@ -45,17 +46,17 @@ def run_manifest(run_dir: str, certificate: Certificate, command: str | None) ->
 
     folder = RunFolder(run_dir)
     config_path = folder.config
-    with open(config_path, encoding="utf-8") as stream:
-        config_text = stream.read()
+    config_text = read_text(config_path)
     config = redact(yaml.safe_load(config_text) or {})
     config_text = yaml.safe_dump(config, sort_keys=False)  # shown in the report: redacted
     hashes = {RUN_CONFIG: file_hash(config_path)}
     for path in (folder.comparisons, folder.pool):
-        if os.path.exists(path):
+        if exists(path):
             hashes[folder.relative(path)] = file_hash(path)
-    for judge in sorted(os.listdir(folder.fit_dir)) if os.path.isdir(folder.fit_dir) else []:
+    judges = sorted({name.split("/")[0] for name in list_names(folder.fit_dir, recursive=True)})
+    for judge in judges:
         path = folder.model_weights(judge)
-        if os.path.exists(path):
+        if exists(path):
             hashes[folder.relative(path)] = file_hash(path)
     hashes["calibration data (certificate)"] = certificate.data_hash
     seeds = {"seed": config.get("seed"), "data.split_seed": (config.get("data") or {}).get("split_seed")}
@@ -69,12 +70,12 @@ def run_manifest(run_dir: str, certificate: Certificate, command: str | None) ->
         seeds["fit.random_state"] = config["fit"]["random_state"]
     stage_times = {}
     manifests = folder.manifests_dir
-    for name in sorted(os.listdir(manifests)) if os.path.isdir(manifests) else []:
-        with open(os.path.join(manifests, name), encoding="utf-8") as stream:
-            stage_times[name.removesuffix(".json")] = json.load(stream).get("wall_s")
+    for name in list_names(manifests):
+        stage_times[name.removesuffix(".json")] = json.loads(read_text(join(manifests, name))).get("wall_s")
     return {"command": command or f"marc-ray run {config_path} --out {run_dir}",
             "config_text": config_text, "config": config, "hashes": hashes,
-            "versions": package_versions(), "seeds": seeds, "run_dir": os.path.abspath(run_dir),
+            "versions": package_versions(), "seeds": seeds,
+            "run_dir": run_dir if is_uri(run_dir) else os.path.abspath(run_dir),
             "stage_wall_s": stage_times, "host_cpus": os.cpu_count()}
 
 

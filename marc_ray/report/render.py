@@ -20,6 +20,7 @@ import os
 import numpy as np
 
 from ..contracts import TIE_POLICIES, write_json_atomic, write_text_atomic
+from ..contracts.io import join, write_bytes_atomic
 from ..contracts.redact import redact  # the one redaction, used everywhere a config is shown
 from . import plots
 from .summary import ReportInputs, evaluation_of, percent, summarize
@@ -506,18 +507,12 @@ def write_report(inputs: ReportInputs, out_dir: str | os.PathLike) -> dict[str, 
     figures = draw_figures(inputs, summary, evaluation["curves"])
     encoded = [(stem, caption, plots.to_png_base64(figure)) for stem, caption, figure in figures]
     figure_files = [(f"figures/{stem}.png", caption) for stem, caption, _ in encoded]
-    paths = {"html": os.path.join(out_dir, "report.html"), "markdown": os.path.join(out_dir, "report.md"),
-             "json": os.path.join(out_dir, "report.json"),
-             "certificate": os.path.join(out_dir, "certificate.json")}
+    paths = {"html": join(out_dir, "report.html"), "markdown": join(out_dir, "report.md"),
+             "json": join(out_dir, "report.json"), "certificate": join(out_dir, "certificate.json")}
     # everything is rendered before the first file is written: a failure leaves nothing behind
     html_text, markdown_text = render_html(summary, encoded), render_markdown(summary, figure_files)
     for stem, _, png in encoded:
-        path = os.path.join(out_dir, "figures", f"{stem}.png")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        temporary = path + ".tmp"
-        with open(temporary, "wb") as stream:
-            stream.write(base64.b64decode(png))
-        os.replace(temporary, path)
+        write_bytes_atomic(base64.b64decode(png), join(out_dir, "figures", f"{stem}.png"))
     write_text_atomic(html_text, paths["html"])
     write_text_atomic(markdown_text, paths["markdown"])
     write_json_atomic(summary, paths["json"])

@@ -67,3 +67,23 @@ def test_tune_sweep_spreads_trials_over_both_nodes(multinode, trap_table, tmp_pa
     assert len(outcome.trials) == 2
     nodes = new_actor_nodes("ImplicitFunc", before)
     assert nodes == multinode.alive_node_ids() and len(nodes) == 2
+
+
+@pytest.mark.slow
+def test_node_local_outputs_are_refused_before_anything_runs(multinode, tmp_path, monkeypatch):
+    """On two nodes, an annotate output on a node-local path is refused up front, naming the
+    setting and what to use instead; the same path under a declared shared mount is accepted."""
+    from marc_ray.annotate.config import AnnotateConfig
+    from marc_ray.annotate.job import annotate
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MARC_RAY_SHARED_MOUNTS", str(tmp_path / "shared"))
+    files = annotate_files(tmp_path, 4)
+    config = AnnotateConfig(**dict(files, output="node-local/annotations"), engine="http",
+                            model="judge", n_annotators=2, k_shots=1, progress=False)
+    with pytest.raises(ValueError) as error:
+        annotate(config)
+    message = str(error.value)
+    assert "2 nodes" in message and "annotate output='node-local/annotations'" in message
+    assert "s3://" in message and "MARC_RAY_SHARED_MOUNTS" in message
+    assert not (tmp_path / "node-local").exists()  # refused before anything was written

@@ -1,0 +1,109 @@
+"""``marc-ray run`` with ``run_dir: s3://…`` against a moto S3 server on localhost (the real S3
+protocol over a real socket): every stage reads and writes the bucket, the certificate and the
+report land there, a rerun skips every stage, and the credentials (in the environment only)
+appear in no object written and no line logged.
+
+A replay judge (no engine, no Ray) on demo data, with a small local fit: seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.fs as pafs
+import pytest
+import yaml
+
+from marc_ray.contracts import Certificate
+from marc_ray.contracts.io import resolve
+from marc_ray.demo import DemoSpec, write_demo
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write_config(folder: Path, run_dir: str) -> Path:
+    comparisons, pool = write_demo(folder / "data", DemoSpec(
+        n_items=120, pool_annotators=2, pool_per_annotator=3, ambiguous_rate=0.2, seed=4))
+    rng = np.random.default_rng(2)
+    lines = []
+    for row in map(json.loads, Path(comparisons).read_text().splitlines()):
+        votes = [v["label"] for v in row["human_votes"]]
+        target = 0.9 if votes.count("a") >= votes.count("b") else 0.1
+        if rng.random() < 0.2:
+            target = 1 - target
+        for annotator in ("zero", "sim-1", "sim-2"):
+            for order in ("ab", "ba"):
+                lines.append(json.dumps({"id": row["id"], "annotator": annotator, "order": order,
+                                         "p_response_a": float(np.clip(
+                                             target + rng.normal(0, 0.05), 0.01, 0.99))}))
+    runs = folder / "runs.jsonl"
+    runs.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = {
+        "run_dir": run_dir, "seed": 0,
+        "data": {"comparisons": comparisons, "pool": pool},
+        "annotate": {"judge_name": "replayed", "engine": "replay",
+                     "engine_options": {"runs": str(runs), "zero_shot": "zero"}},
+        "fit": {"backend": "local", "epochs": 3, "n_pairs": 100, "pairs_per_step": 50,
+                "hidden_sizes": [8, 4]},
+        "calibrate": {"alpha": 0.2, "delta": 0.2, "grid": "fixed", "n_grid": 10,
+                      "confidence": "conf_marc", "tie_policy": "drop"},
+    }
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def marc_ray_run(config: Path, cwd: Path) -> subprocess.CompletedProcess:
+    """`marc-ray run CONFIG` in a fresh process, credentials from the environment only."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "marc_ray.cli", "run", str(config)], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=240)
+
+
+def bucket_objects(location: str) -> dict[str, bytes]:
+    filesystem, root = resolve(location)
+    infos = filesystem.get_file_info(pafs.FileSelector(root, recursive=True))
+    objects = {}
+    for info in infos:
+        if info.type == pafs.FileType.File:
+            with filesystem.open_input_stream(info.path) as stream:
+                objects[info.path[len(root) + 1:]] = stream.read()
+    return objects
+
+
+def test_marc_ray_run_on_s3_resumes_and_leaks_no_credential(s3_env, tmp_path):
+    bucket = "marc-ray-pipeline"
+    resolve(f"s3://{bucket}?{s3_env}")[0].create_dir(bucket)
+    run_dir = f"s3://{bucket}/runs/replay?{s3_env}"
+    config = write_config(tmp_path, run_dir)
+    key, secret = os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
+
+    first = marc_ray_run(config, tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    objects = bucket_objects(run_dir)
+    for name in ("config.yaml", "data/comparisons.parquet", "annotate/replayed/part-00000.parquet",
+                 "fit/replayed/model.safetensors", "score/replayed.parquet",
+                 "calibrate/certificate.json", "report/report.html", "report/certificate.json",
+                 "manifests/report.json"):
+        assert name in objects, sorted(objects)
+    assert not any(os.path.basename(name).startswith(".tmp") for name in objects)
+    certificate = Certificate.read(f"s3://{bucket}/runs/replay/calibrate/certificate.json?{s3_env}")
+    assert certificate.stages[0]["name"] == "replayed" and certificate.n_calibration > 0
+    assert not list(tmp_path.glob("s3*")) and not (tmp_path / "runs").exists()  # nothing local
+
+    second = marc_ray_run(config, tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    stage_lines = [line for line in second.stderr.splitlines() if line.startswith("[")]
+    assert len(stage_lines) == 6 and all(" skipped " in line for line in stage_lines), stage_lines
+    assert bucket_objects(run_dir)["calibrate/certificate.json"] == objects["calibrate/certificate.json"]
+
+    for name, data in objects.items():
+        assert key.encode() not in data and secret.encode() not in data, name
+    for process in (first, second):
+        assert key not in process.stdout + process.stderr
+        assert secret not in process.stdout + process.stderr
