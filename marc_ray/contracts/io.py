@@ -69,14 +69,26 @@ def resolve(location: str | os.PathLike):
     location = os.fspath(location)
     if not is_uri(location):
         return fs.LocalFileSystem(), os.path.abspath(location)
-    split = urlsplit(location)
-    keys = sorted({k for k, _ in parse_qsl(split.query) if is_secret_name(k)})
-    if split.password or keys:
+    return fs.FileSystem.from_uri(check_location(location))
+
+
+def check_location(location: str | os.PathLike) -> str:
+    """Refuse a URI that carries credentials (no filesystem is contacted); return it.
+
+    Raises
+    ------
+    ValueError
+        user:password in the URI, or a secret-named query option (``secret_key=…``).
+    """
+    location = os.fspath(location)
+    split = urlsplit(location) if is_uri(location) else None
+    keys = sorted({k for k, _ in parse_qsl(split.query) if is_secret_name(k)}) if split else []
+    if split is not None and (split.password or keys):
         raise ValueError(f"the location {redact_url(location)!r} carries credentials "
                          f"({keys or ['user:password']}); put them in the environment "
                          f"(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, "
                          f"GOOGLE_APPLICATION_CREDENTIALS) or use the node's role instead")
-    return fs.FileSystem.from_uri(location)
+    return location
 
 
 def _is_local(filesystem) -> bool:
