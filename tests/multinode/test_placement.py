@@ -1,10 +1,14 @@
 """Work spreads over the nodes of a real two-node cluster: engine actors, DDP workers, trials.
 
 Each node has 1 CPU and each of these actors asks for 1 CPU, so two of them can only run at
-once on two different nodes; the tests assert the node ids Ray's actor table records.
+once on two different nodes; the tests assert the node ids Ray's actor table records. The same
+cluster checks that outputs on a node-local path are refused before anything runs.
 """
 
 from __future__ import annotations
+
+import json
+import os
 
 import pytest
 
@@ -13,10 +17,17 @@ from conftest import actor_nodes, annotate_files
 from marc_ray.fit.synthetic import all_subsets_layout, trap_annotations
 
 
-
 @pytest.fixture(scope="module")
 def trap_table():
     return trap_annotations(300, layout=all_subsets_layout(3, 3), seed=0)
+
+
+def replay_runs(folder) -> str:
+    path = folder / "runs.jsonl"
+    path.write_text("".join(json.dumps({"id": f"item-{i}", "annotator": "judge", "order": order,
+                                        "verdict": "a"}) + "\n"
+                            for i in range(4) for order in ("ab", "ba")), encoding="utf-8")
+    return str(path)
 
 
 def new_actor_nodes(fragment: str, before: dict) -> set[str]:
@@ -87,3 +98,16 @@ def test_node_local_outputs_are_refused_before_anything_runs(multinode, tmp_path
     assert "2 nodes" in message and "annotate output='node-local/annotations'" in message
     assert "s3://" in message and "MARC_RAY_SHARED_MOUNTS" in message
     assert not (tmp_path / "node-local").exists()  # refused before anything was written
+
+    from marc_ray.config import PipelineConfig
+    from marc_ray.pipeline import run_pipeline
+
+    pipeline = PipelineConfig.from_dict({"run_dir": "node-local/run", "data": {"demo": {}},
+                                         "annotate": {"engine": "http", "model": "judge"}})
+    with pytest.raises(ValueError, match=r"2 nodes, but run_dir='node-local/run' is a node-local"):
+        run_pipeline(pipeline, stream=open(os.devnull, "w"))
+    assert not (tmp_path / "node-local").exists()
+    shared = tmp_path / "shared" / "annotations"  # under the declared mount: accepted
+    assert annotate(AnnotateConfig(**dict(files, output=str(shared)), engine="replay",
+                                   pool="", judge_name="panel", engine_options={
+                                       "runs": str(replay_runs(tmp_path))})).n_items == 4
