@@ -290,12 +290,13 @@ def read_run_config(run_dir: str | os.PathLike) -> dict:
 
     from .contracts import ContractError
 
+    from .contracts.io import is_file, read_text
+
     path = RunFolder(run_dir).config
-    if not os.path.isfile(path):
+    if not is_file(path):
         raise ContractError(os.fspath(run_dir), f"not a marc_ray run folder (no {RUN_CONFIG})",
                             hint="pass the run folder `marc-ray run` wrote (its run_dir or --out)")
-    with open(path, encoding="utf-8") as stream:
-        return yaml.safe_load(stream) or {}
+    return yaml.safe_load(read_text(path)) or {}
 
 
 def _mapping(data: dict, name: str, source: str) -> dict:

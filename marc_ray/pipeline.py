@@ -9,6 +9,10 @@ A rerun skips a stage whose manifest matches (same settings, same input hashes, 
 there), so an interrupted run resumes where it stopped, and changing, say, ``calibrate.alpha``
 recomputes only calibrate and report. Ray is started only when a stage needs it: an embedded
 local cluster by default, ``ray.address`` / ``--address`` / ``$RAY_ADDRESS`` for an existing one.
+
+``run_dir`` is any location ``contracts.io`` takes (a local folder, a shared mount, an object
+store URI such as ``s3://bucket/runs/x``): manifests, hashes and every stage's files go through
+it. On a cluster of several nodes a node-local ``run_dir`` is refused before anything runs.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from .annotate.stage import annotate_stage, judge_input_files
 from .calibrate.stage import calibrate_stage
 from .config import PipelineConfig, judge_name
 from .contracts import Certificate, file_hash, write_json_atomic, write_text_atomic
+from .contracts.io import check_location, exists, is_dir, is_uri, join, list_names, make_dirs, read_text
 from .contracts.redact import redact, redact_text
 from .datasets.prepare import prepare
 from .fit.stage import fit_stage, score_stage
@@ -50,37 +55,39 @@ class Progress:
 # Manifests and resume
 # ---------------------------------------------------------------------------------------------
 
+def _hash_key(path: str) -> str:
+    """How a manifest names a file: relative to the working folder, or the URI itself."""
+    return path if is_uri(path) else os.path.relpath(path)
+
+
 def _hash_paths(paths: list[str]) -> dict[str, str]:
-    """SHA-256 of every file under the given files or folders (manifests and temporaries skipped)."""
+    """SHA-256 of every file under the given files or folders (temporaries skipped); any location."""
     out = {}
     for path in paths:
-        if os.path.isdir(path):
-            for root, _, names in os.walk(path):
-                for name in sorted(names):
-                    if name.startswith((".tmp", "_tmp")):
-                        continue
-                    full = os.path.join(root, name)
-                    out[os.path.relpath(full)] = file_hash(full)
-        elif os.path.exists(path):
-            out[os.path.relpath(path)] = file_hash(path)
+        if is_dir(path):
+            for name in list_names(path, recursive=True):
+                if not name.rsplit("/", 1)[-1].startswith((".tmp", "_tmp")):
+                    full = join(path, *name.split("/"))
+                    out[_hash_key(full)] = file_hash(full)
+        elif exists(path):
+            out[_hash_key(path)] = file_hash(path)
         else:
-            out[os.path.relpath(path)] = "missing"
+            out[_hash_key(path)] = "missing"
     return out
 
 
 def _stage_is_current(path: str, settings: dict, inputs: dict, outputs: list[str]) -> bool:
-    if not os.path.exists(path):
+    if not exists(path):
         return False
     try:
-        with open(path, encoding="utf-8") as stream:
-            manifest = json.load(stream)
+        manifest = json.loads(read_text(path))
     except (OSError, json.JSONDecodeError):
         return False
     if manifest.get("settings") != json.loads(json.dumps(redact(settings), default=str)):
         return False
     if manifest.get("inputs") != inputs:
         return False
-    if not all(os.path.exists(p) for p in outputs):
+    if not all(exists(p) for p in outputs):
         return False
     return manifest.get("outputs") == _hash_paths(outputs)
 
@@ -128,6 +135,22 @@ def prepare_data(config: PipelineConfig) -> dict:
                    pool_out=folder.pool, extra_splits=config.fit.model.valid_splits)
 
 
+def check_storage(config: PipelineConfig) -> None:
+    """Before anything runs: no credentials in ``run_dir``; on a cluster of several nodes, a
+    ``run_dir`` every node reads (``storage.require_shared`` says what to use instead).
+
+    The cluster is joined here only when the run is on one (``ray.address`` / $RAY_ADDRESS,
+    or Ray already connected); an embedded local cluster is one node.
+    """
+    from .storage import cluster_nodes, require_shared
+
+    check_location(config.run_dir)
+    connected = "ray" in sys.modules and sys.modules["ray"].is_initialized()  # no import for replay
+    if connected or config.ray.address or os.environ.get("RAY_ADDRESS"):
+        config.ray.join()
+        require_shared({"run_dir": config.run_dir}, cluster_nodes())
+
+
 def run_config_text(config: PipelineConfig) -> str:
     """The run folder's config.yaml: the resolved configuration with every secret redacted.
 
@@ -160,7 +183,8 @@ def run_pipeline(config: PipelineConfig, *, command: str | None = None, stream=N
 
     run_dir = config.run_dir
     folder = RunFolder(run_dir)
-    os.makedirs(run_dir, exist_ok=True)
+    check_storage(config)
+    make_dirs(run_dir)
     write_text_atomic(run_config_text(config), folder.config)
     progress = Progress(stream)
     judges = config.judges()

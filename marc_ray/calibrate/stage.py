@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from ..contracts import (ContractError, file_hash, metadata_binding, read_table, table_hash,
                          with_binding)
+from ..contracts.io import is_uri, join, read_text
 from .config import CONFIDENCE_MEASURES, AUTO, CalibrateConfig
 
 CALIBRATION_SAMPLE = 10_000  # calibration confidences stored in the certificate for drift checks
@@ -73,7 +74,7 @@ def calibrate_stage(settings: CalibrateConfig, names: list[str], score_paths: li
         grid = quantile_grid(values[finite], cal.n_grid, ids=np.asarray(train.ids, dtype=object)[finite])
     else:
         grid = fixed_grid(cal.n_grid, cal.grid_low, cal.grid_high)
-    model_hash = ";".join(file_hash(os.path.join(folder, MODEL_FILE)) for folder in model_folders
+    model_hash = ";".join(file_hash(join(folder, MODEL_FILE)) for folder in model_folders
                           if folder is not None) or None
     columns = {"id": pa.array(ids.tolist(), pa.string()),
                "human_label": pa.array(labels.tolist(), pa.string())}
@@ -87,7 +88,7 @@ def calibrate_stage(settings: CalibrateConfig, names: list[str], score_paths: li
                                         for l, name in enumerate(names)},
              "n_without_verdict": {name: int((~has_verdict[:, l]).sum()) for l, name in enumerate(names)},
              "model_folders": {name: f for name, f in zip(names, model_folders)},
-             "run_dir": os.path.abspath(run_dir) if run_dir else ""}
+             "run_dir": (run_dir if is_uri(run_dir) else os.path.abspath(run_dir)) if run_dir else ""}
     if confidence_choice is not None:
         extra["confidence_choice"] = confidence_choice
     calibrator_settings = dict(alpha=cal.alpha, delta=cal.delta, grid=grid, procedure=cal.procedure,
@@ -150,8 +151,7 @@ def choose_run_confidence(settings: CalibrateConfig, score_path: str, model_fold
                   if c is not None and c in CONFIDENCE_MEASURES and c in table.column_names]
     validation_ids = None
     if model_folder is not None:
-        with open(os.path.join(model_folder, CONFIG_FILE), encoding="utf-8") as stream:
-            validation_ids = json.load(stream).get("valid_ids") or None
+        validation_ids = json.loads(read_text(join(model_folder, CONFIG_FILE))).get("valid_ids") or None
     splits = table.column("split").to_pylist()
     result = choose_confidence_table(table, cal.alpha, cal.delta, max(splits.count("calibration"), 1),
                                      candidates=candidates, validation_ids=validation_ids,

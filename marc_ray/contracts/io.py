@@ -52,6 +52,15 @@ def join(base: str | os.PathLike, *parts: str) -> str:
     return urlunsplit(split._replace(path=posixpath.join(split.path or "/", *parts)))
 
 
+def parent(location: str | os.PathLike) -> str:
+    """The folder holding ``location`` (a URI keeps its scheme and query)."""
+    location = os.fspath(location)
+    if not is_uri(location):
+        return os.path.dirname(location)
+    split = urlsplit(location)
+    return urlunsplit(split._replace(path=posixpath.dirname(split.path.rstrip("/"))))
+
+
 def resolve(location: str | os.PathLike):
     """A location → ``(pyarrow filesystem, path on it)``.
 

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from ..contracts import (ContractError, check_pool_disjoint, read_table, validate_comparisons,
                          write_table_atomic)
+from ..contracts.io import parent
 from ..contracts.validation import check_number, check_section_types, fail, reject_unknown
 
 SPLITS = ("train", "calibration", "test")
@@ -121,7 +122,7 @@ def prepare(data: DataConfig, *, seed: int, comparisons_out: str, pool_out: str,
         spec.setdefault("seed", seed)
         if "votes_per_item" in spec:
             spec["votes_per_item"] = tuple(spec["votes_per_item"])
-        comparisons_path, pool_path = write_demo(os.path.dirname(comparisons_out), DemoSpec(**spec))
+        comparisons_path, pool_path = write_demo(parent(comparisons_out), DemoSpec(**spec))
     else:
         comparisons_path, pool_path = data.comparisons, data.pool
     comparisons = read_table(comparisons_path)

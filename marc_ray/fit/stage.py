@@ -8,8 +8,8 @@ annotations and saves the model folder; ``score_stage`` adds the learned confide
 from __future__ import annotations
 
 import json
-import os
 
+from ..contracts.io import is_file, join, read_text
 from .config import FitSection
 
 
@@ -58,11 +58,10 @@ def fitted_margins(model_folders: dict[str, str | None]) -> dict:
 
     out = {}
     for name, folder in model_folders.items():
-        path = os.path.join(folder, CONFIG_FILE) if folder else None
-        if path is None or not os.path.isfile(path):
+        path = join(folder, CONFIG_FILE) if folder else None
+        if path is None or not is_file(path):
             continue
-        with open(path, encoding="utf-8") as stream:
-            model = json.load(stream)
+        model = json.loads(read_text(path))
         history = model.get("gamma_history") or [h.get("gamma") for h in model.get("history", [])]
         out[name] = {"gamma_history": [float(g) for g in history if g is not None],
                      "gamma": model.get("gamma"),

@@ -108,6 +108,6 @@ def test_node_local_outputs_are_refused_before_anything_runs(multinode, tmp_path
         run_pipeline(pipeline, stream=open(os.devnull, "w"))
     assert not (tmp_path / "node-local").exists()
     shared = tmp_path / "shared" / "annotations"  # under the declared mount: accepted
-    assert annotate(AnnotateConfig(**dict(files, output=str(shared)), engine="replay",
-                                   pool="", judge_name="panel", engine_options={
-                                       "runs": str(replay_runs(tmp_path))})).n_items == 4
+    replay = AnnotateConfig(input=files["input"], output=str(shared), pool="", engine="replay",
+                            judge_name="panel", engine_options={"runs": replay_runs(tmp_path)})
+    assert annotate(replay).n_items == 4
