@@ -31,6 +31,7 @@ from .contracts import (Certificate, ContractError, check_binding, metadata_bind
                         validate_scores, write_json_atomic, write_table_atomic)
 from .contracts.align import align_items
 from .contracts.outputs import check_output_dir
+from .contracts.io import absolute, is_dir, is_file, join, list_names
 
 def stage_columns(certificate: Certificate, table: pa.Table, source: str = "<data>"
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -168,8 +169,8 @@ def read_for_apply(path: str) -> pa.Table:
 
 def read_scored(path: str) -> pa.Table:
     """A scored file, or a folder of per-judge scored files (the run's ``score/``), metadata kept."""
-    if os.path.isdir(path):
-        files = sorted(os.path.join(path, n) for n in os.listdir(path) if n.endswith(".parquet"))
+    if is_dir(path):
+        files = [join(path, n) for n in list_names(path) if n.endswith(".parquet")]
         if len(files) > 1:
             return with_file_metadata([read_for_apply(f) for f in files])
     return read_for_apply(path)
@@ -272,10 +273,9 @@ def apply_file(certificate_path: str | os.PathLike, data_path: str | os.PathLike
     certificate = Certificate.read(certificate_path)
     table = read_scored(os.fspath(data_path))
     decisions, summary = apply_certificate(certificate, table, os.fspath(data_path))
-    write_table_atomic(decisions, os.path.join(out_dir, "decisions.parquet"))
-    summary["certificate"] = os.path.abspath(os.fspath(certificate_path))
-    summary["data"] = os.path.abspath(os.fspath(data_path))
-    write_json_atomic(summary, os.path.join(out_dir, "apply_summary.json"))
+    write_table_atomic(decisions, join(out_dir, "decisions.parquet"))
+    summary["certificate"], summary["data"] = absolute(certificate_path), absolute(data_path)
+    write_json_atomic(summary, join(out_dir, "apply_summary.json"))
     return summary
 
 
@@ -312,7 +312,7 @@ def apply_run(run_dir: str | os.PathLike, comparisons_path: str | os.PathLike,
     config = PipelineConfig.from_run(run_dir)
     run, out = RunFolder(run_dir), RunFolder(out_dir)  # out_dir gets a run's annotate/ and score/
     certificate_path = run.certificate
-    if not os.path.isfile(certificate_path):
+    if not is_file(certificate_path):
         raise ContractError(run_dir, "the run has no certificate yet",
                             hint="finish it first: marc-ray run CONFIG --out " + run_dir)
     certificate = Certificate.read(certificate_path)
@@ -336,10 +336,9 @@ def apply_run(run_dir: str | os.PathLike, comparisons_path: str | os.PathLike,
     decisions, summary = apply_certificate(certificate, table, comparisons_path,
                                            config.calibrate.drift_significance)
     summary["agreement_on_decided"] = _observed_agreement(table, decisions, certificate)
-    write_table_atomic(decisions, os.path.join(out_dir, "decisions.parquet"))
-    summary["certificate"] = os.path.abspath(certificate_path)
-    summary["data"] = os.path.abspath(comparisons_path)
-    write_json_atomic(summary, os.path.join(out_dir, "apply_summary.json"))
+    write_table_atomic(decisions, join(out_dir, "decisions.parquet"))
+    summary["certificate"], summary["data"] = absolute(certificate_path), absolute(comparisons_path)
+    write_json_atomic(summary, join(out_dir, "apply_summary.json"))
     return summary
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 
@@ -99,7 +98,9 @@ def _run(args) -> int:
 def _apply(args) -> int:
     from .apply import apply_file, apply_run
 
-    if os.path.isdir(args.certified):
+    from .contracts.io import is_dir
+
+    if is_dir(args.certified):
         summary = apply_run(args.certified, args.data, args.out)
     else:
         summary = apply_file(args.certified, args.data, args.out)

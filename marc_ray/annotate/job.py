@@ -81,9 +81,13 @@ def shard_path(output: str, shard: int) -> str:
     return join(output, shard_name(shard))
 
 
-def marker_path(output: str, shard: int) -> str:
+def marker_name(shard: int) -> str:
     """The marker written once the shard's file is complete: what resume trusts."""
-    return join(output, DONE_DIR, shard_name(shard).replace(".parquet", ".json"))
+    return f"{DONE_DIR}/part-{shard:05d}.json"
+
+
+def marker_path(output: str, shard: int) -> str:
+    return join(output, marker_name(shard))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,8 +186,8 @@ def check_output(plan: Plan) -> list[int]:
                                 f"(differs in {changed})", hint="choose a new --output or delete "
                                 "the folder to start over")
     names = set(list_names(output, recursive=True))  # one listing, also on an object store
-    return [shard for shard in range(plan.n_shards) if shard_name(shard) in names
-            and f"{DONE_DIR}/{shard_name(shard).replace('.parquet', '.json')}" in names]
+    return [shard for shard in range(plan.n_shards)
+            if shard_name(shard) in names and marker_name(shard) in names]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,7 +285,7 @@ def annotate(config: AnnotateConfig) -> AnnotateSummary:
         require_shared({"annotate output": config.output}, cluster_nodes())
         return _replay(config, start)
     plan = prepare(config)
-    ensure_ray()  # the cluster the engines will run on: its size decides what storage will do
+    ensure_ray()  # joined now: its node count decides whether the output must be shared
     require_shared({"annotate output": config.output}, cluster_nodes())
     done = check_output(plan)
     summary = AnnotateSummary(config.output, plan.n_items, plan.n_shards, shards_skipped=done)

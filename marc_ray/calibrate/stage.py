@@ -8,14 +8,13 @@ and confidence model), with a sample of the calibration confidences for later dr
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pyarrow as pa
 
 from ..contracts import (ContractError, file_hash, metadata_binding, read_table, table_hash,
                          with_binding)
-from ..contracts.io import is_uri, join, read_text
+from ..contracts.io import absolute, join, read_text
 from .config import CONFIDENCE_MEASURES, AUTO, CalibrateConfig
 
 CALIBRATION_SAMPLE = 10_000  # calibration confidences stored in the certificate for drift checks
@@ -88,7 +87,7 @@ def calibrate_stage(settings: CalibrateConfig, names: list[str], score_paths: li
                                         for l, name in enumerate(names)},
              "n_without_verdict": {name: int((~has_verdict[:, l]).sum()) for l, name in enumerate(names)},
              "model_folders": {name: f for name, f in zip(names, model_folders)},
-             "run_dir": (run_dir if is_uri(run_dir) else os.path.abspath(run_dir)) if run_dir else ""}
+             "run_dir": absolute(run_dir) if run_dir else ""}
     if confidence_choice is not None:
         extra["confidence_choice"] = confidence_choice
     calibrator_settings = dict(alpha=cal.alpha, delta=cal.delta, grid=grid, procedure=cal.procedure,

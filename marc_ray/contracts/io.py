@@ -10,7 +10,9 @@ from the environment or the node's role.
 Atomic writes: on a local filesystem a temporary file beside the target is renamed onto it; on
 an object store (where a rename is a copy, not atomic) the complete file is written to a local
 temporary first, then uploaded to its final key in one put, which only becomes visible once
-complete. A crash therefore never leaves a half-written output under the final name.
+complete. A crash therefore never leaves a half-written local file under the final name, nor a
+killed process a half-uploaded object; resume rules still trust only a record written after
+the file (a shard marker, a stage manifest), since pyarrow completes an interrupted upload.
 """
 
 from __future__ import annotations
@@ -59,6 +61,12 @@ def parent(location: str | os.PathLike) -> str:
         return os.path.dirname(location)
     split = urlsplit(location)
     return urlunsplit(split._replace(path=posixpath.dirname(split.path.rstrip("/"))))
+
+
+def absolute(location: str | os.PathLike) -> str:
+    """A path made absolute (what a record names), a URI as it is."""
+    location = os.fspath(location)
+    return location if is_uri(location) else os.path.abspath(location)
 
 
 def resolve(location: str | os.PathLike):
@@ -143,7 +151,7 @@ def list_names(folder: str | os.PathLike, recursive: bool = False) -> list[str]:
 
 
 def make_dirs(location: str | os.PathLike) -> None:
-    """Create a folder and its parents (an object store: nothing to create, keys are paths)."""
+    """Create a folder and its parents (an object store needs none: it gets empty markers)."""
     filesystem, path = resolve(location)
     filesystem.create_dir(path, recursive=True)
 
@@ -334,10 +342,16 @@ UPLOAD_CHUNK = 1 << 24  # 16 MiB per write of an upload
 
 
 def _upload(local_path: str, filesystem, target: str) -> None:
-    """One put of a complete local file to ``target`` (pyarrow sends a large one in parts)."""
-    parent = posixpath.dirname(target)
-    if parent:
-        filesystem.create_dir(parent, recursive=True)
+    """One put of a complete local file to ``target`` (pyarrow sends a large one in parts).
+
+    pyarrow closes (completes) an output stream even when the upload is interrupted, so an
+    object cut short by Ctrl-C could still appear: what a resumed run trusts is therefore a
+    record written *after* the file (the annotate job's shard markers, the pipeline's stage
+    manifests with their outputs' hashes), never the file's presence alone.
+    """
+    folder = posixpath.dirname(target)
+    if folder:
+        filesystem.create_dir(folder, recursive=True)
     with open(local_path, "rb") as source, filesystem.open_output_stream(target) as sink:
         for chunk in iter(lambda: source.read(UPLOAD_CHUNK), b""):
             sink.write(chunk)

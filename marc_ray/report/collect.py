@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ..config import read_run_config
 from ..contracts.redact import redact
 from ..contracts import Certificate, file_hash
-from ..contracts.io import exists, is_uri, join, list_names, read_text
+from ..contracts.io import absolute, exists, join, list_names, read_text
 from ..contracts.align import aligned_sets
 from ..run_folder import RUN_CONFIG, RunFolder
 from .summary import ReportInputs
@@ -75,7 +75,7 @@ def run_manifest(run_dir: str, certificate: Certificate, command: str | None) ->
     return {"command": command or f"marc-ray run {config_path} --out {run_dir}",
             "config_text": config_text, "config": config, "hashes": hashes,
             "versions": package_versions(), "seeds": seeds,
-            "run_dir": run_dir if is_uri(run_dir) else os.path.abspath(run_dir),
+            "run_dir": absolute(run_dir),
             "stage_wall_s": stage_times, "host_cpus": os.cpu_count()}
 
 

@@ -1,7 +1,8 @@
 """``marc-ray run`` with ``run_dir: s3://…`` against a moto S3 server on localhost (the real S3
 protocol over a real socket): every stage reads and writes the bucket, the certificate and the
-report land there, a rerun skips every stage, and the credentials (in the environment only)
-appear in no object written and no line logged.
+report land there, a rerun skips every stage, ``marc-ray apply`` reads the certificate and
+scores from the bucket and writes its decisions there, and the credentials (in the environment
+only) appear in no object written and no line logged.
 
 A replay judge (no engine, no Ray) on demo data, with a small local fit: seconds.
 """
@@ -15,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.fs as pafs
-import pytest
 import yaml
 
 from marc_ray.cli import main
@@ -104,7 +104,15 @@ def test_marc_ray_run_on_s3_resumes_and_leaks_no_credential(s3_env, tmp_path, ca
     assert len(stage_lines) == 6 and all(" skipped " in line for line in stage_lines), stage_lines
     assert bucket_objects(run_dir)["calibrate/certificate.json"] == objects["calibrate/certificate.json"]
 
+    in_run = lambda name: f"s3://{bucket}/runs/replay/{name}?{s3_env}"  # noqa: E731
+    assert main(["apply", in_run("calibrate/certificate.json"), in_run("score/replayed.parquet"),
+                 "--out", in_run("applied")]) == 0  # the certified judge, applied from the bucket
+    applied = bucket_objects(in_run("applied"))
+    assert set(applied) == {"decisions.parquet", "apply_summary.json"}
+    objects.update({f"applied/{name}": data for name, data in applied.items()})
+    third = capfd.readouterr()
+
     for name, data in objects.items():
         assert key.encode() not in data and secret.encode() not in data, name
-    for log in (first, second):
+    for log in (first, second, third.out + third.err):
         assert key not in log and secret not in log
