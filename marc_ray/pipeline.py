@@ -137,7 +137,8 @@ def prepare_data(config: PipelineConfig) -> dict:
 
 def check_storage(config: PipelineConfig) -> None:
     """Before anything runs: no credentials in ``run_dir``; on a cluster of several nodes, a
-    ``run_dir`` every node reads (``storage.require_shared`` says what to use instead).
+    ``run_dir`` and Ray Train / Tune checkpoints every node reads (``storage.require_shared``
+    says what to use instead).
 
     The cluster is joined here only when the run is on one (``ray.address`` / $RAY_ADDRESS,
     or Ray already connected); an embedded local cluster is one node.
@@ -146,9 +147,16 @@ def check_storage(config: PipelineConfig) -> None:
 
     check_location(config.run_dir)
     connected = "ray" in sys.modules and sys.modules["ray"].is_initialized()  # no import for replay
-    if connected or config.ray.address or os.environ.get("RAY_ADDRESS"):
-        config.ray.join()
-        require_shared({"run_dir": config.run_dir}, cluster_nodes())
+    if not (connected or config.ray.address or os.environ.get("RAY_ADDRESS")):
+        return
+    config.ray.join()
+    locations = {"run_dir": config.run_dir}
+    default = "~/ray_results"  # where Ray Train and Tune write when given no storage_path
+    if config.fit.enabled and config.fit.model.backend == "ray":
+        locations["fit.storage_path"] = config.fit.model.storage_path or default
+    if config.fit.enabled and config.fit.tune:
+        locations["fit.tune_options.storage_path"] = config.fit.tune_options.storage_path or default
+    require_shared(locations, cluster_nodes())
 
 
 def run_config_text(config: PipelineConfig) -> str:

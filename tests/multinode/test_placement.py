@@ -106,7 +106,11 @@ def test_node_local_outputs_are_refused_before_anything_runs(multinode, tmp_path
                                          "annotate": {"engine": "http", "model": "judge"}})
     with pytest.raises(ValueError, match=r"2 nodes, but run_dir='node-local/run' is a node-local"):
         run_pipeline(pipeline, stream=open(os.devnull, "w"))
-    assert not (tmp_path / "node-local").exists()
+    checkpoints = pipeline.replace(run_dir=str(tmp_path / "shared" / "run"),
+                                   fit={"backend": "ray", "storage_path": "node-local/train"})
+    with pytest.raises(ValueError, match=r"fit.storage_path='node-local/train' is a node-local"):
+        run_pipeline(checkpoints, stream=open(os.devnull, "w"))  # before any stage, not at fit
+    assert not (tmp_path / "node-local").exists() and not (tmp_path / "shared" / "run").exists()
     shared = tmp_path / "shared" / "annotations"  # under the declared mount: accepted
     replay = AnnotateConfig(input=files["input"], output=str(shared), pool="", engine="replay",
                             judge_name="panel", engine_options={"runs": replay_runs(tmp_path)})
