@@ -40,6 +40,7 @@ FORMAT = "marc_ray.confidence_model/1"
 # The keys of config.json that load() needs (save() writes them all).
 SAVED_KEYS = ("format", "column", "fit_config", "features", "gamma", "bound", "history",
               "data_hash", "n_train", "n_valid")
+LAST_EPOCH = "the last epoch (a model saved before the collapse guard)"
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -65,8 +66,12 @@ class MarcConfidence:
         The trained network (CPU, eval mode).
     feature_layout_ : FeatureLayout
         The run layout and feature names the model reads.
+    best_epoch_ : int
+        The epoch whose weights ``model_`` holds: the collapse guard keeps the iterate with the
+        lowest validation ranking risk, not the last one (:func:`marc_ray.fit.train.kept_iterate_key`
+        says why and how ties break); ``best_reason_`` says it in words.
     gamma_ : float
-        The final margin γ.
+        The margin γ of the kept epoch.
     gamma_history_ : list of float
         γ chosen by the line search after each epoch (MARC's training objective; see
         :mod:`marc_ray.fit.loss`); constant for "vanilla".
@@ -74,7 +79,7 @@ class MarcConfidence:
         Every term of the bound at ``gamma_`` (see :class:`marc_ray.fit.bound.BoundTerms`); a
         diagnostic: its O(·) constants are unknown and it is not what γ minimises.
     history_ : list of dict
-        Per-epoch metrics.
+        Per-epoch metrics (every epoch, including those after ``best_epoch_``).
     agreement_map_ : AgreementMap
         Strictly increasing map C_θ → estimated agreement probability, fitted on the
         validation part of the training split (:mod:`marc_ray.fit.monotone`); ``score``
@@ -153,8 +158,11 @@ class MarcConfidence:
         ``fit_ray`` itself and hands the result here)."""
         self.model_ = model
         self.feature_layout_ = data.layout
-        self.gamma_ = float(state["gamma"])
-        self.bound_ = dict(state["bound"])
+        kept = state.get("best") or {"epoch": state["epoch"], "gamma": state["gamma"],
+                                     "bound": state["bound"], "reason": LAST_EPOCH}
+        self.best_epoch_, self.best_reason_ = int(kept["epoch"]), str(kept["reason"])
+        self.gamma_ = float(kept["gamma"])
+        self.bound_ = dict(kept["bound"])
         self.history_ = list(state["history"])
         self.gamma_history_ = [float(h["gamma"]) for h in self.history_]
         self.data_hash_ = data.data_hash
@@ -247,6 +255,7 @@ class MarcConfidence:
             "features": self.feature_layout_.to_dict(), "gamma": self.gamma_,
             "bound": self.bound_, "history": self.history_, "data_hash": self.data_hash_,
             "gamma_history": self.gamma_history_, "valid_ids": self.valid_ids_,
+            "best_epoch": self.best_epoch_, "best_reason": self.best_reason_,
             **({"agreement_map": self.agreement_map_.to_dict()}
                if getattr(self, "agreement_map_", None) is not None else {}),
             "n_train": self.n_train_, "n_valid": self.n_valid_,
@@ -308,6 +317,8 @@ class MarcConfidence:
         estimator.gamma_ = float(data["gamma"])
         estimator.bound_ = dict(data["bound"])
         estimator.history_ = list(data["history"])
+        estimator.best_epoch_ = int(data.get("best_epoch", len(estimator.history_) - 1))
+        estimator.best_reason_ = str(data.get("best_reason", LAST_EPOCH))
         estimator.gamma_history_ = [float(g) for g in data.get(
             "gamma_history", [h["gamma"] for h in estimator.history_])]
         estimator.data_hash_ = data["data_hash"]

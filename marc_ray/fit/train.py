@@ -10,6 +10,14 @@ yields its metrics (loss, γ, every bound term, validation ranking risk) and a c
 (safetensors weights and optimizer state, JSON state: no pickle), from which a restarted run
 resumes; Ray Train reports and keeps one every ``checkpoint_every`` epochs and at the last.
 
+The fitted model is not the last epoch's θ but the epoch :func:`kept_iterate_key` ranks best
+(the collapse guard). Without it, two collapses were seen: on a trap seed of ``fit.synthetic``
+the training pairs separated, the surrogate's gradient vanished and AdamW rescaled what was
+left, the penalty's, until C_θ ranked at chance (validation AUROC 0.89 → 0.49 at epoch 24);
+on a 29-item judge with an [8, 4] net the weights shrank from the start to a constant C_θ
+(‖W‖ 1.8 → 0.007). The kept weights travel in every checkpoint (``best_model.safetensors``),
+so a run resumed on Ray Train keeps the guard's choice, and both backends share this loop.
+
 Ray Train specifics sit in :func:`train_loop_per_worker` and :func:`fit_ray`, marked [1]-[4]
 like Ray's own examples: [1] the worker's data shard, [2] the DDP model, [3] a report with a
 checkpoint every ``checkpoint_every`` epochs, [4] ``TorchTrainer.fit`` with a
@@ -42,15 +50,24 @@ Report = Callable[[dict, dict], None]  # (metrics, checkpoint state) → None
 
 
 # ---------------------------------------------------------------------------------------------
-# Checkpoints: model.safetensors, optimizer.safetensors, state.json
+# Checkpoints: model.safetensors, best_model.safetensors, optimizer.safetensors, state.json
 # ---------------------------------------------------------------------------------------------
+
+KEPT_WEIGHTS = "kept_weights"  # state key: the guard's kept iterate (best_model.safetensors)
+KEPT_FILE = "best_model.safetensors"
+
 
 def save_checkpoint(folder: str, model: ConfidenceMLP, optimizer: torch.optim.Optimizer,
                     state: dict) -> None:
-    """Write weights, optimizer state (flattened to safetensors) and JSON state to ``folder``."""
+    """Write weights, the guard's kept weights (``state[KEPT_WEIGHTS]``), optimizer state
+    (flattened to safetensors) and the rest of ``state`` as JSON to ``folder``."""
     os.makedirs(folder, exist_ok=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
               os.path.join(folder, "model.safetensors"))
+    state = dict(state)
+    kept = state.pop(KEPT_WEIGHTS, None)
+    if kept is not None:
+        save_file({k: v.contiguous() for k, v in kept.items()}, os.path.join(folder, KEPT_FILE))
     opt = optimizer.state_dict()
     tensors = {f"{index}.{key}": torch.as_tensor(value).detach().cpu().contiguous()
                for index, entry in opt["state"].items() for key, value in entry.items()}
@@ -61,11 +78,14 @@ def save_checkpoint(folder: str, model: ConfidenceMLP, optimizer: torch.optim.Op
 
 def load_checkpoint(folder: str, model: ConfidenceMLP, optimizer: torch.optim.Optimizer | None
                     ) -> dict:
-    """Restore weights (and optimizer state) from ``folder``; return its JSON state."""
+    """Restore weights (and optimizer state) from ``folder``; return its JSON state, with the
+    guard's kept weights under ``KEPT_WEIGHTS`` (CPU tensors) when the checkpoint has them."""
     device = next(model.parameters()).device
     model.load_state_dict(load_file(os.path.join(folder, "model.safetensors"), device=str(device)))
     with open(os.path.join(folder, "state.json"), encoding="utf-8") as stream:
         state = json.load(stream)
+    if os.path.exists(os.path.join(folder, KEPT_FILE)):
+        state[KEPT_WEIGHTS] = load_file(os.path.join(folder, KEPT_FILE))
     if optimizer is not None:
         tensors = load_file(os.path.join(folder, "optimizer.safetensors"))
         entries: dict[int, dict] = {}
@@ -75,6 +95,15 @@ def load_checkpoint(folder: str, model: ConfidenceMLP, optimizer: torch.optim.Op
             index, key = name.split(".", 1)
             entries.setdefault(int(index), {})[key] = value
         optimizer.load_state_dict({"state": entries, "param_groups": state["param_groups"]})
+    return state
+
+
+def keep_best(model: ConfidenceMLP, state: dict) -> dict:
+    """Load the guard's kept weights into ``model``; return ``state`` without the tensors."""
+    state = dict(state)
+    kept = state.pop(KEPT_WEIGHTS, None)
+    if kept is not None:
+        model.load_state_dict(kept)
     return state
 
 
@@ -99,6 +128,32 @@ def _generator(config: FitConfig, epoch: int, rank: int, stream: int) -> torch.G
         ((config.random_state * 1_000_003 + epoch) * 1009 + rank) * 7 + stream)
 
 
+def kept_iterate_key(valid_risk: float, train_pair_risk: float, objective: float
+                     ) -> tuple[float, float, float]:
+    """What the collapse guard minimises over epochs (lexicographically; ties: the earlier epoch).
+
+    First the validation ranking risk 1 − AUROC, on the validation part of the training split:
+    it is what the certificate's coverage depends on and what ``FitConfig.valid_splits`` is
+    for (model selection), and it is the only signal that sees both collapses met: on 29
+    training items MARC's objective *fell* all the way into the constant (at a tiny γ̂ a
+    constant C costs log 2 + γ/2τ, less than a weak ranker's surrogate), so the lowest-objective
+    iterate was the collapsed one; on the trap seed the validation AUROC also fell before the
+    collapse (over-fitting), which the training objective cannot see. The cost: the
+    validation items pick 1 of ``epochs`` iterates, so their AUROC (and the agreement map and
+    ``calibrate.confidence: auto``, fitted on them too) reads slightly optimistic; the
+    calibration items stay untouched, so the guarantee does not move.
+    Then, to break the ties a small validation part makes frequent (8 items: 16 pairs), the
+    ranking risk of the epoch's training evaluation pairs (ties count 1/2, so a C_θ flattening
+    to a constant loses); then, once both rank perfectly (a separable judge), the training
+    objective L(θ, γ̂), which keeps the better-separated later iterate. Without a validation
+    part with both kinds (risk NaN) the other keys decide. Deterministic: each is an exact
+    function of seeded pairs and fixed items, all-reduced, so every DDP rank keeps the same
+    epoch (remaining ties: the earlier epoch).
+    """
+    return (0.0 if math.isnan(valid_risk) else float(valid_risk), float(train_pair_risk),
+            float(objective))
+
+
 def run_epochs(config: FitConfig, model: torch.nn.Module, base: ConfidenceMLP,
                optimizer: torch.optim.Optimizer, train: dict, valid: dict, report: Report, *,
                state: dict | None = None, rank: int = 0, world_size: int = 1,
@@ -116,9 +171,12 @@ def run_epochs(config: FitConfig, model: torch.nn.Module, base: ConfidenceMLP,
 
     Returns
     -------
-    dict : the final state (epoch, gamma, bound terms, history)
+    dict : the final state (epoch, gamma, bound terms, history), and the collapse guard's
+        choice: ``best_epoch``, ``best`` (that epoch's γ, bound, key and why it was kept) and
+        ``KEPT_WEIGHTS`` (its weights, CPU tensors; :func:`keep_best` loads them)
     """
     state = dict(state or {"epoch": -1, "gamma": config.margin_init, "history": []})
+    best, kept = state.get("best"), state.get(KEPT_WEIGHTS)
     resumed_from = state["epoch"] if state["epoch"] >= 0 else None
     agree_index = torch.nonzero(train["agree"] >= 0.5).squeeze(1).cpu()
     disagree_index = torch.nonzero(train["agree"] < 0.5).squeeze(1).cpu()
@@ -172,7 +230,8 @@ def run_epochs(config: FitConfig, model: torch.nn.Module, base: ConfidenceMLP,
             sums = np.concatenate([
                 surrogate_by_margin(differences, candidates, config.temperature, pair_weights),
                 (differences[:, None] < candidates[None, :]).sum(0),
-                [len(differences) if pair_weights is None else pair_weights.sum(),
+                [(differences < 0).sum() + 0.5 * (differences == 0).sum(),  # misranked pairs
+                 len(differences) if pair_weights is None else pair_weights.sum(),
                  len(differences)]])
             sums = _all_reduce_sum(torch.as_tensor(sums, dtype=torch.float64), device).numpy()
             n_grid = len(candidates)
@@ -185,6 +244,17 @@ def run_epochs(config: FitConfig, model: torch.nn.Module, base: ConfidenceMLP,
             valid_scores = base.confidence(valid["features"]).cpu().numpy()
         valid_risk = ranking_risk(valid_scores, valid["agree"].cpu().numpy() >= 0.5) \
             if len(valid_scores) else math.nan
+        train_pair_risk = float(sums[2 * n_grid] / n_eval)
+        key = kept_iterate_key(valid_risk, train_pair_risk, float(objective[pick]))
+        if best is None or key < tuple(best["key"]):  # strict: ties keep the earlier epoch
+            best = {"epoch": epoch, "gamma": terms.gamma if is_marc else gamma,
+                    "bound": terms.to_dict(), "key": list(key),
+                    "reason": ("lowest validation ranking risk (ties: the training pairs' "
+                               "ranking risk, then the training objective)"
+                               if not math.isnan(valid_risk) else "no validation part with both "
+                               "kinds: lowest ranking risk on the training evaluation pairs "
+                               "(ties: the training objective)")}
+            kept = {k: v.detach().cpu().clone() for k, v in base.state_dict().items()}
         metrics = {"epoch": epoch, "train_loss": float(loss_sum[0] / loss_sum[1]),
                    "gamma_trained": gamma, "gamma": terms.gamma,
                    "gamma_at_edge": bool(is_marc and pick in (0, n_grid - 1)),
@@ -193,10 +263,12 @@ def run_epochs(config: FitConfig, model: torch.nn.Module, base: ConfidenceMLP,
                    "objective_penalty": float(beta * norm / candidates[pick]),
                    "weight_norm": norm,
                    "valid_ranking_risk": valid_risk, "valid_auroc": 1.0 - valid_risk,
+                   "train_pair_ranking_risk": train_pair_risk, "best_epoch": best["epoch"],
                    "resumed_from": -1 if resumed_from is None else resumed_from,
                    **{f"bound_{k}": v for k, v in terms.to_dict().items()}}
         state = {"epoch": epoch, "gamma": terms.gamma if is_marc else gamma,
-                 "bound": terms.to_dict(), "history": state["history"] + [metrics]}
+                 "bound": terms.to_dict(), "history": state["history"] + [metrics],
+                 "best_epoch": best["epoch"], "best": best, KEPT_WEIGHTS: kept}
         report(metrics, state)
     return state
 
@@ -235,8 +307,8 @@ def fit_local(config: FitConfig, train: Arrays, valid: Arrays, *, checkpoint_dir
 
     Returns
     -------
-    model : ConfidenceMLP (trained, on CPU, eval mode)
-    state : dict (epoch, gamma, bound, history)
+    model : ConfidenceMLP (the collapse guard's kept iterate, on CPU, eval mode)
+    state : dict (epoch, gamma, bound, history, best_epoch, best)
     """
     torch.set_num_threads(config.torch_threads)
     if config.use_gpu and not torch.cuda.is_available():
@@ -260,6 +332,7 @@ def fit_local(config: FitConfig, train: Arrays, valid: Arrays, *, checkpoint_dir
 
     state = run_epochs(config, model, model, optimizer, tensors(train, device),
                        tensors(valid, device), on_epoch, state=state)
+    state = keep_best(model, state)  # the guard's iterate, not the last epoch's
     return model.cpu().eval(), state
 
 
@@ -394,7 +467,8 @@ def _fast_polling():
 
 def fit_ray(config: FitConfig, train: Arrays, valid: Arrays, *, name: str | None = None,
             extra_loop_config: dict | None = None) -> tuple[ConfidenceMLP, dict]:
-    """Train on Ray Train and load the final checkpoint (same returns as :func:`fit_local`)."""
+    """Train on Ray Train and load the final checkpoint's kept iterate (same returns as
+    :func:`fit_local`)."""
     from ..storage import cluster_nodes, require_shared
 
     # checkpoints every node (and a restarted worker elsewhere) can read: refused up front
@@ -407,5 +481,5 @@ def fit_ray(config: FitConfig, train: Arrays, valid: Arrays, *, name: str | None
         raise RuntimeError(f"Ray Train finished without a checkpoint: {result.error}")
     model = ConfidenceMLP(int(train.features.shape[1]), config.hidden_sizes)
     with result.checkpoint.as_directory() as folder:
-        state = load_checkpoint(folder, model, None)
+        state = keep_best(model, load_checkpoint(folder, model, None))
     return model.eval(), state

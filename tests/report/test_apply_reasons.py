@@ -169,13 +169,14 @@ def test_the_report_renders_the_per_group_section_and_escalations(grouped):
 def test_a_mapped_learned_threshold_reads_as_estimated_agreement_and_gamma_is_shown(single):
     certificate, (confidence, pred, human) = single
     threshold = float(certificate.stages[0]["threshold"])
-    fit = {"toy-judge": {"gamma_history": [0.5, 0.3, 0.25], "gamma": 0.25, "agreement_map": True}}
+    fit = {"toy-judge": {"gamma_history": [0.5, 0.3, 0.25], "gamma": 0.3, "best_epoch": 1,
+                         "agreement_map": True}}
     summary = summarize(ReportInputs(certificate, ItemSet("calibration", confidence, pred, human),
                                      fit=fit))
     assert summary["readings"] == {"toy-judge": f"estimated agreement >= {threshold:.2f}"}
     text = render_markdown(summary, [])
     assert f"(estimated agreement >= {threshold:.2f})" in text
-    assert "### Margin gamma per epoch" in text and "0.5, 0.3, 0.25" in text
+    assert "### Margin gamma per epoch" in text and "| toy-judge | 3 | 0.5, 0.3, 0.25 | 2 | 0.3 |" in text
     # without the agreement map the learned score is not a probability: no such reading
     raw = summarize(ReportInputs(certificate, ItemSet("calibration", confidence, pred, human),
                                  fit={"toy-judge": {**fit["toy-judge"], "agreement_map": False}}))
