@@ -106,6 +106,7 @@ def test_a_threshold_per_group_and_the_report_shows_them(run):
         assert heading in text
     report = json.loads(Path(RunFolder(config.run_dir).report_dir, "report.json").read_text())
     assert len(report["fit"]["replayed"]["gamma_history"]) == 5
+    assert report["fit"]["replayed"]["best_epoch"] in range(5) and "| kept epoch |" in text
     assert set(report["groups"]["groups"]) >= set(record["values"])
 
 
