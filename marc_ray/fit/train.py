@@ -12,10 +12,10 @@ resumes; Ray Train reports and keeps one every ``checkpoint_every`` epochs and a
 
 The fitted model is not the last epoch's θ but the epoch :func:`kept_iterate_key` ranks best
 (the collapse guard). Without it, two collapses were seen: on a trap seed of ``fit.synthetic``
-the training pairs separated, the surrogate's gradient vanished and AdamW rescaled what was
-left, the penalty's, until C_θ ranked at chance (validation AUROC 0.89 → 0.49 at epoch 24);
-on a 29-item judge with an [8, 4] net the weights shrank from the start to a constant C_θ
-(‖W‖ 1.8 → 0.007). The kept weights travel in every checkpoint (``best_model.safetensors``),
+the training pairs were separated (objective 0.006) when C_θ fell to chance at epoch 24
+(validation AUROC 0.89 → 0.49); on a 57-item judge with an [8, 4] net at lr 0.01 the output
+was flat from the start and the penalty alone shrank the weights to a constant C_θ
+(‖W‖ 1.9 → 0.01; docs/benchmarks_fit.md, section 3b). The kept weights travel in every checkpoint (``best_model.safetensors``),
 so a run resumed on Ray Train keeps the guard's choice, and both backends share this loop.
 
 Ray Train specifics sit in :func:`train_loop_per_worker` and :func:`fit_ray`, marked [1]-[4]
@@ -134,7 +134,7 @@ def kept_iterate_key(valid_risk: float, train_pair_risk: float, objective: float
 
     First the validation ranking risk 1 − AUROC, on the validation part of the training split:
     it is what the certificate's coverage depends on and what ``FitConfig.valid_splits`` is
-    for (model selection), and it is the only signal that sees both collapses met: on 29
+    for (model selection), and it is the only signal that sees both collapses met: on 57
     training items MARC's objective *fell* all the way into the constant (at a tiny γ̂ a
     constant C costs log 2 + γ/2τ, less than a weak ranker's surrogate), so the lowest-objective
     iterate was the collapsed one; on the trap seed the validation AUROC also fell before the

@@ -114,7 +114,7 @@ def make_scenario(folder: Path, kind: str) -> Path:
                 # shrank to a constant under the complexity penalty on these ~50 items (issue 13).
                 # The collapse guard (fit.train.kept_iterate_key) keeps the best epoch, but
                 # there the small judge's net starts flat and is nearly constant before it
-                # ranks at all (kept epoch 13, ||W|| 0.05): its stage certified nothing
+                # ranks at all (kept epoch 12 of 0-29, ||W|| 0.05): its stage certified nothing
                 "hidden_sizes": [16, 8], "learning_rate": 0.003},
         "calibrate": {"alpha": ALPHA, "delta": DELTA, "grid": "fixed", "n_grid": 20,
                       "confidence": "conf_marc", "tie_policy": "drop"},
