@@ -248,7 +248,7 @@ def run_epochs(config: FitConfig, model: torch.nn.Module, base: ConfidenceMLP,
         key = kept_iterate_key(valid_risk, train_pair_risk, float(objective[pick]))
         if best is None or key < tuple(best["key"]):  # strict: ties keep the earlier epoch
             best = {"epoch": epoch, "gamma": terms.gamma if is_marc else gamma,
-                    "bound": terms.to_dict(), "key": list(key),
+                    "bound": terms.to_dict(), "key": list(key), "valid_ranking_risk": valid_risk,
                     "reason": ("lowest validation ranking risk (ties: the training pairs' "
                                "ranking risk, then the training objective)"
                                if not math.isnan(valid_risk) else "no validation part with both "
@@ -264,6 +264,7 @@ def run_epochs(config: FitConfig, model: torch.nn.Module, base: ConfidenceMLP,
                    "weight_norm": norm,
                    "valid_ranking_risk": valid_risk, "valid_auroc": 1.0 - valid_risk,
                    "train_pair_ranking_risk": train_pair_risk, "best_epoch": best["epoch"],
+                   "kept_valid_ranking_risk": best["valid_ranking_risk"],  # what Tune selects by
                    "resumed_from": -1 if resumed_from is None else resumed_from,
                    **{f"bound_{k}": v for k, v in terms.to_dict().items()}}
         state = {"epoch": epoch, "gamma": terms.gamma if is_marc else gamma,
