@@ -115,3 +115,18 @@ def test_ray_train_keeps_the_same_epoch_across_a_restart(ray_local, guarded, tmp
     assert state["best_epoch"] == model.best_epoch_ < 9
     for a, b in zip(model.model_.state_dict().values(), network.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_without_a_validation_part_of_both_kinds_the_training_pairs_decide(collapsing_table):
+    from marc_ray.fit.data import Arrays
+
+    data = prepare(collapsing_table, COLLAPSING)
+    only = data.valid.agree >= 0.5  # agreements only: the validation ranking risk is undefined
+    valid = Arrays(*(getattr(data.valid, k)[only] for k in ("features", "agree", "soft", "ids")))
+    _, state = fit_local(COLLAPSING, data.train, valid)
+    history = state["history"]
+    assert all(math.isnan(h["valid_ranking_risk"]) for h in history)
+    assert state["best"]["reason"].startswith("no validation part with both kinds")
+    keys = [(h["train_pair_ranking_risk"], h["objective"]) for h in history]
+    assert state["best_epoch"] == min(range(len(keys)), key=keys.__getitem__)
+    assert history[state["best_epoch"]]["train_pair_ranking_risk"] < 0.5  # not the constant
