@@ -34,8 +34,8 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
-from ..contracts import (ContractError, check_pool_disjoint, read_table, table_hash,
-                         validate_comparisons, write_json_atomic, write_table_atomic)
+from ..contracts import (ContractError, check_pool_disjoint, extra_carried, read_table,
+                         table_hash, validate_comparisons, write_json_atomic, write_table_atomic)
 from .annotators import build_annotators, read_pool, run_layout
 from ..contracts.redact import redact
 from .assemble import annotation_row, annotation_table, carried_columns, judge_metadata
@@ -116,7 +116,7 @@ def prepare(config: AnnotateConfig) -> Plan:
     from .models import check_model_spec, load_tokenizer, model_name
 
     config.validate()
-    comparisons = validate_comparisons(read_table(config.input), config.input)
+    comparisons = validate_comparisons(read_table(config.input), config.input, carry=config.carry)
     pool = read_pool(read_table(config.pool), config.pool)
     check_pool_disjoint(pool, comparisons, config.pool, config.input)
     annotators = build_annotators(pool, config.n_annotators, config.k_shots, config.seed, config.pool)
@@ -143,8 +143,11 @@ def prepare(config: AnnotateConfig) -> Plan:
         "layout": layout.to_json(), "zero_shot": config.zero_shot, "seed": config.seed,
         "shard_size": config.shard_size, "annotators": [a.name for a in annotators],
         "examples": [[e["id"] for e in a.examples] for a in annotators],
-        "input_hash": table_hash(comparisons, ["id", "instruction", "response_a", "response_b"]),
+        "input_hash": table_hash(comparisons, list(dict.fromkeys(
+            ["id", "instruction", "response_a", "response_b", *extra_carried(config.carry)]))),
     }
+    if extra_carried(config.carry):  # absent otherwise: a folder annotated before carry resumes
+        fingerprint["carry"] = list(extra_carried(config.carry))
     return Plan(config, comparisons, builder, judge, fingerprint)
 
 
@@ -369,7 +372,8 @@ def _write_shard(plan: Plan, shard: int, results: dict[tuple[str, int], RunResul
     for (item_id, run), result in results.items():
         by_item.setdefault(item_id, {})[run] = result
     rows = [annotation_row(item["id"], plan.judge, plan.builder.layout, by_item[item["id"]],
-                           carried_columns(item)) for item in plan.shard_items(shard)]
+                           carried_columns(item, plan.config.carry))
+            for item in plan.shard_items(shard)]
     write_table_atomic(annotation_table(rows, plan.builder.layout, plan.config, plan.judge),
                        shard_path(plan.config.output, shard))
 
@@ -382,12 +386,12 @@ def _replay(config: AnnotateConfig, start: float) -> AnnotateSummary:
     if "runs" not in options:
         raise ValueError("annotate config: engine 'replay' needs engine_options.runs, the run "
                          "table to replay (see marc_ray.annotate.replay)")
-    comparisons = validate_comparisons(read_table(config.input), config.input)
+    comparisons = validate_comparisons(read_table(config.input), config.input, carry=config.carry)
     runs_path = options.pop("runs")
     os.makedirs(config.output, exist_ok=True)
     # streamed batch by batch from the run table's file into the shard (bounded memory)
     n_rows = write_replay(runs_path, config.judge_name or "replay", shard_path(config.output, 0),
-                          comparisons=comparisons, source=runs_path,
+                          comparisons=comparisons, source=runs_path, carry=config.carry,
                           metadata=judge_metadata(config, config.judge_name or "replay"), **options)
     return AnnotateSummary(config.output, n_rows, 1, shards_written=[0],
                            seconds=time.perf_counter() - start)
