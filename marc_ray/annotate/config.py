@@ -150,6 +150,8 @@ class AnnotateConfig:
         data["labels"] = list(self.labels)
         data["orders"] = list(self.orders)
         data["carry"] = list(self.carry)
+        if not self.carry:  # a run that carries nothing keeps the settings (and stage keys) it had
+            del data["carry"]
         return data
 
     @classmethod

@@ -423,7 +423,8 @@ def carried_column(table: pa.Table, name: str, source: str) -> pa.Array:
         raise ContractError(source, problem, field=str(name))
     if name not in table.column_names:
         raise ContractError(source, "missing column", field=name,
-                            hint=f"columns present: {', '.join(table.column_names)}")
+                            hint=f"a carried column (calibrate.by, annotate.carry) must be in "
+                            f"the comparisons; columns present: {', '.join(table.column_names)}")
     column = table.column(name).combine_chunks()
     kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)

@@ -40,7 +40,7 @@ def test_validate_comparisons_keeps_carried_columns_as_text():
 
 
 @pytest.mark.parametrize("carry, values, match", [
-    (["language"], None, r"c\.jsonl, field 'language': missing column \(columns present: id"),
+    (["language"], None, r"c\.jsonl, field 'language': missing column \(a carried column.*columns present: id"),
     (["language"], [["en"], ["fr"]], r"c\.jsonl, row 0, field 'language'.*one value per item"),
     (["probs"], None, r"field 'probs'.*already hold"),
     (["conf_marc"], None, r"field 'conf_marc'.*confidence column"),

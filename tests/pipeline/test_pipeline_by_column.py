@@ -141,7 +141,7 @@ def _null_on_a_calibration_row(rows):
 def test_a_missing_column_fails_at_prepare_listing_the_columns(tmp_path):
     config = PipelineConfig.from_dict(write_scenario(tmp_path, _drop_language))
     with pytest.raises(ContractError, match=r"comparisons\.jsonl, field 'language': missing column "
-                                            r"\(calibrate\.by names it; columns present: id, "):
+                                            r"\(a carried column \(calibrate\.by.*columns present: id, "):
         run_pipeline(config, stream=open("/dev/null", "w"))
     assert not Path(RunFolder(config.run_dir).annotations("replayed")).exists()
 
