@@ -87,7 +87,7 @@ def test_a_threshold_per_language(run):
     record = certificate.groups
     assert record["column"] == "language" and set(record["values"]) == {"en", "fr", "de"}
     assert sum(v["delta"] for v in record["values"].values()) == pytest.approx(0.2)
-    thresholds = {g: v["stages"][0]["threshold"] for g, v in record["values"].items()}
+    thresholds = {g: float(v["stages"][0]["threshold"]) for g, v in record["values"].items()}
     assert np.isfinite(thresholds["en"]) and np.isfinite(thresholds["fr"])
     assert not thresholds["de"] < thresholds["en"]  # the hard language is held to more
     folder = RunFolder(config.run_dir)

@@ -138,8 +138,8 @@ def test_config_validates_by_and_auto():
     base = {"data": {"demo": {"n_items": 40}}}
     config = PipelineConfig.from_dict({**base, "calibrate": {"by": "group", "confidence": "auto"}})
     assert config.calibrate.by == "group" and config.calibrate.confidence == "auto"
-    with pytest.raises(ValueError, match=r"calibrate\.by"):
-        PipelineConfig.from_dict({**base, "calibrate": {"by": "language"}})
+    with pytest.raises(ValueError, match=r"calibrate\.by"):  # any other column: by_column tests
+        PipelineConfig.from_dict({**base, "calibrate": {"by": "probs"}})
     with pytest.raises(ValueError, match=r"calibrate\.confidence"):
         PipelineConfig.from_dict({**base, "calibrate": {"confidence": "automatic"}})
     # auto with fit disabled is fine: the candidates are then the two heuristics
