@@ -211,7 +211,7 @@ def apply_certificate(certificate: Certificate, table: pa.Table, source: str = "
     ContractError
         A per-group certificate and data without its group column.
     """
-    from .calibrate.decide import decide
+    from .calibrate.decide import DECISION_COLUMNS, decide
     from .calibrate.diagnostics import drift
     from .calibrate.reasons import KINDS
 
@@ -220,6 +220,10 @@ def apply_certificate(certificate: Certificate, table: pa.Table, source: str = "
     groups = None
     if certificate.groups:
         column = certificate.groups["column"]
+        if column in DECISION_COLUMNS:  # it would overwrite one of decisions.parquet's columns
+            raise ContractError(source, f"the certificate's group column {column!r} is also a "
+                                f"column of the decisions ({', '.join(DECISION_COLUMNS)})",
+                                field=column, hint="rename the column and calibrate again")
         groups = extra.get(column)
         if groups is None:
             raise ContractError(source, f"the certificate has a threshold per {column!r} but the "

@@ -143,6 +143,9 @@ def test_apply_routes_by_the_certificates_column_not_by_group(grouped):
                                          "threshold is for a group")
     with pytest.raises(ContractError, match=r"field 'language'.*carry: \[language\]"):
         apply_certificate(by_language, table.drop_columns(["language"]))
+    by_reason = calibrator.certificate("sha256:toy", "reason", ["conf_simulated"])
+    with pytest.raises(ContractError, match=r"field 'reason'.*also a column of the decisions"):
+        apply_certificate(by_reason, table.append_column("reason", table.column("language")))
 
 
 def test_cascade_reasons_reach_the_decisions(cascade):
