@@ -21,56 +21,21 @@ import pytest
 from marc_ray.apply import apply_certificate, apply_file
 from marc_ray.config import PipelineConfig
 from marc_ray.contracts import Certificate, ContractError, read_table
-from marc_ray.demo import DemoSpec, write_demo
 from marc_ray.pipeline import run_pipeline
 from marc_ray.run_folder import RunFolder
+
+from grouped_scenario import write_scenario as grouped_scenario
 
 LANGUAGE = {"sum": "en", "capital": "fr", "fact": "de"}
 
 
-def majority(votes: list[dict]) -> str:
-    a = sum(v["label"] == "a" for v in votes)
-    b = sum(v["label"] == "b" for v in votes)
-    return "a" if a > b else "b" if b > a else "tie"
-
-
 def write_scenario(folder: Path, edit=None) -> dict:
-    comparisons, pool = write_demo(folder / "data", DemoSpec(
-        n_items=240, pool_annotators=2, pool_per_annotator=3, ambiguous_rate=0.2, seed=5))
-    rows = [json.loads(line) for line in Path(comparisons).read_text().splitlines()]
-    rng = np.random.default_rng(1)
-    splits = rng.choice(["train", "calibration", "test"], size=len(rows), p=[0.2, 0.6, 0.2])
-    lines = []
-    for index, (row, split) in enumerate(zip(rows, splits)):
-        kind = row["kind"].split("-")[0]
-        row["language"], row["group"], row["split"] = LANGUAGE[kind], f"g{index % 2}", str(split)
-        label = majority(row["human_votes"])
-        if kind in ("sum", "capital") and label != "tie":
-            target = 0.95 if label == "a" else 0.05
-        elif rng.random() < 0.35:  # facts: often confidently wrong
-            target = 0.2 if label == "a" else 0.8
-        else:
-            target = {"a": 0.7, "b": 0.3, "tie": 0.5}[label]
-        for annotator in ("zero", "sim-1", "sim-2"):
-            for order in ("ab", "ba"):
-                p = float(np.clip(target + rng.normal(0, 0.03), 0.01, 0.99))
-                lines.append(json.dumps({"id": row["id"], "annotator": annotator, "order": order,
-                                         "p_response_a": p}))
-    if edit is not None:
-        edit(rows)
-    path = folder / "comparisons.jsonl"
-    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
-    runs = folder / "runs.jsonl"
-    runs.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return {
-        "run_dir": str(folder / "run"), "seed": 0,
-        "data": {"comparisons": str(path), "pool": pool},
-        "annotate": {"judge_name": "replayed", "engine": "replay",
-                     "engine_options": {"runs": str(runs), "zero_shot": "zero"}},
-        "fit": {"enabled": False},
-        "calibrate": {"alpha": 0.2, "delta": 0.2, "grid": "fixed", "n_grid": 20, "by": "language",
-                      "confidence": "conf_simulated", "compare": ["conf_simulated"]},
-    }
+    """The grouped scenario by language, a heuristic confidence, no fit (fast)."""
+    data = grouped_scenario(folder, column="language", values=LANGUAGE,
+                            split_shares=(0.2, 0.6, 0.2), edit=edit)
+    data["fit"] = {"enabled": False}
+    data["calibrate"].update(confidence="conf_simulated", compare=["conf_simulated"])
+    return data
 
 
 @pytest.fixture(scope="module")
