@@ -6,7 +6,7 @@
 
 1. the plan with a probe of the configured engine on the first N items (``build_plan``);
 2. the annotate stage as the pipeline runs it (``prepare_data``, a local Ray cluster of its own,
-   ``pipeline.annotate_judge``), timed with the cluster and actor start included.
+   ``annotate.stage.annotate_stage``), timed with the cluster and actor start included.
 Prints both and their ratio.
 """
 
@@ -25,7 +25,8 @@ def main(argv=None) -> int:
     import ray
 
     from marc_ray.config import PipelineConfig
-    from marc_ray.pipeline import annotate_judge, prepare_data
+    from marc_ray.annotate.stage import annotate_stage
+    from marc_ray.pipeline import prepare_data
     from marc_ray.plan import build_plan, format_plan
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -41,7 +42,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     start = time.perf_counter()
     ray.init(address="local", num_cpus=config.ray.num_cpus, include_dashboard=False, log_to_driver=False)
-    annotate_judge(config, config.judges()[0])
+    annotate_stage(config.judges()[0], config.ray)
     measured = time.perf_counter() - start
     print(json.dumps({"estimate_s": estimate, "measured_s": round(measured, 1),
                       "ratio": round(estimate / measured, 3), "target": "0.8 to 1.2",
