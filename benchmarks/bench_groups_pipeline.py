@@ -88,7 +88,8 @@ def main() -> int:
     started = time.perf_counter()
     comparisons, pool, runs, zero_shot, members, direct = write_inputs(args.work)
     mismatches = 0
-    print("| alpha | subset | n | pipeline λ̂ | direct λ̂ | pipeline labels needed | direct labels needed |")
+    print("| alpha | subset | n | pipeline λ̂ | direct λ̂ | pipeline labels needed | "
+          "direct labels needed |")
     print("|---|---|---|---|---|---|---|")
     for alpha in ALPHAS:
         config = PipelineConfig.from_dict({
@@ -113,7 +114,7 @@ def main() -> int:
             theirs = float(one_shot.thresholds_[group][0])
             need_ours = needed_text(entry.get("labels_needed"))
             need_theirs = needed_text(one_shot.labels_needed_.get(group))
-            same = (ours == theirs or (math.isinf(ours) and math.isinf(theirs))) and need_ours == need_theirs
+            same = ours == theirs and need_ours == need_theirs  # inf == inf holds
             mismatches += not same
             print(f"| {alpha:g} | {group} | {entry['n_calibration']} | {ours:.4g} | {theirs:.4g} | "
                   f"{need_ours} | {need_theirs} |{'' if same else ' **differs**'}")

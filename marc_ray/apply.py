@@ -43,8 +43,9 @@ def stage_columns(certificate: Certificate, table: pa.Table, source: str = "<dat
     pred : ndarray of object, shape (n, n_stages)
     extra : dict of column name → ndarray
         ``human_label``, ``split``, ``group`` and a per-group certificate's column from the
-        first stage's rows, shape (n,), when present; ``runs_unreadable`` and ``runs_total``, shape (n, n_stages), when every
-        stage's rows carry the run vector ``probs`` (``calibrate.reasons.count_unreadable``).
+        first stage's rows, shape (n,), when present; ``runs_unreadable`` and ``runs_total``,
+        shape (n, n_stages), when every stage's rows carry the run vector ``probs``
+        (``calibrate.reasons.count_unreadable``).
     """
     stages = certificate.stages
     multi_judge = "judge" in table.column_names and len(pc.unique(table.column("judge"))) > 1

@@ -39,8 +39,8 @@ class AnnotateConfig:
     input: str = ""            # comparisons to judge: .jsonl/.json/.parquet, local or any pyarrow URI
     pool: str = ""             # few-shot pool (comparisons with human labels, optional `annotator`)
     output: str = ""           # folder of annotation Parquet shards (+ _manifest.json); resumable
-    carry: tuple[str, ...] = ()  # extra comparison columns written (as text) into every annotation
-                               # row, e.g. the column calibrate.by names; () keeps the contract's
+    carry: tuple[str, ...] = ()  # extra comparison columns copied (as text) into each row
+                               # (e.g. the one calibrate.by names); () keeps the contract's schema
     # --- judge ------------------------------------------------------------------------------
     engine: str = "transformers"   # one of ENGINES
     model: str = "smollm2"     # "smollm2" (offline default, SmolLM2-135M-Instruct) or a local HF folder
@@ -204,8 +204,8 @@ def engine_option_names(engine: str) -> list[str]:
         from .replay import replay_annotations
 
         keywords = inspect.signature(replay_annotations).parameters
-        return ["runs"] + [k for k in keywords if k not in ("runs", "judge", "comparisons", "source",
-                                                                      "carry")]
+        own = ("runs", "judge", "comparisons", "source", "carry")  # set by the annotate job
+        return ["runs"] + [k for k in keywords if k not in own]
     return []
 
 

@@ -80,9 +80,11 @@ def test_apply_routes_by_language_and_escalates_an_unseen_one(run, tmp_path):
         "group 'la' was not in the calibration set"}
     assert summary["by_group"]["la"] == {"n": int(unseen.sum()), "decided": 0,
                                          "escalated": int(unseen.sum()), "unseen": True}
-    confidence = dict(zip(scores.column("id").to_pylist(), scores.column("conf_simulated").to_pylist()))
+    confidence = dict(zip(scores.column("id").to_pylist(),
+                          scores.column("conf_simulated").to_pylist()))
     values = certificate.groups["values"]
-    for row in decisions.filter(pc.invert(pc.equal(decisions.column("language"), "la"))).to_pylist():
+    seen = pc.invert(pc.equal(decisions.column("language"), "la"))
+    for row in decisions.filter(seen).to_pylist():
         threshold = float(values[row["language"]]["stages"][0]["threshold"])
         assert (row["stage"] == 0) == (confidence[row["id"]] >= threshold)
     # the same from files: the run's score/ folder, decisions.parquet keeps the column
@@ -105,8 +107,9 @@ def _null_on_a_calibration_row(rows):
 
 def test_a_missing_column_fails_at_prepare_listing_the_columns(tmp_path):
     config = PipelineConfig.from_dict(write_scenario(tmp_path, _drop_language))
-    with pytest.raises(ContractError, match=r"comparisons\.jsonl, field 'language': missing column "
-                                            r"\(a carried column \(calibrate\.by.*columns present: id, "):
+    with pytest.raises(ContractError, match=r"comparisons\.jsonl, field 'language': missing "
+                                            r"column \(a carried column \(calibrate\.by.*columns "
+                                            r"present: id, "):
         run_pipeline(config, stream=open("/dev/null", "w"))
     assert not Path(RunFolder(config.run_dir).annotations("replayed")).exists()
 
@@ -152,5 +155,6 @@ def test_config_accepts_any_other_column_and_carries_it():
                                        "calibrate": {"by": "language"}})
     assert config.calibrate.by == "language"
     assert all(judge.carry == ("language",) for judge in config.judges())
-    grouped = PipelineConfig.from_dict({"data": {"demo": {"n_items": 40}}, "calibrate": {"by": "group"}})
+    grouped = PipelineConfig.from_dict({"data": {"demo": {"n_items": 40}},
+                                        "calibrate": {"by": "group"}})
     assert all(judge.carry == () for judge in grouped.judges())  # a contract column: nothing extra
