@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
-from marc_ray.apply import apply_certificate, apply_file
+from marc_ray.apply import apply_certificate, apply_file, apply_run
 from marc_ray.config import PipelineConfig
 from marc_ray.contracts import Certificate, ContractError, read_table
 from marc_ray.pipeline import run_pipeline
@@ -158,3 +159,16 @@ def test_config_accepts_any_other_column_and_carries_it():
     grouped = PipelineConfig.from_dict({"data": {"demo": {"n_items": 40}},
                                         "calibrate": {"by": "group"}})
     assert all(judge.carry == () for judge in grouped.judges())  # a contract column: nothing extra
+
+
+def test_apply_run_refuses_new_items_without_the_column_before_any_engine(run, tmp_path):
+    _, config, _ = run
+    items = read_table(RunFolder(config.run_dir).comparisons).slice(0, 3)
+    without = tmp_path / "without.parquet"
+    pq.write_table(items.drop_columns(["language"]), without)
+    with pytest.raises(ContractError, match=r"without\.parquet, field 'language': missing column"):
+        apply_run(config.run_dir, without, tmp_path / "out1")
+    with_column = tmp_path / "with.parquet"
+    pq.write_table(items, with_column)
+    with pytest.raises(ContractError, match="replays recorded outputs"):  # past the column check
+        apply_run(config.run_dir, with_column, tmp_path / "out2")
