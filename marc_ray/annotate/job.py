@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..contracts import (ContractError, check_pool_disjoint, extra_carried, read_table,
                          table_hash, validate_comparisons, write_json_atomic, write_table_atomic)
@@ -143,29 +144,61 @@ def prepare(config: AnnotateConfig) -> Plan:
         "layout": layout.to_json(), "zero_shot": config.zero_shot, "seed": config.seed,
         "shard_size": config.shard_size, "annotators": [a.name for a in annotators],
         "examples": [[e["id"] for e in a.examples] for a in annotators],
-        "input_hash": table_hash(comparisons, list(dict.fromkeys(
-            ["id", "instruction", "response_a", "response_b", *extra_carried(config.carry)]))),
+        "input_hash": table_hash(comparisons, ["id", "instruction", "response_a", "response_b"]),
     }
-    if extra_carried(config.carry):  # absent otherwise: a folder annotated before carry resumes
-        fingerprint["carry"] = list(extra_carried(config.carry))
+    extra = extra_carried(config.carry)
+    if extra:  # absent otherwise: a folder annotated before carry existed resumes
+        fingerprint["carry"] = list(extra)
+        fingerprint["carry_hash"] = table_hash(comparisons, ["id", *extra])
     return Plan(config, comparisons, builder, judge, fingerprint)
 
 
+CARRY_KEYS = ("carry", "carry_hash")  # what the carried columns change: never the engine's runs
+
+
 def check_output(plan: Plan) -> list[int]:
-    """Shards already written by an identical earlier run (resume); refuse a different run's folder."""
+    """Shards already written by an identical earlier run (resume); refuse a different run's folder.
+
+    An earlier run that differs only in the carried columns (``AnnotateConfig.carry``, e.g. a
+    new ``calibrate.by``) is the same run: its shards are kept and their carried columns
+    rewritten (:func:`recarry`)."""
     import json
 
     output = plan.config.output
     manifest = os.path.join(output, MANIFEST)
+    changed: list[str] = []
     if os.path.isfile(manifest):
         with open(manifest, encoding="utf-8") as stream:
             previous = json.load(stream).get("fingerprint")
-        if previous != plan.fingerprint:
-            changed = sorted(k for k in plan.fingerprint if (previous or {}).get(k) != plan.fingerprint[k])
+        previous = previous or {}
+        changed = sorted(k for k in set(previous) | set(plan.fingerprint)
+                         if previous.get(k) != plan.fingerprint.get(k))
+        if changed and not set(changed) <= set(CARRY_KEYS):
             raise ContractError(output, f"the output folder holds annotations of a different run "
                                 f"(differs in {changed})", hint="choose a new --output or delete "
                                 "the folder to start over")
-    return [shard for shard in range(plan.n_shards) if os.path.isfile(shard_path(output, shard))]
+    done = [shard for shard in range(plan.n_shards) if os.path.isfile(shard_path(output, shard))]
+    if changed:
+        recarry(plan, done)  # only the carried columns differ: no run is judged again
+    return done
+
+
+def recarry(plan: Plan, shards: list[int]) -> None:
+    """Rewrite finished shards with the carried columns ``plan`` asks for (each atomically).
+
+    Their runs and heuristics are kept as they are; the extra carried columns come from the
+    plan's comparisons, matched by id. Interrupted, it is simply done again on the next run."""
+    from ..contracts import ANNOTATION_SCHEMA
+
+    for shard in shards:
+        path = shard_path(plan.config.output, shard)
+        table = read_table(path)
+        metadata = table.schema.metadata
+        table = table.select(ANNOTATION_SCHEMA.names)  # the contract's columns, carried ones too
+        rows = pc.index_in(table.column("id"), value_set=plan.comparisons.column("id"))
+        for name in extra_carried(plan.config.carry):
+            table = table.append_column(name, plan.comparisons.column(name).take(rows))
+        write_table_atomic(table.replace_schema_metadata(metadata), path)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -137,3 +137,29 @@ def test_engine_shards_carry_the_column(tmp_path, tiny_model):
     job._write_shard(plan, 0, results)
     table, _ = validate_annotations(read_table(job.shard_path(config.output, 0)))
     assert table.column("language").to_pylist() == ["en", "fr", "de", "en"]
+
+
+def test_a_new_carry_rewrites_finished_shards_without_judging_again(tmp_path, tiny_model):
+    rows = with_language(arithmetic_rows("item-", 0, 6))
+    settings = dict(input=write_jsonl(tmp_path / "items.jsonl", rows),
+                    pool=write_jsonl(tmp_path / "pool.jsonl",
+                                     arithmetic_rows("pool-", 100, 6, annotators=2)),
+                    output=str(tmp_path / "out"), model=tiny_model, n_annotators=2, k_shots=1,
+                    shard_size=4, mode="choice", progress=False)
+    plan = prepare(AnnotateConfig(**settings))
+    for shard in range(plan.n_shards):  # a finished run that carried nothing
+        results = {(run["id"], int(run["run"])): RunResult(0.7, 1.0, "ok")
+                   for group in range(len(plan.builder.groups))
+                   for run in plan.builder.runs_for_group(plan.shard_items(shard), group)}
+        job._write_shard(plan, shard, results)
+    job.write_json_atomic({"fingerprint": plan.fingerprint}, f"{settings['output']}/{job.MANIFEST}")
+    before = read_table(settings["output"])
+    summary = annotate(AnnotateConfig(**settings, carry=("language",)))  # no engine: all done
+    assert summary.shards_skipped == [0, 1] and summary.shards_written == []
+    after, _ = validate_annotations(read_table(settings["output"]))
+    assert after.column("language").to_pylist() == [LANGUAGES[i % 3] for i in range(6)]
+    assert after.drop_columns(["language"]).equals(before)
+    annotate(AnnotateConfig(**settings))  # and back: the contract's columns only
+    assert read_table(settings["output"]).schema.names == ANNOTATION_SCHEMA.names
+    with pytest.raises(ContractError, match="holds annotations of a different run"):
+        annotate(AnnotateConfig(**settings, seed=1))  # other annotators: a different run
