@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from ..contracts import (ContractError, check_pool_disjoint, read_table, table_hash,
-                         validate_comparisons, write_json_atomic, write_table_atomic)
+from ..contracts import (ContractError, check_pool_disjoint, extra_carried, read_table,
+                         table_hash, validate_comparisons, write_json_atomic, write_table_atomic)
 from .annotators import build_annotators, read_pool, run_layout
 from ..contracts.redact import redact
 from .assemble import annotation_row, annotation_table, carried_columns, judge_metadata
@@ -116,7 +117,7 @@ def prepare(config: AnnotateConfig) -> Plan:
     from .models import check_model_spec, load_tokenizer, model_name
 
     config.validate()
-    comparisons = validate_comparisons(read_table(config.input), config.input)
+    comparisons = validate_comparisons(read_table(config.input), config.input, carry=config.carry)
     pool = read_pool(read_table(config.pool), config.pool)
     check_pool_disjoint(pool, comparisons, config.pool, config.input)
     annotators = build_annotators(pool, config.n_annotators, config.k_shots, config.seed, config.pool)
@@ -145,24 +146,59 @@ def prepare(config: AnnotateConfig) -> Plan:
         "examples": [[e["id"] for e in a.examples] for a in annotators],
         "input_hash": table_hash(comparisons, ["id", "instruction", "response_a", "response_b"]),
     }
+    extra = extra_carried(config.carry)
+    if extra:  # absent otherwise: a folder annotated before carry existed resumes
+        fingerprint["carry"] = list(extra)
+        fingerprint["carry_hash"] = table_hash(comparisons, ["id", *extra])
     return Plan(config, comparisons, builder, judge, fingerprint)
 
 
+CARRY_KEYS = ("carry", "carry_hash")  # what the carried columns change: never the engine's runs
+
+
 def check_output(plan: Plan) -> list[int]:
-    """Shards already written by an identical earlier run (resume); refuse a different run's folder."""
+    """Shards already written by an identical earlier run (resume); refuse a different run's folder.
+
+    An earlier run that differs only in the carried columns (``AnnotateConfig.carry``, e.g. a
+    new ``calibrate.by``) is the same run: its shards are kept and their carried columns
+    rewritten (:func:`recarry`)."""
     import json
 
     output = plan.config.output
     manifest = os.path.join(output, MANIFEST)
+    changed: list[str] = []
     if os.path.isfile(manifest):
         with open(manifest, encoding="utf-8") as stream:
             previous = json.load(stream).get("fingerprint")
-        if previous != plan.fingerprint:
-            changed = sorted(k for k in plan.fingerprint if (previous or {}).get(k) != plan.fingerprint[k])
+        previous = previous or {}
+        changed = sorted(k for k in set(previous) | set(plan.fingerprint)
+                         if previous.get(k) != plan.fingerprint.get(k))
+        if changed and not set(changed) <= set(CARRY_KEYS):
             raise ContractError(output, f"the output folder holds annotations of a different run "
                                 f"(differs in {changed})", hint="choose a new --output or delete "
                                 "the folder to start over")
-    return [shard for shard in range(plan.n_shards) if os.path.isfile(shard_path(output, shard))]
+    done = [shard for shard in range(plan.n_shards) if os.path.isfile(shard_path(output, shard))]
+    if changed:
+        recarry(plan, done)  # only the carried columns differ: no run is judged again
+    return done
+
+
+def recarry(plan: Plan, shards: list[int]) -> None:
+    """Rewrite finished shards with the carried columns ``plan`` asks for (each atomically).
+
+    Their runs and heuristics are kept as they are; the extra carried columns come from the
+    plan's comparisons, matched by id. Interrupted, it is simply done again on the next run."""
+    from ..contracts import ANNOTATION_SCHEMA
+
+    for shard in shards:
+        path = shard_path(plan.config.output, shard)
+        table = read_table(path)
+        metadata = table.schema.metadata
+        table = table.select(ANNOTATION_SCHEMA.names)  # the contract's columns, carried ones too
+        rows = pc.index_in(table.column("id"), value_set=plan.comparisons.column("id"))
+        for name in extra_carried(plan.config.carry):
+            table = table.append_column(name, plan.comparisons.column(name).take(rows))
+        write_table_atomic(table.replace_schema_metadata(metadata), path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,7 +405,8 @@ def _write_shard(plan: Plan, shard: int, results: dict[tuple[str, int], RunResul
     for (item_id, run), result in results.items():
         by_item.setdefault(item_id, {})[run] = result
     rows = [annotation_row(item["id"], plan.judge, plan.builder.layout, by_item[item["id"]],
-                           carried_columns(item)) for item in plan.shard_items(shard)]
+                           carried_columns(item, plan.config.carry))
+            for item in plan.shard_items(shard)]
     write_table_atomic(annotation_table(rows, plan.builder.layout, plan.config, plan.judge),
                        shard_path(plan.config.output, shard))
 
@@ -382,12 +419,12 @@ def _replay(config: AnnotateConfig, start: float) -> AnnotateSummary:
     if "runs" not in options:
         raise ValueError("annotate config: engine 'replay' needs engine_options.runs, the run "
                          "table to replay (see marc_ray.annotate.replay)")
-    comparisons = validate_comparisons(read_table(config.input), config.input)
+    comparisons = validate_comparisons(read_table(config.input), config.input, carry=config.carry)
     runs_path = options.pop("runs")
     os.makedirs(config.output, exist_ok=True)
     # streamed batch by batch from the run table's file into the shard (bounded memory)
     n_rows = write_replay(runs_path, config.judge_name or "replay", shard_path(config.output, 0),
-                          comparisons=comparisons, source=runs_path,
+                          comparisons=comparisons, source=runs_path, carry=config.carry,
                           metadata=judge_metadata(config, config.judge_name or "replay"), **options)
     return AnnotateSummary(config.output, n_rows, 1, shards_written=[0],
                            seconds=time.perf_counter() - start)

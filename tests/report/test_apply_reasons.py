@@ -122,6 +122,33 @@ def test_a_per_group_certificate_needs_the_group_column(grouped):
         apply_certificate(certificate, table)
 
 
+def test_apply_routes_by_the_certificates_column_not_by_group(grouped):
+    # the same certificate, certified per "language": the data's group column is ignored
+    _, calibrator, _ = grouped
+    by_language = calibrator.certificate("sha256:toy", "language", ["conf_simulated"])
+    assert by_language.groups["column"] == "language"
+    easy = float(by_language.groups["values"]["easy"]["stages"][0]["threshold"])
+    table = new_items(easy)
+    table = table.append_column("language", table.column("group"))
+    table = table.set_column(table.column_names.index("group"), "group",
+                             pa.array(["legal"] * table.num_rows))
+    table = table.set_column(table.column_names.index("language"), "language",
+                             pa.array(["easy", "easy", "easy", "hard", "tiny", None]))
+    decisions, summary = apply_certificate(by_language, table)
+    by_id = {row["id"]: row for row in decisions.to_pylist()}
+    assert "language" in decisions.column_names and "group" not in decisions.column_names
+    assert by_id["accepted"]["verdict"] == "a" and by_id["accepted"]["language"] == "easy"
+    assert by_id["unseen"]["verdict"] == "escalate"
+    assert by_id["unseen"]["reason_kind"] == "unseen_group"
+    assert by_id["unseen"]["reason"] == ("the item has no group value, and every certified "
+                                         "threshold is for a group")
+    with pytest.raises(ContractError, match=r"field 'language'.*carry: \[language\]"):
+        apply_certificate(by_language, table.drop_columns(["language"]))
+    by_reason = calibrator.certificate("sha256:toy", "reason", ["conf_simulated"])
+    with pytest.raises(ContractError, match=r"field 'reason'.*also a column of the decisions"):
+        apply_certificate(by_reason, table.append_column("reason", table.column("language")))
+
+
 def test_cascade_reasons_reach_the_decisions(cascade):
     certificate, stages, _ = cascade
     small, large = (float(s["threshold"]) for s in certificate.stages)
