@@ -6,7 +6,7 @@
 
 1. the plan with a probe of the configured engine on the first N items (``build_plan``);
 2. the annotate stage as the pipeline runs it (``prepare_data``, a local Ray cluster of its own,
-   ``pipeline.annotate_judge``), timed with the cluster and actor start included.
+   ``annotate.stage.annotate_stage``), timed with the cluster and actor start included.
 Prints both and their ratio, with the load average before the plan and after the annotate
 stage. At a few items Ray's and the engine actors' start dominate the measured time (10 items:
 ratio ~0.26), so only the 100-item (or the demo's 200-item) setting tests the 20% target;
@@ -28,7 +28,8 @@ def main(argv=None) -> int:
     import ray
 
     from marc_ray.config import PipelineConfig
-    from marc_ray.pipeline import annotate_judge, prepare_data
+    from marc_ray.annotate.stage import annotate_stage
+    from marc_ray.pipeline import prepare_data
     from marc_ray.plan import build_plan, format_plan
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,7 +52,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     start = time.perf_counter()
     ray.init(address="local", num_cpus=config.ray.num_cpus, include_dashboard=False, log_to_driver=False)
-    annotate_judge(config, judge)
+    annotate_stage(judge, config.ray)
     measured = time.perf_counter() - start
     print(json.dumps({"estimate_s": estimate, "measured_s": round(measured, 1),
                       "ratio": round(estimate / measured, 3), "target": "0.8 to 1.2",

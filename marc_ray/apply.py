@@ -301,11 +301,10 @@ def apply_run(run_dir: str | os.PathLike, comparisons_path: str | os.PathLike,
         Not a run folder, no certificate yet, malformed comparisons, new items that are in the
         few-shot pool, or a replay judge (it has no outputs for new items).
     """
-    from .annotate.job import annotate
+    from .annotate.stage import annotate_stage
     from .config import PipelineConfig, judge_name
     from .contracts import validate_comparisons
-    from .fit.score import score_annotations
-    from .ray_cluster import ensure_ray
+    from .fit.stage import score_stage
     from .run_folder import RunFolder
 
     run_dir, comparisons_path, out_dir = map(os.fspath, (run_dir, comparisons_path, out_dir))
@@ -324,16 +323,14 @@ def apply_run(run_dir: str | os.PathLike, comparisons_path: str | os.PathLike,
             raise ContractError(run_dir, f"judge {judge_name(judge)!r} replays recorded outputs, "
                                 "so it cannot judge new items", hint="annotate and score the new "
                                 "items yourself, then run: marc-ray apply CERTIFICATE SCORED_FILE")
-    ensure_ray(config.ray.address, config.ray.num_cpus)
     scored = []
-    for judge in judges:
+    for judge in judges:  # the run's own annotate and score stages, on the new items
         name = judge_name(judge)
         judge.input = comparisons_path
         judge.output = out.annotations(name)
-        annotate(judge)
-        model_folder = run.model_folder(name) if config.fit_settings.enabled else None
+        annotate_stage(judge, config.ray)
         score_path = out.scores(name)
-        score_annotations([model_folder] if model_folder else [], judge.output, score_path)
+        score_stage(judge.output, run.model_folder(name) if config.fit.enabled else None, score_path)
         scored.append(read_for_apply(score_path))
     table = with_file_metadata(scored)
     decisions, summary = apply_certificate(certificate, table, comparisons_path,

@@ -211,7 +211,7 @@ def build_plan(config, *, sample: int = 500, seed: int = 0, throughput: float | 
     The data are prepared as ``marc-ray run`` prepares them (demo generated, splits drawn) but
     into a temporary folder, so the run folder is left untouched.
     """
-    from .pipeline import prepare_data
+    from .pipeline import prepare_data  # the plan prepares the data as the run does
 
     if throughput_unit not in ("tokens", "runs"):
         raise ValueError(f"--throughput-unit must be 'tokens' or 'runs', got {throughput_unit!r}")

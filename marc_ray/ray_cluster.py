@@ -7,6 +7,9 @@ stage's adapter never has to import the orchestrator to get a cluster.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+
+from .contracts.validation import check_number, fail
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -32,3 +35,23 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         # address="local": always a new embedded cluster, never one that `ray start` left running
         # on this machine (ray.init() without an address would join the latest such cluster)
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+
+
+@dataclass
+class RayConfig:
+    """Where a job runs (the pipeline's ``ray:`` section)."""
+
+    address: str | None = None  # None: $RAY_ADDRESS if set, else an embedded local cluster
+    num_cpus: int | None = None  # local cluster only: CPUs it may use (None: all)
+
+    def validate(self, source: str = "") -> "RayConfig":
+        if self.address is not None and not isinstance(self.address, str):
+            fail("ray.address", "a string such as 'auto' or 'ray://host:10001'", self.address, source)
+        if self.num_cpus is not None:
+            check_number("ray.num_cpus", self.num_cpus, source, low=1, integer=True,
+                         what="an integer >= 1 (or leave it out for all CPUs)")
+        return self
+
+    def join(self) -> None:
+        """``ensure_ray`` with this section's address and CPUs."""
+        ensure_ray(self.address, self.num_cpus)

@@ -1,6 +1,6 @@
 """The package's layering, read from its imports (module level and inside functions alike).
 
-contracts → (datasets, demo, ray_cluster) → annotate → fit → calibrate → run_folder → config
+contracts → (demo, ray_cluster, storage) → datasets → annotate → fit → calibrate → run_folder → config
 → (report, apply, benchmark) → pipeline → CLI: a part may import only parts of a lower layer
 (or itself), so there is no cycle and nothing imports against the pipeline's direction.
 ``docs/architecture.md`` describes the same layers.
@@ -20,7 +20,8 @@ PACKAGE = pathlib.Path(marc_ray.__file__).parent
 LAYERS = {
     "marc_ray": 0,      # the package root: __version__ only
     "contracts": 0,     # schemas, I/O, certificate, alignment
-    "datasets": 1, "demo": 1, "ray_cluster": 1, "storage": 1,
+    "demo": 1, "ray_cluster": 1, "storage": 1,
+    "datasets": 1.5,    # loaders, and the prepare stage (which can draw the demo)
     "annotate": 2,
     "fit": 3,
     "calibrate": 4,
@@ -85,8 +86,8 @@ def imports() -> list[tuple[str, str, int]]:
 
 def test_the_walk_sees_imports_inside_functions():
     found = {(m, t) for m, t, _ in imports()}
-    assert ("marc_ray.apply", "marc_ray.annotate.job") in found        # a lazy import in apply_run
-    assert ("marc_ray.pipeline", "marc_ray.report.collect") in found   # one in run_pipeline
+    assert ("marc_ray.apply", "marc_ray.annotate.stage") in found      # a lazy import in apply_run
+    assert ("marc_ray.pipeline", "marc_ray.report.stage") in found     # one in run_pipeline
     assert len(found) > 100
 
 
@@ -101,18 +102,30 @@ def test_no_import_against_the_direction():
         source, dest = part_of(module), part_of(target)
         if source == dest or LAYERS[dest] < LAYERS[source]:
             continue
-        if any(source == s and (target + ".").startswith(f"marc_ray.{t}.") for s, t in ALLOWED):
+        if is_allowed(module, target):
             continue
         wrong.append(f"{module} (line {line}) imports {target}: {source} (layer {LAYERS[source]}) "
                      f"may not import {dest} (layer {LAYERS[dest]})")
     assert not wrong, "\n".join(wrong)
 
 
+def is_allowed(module: str, target: str) -> bool:
+    return any(part_of(module) == s and (target + ".").startswith(f"marc_ray.{t}.") for s, t in ALLOWED)
+
+
+def test_allowed_exceptions_are_leaves():
+    # an exception's target imports nothing of the package above contracts, so an edge to it can
+    # never close a cycle (the cycle test below leaves these edges out)
+    for _, target in ALLOWED:
+        name = f"marc_ray.{target}"
+        assert all(part_of(dest) == "contracts" for module, dest, _ in imports() if module == name)
+
+
 def test_no_cycle_between_parts():
     graph: dict[str, set[str]] = {}
     for module, target, _ in imports():
         source, dest = part_of(module), part_of(target)
-        if source != dest:
+        if source != dest and not is_allowed(module, target):
             graph.setdefault(source, set()).add(dest)
     state: dict[str, int] = {}  # 1: on the path, 2: done
 

@@ -195,3 +195,15 @@ def engine_option_names(engine: str) -> list[str]:
         keywords = inspect.signature(replay_annotations).parameters
         return ["runs"] + [k for k in keywords if k not in ("runs", "judge", "comparisons", "source")]
     return []
+
+
+def judge_name(config: AnnotateConfig) -> str:
+    """The name a judge's rows carry: ``judge_name``, else the model's short name ("replay" for a
+    replay judge, which has no model: the name its annotate job writes into the rows)."""
+    if config.judge_name:
+        return config.judge_name
+    if config.engine == "replay":
+        return "replay"
+    from .models import model_name
+
+    return model_name(config.model)

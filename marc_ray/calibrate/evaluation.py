@@ -393,3 +393,38 @@ def escalation_examples(certificate: Certificate, items: ItemSet, runs: pa.Table
                 "confidence": confidence if math.isfinite(confidence) else None,
                 "reason": str(decided.reason[position]), "runs": vector})
     return {"item_set": items.name, "counts": counts, "examples": examples}
+
+
+def evaluate_run(certificate: Certificate, sets: dict, score_path: str,
+                 compare: Sequence[str] | None = None, drift_significance: float = 0.01) -> dict:
+    """Every number a run's report shows, from its certificate and its aligned items.
+
+    Parameters
+    ----------
+    certificate : the run's certificate
+    sets : split name → ItemSet (``contracts.align.aligned_sets`` on the run's scored files)
+    score_path : the first judge's scored file (the measures compared, the escalated items' runs)
+    compare : the confidence measures compared; default: the certified one
+    drift_significance : the drift warning's level
+
+    Returns
+    -------
+    dict
+        ``evaluation`` (:func:`evaluate_certificate` on the calibration and test splits),
+        ``measures`` (:func:`compare_certified_measures`), ``groups`` (:func:`evaluate_groups`;
+        None without per-group thresholds) and ``escalations`` (:func:`escalation_examples` on
+        the test split, else the calibration split).
+    """
+    from ..contracts import read_columns
+
+    compare = list(compare or [certificate.stages[0]["confidence"]])
+    deployment = sets.get("test")
+    evaluation = evaluate_certificate(certificate, sets["calibration"], deployment,
+                                      drift_significance)
+    # one read: the scalar columns, and probs for the escalated items' run summaries
+    scores = read_columns(score_path, also=["probs"])
+    runs = scores.select(["id", "probs"]) if "probs" in scores.column_names else None
+    return {"evaluation": evaluation,
+            "measures": compare_certified_measures(scores, compare, certificate),
+            "groups": evaluate_groups(certificate, sets["calibration"], deployment),
+            "escalations": escalation_examples(certificate, deployment or sets["calibration"], runs)}

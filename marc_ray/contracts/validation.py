@@ -95,3 +95,27 @@ def check_safe_name(name: str, value: Any, source: str = "") -> None:
         fail(name, "a name of letters, digits, '.', '_' and '-' (not starting with '.', at most "
                    "128 characters), since it names the run's annotate/, fit/ and score/ entries",
              value, source)
+
+
+# the type each section field must have, from its declared type (fields that take several types,
+# ``Any`` or ``X | None``, are checked by the section's own validate)
+_KINDS = {"bool": (bool, "true or false"), "str": (str, "a string"), "list": (list, "a list"),
+          "dict": (dict, "a mapping")}
+
+
+def check_section_types(section: Any, name: str, source: str = "") -> None:
+    """Every field of a dataclass section has its declared type (a bool is not a number, "0.1"
+    is not a float), in the one error form of this module."""
+    from dataclasses import fields
+
+    for f in fields(section):
+        value, declared = getattr(section, f.name), str(f.type)
+        where = f"{name}.{f.name}"
+        if declared == "float":
+            check_number(where, value, source)
+        elif declared == "int":
+            check_number(where, value, source, integer=True)
+        elif declared in _KINDS:
+            kind, what = _KINDS[declared]
+            if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+                fail(where, what, value, source)

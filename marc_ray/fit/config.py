@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..contracts import TIE_POLICIES
@@ -27,6 +27,12 @@ LABEL_MODES: dict[str, str] = {
     "simulated": "simulated annotator `held_out_annotator` is the pseudo-human; its runs are "
                  "removed from the features and the verdict is recomputed without it",
 }
+TUNE_SELECTIONS: dict[str, str] = {
+    "valid_ranking_risk": "validation ranking risk 1 - AUROC (needs a validation split)",
+    "bound": "the bound's right-hand side R̂K_γ + slack with unit constants (a diagnostic; "
+             "not recommended: its O(·) constants are unknown)",
+}
+TUNE_TRAINERS = ("local", "ray_train")
 BACKENDS: dict[str, str] = {
     "local": "the training loop in this process (no Ray)",
     "ray": "the same loop on Ray Train (TorchTrainer, DDP over num_workers workers)",
@@ -152,3 +158,93 @@ def _choice(name: str, value: Any, allowed: dict[str, str]) -> None:
 
 def _positive(name: str, value: float) -> None:
     check_number(name, value, low=0, low_open=True, what="a finite number > 0")
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    """How ``fit.tune.tune_margin`` sweeps FitConfig values (the pipeline's ``fit.tune_options``)."""
+
+    search_space: dict | None = None     # FitConfig field -> Tune domain (YAML: {grid_search: [...]});
+                                         # None: fit.tune.default_search_space() (β, γ range, τ, lr)
+    num_samples: int = 8                 # trials drawn from the space
+    select: str = "valid_ranking_risk"   # one of TUNE_SELECTIONS
+    trainer: str = "local"               # "local" (a trial is one process) | "ray_train" (DDP trials)
+    grace_period: int = 5                # epochs every trial runs before ASHA may stop it
+    max_concurrent_trials: int | None = None  # None: as many as the cluster's CPUs allow
+    storage_path: str | None = None      # where Tune writes its results (a path or URI)
+    name: str | None = None              # the experiment's folder name under storage_path
+
+    def __post_init__(self) -> None:
+        _choice("select", self.select, TUNE_SELECTIONS)
+        _choice("trainer", self.trainer, dict.fromkeys(TUNE_TRAINERS, ""))
+        for name in ("num_samples", "grace_period"):
+            check_number(name, getattr(self, name), low=1, integer=True)
+        if self.max_concurrent_trials is not None:
+            check_number("max_concurrent_trials", self.max_concurrent_trials, low=1, integer=True)
+        if self.search_space is not None and not isinstance(self.search_space, dict):
+            raise ValueError(f"search_space must be a mapping of FitConfig fields to Tune domains, "
+                             f"got {self.search_space!r}")
+        unknown = sorted(set(self.search_space or {}) - {f.name for f in fields(FitConfig)})
+        if unknown:
+            raise ValueError(f"search_space names unknown FitConfig fields {unknown}; known: "
+                             f"{sorted(f.name for f in fields(FitConfig))}")
+        for name in ("storage_path", "name"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{name} must be a string, got {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TuneOptions":
+        reject_unknown(data, [f.name for f in fields(cls)], prefix="tune_options.")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class FitSection:
+    """The pipeline's ``fit:`` section: its switches, the sweep's options and the FitConfig.
+
+    In YAML it is one flat mapping (``fit: {epochs: 10, tune: true}``): ``enabled``, ``tune``
+    and ``tune_options`` are the stage's switches, every other key is a FitConfig field.
+    """
+
+    enabled: bool = True                 # false: no learned confidence (calibrate a heuristic)
+    tune: bool = False                   # true: sweep with Ray Tune first, then fit the best config
+    tune_options: TuneOptions = field(default_factory=TuneOptions)
+    model: FitConfig = field(default_factory=FitConfig)
+
+    SWITCHES = ("enabled", "tune", "tune_options")
+
+    @property
+    def measure(self) -> str | None:
+        """The confidence column the fit stage writes (``conf_marc`` / ``conf_vanilla``), or None."""
+        return f"conf_{self.model.variant}" if self.enabled else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat YAML mapping (switches + every FitConfig field)."""
+        return {"enabled": self.enabled, "tune": self.tune,
+                "tune_options": self.tune_options.to_dict(), **self.model.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, random_state: int = 0,
+                  tie_policy: str = "drop") -> "FitSection":
+        """Build from the flat mapping; ``random_state`` and ``tie_policy`` default to the run's."""
+        reject_unknown(data, list(cls.SWITCHES) + [f.name for f in fields(FitConfig)], prefix="fit.")
+        for name in ("enabled", "tune"):
+            if name in data and not isinstance(data[name], bool):
+                raise ValueError(f"fit.{name} must be true or false, got {data[name]!r}")
+        options = data.get("tune_options") or {}
+        if not isinstance(options, dict):
+            raise ValueError(f"fit.tune_options must be a mapping, got {options!r}")
+        values = {k: v for k, v in data.items() if k not in cls.SWITCHES}
+        values.setdefault("random_state", random_state)
+        values.setdefault("tie_policy", tie_policy)
+        reject_unknown(options, [f.name for f in fields(TuneOptions)], prefix="fit.tune_options.")
+        try:
+            tune_options = TuneOptions.from_dict(options)
+        except ValueError as error:
+            raise ValueError(f"fit.tune_options.{error}") from error
+        return cls(enabled=data.get("enabled", True), tune=data.get("tune", False),
+                   tune_options=tune_options, model=FitConfig.from_dict(values))

@@ -24,16 +24,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .config import FitConfig
+from .config import TUNE_SELECTIONS as SELECTIONS, TUNE_TRAINERS as TRAINERS, FitConfig
 from .data import prepare
 
-SELECTIONS: dict[str, str] = {
-    "valid_ranking_risk": "validation ranking risk 1 - AUROC (needs a validation split)",
-    "bound": "the bound's right-hand side R̂K_γ + slack with unit constants (a diagnostic; "
-             "not recommended: its O(·) constants are unknown)",
-}
 _METRIC = {"valid_ranking_risk": "valid_ranking_risk", "bound": "bound_bound"}
-TRAINERS = ("local", "ray_train")
 
 
 def default_search_space() -> dict:

@@ -20,15 +20,12 @@ def register(subparsers) -> None:
 
 
 def _report(args) -> int:
-    from ..pipeline import evaluate_run
-    from .collect import build_report, run_items
-
     from ..contracts.outputs import check_output_dir
+    from .stage import report_stage
 
     if args.out is not None:
         check_output_dir(args.out)  # before any work
-    items = run_items(args.run_dir)
-    paths = build_report(args.run_dir, evaluate_run(items), out_dir=args.out, items=items)
+    paths = report_stage(args.run_dir, out_dir=args.out)
     for kind, path in paths.items():
         print(f"{kind:<12} {path}")
     return 0

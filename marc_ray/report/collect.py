@@ -1,7 +1,7 @@
 """From a pipeline run folder to :class:`ReportInputs`: the scored items, measures, manifest.
 
 ``marc-ray report RUN_DIR`` and the pipeline's report stage both call :func:`build_report`, with
-the numbers ``pipeline.evaluate_run`` computed in the calibrate layer.
+the numbers ``calibrate.evaluation.evaluate_run`` computed (``report.stage.evaluate``).
 The run folder layout is ``marc_ray.run_folder.RunFolder``'s.
 """
 
@@ -122,7 +122,7 @@ def build_report(run_dir: str, evaluated: dict, command: str | None = None,
                  out_dir: str | None = None, items: RunItems | None = None) -> dict:
     """Write the report of a finished run (``run_dir/report`` unless ``out_dir``); return the paths.
 
-    ``evaluated`` holds the calibrate layer's numbers on the run (``pipeline.evaluate_run``):
+    ``evaluated`` holds the calibrate layer's numbers on the run (``report.stage.evaluate``):
     ``evaluation`` (``calibrate.evaluation.evaluate_certificate``) and ``measures``
     (``calibrate.evaluation.compare_certified_measures``); the report only formats them.
     """

@@ -42,7 +42,7 @@ class ReportInputs:
     evaluation: dict | None = None
     groups: dict | None = None       # calibrate.evaluation.evaluate_groups (per-group certificate)
     escalations: dict | None = None  # calibrate.evaluation.escalation_examples
-    fit: dict | None = None          # per judge: gamma per epoch (pipeline.fitted_margins)
+    fit: dict | None = None          # per judge: gamma per epoch (fit.stage.fitted_margins)
 
 
 def percent(value: float | None) -> str:

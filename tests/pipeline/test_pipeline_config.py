@@ -36,7 +36,7 @@ def test_shipped_configs_load(name):
 def test_defaults_and_round_trip():
     loaded = config()
     assert loaded.calibrate.confidence == "conf_marc"
-    assert loaded.fit_config().random_state == loaded.seed
+    assert loaded.fit.model.random_state == loaded.seed == loaded.annotate.seed
     judge = loaded.judges()[0]
     assert judge.input.endswith("data/comparisons.parquet") and judge.output.endswith(
         "annotate/SmolLM2-135M-Instruct")
@@ -44,12 +44,25 @@ def test_defaults_and_round_trip():
     assert again.to_dict() == loaded.to_dict()
 
 
+def test_sections_are_typed_once():
+    from marc_ray.annotate.config import AnnotateConfig
+    from marc_ray.fit.config import FitConfig, FitSection, TuneOptions
+
+    loaded = config(fit__tune_options={"num_samples": 3}, fit__epochs=4, annotate__k_shots=2)
+    assert isinstance(loaded.annotate, AnnotateConfig) and loaded.annotate.k_shots == 2
+    assert isinstance(loaded.fit, FitSection) and isinstance(loaded.fit.model, FitConfig)
+    assert loaded.fit.model.epochs == 4 and loaded.fit.tune_options == TuneOptions(num_samples=3)
+    assert loaded.fit.measure == "conf_marc"
+    # the YAML shape stays flat: `fit: {epochs: 4, tune_options: {...}}`, and reads back the same
+    assert loaded.to_dict()["fit"]["epochs"] == 4 and "model" not in loaded.to_dict()["fit"]
+
+
 @pytest.mark.parametrize("changes, match", [
     ({"colour": 1}, r"unknown key 'colour'; allowed keys: \['annotate', 'calibrate'"),
     ({"calibrate__alpah": 0.1}, r"unknown key 'calibrate.alpah'.*'alpha'"),
     ({"data__demo__n_itemz": 3}, r"unknown key 'data.demo.n_itemz'.*'n_items'"),
     ({"fit__epoch": 3}, r"unknown key 'fit.epoch'.*'epochs'"),
-    ({"annotate__shots": 3}, r"unknown key 'shots'; allowed keys: \['batch_size'"),
+    ({"annotate__shots": 3}, r"unknown key 'annotate.shots'; allowed keys in annotate: \['batch_size'"),
     ({"annotate__model": "no/such/model"}, r"annotate.model: unknown model 'no/such/model'"),
     ({"calibrate__alpha": 0}, r"calibrate.alpha must be a number in \(0, 1\).*got 0"),
     ({"calibrate__alpha": 1.5}, r"calibrate.alpha must be a number in \(0, 1\).*got 1.5"),
@@ -61,6 +74,12 @@ def test_defaults_and_round_trip():
     ({"report__title": 3}, r"report.title must be a string, got 3"),
     ({"fit__tune": "yes"}, r"fit.tune must be true or false, got 'yes'"),
     ({"fit__tune_options": {"num_sample": 2}}, r"unknown key 'fit.tune_options.num_sample'"),
+    ({"fit__tune_options": {"num_samples": "x"}}, r"fit.tune_options.num_samples must be an integer"),
+    ({"fit__tune_options": {"select": "best"}}, r"fit.tune_options.select must be one of"),
+    ({"fit__tune_options": {"search_space": {"lr": {"grid_search": [1]}}}},
+     r"search_space names unknown FitConfig fields \['lr'\]"),
+    ({"ray__num_cpus": 0}, r"ray.num_cpus must be an integer >= 1"),
+    ({"cascade": [{"shots": 2}]}, r"unknown key 'cascade\[0\].shots'"),
     ({"annotate__engine_options": {"max_len": 9}}, r"engine_options must be keys of the transformers"),
     ({"fit__learning_rate": "fast"}, r"fit: learning_rate must be a finite number > 0, got 'fast'"),
     ({"calibrate__procedure": "magic"}, r"calibrate.procedure must be one of \['bonferroni'"),
@@ -119,12 +138,17 @@ def test_cascade_builds_one_judge_config_each():
 def test_tune_options_are_tune_margins_keywords():
     import inspect
 
-    from marc_ray.config import TUNE_OPTIONS
+    from dataclasses import fields
+
+    from marc_ray.config import TuneOptions
     from marc_ray.fit.tune import tune_margin
 
-    keywords = [name for name, p in inspect.signature(tune_margin).parameters.items()
+    parameters = inspect.signature(tune_margin).parameters
+    keywords = [name for name, p in parameters.items()
                 if p.kind is p.KEYWORD_ONLY and name != "refit"]
-    assert sorted(TUNE_OPTIONS) == sorted(keywords)
+    assert sorted(f.name for f in fields(TuneOptions)) == sorted(keywords)
+    # and the same defaults: the YAML section and the Python call mean the same sweep
+    assert all(getattr(TuneOptions(), name) == parameters[name].default for name in keywords)
 
 
 def test_alpha_default_is_the_calibrators():

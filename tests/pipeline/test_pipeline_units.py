@@ -13,7 +13,8 @@ from marc_ray.config import PipelineConfig
 from marc_ray.contracts import (ContractError, check_pool_disjoint, majority_label, rows_to_table,
                                 validate_comparisons)
 from marc_ray.demo import DemoSpec, generate_demo, write_demo
-from marc_ray.pipeline import Progress, assign_splits, run_stage
+from marc_ray.datasets.prepare import assign_splits
+from marc_ray.pipeline import Progress, run_stage
 
 
 def test_demo_is_deterministic_and_in_contract(tmp_path):
@@ -48,17 +49,17 @@ def test_assign_splits_by_fraction_and_group():
     table = validate_comparisons(pa.table({
         "id": [f"i{k}" for k in range(n)], "instruction": ["q"] * n, "response_a": ["x"] * n,
         "response_b": ["y"] * n, "human_label": ["a"] * n, "group": [f"g{k // 4}" for k in range(n)]}))
-    split = assign_splits(table, _config(), "t").column("split").to_pylist()
+    split = assign_splits(table, _config().data, "t").column("split").to_pylist()
     counts = Counter(split)
     assert counts == {"train": 80, "calibration": 80, "test": 40}  # 50 groups of 4: 20/20/10
     groups = {}
     for value, group in zip(split, table.column("group").to_pylist()):
         groups.setdefault(group, set()).add(value)
     assert all(len(v) == 1 for v in groups.values())  # a group never straddles two splits
-    assert split == assign_splits(table, _config(), "t").column("split").to_pylist()
+    assert split == assign_splits(table, _config().data, "t").column("split").to_pylist()
     given = table.set_column(table.column_names.index("split"), "split", pa.array(["oops"] * n))
     with pytest.raises(ContractError, match=r"split 'oops' is not one of"):
-        assign_splits(given, _config(), "t")
+        assign_splits(given, _config().data, "t")
 
 
 def test_run_stage_resumes_only_what_changed(tmp_path):

@@ -1,0 +1,90 @@
+"""CalibrateConfig: the calibrate stage's settings (the pipeline's ``calibrate:`` section).
+
+The guarantee's α and δ, the grid λ̂ is searched on, the measure certified and how a cascade or a
+grouped certificate splits δ. ``validate`` checks the section on its own; the pipeline adds the
+checks that need other sections (a learned measure needs the fit stage).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..contracts import TIE_POLICIES
+from ..contracts.validation import check_choice, check_number, check_section_types, fail
+
+# Confidence measures the pipeline can calibrate on: the two heuristics every annotation row
+# carries, and the learned models the fit stage writes (``MarcConfidence.column``).
+CONFIDENCE_MEASURES: dict[str, str] = {
+    "conf_predictive": "predictive probability: zero-shot, both orders averaged (baseline)",
+    "conf_simulated": "simulated annotators (Jung et al. 2025): mean over annotators and orders",
+    "conf_marc": "MARC: learned C_theta with the adaptive margin (needs the fit stage)",
+    "conf_vanilla": "vanilla learned: the same network with a fixed margin (fit.variant: vanilla)",
+}
+LEARNED_MEASURES = ("conf_marc", "conf_vanilla")
+AUTO = "auto"  # calibrate.confidence: chosen on the training split's validation part (select.py)
+GRIDS: dict[str, str] = {
+    "fixed": "evenly spaced thresholds between grid_low and grid_high, fixed in advance",
+    "quantile": "quantiles of the training split's scores (disjoint from calibration)",
+}
+# columns calibrate.by may name: comparison columns that reach the scored rows
+# (contracts.CARRIED_COLUMNS); put any other grouping (a subset, a prompt, a language) in `group`
+GROUP_COLUMNS: dict[str, str] = {"group": "the comparisons' group column (a task, a subset, a dataset)"}
+
+
+@dataclass
+class CalibrateConfig:
+    """Calibration settings (``marc_ray.calibrate``): the guarantee's α and δ and how λ̂ is found."""
+
+    alpha: float = 0.1         # tolerated disagreement among decided items: agreement >= 1 - alpha
+                               # (the default of SelectiveCalibrator and `marc-ray calibrate` too)
+    delta: float = 0.1         # the guarantee holds with probability >= 1 - delta (calibration draw)
+    procedure: str = "fixed_sequence"  # "fixed_sequence" | "bonferroni" | "holm"
+    grid: str = "fixed"        # one of GRIDS; never thresholds read off the calibration scores
+    n_grid: int = 200          # thresholds in the grid (fixed-sequence pays nothing for more)
+    grid_low: float = 0.0      # fixed grid range; heuristic confidences live in [0.5, 1]
+    grid_high: float = 1.0
+    min_n: Any = "auto"        # skip thresholds accepting fewer items; "auto" = the fewest that can pass
+    tie_policy: str = "drop"   # "drop" | "disagree" (contracts.TIE_POLICIES)
+    confidence: str = "conf_marc"  # the measure certified (one of CONFIDENCE_MEASURES, or "auto":
+                               # chosen on the training split's validation part, calibrate/select.py)
+    compare: list = field(default_factory=lambda: ["conf_predictive", "conf_simulated", "conf_marc"])
+                               # measures compared (AUROC, ranking risk) on the test split
+    delta_split: Any = "equal"  # cascades: "equal" (delta / L per judge) or a list of L weights
+    drift_significance: float = 0.01  # the drift warning fires when the KS test's p < this
+    by: str | None = None      # a threshold per value of this column (one of GROUP_COLUMNS),
+                               # delta split across groups by the union bound (calibrate/groups.py)
+
+    def validate(self, source: str = "", n_judges: int = 1) -> "CalibrateConfig":
+        """Check every field; raise ``ValueError`` in the package's one error form."""
+        from .testing import PROCEDURES
+
+        check_section_types(self, "calibrate", source)
+        for name in ("alpha", "delta"):
+            example = "0.15: at least 85% agreement" if name == "alpha" else "0.1: 90% confidence"
+            check_number(f"calibrate.{name}", getattr(self, name), source, low=0, high=1,
+                         low_open=True, high_open=True, what=f"a number in (0, 1) (e.g. {example})")
+        check_choice("calibrate.procedure", self.procedure, PROCEDURES, source)
+        check_choice("calibrate.grid", self.grid, GRIDS, source)
+        check_choice("calibrate.tie_policy", self.tie_policy, TIE_POLICIES, source)
+        check_choice("calibrate.confidence", self.confidence,
+                     {**CONFIDENCE_MEASURES, AUTO: "choose on the training split's validation part"},
+                     source)
+        if self.by is not None:
+            check_choice("calibrate.by", self.by, GROUP_COLUMNS, source)
+        for measure in self.compare:
+            check_choice("calibrate.compare", measure, CONFIDENCE_MEASURES, source)
+        check_number("calibrate.n_grid", self.n_grid, source, low=1, integer=True)
+        if not 0 <= self.grid_low < self.grid_high <= 1:
+            raise ValueError(f"{source}: need 0 <= calibrate.grid_low < calibrate.grid_high <= 1, "
+                             f"got {self.grid_low!r} and {self.grid_high!r}")
+        if self.min_n != "auto":
+            check_number("calibrate.min_n", self.min_n, source, low=1, integer=True,
+                         what="'auto' or an integer >= 1")
+        check_number("calibrate.drift_significance", self.drift_significance, source, low=0,
+                     high=1, low_open=True, high_open=True, what="a number in (0, 1)")
+        if not isinstance(self.delta_split, str) and (
+                not isinstance(self.delta_split, list) or len(self.delta_split) != n_judges):
+            fail("calibrate.delta_split", f"'equal' or a list of {n_judges} weights (one per judge)",
+                 self.delta_split, source)
+        return self

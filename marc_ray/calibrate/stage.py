@@ -1,0 +1,170 @@
+"""The pipeline's calibrate stage: a certificate from the scored files of a run's judges.
+
+One threshold per judge on the calibration split (a cascade when there are several judges, a
+threshold per group with ``by``), bound to what it certifies (each scores file's judge, model
+and confidence model), with a sample of the calibration confidences for later drift checks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pyarrow as pa
+
+from ..contracts import (ContractError, file_hash, metadata_binding, read_table, table_hash,
+                         with_binding)
+from .config import CONFIDENCE_MEASURES, AUTO, CalibrateConfig
+
+CALIBRATION_SAMPLE = 10_000  # calibration confidences stored in the certificate for drift checks
+
+
+def calibrate_stage(settings: CalibrateConfig, names: list[str], score_paths: list[str],
+                    out_path: str, *, model_folders: list[str | None], seed: int = 0,
+                    run_dir: str = "", learned_measure: str | None = None) -> dict:
+    """Certify a threshold per judge on the calibration split; write the certificate.
+
+    Parameters
+    ----------
+    settings : CalibrateConfig (validated)
+    names, score_paths : the judges, cheapest first, and their scored files
+    out_path : where the certificate goes
+    model_folders : per judge, its fitted model folder (None: a heuristic confidence)
+    seed : seeds the sample of calibration confidences kept for drift checks
+    run_dir : recorded in the certificate (where the run lives)
+    learned_measure : the fit stage's column (``conf_marc``), a candidate of ``confidence: auto``
+
+    Returns
+    -------
+    dict : λ̂, coverage and n, for the stage's progress line
+    """
+    from ..contracts.align import aligned_sets
+    from ..fit.estimator import MODEL_FILE
+    from .calibrator import SelectiveCalibrator
+    from .cascade import CascadeCalibrator
+    from .grid import fixed_grid, quantile_grid
+
+    cal = settings
+    confidence_choice = None
+    confidence = cal.confidence
+    if confidence == AUTO:
+        confidence_choice = choose_run_confidence(cal, score_paths[0], model_folders[0],
+                                                  learned_measure)
+        confidence = confidence_choice["choice"]
+    sets = aligned_sets(score_paths, names, confidence)
+    calibration, train = sets["calibration"], sets.get("train")
+    # An item a judge gave no verdict on stays in: that judge never accepts it, exactly as apply
+    # routes it (on to the next judge, or to humans), so each stage is calibrated on the items
+    # it will see. Dropping such items would calibrate on a different population.
+    conf, pred = calibration.confidence, calibration.pred
+    has_verdict = np.isin(pred, ["a", "b"]) & np.isfinite(conf)
+    if not has_verdict.any():
+        raise ContractError(out_path, "no calibration item has a verdict and a confidence from "
+                            "any judge", hint="check the annotate stage's run statuses")
+    pred = np.where(has_verdict, pred, None)
+    labels, ids = calibration.human_label, np.asarray(calibration.ids, dtype=object)
+    if cal.grid == "quantile":
+        if train is None or not np.isfinite(train.confidence[:, 0]).any():
+            raise ContractError(out_path, "a quantile grid needs scored training items",
+                                hint="use calibrate.grid: fixed, or give the data a train split")
+        values = train.confidence[:, 0]
+        finite = np.isfinite(values)
+        grid = quantile_grid(values[finite], cal.n_grid, ids=np.asarray(train.ids, dtype=object)[finite])
+    else:
+        grid = fixed_grid(cal.n_grid, cal.grid_low, cal.grid_high)
+    model_hash = ";".join(file_hash(os.path.join(folder, MODEL_FILE)) for folder in model_folders
+                          if folder is not None) or None
+    columns = {"id": pa.array(ids.tolist(), pa.string()),
+               "human_label": pa.array(labels.tolist(), pa.string())}
+    for l, name in enumerate(names):
+        columns[f"pred:{name}"] = pa.array(pred[:, l].tolist(), pa.string())
+        columns[f"conf:{name}"] = pa.array(conf[:, l])
+    data_hash = table_hash(pa.table(columns))
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.permutation(len(conf))[:CALIBRATION_SAMPLE])
+    extra = {"calibration_confidence": {name: np.round(conf[keep, l][has_verdict[keep, l]], 6).tolist()
+                                        for l, name in enumerate(names)},
+             "n_without_verdict": {name: int((~has_verdict[:, l]).sum()) for l, name in enumerate(names)},
+             "model_folders": {name: f for name, f in zip(names, model_folders)},
+             "run_dir": os.path.abspath(run_dir) if run_dir else ""}
+    if confidence_choice is not None:
+        extra["confidence_choice"] = confidence_choice
+    calibrator_settings = dict(alpha=cal.alpha, delta=cal.delta, grid=grid, procedure=cal.procedure,
+                               min_n=cal.min_n, tie_policy=cal.tie_policy)
+    if cal.by is not None:
+        from .groups import GroupedCalibrator
+
+        groups = calibration.groups
+        missing = (np.arange(len(ids)) if groups is None
+                   else np.flatnonzero(np.equal(groups, None)))
+        if missing.size:
+            raise ContractError(score_paths[0], f"calibrate.by is {cal.by!r} but calibration item "
+                                f"{ids[missing[0]]!r} has no {cal.by}", field=cal.by,
+                                hint="give every comparison a group, or remove calibrate.by")
+        # delta is split across groups (union bound), then each group's share across its stages
+        calibrator = GroupedCalibrator(stage_split=cal.delta_split, **calibrator_settings)
+        calibrator.calibrate_cascade([(name, conf[:, l], pred[:, l]) for l, name in enumerate(names)],
+                                     labels, groups.astype(str))
+        certificate = calibrator.certificate(data_hash, cal.by, [confidence] * len(names),
+                                             model_hash, extra=extra)
+        certificate.write(out_path)
+        record = certificate.groups["values"]
+        return {"lambda_hat": "; ".join(f"{g}: " + " ".join(f"{s['threshold']:.4g}" for s in v["stages"])
+                                        for g, v in record.items()),
+                "coverage": round(certificate.coverage, 4), "n_calibration": certificate.n_calibration,
+                "groups": len(record)}
+    if len(names) == 1:
+        calibrator = SelectiveCalibrator(**calibrator_settings).calibrate(conf[:, 0], pred[:, 0],
+                                                                          labels, ids=ids)
+        certificate = calibrator.certificate(data_hash, confidence, model_hash, names[0], extra=extra)
+    else:
+        calibrator = CascadeCalibrator(delta_split=cal.delta_split, **calibrator_settings)
+        calibrator.calibrate([(name, conf[:, l], pred[:, l]) for l, name in enumerate(names)],
+                             labels, ids=ids)
+        certificate = calibrator.certificate(data_hash, [confidence] * len(names), model_hash,
+                                             extra=extra)
+    certificate = with_binding(certificate, stage_bindings(score_paths, names, confidence))
+    certificate.write(out_path)
+    thresholds = [float(s["threshold"]) for s in certificate.stages]
+    return {"lambda_hat": " ".join(f"{t:.4g}" for t in thresholds),
+            "coverage": round(certificate.coverage, 4), "n_calibration": certificate.n_calibration}
+
+
+def choose_run_confidence(settings: CalibrateConfig, score_path: str, model_folder: str | None,
+                          learned_measure: str | None) -> dict:
+    """``calibrate.confidence: auto``: the measure to certify, chosen on training data only.
+
+    The candidates are the two heuristics and the learned measure the fit stage wrote; the
+    choice (``calibrate.select.choose_confidence_table``) reads only training-split rows, and
+    of those only the fitted model's validation part (``MarcConfidence.valid_ids_``, the items
+    it was not trained on) when there is a model. Calibration items are never read.
+    """
+    from ..fit.estimator import CONFIG_FILE
+    from .grid import fixed_grid
+    from .select import choose_confidence_table
+
+    cal = settings
+    table = read_table(score_path)
+    candidates = [c for c in ("conf_predictive", "conf_simulated", learned_measure)
+                  if c is not None and c in CONFIDENCE_MEASURES and c in table.column_names]
+    validation_ids = None
+    if model_folder is not None:
+        with open(os.path.join(model_folder, CONFIG_FILE), encoding="utf-8") as stream:
+            validation_ids = json.load(stream).get("valid_ids") or None
+    splits = table.column("split").to_pylist()
+    result = choose_confidence_table(table, cal.alpha, cal.delta, max(splits.count("calibration"), 1),
+                                     candidates=candidates, validation_ids=validation_ids,
+                                     tie_policy=cal.tie_policy, source=score_path,
+                                     grid=fixed_grid(cal.n_grid, cal.grid_low, cal.grid_high))
+    result["validation"] = ("the fitted model's validation part of the training split"
+                            if validation_ids is not None else "the training split")
+    return json.loads(json.dumps(result, default=float))
+
+
+def stage_bindings(score_paths: list[str], names: list[str], confidence: str) -> list[dict]:
+    """What each stage certifies, read from its scores file's metadata (``contracts.with_binding``)."""
+    import pyarrow.parquet as pq
+
+    return [metadata_binding(pq.read_schema(path).metadata, confidence, judge=name) | {"judge": name}
+            for path, name in zip(score_paths, names)]

@@ -1,0 +1,70 @@
+"""The pipeline's fit and score stages: a judge's confidence model, fitted, saved and applied.
+
+``fit_stage`` trains (or sweeps, then trains) MARC on the training split of one judge's
+annotations and saves the model folder; ``score_stage`` adds the learned confidence column;
+``fitted_margins`` reads back what the report shows of a fit (γ per epoch).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from .config import FitSection
+
+
+def fit_stage(section: FitSection, annotations: str, folder: str, ray) -> dict:
+    """Fit the confidence model on ``annotations`` (a path); save it to ``folder``.
+
+    ``ray`` is the run's ``RayConfig``, joined when the fit runs on Ray Train or is swept with
+    Ray Tune. Returns the counts of the stage's progress line.
+    """
+    from ..contracts import read_table
+    from .estimator import MarcConfidence
+
+    config = section.model
+    if config.backend == "ray" or section.tune:
+        ray.join()
+    details = {}
+    if section.tune:
+        from .tune import tune_margin
+
+        table = read_table(annotations)
+        outcome = tune_margin(table, config, refit=True, **section.tune_options.to_dict())
+        model = outcome.model or MarcConfidence(outcome.best_config).fit(table, source=annotations)
+        details["tuned trials"] = len(outcome.trials)
+    else:
+        # a path: fit reads the scalar columns, then only the training rows' runs (fit.data.prepare)
+        model = MarcConfidence(config).fit(annotations, source=annotations)
+    model.save(folder)
+    if getattr(model, "n_without_verdict_", 0):
+        details["left out (no verdict)"] = model.n_without_verdict_
+    return {"n_train": model.n_train_, "n_valid": model.n_valid_, "gamma": round(model.gamma_, 4),
+            **details}
+
+
+def score_stage(annotations: str, model_folder: str | None, out_path: str) -> dict:
+    """Annotations + the learned confidence column (``fit.score.score_annotations``)."""
+    from .score import score_annotations
+
+    table = score_annotations([model_folder] if model_folder is not None else [], annotations,
+                              out_path)
+    return {"rows": table.num_rows}
+
+
+def fitted_margins(model_folders: dict[str, str | None]) -> dict:
+    """Per judge with a fitted model: γ per epoch and the final γ (the model's config file)."""
+    from .estimator import CONFIG_FILE
+
+    out = {}
+    for name, folder in model_folders.items():
+        path = os.path.join(folder, CONFIG_FILE) if folder else None
+        if path is None or not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8") as stream:
+            model = json.load(stream)
+        history = model.get("gamma_history") or [h.get("gamma") for h in model.get("history", [])]
+        out[name] = {"gamma_history": [float(g) for g in history if g is not None],
+                     "gamma": model.get("gamma"),
+                     "agreement_map": "agreement_map" in model}
+    return out

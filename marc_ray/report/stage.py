@@ -1,0 +1,29 @@
+"""The pipeline's report stage (and ``marc-ray report``): gather, evaluate, format.
+
+The numbers come from the stages that own them: ``calibrate.evaluation.evaluate_run`` routes the
+run's items through its certificate, ``fit.stage.fitted_margins`` reads γ per epoch from each
+fitted model; ``collect.build_report`` then only formats them.
+"""
+
+from __future__ import annotations
+
+from .collect import RunItems, build_report, drift_significance, run_items
+
+
+def evaluate(items: RunItems) -> dict:
+    """The calibrate and fit layers' numbers on a finished run, for its report."""
+    from ..calibrate.evaluation import evaluate_run
+    from ..fit.stage import fitted_margins
+
+    certificate = items.certificate
+    compare = (items.config.get("calibrate") or {}).get("compare")
+    evaluated = evaluate_run(certificate, items.sets, items.score_paths[0], compare,
+                             drift_significance(items.config))
+    evaluated["fit"] = fitted_margins((certificate.extra or {}).get("model_folders") or {})
+    return evaluated
+
+
+def report_stage(run_dir: str, command: str | None = None, out_dir: str | None = None) -> dict:
+    """Write the report of the run in ``run_dir``; return the paths written."""
+    items = run_items(run_dir)
+    return build_report(run_dir, evaluate(items), command=command, out_dir=out_dir, items=items)
