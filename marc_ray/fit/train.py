@@ -300,9 +300,10 @@ def worker_shard(columns: dict, rank: int, world_size: int) -> dict:
 # Features of at least this many bytes (training + validation, float32) reach the workers
 # through Ray Data; smaller ones as two objects in the object store. Ray Data costs a fit a
 # fixed time whatever its size (Train starts a DatasetManager actor; each worker's first
-# iteration ~1 s): side by side on the loaded 2-core machine, a 100-item fit took a median
-# 38.7 s against 20.2 s (benchmarks/bench_fit_data.py, docs/benchmarks_scale.md), which the
-# demo's fit (<= 30 s of Ray Train overhead) cannot pay for ~50 items. From ~32 MB (~13k rows
+# iteration ~1 s): side by side on the loaded 2-core machine, medians of 38.7 s against 20.2 s
+# at 100 items and 53.7 s against 42.1 s at 1M (benchmarks/bench_fit_data.py,
+# docs/benchmarks_scale.md), which the demo's fit (<= 30 s of Ray Train overhead) cannot pay
+# for ~50 items. From ~32 MB (~13k rows
 # of MARC's 632 features) that cost is small against the fit, and each worker receives only its
 # own rows, streamed block by block, instead of fetching one object holding every item.
 RAY_DATA_MIN_BYTES = 32 << 20
