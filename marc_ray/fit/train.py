@@ -303,9 +303,9 @@ def worker_shard(columns: dict, rank: int, world_size: int) -> dict:
 # iteration ~1 s): side by side on the loaded 2-core machine, medians of 38.7 s against 20.2 s
 # at 100 items and 53.7 s against 42.1 s at 1M (benchmarks/bench_fit_data.py,
 # docs/benchmarks_scale.md), which the demo's fit (<= 30 s of Ray Train overhead) cannot pay
-# for ~50 items. From ~32 MB (~13k rows
-# of MARC's 632 features) that cost is small against the fit, and each worker receives only its
-# own rows, streamed block by block, instead of fetching one object holding every item.
+# for ~50 items. From ~32 MB (~13k rows of MARC's 632 features) that cost is small against the
+# fit, and each worker receives only its own rows, fetched block by block, instead of fetching
+# one object holding every item.
 RAY_DATA_MIN_BYTES = 32 << 20
 RAY_DATA_BLOCK_ROWS = 1 << 14  # rows per Ray Data block (~40 MB at 632 float32 features)
 
@@ -380,7 +380,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     device = ray.train.torch.get_device()
 
     # [1] data: this worker's shard of the training items; every worker sees all validation items.
-    # Large features come through Ray Data (``train_<rank>``: this rank's rows only, streamed
+    # Large features come through Ray Data (``train_<rank>``: this rank's rows only, fetched
     # block by block), small ones as two objects (below RAY_DATA_MIN_BYTES, see trainer_for).
     n_features = int(loop_config["n_features"])
     if loop_config.get("ray_data"):
