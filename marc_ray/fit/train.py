@@ -22,7 +22,9 @@ Ray Train specifics sit in :func:`train_loop_per_worker` and :func:`fit_ray`, ma
 like Ray's own examples: [1] the worker's data shard, [2] the DDP model, [3] a report with a
 checkpoint every ``checkpoint_every`` epochs, [4] ``TorchTrainer.fit`` with a
 ``FailureConfig``. Pair sampling is seeded by (random_state, epoch, rank), so a run resumed
-from a checkpoint continues exactly as an uninterrupted one would.
+from a checkpoint continues exactly as an uninterrupted one would. The workers' rows come as
+Ray Data datasets when the features are large (``RAY_DATA_MIN_BYTES``), as two objects in the
+object store otherwise; either way each rank gets the same rows (:func:`shard_rows`).
 """
 
 from __future__ import annotations
@@ -348,19 +350,86 @@ HEALTH_CHECK_INTERVAL_S = "0.5"
 
 
 def _columns(arrays: Arrays) -> dict:
-    """The numpy columns a worker needs (shipped once through the object store)."""
+    """The numpy columns a worker needs (as objects or as Ray Data blocks)."""
     return {k: np.ascontiguousarray(getattr(arrays, k), dtype=np.float32) for k in COLUMNS}
 
 
-def worker_shard(columns: dict, rank: int, world_size: int) -> dict:
-    """Rank ``rank``'s rows: agreements and disagreements each dealt round-robin over the ranks.
+def shard_rows(agree: np.ndarray, rank: int, world_size: int) -> np.ndarray:
+    """Rank ``rank``'s row numbers, ascending: agreements and disagreements each dealt
+    round-robin over the ranks.
 
     Deterministic (the same rows per rank after a restart, so a resumed run samples the same
     pairs) and balanced (each rank gets ~1/world_size of the disagreements it needs for pairs).
     """
-    order = np.argsort(columns["agree"] < 0.5, kind="stable")  # agreements first, order kept
-    rows = np.sort(order[rank::world_size])
+    order = np.argsort(np.asarray(agree) < 0.5, kind="stable")  # agreements first, order kept
+    return np.sort(order[rank::world_size])
+
+
+def worker_shard(columns: dict, rank: int, world_size: int) -> dict:
+    """Rank ``rank``'s rows (:func:`shard_rows`) of every column."""
+    rows = shard_rows(columns["agree"], rank, world_size)
     return {k: np.array(v[rows]) for k, v in columns.items()}
+
+
+# Features of at least this many bytes (training + validation, float32) reach the workers
+# through Ray Data; smaller ones as two objects in the object store. Ray Data costs a fit a
+# fixed time whatever its size (Train starts a DatasetManager actor; each worker's first
+# iteration ~1 s): side by side on the loaded 2-core machine, medians of 38.7 s against 20.2 s
+# at 100 items and 53.7 s against 42.1 s at 1M (benchmarks/bench_fit_data.py,
+# docs/benchmarks_scale.md), which the demo's fit (<= 30 s of Ray Train overhead) cannot pay
+# for ~50 items. From ~32 MB (~13k rows of MARC's 632 features) that cost is small against the
+# fit, and each worker receives only its own rows, fetched block by block, instead of fetching
+# one object holding every item.
+RAY_DATA_MIN_BYTES = 32 << 20
+RAY_DATA_BLOCK_ROWS = 1 << 14  # rows per Ray Data block (~40 MB at 632 float32 features)
+
+
+def features_bytes(*sets: Arrays) -> int:
+    return sum(int(np.asarray(a.features).size) * 4 for a in sets)  # float32, as shipped
+
+
+def _rows_dataset(columns: dict, rows: np.ndarray):
+    """A Ray Data dataset of ``rows`` of ``columns`` (plus their row number, ``row``), put in
+    the object store block by block: the driver holds one block's copy at a time."""
+    import pyarrow as pa
+    import ray
+    import ray.data
+    from ray.data.extensions import ArrowTensorArray
+
+    refs = []
+    for start in range(0, max(len(rows), 1), RAY_DATA_BLOCK_ROWS):
+        block = rows[start:start + RAY_DATA_BLOCK_ROWS]
+        refs.append(ray.put(pa.table({
+            "row": pa.array(block, pa.int64()),
+            "features": ArrowTensorArray.from_numpy(np.ascontiguousarray(columns["features"][block])),
+            **{k: pa.array(columns[k][block]) for k in COLUMNS if k != "features"}})))
+    return ray.data.from_arrow_refs(refs)
+
+
+def ray_datasets(train: Arrays, valid: Arrays, world_size: int) -> dict:
+    """The Ray Data datasets of a fit: ``train_<rank>`` holds rank's :func:`shard_rows`, so a
+    worker receives exactly its shard (and after a restart, the same one); ``valid`` holds every
+    validation item (each worker reads all of them). None is split by Ray Train."""
+    train_columns, valid_columns = _columns(train), _columns(valid)
+    datasets = {f"train_{rank}": _rows_dataset(train_columns,
+                                               shard_rows(train_columns["agree"], rank, world_size))
+                for rank in range(world_size)}
+    datasets["valid"] = _rows_dataset(valid_columns, np.arange(len(valid)))
+    return datasets
+
+
+def dataset_columns(iterator, n_features: int) -> dict:
+    """A dataset's (or a Train worker's dataset shard's) rows as numpy columns, in row order
+    (Ray Data may hand blocks over in any order)."""
+    parts = list(iterator.iter_batches(batch_size=None, batch_format="numpy"))
+    rows = np.concatenate([p["row"] for p in parts]) if parts else np.zeros(0, np.int64)
+    order = None if np.all(rows[1:] > rows[:-1]) else np.argsort(rows, kind="stable")
+    columns = {}
+    for key in COLUMNS:
+        values = (np.concatenate([p[key] for p in parts]) if parts
+                  else np.zeros((0, n_features) if key == "features" else 0, np.float32))
+        columns[key] = values if order is None else values[order]
+    return columns
 
 
 def is_checkpoint_epoch(config: FitConfig, epoch: int) -> bool:
@@ -385,13 +454,19 @@ def train_loop_per_worker(loop_config: dict) -> None:
     device = ray.train.torch.get_device()
 
     # [1] data: this worker's shard of the training items; every worker sees all validation items.
-    # The arrays come through the object store: a fit's items fit in memory, and Ray Data's
-    # streaming split cost ~5-8 s of setup per fit for a few hundred rows.
-    train = tensors(worker_shard(ray.get(loop_config["train"]), rank, world_size), device)
-    valid = tensors(worker_shard(ray.get(loop_config["valid"]), 0, 1), device)
+    # Large features come through Ray Data (``train_<rank>``: this rank's rows only, fetched
+    # block by block), small ones as two objects (below RAY_DATA_MIN_BYTES, see trainer_for).
+    n_features = int(loop_config["n_features"])
+    if loop_config.get("ray_data"):
+        shard = ray.train.get_dataset_shard
+        train = tensors(dataset_columns(shard(f"train_{rank}"), n_features), device)
+        valid = tensors(dataset_columns(shard("valid"), n_features), device)
+    else:
+        train = tensors(worker_shard(ray.get(loop_config["train"]), rank, world_size), device)
+        valid = tensors(worker_shard(ray.get(loop_config["valid"]), 0, 1), device)
 
     # [2] the model, wrapped in DDP (moved to the worker's device)
-    base, _ = new_model(config, int(loop_config["n_features"]))
+    base, _ = new_model(config, n_features)
     model = ray.train.torch.prepare_model(base)
     base = model.module if hasattr(model, "module") else model
     optimizer = _optimizer(config, model)
@@ -431,18 +506,32 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
 
 def trainer_for(config: FitConfig, train: Arrays, valid: Arrays, *, name: str | None = None,
-                callbacks: list | None = None, extra_loop_config: dict | None = None):
-    """The TorchTrainer running :func:`train_loop_per_worker` on ``train`` / ``valid``."""
+                callbacks: list | None = None, extra_loop_config: dict | None = None,
+                ray_data_min_bytes: int = RAY_DATA_MIN_BYTES):
+    """The TorchTrainer running :func:`train_loop_per_worker` on ``train`` / ``valid``.
+
+    Features of ``ray_data_min_bytes`` or more go to the workers as Ray Data datasets
+    (:func:`ray_datasets`), smaller ones as two objects in the object store; both give every
+    worker the same rows in the same order, so the fitted model is the same
+    (tests/fit/test_train_ray_data.py).
+    """
     import ray
     import ray.train
     from ray.train.torch import TorchTrainer
 
+    use_ray_data = features_bytes(train, valid) >= ray_data_min_bytes
     loop_config = {"fit": config.to_dict(), "n_features": int(train.features.shape[1]),
-                   "train": ray.put(_columns(train)), "valid": ray.put(_columns(valid)),
-                   **(extra_loop_config or {})}
+                   "ray_data": use_ray_data, **(extra_loop_config or {})}
+    data = {}
+    if use_ray_data:
+        data = {"datasets": ray_datasets(train, valid, config.num_workers),
+                "dataset_config": ray.train.DataConfig(datasets_to_split=[])}
+    else:
+        loop_config.update(train=ray.put(_columns(train)), valid=ray.put(_columns(valid)))
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,
+        **data,
         scaling_config=ray.train.ScalingConfig(
             num_workers=config.num_workers, use_gpu=config.use_gpu,
             resources_per_worker={"CPU": config.cpus_per_worker}),
@@ -467,17 +556,18 @@ def _fast_polling():
 
 
 def fit_ray(config: FitConfig, train: Arrays, valid: Arrays, *, name: str | None = None,
-            extra_loop_config: dict | None = None) -> tuple[ConfidenceMLP, dict]:
+            extra_loop_config: dict | None = None, ray_data_min_bytes: int = RAY_DATA_MIN_BYTES
+            ) -> tuple[ConfidenceMLP, dict]:
     """Train on Ray Train and load the final checkpoint's kept iterate (same returns as
-    :func:`fit_local`)."""
+    :func:`fit_local`); ``ray_data_min_bytes``: see :func:`trainer_for`."""
     from ..storage import cluster_nodes, require_shared
 
     # checkpoints every node (and a restarted worker elsewhere) can read: refused up front
     require_shared({"fit.storage_path": config.storage_path or "~/ray_results"}, cluster_nodes())
     # [4] fit: restarts the worker group from the last checkpoint up to max_failures times
     with _fast_polling():
-        result = trainer_for(config, train, valid, name=name,
-                             extra_loop_config=extra_loop_config).fit()
+        result = trainer_for(config, train, valid, name=name, extra_loop_config=extra_loop_config,
+                             ray_data_min_bytes=ray_data_min_bytes).fit()
     if result.checkpoint is None:
         raise RuntimeError(f"Ray Train finished without a checkpoint: {result.error}")
     model = ConfidenceMLP(int(train.features.shape[1]), config.hidden_sizes)
