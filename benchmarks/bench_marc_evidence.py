@@ -182,6 +182,9 @@ def run_seed(table: pa.Table, by: str, seed: int, epochs: int, name: str, annota
     for key in ("marc", "marc_sim"):
         out["gamma"][key] = models[key].gamma_
         out["edge"][key] = any(h["gamma_at_edge"] for h in models[key].history_)
+    # the collapse guard: the epoch kept, and the validation AUROC there and at the last epoch
+    out["kept"] = {key: (m.best_epoch_, m.history_[m.best_epoch_]["valid_auroc"],
+                         m.history_[-1]["valid_auroc"]) for key, m in models.items()}
     out["transfer"] = transfer(held, name, annotator)
     # the guarantee with the choice re-run in every repetition (population design: the held-out
     # items are the population; validation sets as large as the model's, calibration as here)
@@ -211,8 +214,8 @@ def _ci(values) -> str:
 
 def render(results: dict, seeds: int, epochs: int, seconds: float, command: str) -> str:
     lines = [f"Command: `{command}` ({seeds} seeds, {epochs} epochs, {seconds:.0f} s).", "",
-             "| data | measure | held-out AUROC (95% CI over seeds) | certified coverage α=0.1 / 0.15 / 0.2 | γ̂ (min–max) |",
-             "|---|---|---|---|---|"]
+             "| data | measure | held-out AUROC (95% CI over seeds) | certified coverage α=0.1 / 0.15 / 0.2 | γ̂ (min–max) | kept epoch per seed (validation AUROC kept / last, mean) |",
+             "|---|---|---|---|---|---|"]
     for name, runs in results.items():
         for measure in MEASURES:
             cov = np.array([r[measure]["coverage"] for r in runs])
@@ -221,11 +224,16 @@ def render(results: dict, seeds: int, epochs: int, seconds: float, command: str)
                 g = [r["gamma"][measure] for r in runs]
                 edge = sum(r["edge"][measure] for r in runs)
                 gamma = f"{min(g):.3f}–{max(g):.3f}" + (f" (edge in {edge} runs)" if edge else "")
+            kept = ""
+            if measure in ("vanilla", "marc", "marc_sim"):
+                k = [r["kept"][measure] for r in runs]
+                kept = (", ".join(str(e + 1) for e, _, _ in k) + f" ({np.nanmean([a for _, a, _ in k]):.3f}"
+                        f" / {np.nanmean([b for _, _, b in k]):.3f})")
             label = measure if measure != "auto" else \
                 "auto (" + ", ".join(f"{c}×{n}" for c, n in
                                      zip(*np.unique([r["choice"] for r in runs], return_counts=True))) + ")"
             lines.append(f"| {name} | {label} | {_ci([r[measure]['auroc'] for r in runs])} | "
-                         + " / ".join(f"{v:.3f}" for v in cov.mean(axis=0)) + f" | {gamma} |")
+                         + " / ".join(f"{v:.3f}" for v in cov.mean(axis=0)) + f" | {gamma} | {kept} |")
     lines += ["", "Transfer (held-out items; simulated labels = the annotator with the most verdicts left out):", "",
               "| data | MARC human labels AUROC | MARC simulated labels AUROC | human / simulated disagreement rate | per-bin gap (weighted L1) | KS statistic (p) |",
               "|---|---|---|---|---|---|"]

@@ -43,9 +43,10 @@ def stage_columns(certificate: Certificate, table: pa.Table, source: str = "<dat
     confidence : ndarray of shape (n, n_stages)
     pred : ndarray of object, shape (n, n_stages)
     extra : dict of column name → ndarray
-        ``human_label``, ``split`` and ``group`` from the first stage's rows, shape (n,), when
-        present; ``runs_unreadable`` and ``runs_total``, shape (n, n_stages), when every
-        stage's rows carry the run vector ``probs`` (``calibrate.reasons.count_unreadable``).
+        ``human_label``, ``split``, ``group`` and a per-group certificate's column from the
+        first stage's rows, shape (n,), when present; ``runs_unreadable`` and ``runs_total``,
+        shape (n, n_stages), when every stage's rows carry the run vector ``probs``
+        (``calibrate.reasons.count_unreadable``).
     """
     stages = certificate.stages
     multi_judge = "judge" in table.column_names and len(pc.unique(table.column("judge"))) > 1
@@ -79,8 +80,10 @@ def stage_columns(certificate: Certificate, table: pa.Table, source: str = "<dat
                 raise ContractError(source, f"no rows for judge {judge!r} of the certificate",
                                     field="judge")
         rows_by_stage.append(part)
-    aligned = align_items(rows_by_stage, [stage["confidence"] for stage in stages],
-                          carry=("human_label", "split", "group"))
+    carry = ("human_label", "split", "group")
+    if certificate.groups and certificate.groups["column"] not in carry:
+        carry += (certificate.groups["column"],)  # the column each item is routed by
+    aligned = align_items(rows_by_stage, [stage["confidence"] for stage in stages], carry=carry)
     if all("probs" in part.column_names for part in rows_by_stage):
         aligned.extra.update(_run_counts(rows_by_stage, aligned.ids))
     return aligned.ids, aligned.confidence, aligned.pred, aligned.extra
@@ -210,7 +213,7 @@ def apply_certificate(certificate: Certificate, table: pa.Table, source: str = "
     ContractError
         A per-group certificate and data without its group column.
     """
-    from .calibrate.decide import decide
+    from .calibrate.decide import DECISION_COLUMNS, decide
     from .calibrate.diagnostics import drift
     from .calibrate.reasons import KINDS
 
@@ -219,11 +222,16 @@ def apply_certificate(certificate: Certificate, table: pa.Table, source: str = "
     groups = None
     if certificate.groups:
         column = certificate.groups["column"]
+        if column in DECISION_COLUMNS:  # it would overwrite one of decisions.parquet's columns
+            raise ContractError(source, f"the certificate's group column {column!r} is also a "
+                                f"column of the decisions ({', '.join(DECISION_COLUMNS)})",
+                                field=column, hint="rename the column and calibrate again")
         groups = extra.get(column)
         if groups is None:
             raise ContractError(source, f"the certificate has a threshold per {column!r} but the "
                                 "data has no such column", field=column,
-                                hint="keep the comparisons' group column in the scored rows")
+                                hint=f"annotate with carry: [{column}] (the pipeline does when "
+                                f"calibrate.by is {column!r}) so the scored rows keep it")
     routing = decide(certificate, confidence, pred, groups=groups,
                      runs_unreadable=extra.get("runs_unreadable"), runs_total=extra.get("runs_total"))
     names = [stage["name"] for stage in certificate.stages]
@@ -303,7 +311,7 @@ def apply_run(run_dir: str | os.PathLike, comparisons_path: str | os.PathLike,
     """
     from .annotate.stage import annotate_stage
     from .config import PipelineConfig, judge_name
-    from .contracts import validate_comparisons
+    from .contracts import extra_carried, validate_comparisons
     from .fit.stage import score_stage
     from .run_folder import RunFolder
 
@@ -316,7 +324,9 @@ def apply_run(run_dir: str | os.PathLike, comparisons_path: str | os.PathLike,
         raise ContractError(run_dir, "the run has no certificate yet",
                             hint="finish it first: marc-ray run CONFIG --out " + run_dir)
     certificate = Certificate.read(certificate_path)
-    validate_comparisons(read_table(comparisons_path), comparisons_path)  # fail before any engine
+    by = (certificate.groups["column"],) if certificate.groups else ()
+    # fail before any engine: malformed items, or no column to route them by
+    validate_comparisons(read_table(comparisons_path), comparisons_path, carry=by)
     judges = config.judges()
     for judge in judges:  # refuse before any engine or cluster starts
         if judge.engine == "replay":
@@ -328,6 +338,7 @@ def apply_run(run_dir: str | os.PathLike, comparisons_path: str | os.PathLike,
         name = judge_name(judge)
         judge.input = comparisons_path
         judge.output = out.annotations(name)
+        judge.carry = tuple(dict.fromkeys((*judge.carry, *extra_carried(by))))  # keep the group
         annotate_stage(judge, config.ray)
         score_path = out.scores(name)
         score_stage(judge.output, run.model_folder(name) if config.fit.enabled else None, score_path)

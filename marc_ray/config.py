@@ -35,8 +35,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .annotate.config import AnnotateConfig, judge_name
-from .calibrate.config import (AUTO, CONFIDENCE_MEASURES, GRIDS, GROUP_COLUMNS, LEARNED_MEASURES,
-                               CalibrateConfig)
+from .calibrate.config import AUTO, CONFIDENCE_MEASURES, GRIDS, LEARNED_MEASURES, CalibrateConfig
 from .contracts import TIE_POLICIES
 from .contracts.validation import check_safe_name, check_section_types, fail, reject_unknown
 from .datasets.prepare import SPLITS, DataConfig
@@ -46,7 +45,7 @@ from .run_folder import RUN_CONFIG, RunFolder
 
 __all__ = ["PipelineConfig", "DataConfig", "AnnotateConfig", "FitSection", "TuneOptions",
            "CalibrateConfig", "ReportConfig", "RayConfig", "judge_name", "read_run_config",
-           "AUTO", "CONFIDENCE_MEASURES", "GRIDS", "GROUP_COLUMNS", "LEARNED_MEASURES", "SPLITS"]
+           "AUTO", "CONFIDENCE_MEASURES", "GRIDS", "LEARNED_MEASURES", "SPLITS"]
 
 # annotate fields the pipeline sets itself (from `data` and `run_dir`)
 PIPELINE_OWNED_ANNOTATE_KEYS = ("input", "pool", "output")
@@ -180,6 +179,8 @@ class PipelineConfig:
                             name, self.source)
             config.input, config.pool = folder.comparisons, folder.pool
             config.output = folder.annotations(name)
+            # the column calibrate.by names rides in every annotation row, so it reaches the scores
+            config.carry = tuple(dict.fromkeys((*config.carry, *self.calibrate.carry)))
             out.append(config)
         return out
 

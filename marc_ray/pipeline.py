@@ -132,7 +132,8 @@ def prepare_data(config: PipelineConfig) -> dict:
     """The prepare stage on ``config``'s data, into its run folder's data/ (``datasets.prepare``)."""
     folder = RunFolder(config.run_dir)
     return prepare(config.data, seed=config.seed, comparisons_out=folder.comparisons,
-                   pool_out=folder.pool, extra_splits=config.fit.model.valid_splits)
+                   pool_out=folder.pool, extra_splits=config.fit.model.valid_splits,
+                   group_column=config.calibrate.by)
 
 
 def check_storage(config: PipelineConfig) -> None:
@@ -202,7 +203,10 @@ def run_pipeline(config: PipelineConfig, *, command: str | None = None, stream=N
     # [1] prepare: the comparisons and the pool, validated and split, as Parquet in data/
     data_outputs = [folder.comparisons, folder.pool]
     data_inputs = [] if config.data.demo is not None else [config.data.comparisons, config.data.pool]
-    if run_stage(progress, 1, "prepare", run_dir, config.to_dict()["data"] | {"seed": config.seed},
+    prepare_settings = config.to_dict()["data"] | {"seed": config.seed}
+    if config.calibrate.by is not None:  # the column is kept and checked on calibration rows
+        prepare_settings["by"] = config.calibrate.by
+    if run_stage(progress, 1, "prepare", run_dir, prepare_settings,
                  data_inputs, data_outputs, lambda: prepare_data(config)):
         ran.append("prepare")
 

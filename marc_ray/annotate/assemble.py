@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..contracts import (CARRIED_COLUMNS, JUDGE_METADATA_KEY, RUN_STATUS_OK, RunLayout,
-                         annotation_schema)
+                         annotation_schema, carried_names)
 from .engine import ZERO_SHOT_RUNS, RunResult
 
 
@@ -69,7 +69,8 @@ def annotation_row(item_id: str, judge: str, layout: RunLayout,
         Run indices from ``layout.run_index``; -1 / -2 are the zero-shot runs (ab / ba).
         Keys absent from the mapping are recorded as missing ("missing: not run").
     carried : mapping, optional
-        Comparison columns carried forward (``CARRIED_COLUMNS``).
+        Comparison columns carried forward (``CARRIED_COLUMNS``, then any extra carried column
+        it holds: :func:`carried_columns`).
     """
     probs = np.full(layout.n_runs, np.nan, dtype=np.float32)
     mass = np.full(layout.n_runs, np.nan, dtype=np.float32)
@@ -110,13 +111,20 @@ def annotation_row(item_id: str, judge: str, layout: RunLayout,
     carried = carried or {}
     for name in CARRIED_COLUMNS:
         row[name] = carried.get(name)
+    for name, value in carried.items():
+        row.setdefault(name, value)
     return row
 
 
-def annotation_table(rows: Sequence[dict], layout: RunLayout, config=None, judge: str = ""
-                     ) -> pa.Table:
-    """Annotation rows → a table in the contract's schema, layout (and judge) in its metadata."""
-    schema = annotation_schema(layout)
+def annotation_table(rows: Sequence[dict], layout: RunLayout, config=None, judge: str = "",
+                     carry: Sequence[str] | None = None) -> pa.Table:
+    """Annotation rows → a table in the contract's schema, layout (and judge) in its metadata.
+
+    ``carry``: the extra carried columns (``contracts.annotation_schema``); ``config.carry``
+    when a config is given and ``carry`` is not."""
+    if carry is None:
+        carry = tuple(getattr(config, "carry", ()) or ())
+    schema = annotation_schema(layout, carry)
     if config is not None:
         schema = schema.with_metadata({**schema.metadata, **judge_metadata(config, judge)})
     return pa.Table.from_pylist(list(rows), schema=schema)
@@ -138,9 +146,9 @@ def judge_metadata(config, judge: str) -> dict[bytes, bytes]:
                                            sort_keys=True).encode()}
 
 
-def carried_columns(comparison_row: Mapping) -> dict:
-    """The comparison columns an annotation row carries forward."""
-    return {name: comparison_row.get(name) for name in CARRIED_COLUMNS}
+def carried_columns(comparison_row: Mapping, carry: Sequence[str] = ()) -> dict:
+    """The comparison columns an annotation row carries forward (the contract's and ``carry``)."""
+    return {name: comparison_row.get(name) for name in carried_names(carry)}
 
 
 def group_results(rows: Iterable[Mapping]) -> dict[str, dict[int, RunResult]]:

@@ -12,7 +12,7 @@ from dataclasses import MISSING, fields
 
 from .config import ENGINES, MODES, AnnotateConfig
 
-_TUPLES = ("labels", "orders")
+_TUPLES = ("labels", "orders", "carry")
 
 
 def _field_help(name: str) -> str:

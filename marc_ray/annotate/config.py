@@ -13,6 +13,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ..contracts.schemas import carry_problem
 from ..contracts.validation import is_safe_name, reject_unknown
 
 ENGINES = {
@@ -38,6 +39,8 @@ class AnnotateConfig:
     input: str = ""            # comparisons to judge: .jsonl/.json/.parquet, local or any pyarrow URI
     pool: str = ""             # few-shot pool (comparisons with human labels, optional `annotator`)
     output: str = ""           # folder of annotation Parquet shards (+ _manifest.json); resumable
+    carry: tuple[str, ...] = ()  # extra comparison columns copied (as text) into each row
+                               # (e.g. the one calibrate.by names); () keeps the contract's schema
     # --- judge ------------------------------------------------------------------------------
     engine: str = "transformers"   # one of ENGINES
     model: str = "smollm2"     # "smollm2" (offline default, SmolLM2-135M-Instruct) or a local HF folder
@@ -107,6 +110,11 @@ class AnnotateConfig:
                                                                   for x in labels):
             fail("labels", "two different non-empty strings", "e.g. A,B")
         self.labels = labels
+        self.carry = (self.carry,) if isinstance(self.carry, str) else tuple(self.carry or ())
+        for name in self.carry:
+            problem = carry_problem(name)
+            if problem is not None:
+                fail("carry", "comparison column names", problem)
         self.orders = tuple(self.orders)
         if self.orders not in ORDER_SETS:
             fail("orders", f"one of {[','.join(o) for o in ORDER_SETS]}",
@@ -141,6 +149,9 @@ class AnnotateConfig:
         data = asdict(self)
         data["labels"] = list(self.labels)
         data["orders"] = list(self.orders)
+        data["carry"] = list(self.carry)
+        if not self.carry:  # a run that carries nothing keeps the settings (and stage keys) it had
+            del data["carry"]
         return data
 
     @classmethod
@@ -148,7 +159,7 @@ class AnnotateConfig:
         """Build from a mapping; an unknown key is an error naming the known ones."""
         reject_unknown(data, [f.name for f in fields(cls)], source)
         values = dict(data)
-        for name in ("labels", "orders"):
+        for name in ("labels", "orders", "carry"):
             if isinstance(values.get(name), str):
                 values[name] = tuple(x.strip() for x in values[name].split(","))
             elif values.get(name) is not None:
@@ -193,7 +204,8 @@ def engine_option_names(engine: str) -> list[str]:
         from .replay import replay_annotations
 
         keywords = inspect.signature(replay_annotations).parameters
-        return ["runs"] + [k for k in keywords if k not in ("runs", "judge", "comparisons", "source")]
+        own = ("runs", "judge", "comparisons", "source", "carry")  # set by the annotate job
+        return ["runs"] + [k for k in keywords if k not in own]
     return []
 
 

@@ -40,10 +40,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from ..contracts import (ContractError, check_pool_disjoint, read_table, table_hash,
-                         validate_comparisons, write_json_atomic, write_table_atomic)
-from ..contracts.io import is_file, join, list_names, make_dirs, read_text
+from ..contracts import (ContractError, check_pool_disjoint, extra_carried, read_table,
+                         table_hash, validate_comparisons, write_json_atomic, write_table_atomic)
+from ..contracts.io import is_file, join, list_names, make_dirs, read_text, remove
 from ..ray_cluster import ensure_ray
 from ..storage import cluster_nodes, require_shared
 from .annotators import build_annotators, read_pool, run_layout
@@ -140,7 +141,7 @@ def prepare(config: AnnotateConfig) -> Plan:
     from .models import check_model_spec, load_tokenizer, model_name
 
     config.validate()
-    comparisons = validate_comparisons(read_table(config.input), config.input)
+    comparisons = validate_comparisons(read_table(config.input), config.input, carry=config.carry)
     pool = read_pool(read_table(config.pool), config.pool)
     check_pool_disjoint(pool, comparisons, config.pool, config.input)
     annotators = build_annotators(pool, config.n_annotators, config.k_shots, config.seed, config.pool)
@@ -169,25 +170,71 @@ def prepare(config: AnnotateConfig) -> Plan:
         "examples": [[e["id"] for e in a.examples] for a in annotators],
         "input_hash": table_hash(comparisons, ["id", "instruction", "response_a", "response_b"]),
     }
+    extra = extra_carried(config.carry)
+    if extra:  # absent otherwise: a folder annotated before carry existed resumes
+        fingerprint["carry"] = list(extra)
+        fingerprint["carry_hash"] = table_hash(comparisons, ["id", *extra])
     return Plan(config, comparisons, builder, judge, fingerprint)
 
 
+CARRY_KEYS = ("carry", "carry_hash")  # what the carried columns change: never the engine's runs
+
+
 def check_output(plan: Plan) -> list[int]:
-    """Shards already written by an identical earlier run (resume); refuse a different run's folder."""
+    """Shards already written by an identical earlier run (resume); refuse a different run's folder.
+
+    An earlier run that differs only in the carried columns (``AnnotateConfig.carry``, e.g. a
+    new ``calibrate.by``) is the same run: its shards are kept and their carried columns
+    rewritten (:func:`recarry`)."""
     import json
 
     output = plan.config.output
     manifest = join(output, MANIFEST)
+    changed: list[str] = []
     if is_file(manifest):
-        previous = json.loads(read_text(manifest)).get("fingerprint")
-        if previous != plan.fingerprint:
-            changed = sorted(k for k in plan.fingerprint if (previous or {}).get(k) != plan.fingerprint[k])
+        previous = json.loads(read_text(manifest)).get("fingerprint") or {}
+        changed = sorted(k for k in set(previous) | set(plan.fingerprint)
+                         if previous.get(k) != plan.fingerprint.get(k))
+        if changed and not set(changed) <= set(CARRY_KEYS):
             raise ContractError(output, f"the output folder holds annotations of a different run "
                                 f"(differs in {changed})", hint="choose a new --output or delete "
                                 "the folder to start over")
     names = set(list_names(output, recursive=True))  # one listing, also on an object store
-    return [shard for shard in range(plan.n_shards)
+    done = [shard for shard in range(plan.n_shards)
             if shard_name(shard) in names and marker_name(shard) in names]
+    if changed:
+        recarry(plan, done)  # only the carried columns differ: no run is judged again
+    return done
+
+
+def recarry(plan: Plan, shards: list[int]) -> None:
+    """Rewrite finished shards with the carried columns ``plan`` asks for (each atomically).
+
+    Their runs and heuristics are kept as they are; the extra carried columns come from the
+    plan's comparisons, matched by id. Interrupted, it is simply done again on the next run
+    (a shard whose rewrite was cut short has lost its marker: it is judged again)."""
+    from ..contracts import ANNOTATION_SCHEMA
+
+    for shard in shards:
+        table = read_table(shard_path(plan.config.output, shard))
+        metadata = table.schema.metadata
+        table = table.select(ANNOTATION_SCHEMA.names)  # the contract's columns, carried ones too
+        rows = pc.index_in(table.column("id"), value_set=plan.comparisons.column("id"))
+        for name in extra_carried(plan.config.carry):
+            table = table.append_column(name, plan.comparisons.column(name).take(rows))
+        write_finished_shard(plan, shard, table.replace_schema_metadata(metadata))
+
+
+def write_finished_shard(plan: Plan, shard: int, table: pa.Table) -> None:
+    """Write a shard, then its marker: only then does it count as finished.
+
+    The old marker goes first: on an object store an interrupted upload may still complete
+    (``contracts.io.write_atomic``), and a cut-short shard must not keep a marker.
+    """
+    output = plan.config.output
+    remove(marker_path(output, shard))
+    write_table_atomic(table, shard_path(output, shard))
+    write_json_atomic({"shard": shard, "rows": table.num_rows}, marker_path(output, shard))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -397,11 +444,10 @@ def _write_shard(plan: Plan, shard: int, results: dict[tuple[str, int], RunResul
     for (item_id, run), result in results.items():
         by_item.setdefault(item_id, {})[run] = result
     rows = [annotation_row(item["id"], plan.judge, plan.builder.layout, by_item[item["id"]],
-                           carried_columns(item)) for item in plan.shard_items(shard)]
-    table = annotation_table(rows, plan.builder.layout, plan.config, plan.judge)
-    write_table_atomic(table, shard_path(plan.config.output, shard))
-    write_json_atomic({"shard": shard, "rows": table.num_rows},
-                      marker_path(plan.config.output, shard))  # only now is the shard finished
+                           carried_columns(item, plan.config.carry))
+            for item in plan.shard_items(shard)]
+    write_finished_shard(plan, shard, annotation_table(rows, plan.builder.layout, plan.config,
+                                                       plan.judge))
 
 
 def _replay(config: AnnotateConfig, start: float) -> AnnotateSummary:
@@ -412,12 +458,12 @@ def _replay(config: AnnotateConfig, start: float) -> AnnotateSummary:
     if "runs" not in options:
         raise ValueError("annotate config: engine 'replay' needs engine_options.runs, the run "
                          "table to replay (see marc_ray.annotate.replay)")
-    comparisons = validate_comparisons(read_table(config.input), config.input)
+    comparisons = validate_comparisons(read_table(config.input), config.input, carry=config.carry)
     runs_path = options.pop("runs")
     make_dirs(config.output)
     # streamed batch by batch from the run table's file into the shard (bounded memory)
     n_rows = write_replay(runs_path, config.judge_name or "replay", shard_path(config.output, 0),
-                          comparisons=comparisons, source=runs_path,
+                          comparisons=comparisons, source=runs_path, carry=config.carry,
                           metadata=judge_metadata(config, config.judge_name or "replay"), **options)
     return AnnotateSummary(config.output, n_rows, 1, shards_written=[0],
                            seconds=time.perf_counter() - start)

@@ -59,7 +59,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pa_dataset
 import pyarrow.parquet as pq
 
-from ..contracts import (CARRIED_COLUMNS, ORDERS, ContractError, RunLayout, annotation_schema,
+from ..contracts import (ORDERS, ContractError, RunLayout, annotation_schema, carried_names,
                          read_table)
 from ..contracts.io import write_atomic
 from ..contracts.verdicts import validate_verdicts
@@ -510,7 +510,7 @@ def _list_array(values: pa.Array, n_rows: int, width: int) -> pa.Array:
 
 
 def _annotation_chunks(part: _Range, item_ids: pa.Array, judge: str, layout: RunLayout,
-                       carried: pa.Table | None, schema: pa.Schema):
+                       carried: pa.Table | None, schema: pa.Schema, carry: Sequence[str] = ()):
     """The annotation rows of one item range, as tables of at most ``CHUNK_RUNS`` runs."""
     n_runs = layout.n_runs
     full = layout.full_subset_index
@@ -547,7 +547,7 @@ def _annotation_chunks(part: _Range, item_ids: pa.Array, judge: str, layout: Run
             "p_predictive": pa.array(p_pred), "conf_predictive": pa.array(conf_pred),
             "p_simulated": pa.array(p_sim), "conf_simulated": pa.array(conf_sim),
         }
-        for name in CARRIED_COLUMNS:
+        for name in carried_names(carry):
             kind = schema.field(name).type
             columns[name] = (pc.cast(carried.column(name).slice(part.lo + a, m).combine_chunks(), kind)
                              if carried is not None and name in carried.column_names
@@ -557,7 +557,8 @@ def _annotation_chunks(part: _Range, item_ids: pa.Array, judge: str, layout: Run
 
 def replay_stream(runs: pa.Table | str, judge: str, *, comparisons: pa.Table | None = None,
                   zero_shot: str | None = None, annotators: Sequence[str] | None = None,
-                  source: str | None = None, max_dense_bytes: int = MAX_DENSE_BYTES):
+                  source: str | None = None, max_dense_bytes: int = MAX_DENSE_BYTES,
+                  carry: Sequence[str] = ()):
     """A run table → its annotation table in chunks: ``(schema, iterator of tables)``.
 
     ``runs`` is a table or the path of a run table (Parquet file or folder, or JSONL), read
@@ -591,7 +592,14 @@ def replay_stream(runs: pa.Table | str, judge: str, *, comparisons: pa.Table | N
         item_ids = _text(comparisons.column("id").combine_chunks())
     else:
         item_ids = first_ids
-    schema = annotation_schema(layout)
+    if carry and comparisons is None:
+        raise ValueError("carry names comparison columns: give the comparisons")
+    absent = [name for name in carry if name not in comparisons.column_names] if carry else []
+    if absent:
+        raise ContractError("<comparisons>", "missing column", field=absent[0],
+                            hint="validate the comparisons with the same carry "
+                            "(contracts.validate_comparisons(table, source, carry=...))")
+    schema = annotation_schema(layout, carry)
     metadata = dict(schema.metadata or {})
     metadata[REPLAY_METADATA_KEY] = json.dumps({
         "annotators": annotators, "zero_shot": zero_shot,
@@ -608,14 +616,14 @@ def replay_stream(runs: pa.Table | str, judge: str, *, comparisons: pa.Table | N
             part = _Range(lo, min(lo + step, n_items), layout.n_runs)
             _scatter_pass(batches, part, item_ids, value_column, zero_shot, annotators, subset_of,
                           layout, known_ids=comparisons is not None, check=lo == 0)
-            yield from _annotation_chunks(part, item_ids, judge, layout, comparisons, schema)
+            yield from _annotation_chunks(part, item_ids, judge, layout, comparisons, schema, carry)
 
     return schema, chunks()
 
 
 def replay_annotations(runs: pa.Table, judge: str, *, comparisons: pa.Table | None = None,
                        zero_shot: str | None = None, annotators: Sequence[str] | None = None,
-                       source: str = "<runs>") -> pa.Table:
+                       source: str = "<runs>", carry: Sequence[str] = ()) -> pa.Table:
     """A run table → an annotation table (one row per item), the rows of ``assemble.annotation_row``.
 
     Parameters
@@ -629,6 +637,9 @@ def replay_annotations(runs: pa.Table, judge: str, *, comparisons: pa.Table | No
         The comparisons (contract-validated): every one gets a row, in its order, with its human
         labels, split and group carried forward; runs of unknown ids are refused. Without it,
         items come in order of first appearance with no labels.
+    carry : sequence of str, optional
+        Extra comparison columns to carry (``contracts.annotation_schema``); they must be in
+        ``comparisons`` (``validate_comparisons(..., carry=carry)`` keeps them).
     zero_shot : str, optional
         The annotator whose runs are the zero-shot runs (predictive probability); none by default
         (``conf_predictive`` is then NaN).
@@ -650,7 +661,7 @@ def replay_annotations(runs: pa.Table, judge: str, *, comparisons: pa.Table | No
         ``comparisons``, no simulated annotator at all.
     """
     schema, chunks = replay_stream(runs, judge, comparisons=comparisons, zero_shot=zero_shot,
-                                   annotators=annotators, source=source)
+                                   annotators=annotators, source=source, carry=carry)
     return pa.Table.from_batches([b for chunk in chunks for b in chunk.to_batches()], schema=schema)
 
 

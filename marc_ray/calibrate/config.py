@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..contracts import TIE_POLICIES
+from ..contracts import TIE_POLICIES, carry_problem, extra_carried
 from ..contracts.validation import check_choice, check_number, check_section_types, fail
 
 # Confidence measures the pipeline can calibrate on: the two heuristics every annotation row
@@ -27,9 +27,6 @@ GRIDS: dict[str, str] = {
     "fixed": "evenly spaced thresholds between grid_low and grid_high, fixed in advance",
     "quantile": "quantiles of the training split's scores (disjoint from calibration)",
 }
-# columns calibrate.by may name: comparison columns that reach the scored rows
-# (contracts.CARRIED_COLUMNS); put any other grouping (a subset, a prompt, a language) in `group`
-GROUP_COLUMNS: dict[str, str] = {"group": "the comparisons' group column (a task, a subset, a dataset)"}
 
 
 @dataclass
@@ -52,7 +49,8 @@ class CalibrateConfig:
                                # measures compared (AUROC, ranking risk) on the test split
     delta_split: Any = "equal"  # cascades: "equal" (delta / L per judge) or a list of L weights
     drift_significance: float = 0.01  # the drift warning fires when the KS test's p < this
-    by: str | None = None      # a threshold per value of this column (one of GROUP_COLUMNS),
+    by: str | None = None      # a threshold per value of this column of the comparisons (group,
+                               # a language, a dataset: carried into every annotation row),
                                # delta split across groups by the union bound (calibrate/groups.py)
 
     def validate(self, source: str = "", n_judges: int = 1) -> "CalibrateConfig":
@@ -71,7 +69,10 @@ class CalibrateConfig:
                      {**CONFIDENCE_MEASURES, AUTO: "choose on the training split's validation part"},
                      source)
         if self.by is not None:
-            check_choice("calibrate.by", self.by, GROUP_COLUMNS, source)
+            problem = group_column_problem(self.by)
+            if problem is not None:
+                raise ValueError(f"{source}: calibrate.by must name a column of the comparisons "
+                                 f"(a task category, a dataset, a language): {problem}")
         for measure in self.compare:
             check_choice("calibrate.compare", measure, CONFIDENCE_MEASURES, source)
         check_number("calibrate.n_grid", self.n_grid, source, low=1, integer=True)
@@ -88,3 +89,24 @@ class CalibrateConfig:
             fail("calibrate.delta_split", f"'equal' or a list of {n_judges} weights (one per judge)",
                  self.delta_split, source)
         return self
+
+    @property
+    def carry(self) -> tuple[str, ...]:
+        """The comparison column the judges must carry into their annotation rows beyond the
+        contract's (``contracts.CARRIED_COLUMNS``) so ``by`` reaches the scores: ``(by,)`` or ``()``
+        (also ``()`` for a name :meth:`validate` refuses)."""
+        if self.by is None or group_column_problem(self.by) is not None:
+            return ()
+        return extra_carried((self.by,))
+
+
+def group_column_problem(name) -> str | None:
+    """Why ``calibrate.by`` cannot name ``name`` (None: it can): it must be able to ride in the
+    annotation rows (``contracts.carry_problem``) and in decisions.parquet beside its columns.
+    Whether the comparisons have it is checked when they are read (the prepare stage)."""
+    from .decide import DECISION_COLUMNS
+
+    problem = carry_problem(name)
+    if problem is None and name in DECISION_COLUMNS:
+        problem = f"{name!r} is a column of decisions.parquet ({', '.join(DECISION_COLUMNS)})"
+    return problem

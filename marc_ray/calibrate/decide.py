@@ -17,7 +17,11 @@ from ..contracts import Certificate
 from .groups import GroupRouting, route_by_group, thresholds_from_record, thresholds_per_item
 from .reasons import explain
 
-__all__ = ["Decisions", "decide", "thresholds_by_group"]
+__all__ = ["DECISION_COLUMNS", "Decisions", "decide", "thresholds_by_group"]
+
+# the columns of decisions.parquet (``apply``); a per-group certificate adds its group column,
+# which therefore may not take one of these names
+DECISION_COLUMNS = ("id", "verdict", "decided_by", "stage", "confidence", "reason_kind", "reason")
 
 _ALL = "__all__"  # the single group of a certificate without groups
 

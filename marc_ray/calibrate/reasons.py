@@ -8,7 +8,9 @@ sentence. The kinds and their sentences, checked in that order for an escalated 
 ========================  ==================================================================
 kind                      reason
 ========================  ==================================================================
-``unseen_group``          group 'legal' was not in the calibration set
+``unseen_group``          group 'legal' was not in the calibration set (an item with no
+                          group value: "the item has no group value, and every certified
+                          threshold is for a group")
 ``abstained``             the certificate abstained: no threshold was certified (group: legal)
 ``no_verdict``            no usable verdict: 3 of 20 runs unreadable
 ``below_threshold``       confidence 0.61 is below this judge's certified threshold 0.83
@@ -152,6 +154,9 @@ def explain(stage, confidence, pred, thresholds, stage_names: Sequence[str], gro
         kind = np.where(unseen, "unseen_group", kind)
         reason = np.where(unseen, "group '" + groups.astype(str).astype(object)
                           + "' was not in the calibration set", reason)
+        no_group = unseen & np.equal(groups, None)
+        reason = np.where(no_group, "the item has no group value, and every certified "
+                          "threshold is for a group", reason)
 
     accepted_text = ("confidence " + conf_text.astype(object) + " is at or above this judge's "
                      "certified threshold " + thr_text.astype(object) + group_text)

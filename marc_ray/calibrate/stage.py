@@ -52,7 +52,7 @@ def calibrate_stage(settings: CalibrateConfig, names: list[str], score_paths: li
         confidence_choice = choose_run_confidence(cal, score_paths[0], model_folders[0],
                                                   learned_measure)
         confidence = confidence_choice["choice"]
-    sets = aligned_sets(score_paths, names, confidence)
+    sets = aligned_sets(score_paths, names, confidence, cal.by or "group")
     calibration, train = sets["calibration"], sets.get("train")
     # An item a judge gave no verdict on stays in: that judge never accepts it, exactly as apply
     # routes it (on to the next judge, or to humans), so each stage is calibrated on the items

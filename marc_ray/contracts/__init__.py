@@ -15,7 +15,8 @@ annotation   one row per comparison and judge: the flat run vector ``probs`` (th
              ``probs[annotator, shot_subset, order]`` in C order, see :class:`RunLayout`),
              the raw label mass and status of every run, the zero-shot runs, and the derived
              heuristics (``pred``, ``conf_predictive``, ``conf_simulated``). Human labels,
-             ``split`` and ``group`` are carried forward so the file is self-contained.
+             ``split`` and ``group`` are carried forward so the file is self-contained, and
+             any other comparison column a run names (``carry``, e.g. ``calibrate.by``).
 scores       what calibration reads: ``id``, a confidence column, ``pred`` and ``human_label``.
 
 Every validation error is a :class:`ContractError`, which names the file, the row and the field.
@@ -41,8 +42,9 @@ from .schemas import (ANNOTATION_REQUIRED, ANNOTATION_SCHEMA, CARRIED_COLUMNS, C
                       COMPARISON_SCHEMA, LABELS, LAYOUT_METADATA_KEY, ORDERS, POOL_REQUIRED,
                       POOL_SCHEMA, PREDICTIONS, RUN_STATUS_OK, SCORES_REQUIRED, TIE_POLICIES,
                       VOTE_TYPE, RunLayout, TiePolicy, agreement, annotation_schema,
-                      check_pool_disjoint, layout_of, majority_label, validate_annotations,
-                      validate_comparisons, validate_scores)
+                      carried_column, carried_names, carry_problem, check_present,
+                      check_pool_disjoint, extra_carried, layout_of, majority_label,
+                      validate_annotations, validate_comparisons, validate_scores)
 
 __all__ = [
     "Aligned", "ItemSet", "align_items", "aligned_sets",
@@ -50,7 +52,8 @@ __all__ = [
     "COMPARISON_REQUIRED", "COMPARISON_SCHEMA", "Certificate", "ContractError", "LABELS",
     "LAYOUT_METADATA_KEY", "ORDERS", "POOL_REQUIRED", "POOL_SCHEMA", "PREDICTIONS",
     "RUN_STATUS_OK", "RunLayout", "SCORES_REQUIRED", "TIE_POLICIES", "TiePolicy", "VOTE_TYPE",
-    "agreement", "annotation_schema", "check_pool_disjoint", "file_hash", "layout_of",
+    "agreement", "annotation_schema", "carried_column", "carried_names", "carry_problem",
+    "check_present", "check_pool_disjoint", "extra_carried", "file_hash", "layout_of",
     "majority_label", "read_columns", "read_table", "rows_to_table", "table_hash", "BINDING_KEYS", "check_binding",
     "content_digest", "CONFIDENCE_MODELS_METADATA_KEY", "JUDGE_METADATA_KEY", "metadata_binding",
     "with_binding",

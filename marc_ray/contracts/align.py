@@ -96,7 +96,8 @@ class ItemSet:
         "a", "b" or "tie"; None for unlabelled (deployment) items.
     ids : list of str, optional
     groups : ndarray of object, shape (n,), optional
-        Each item's ``group`` (for a per-group certificate; None where the data has none).
+        Each item's group: its value of the certificate's group column (``group`` unless
+        ``calibrate.by`` names another; None where the data has none).
     """
 
     name: str
@@ -122,8 +123,8 @@ class ItemSet:
         return self.human_label is not None and bool(np.isin(self.human_label, ["a", "b", "tie"]).all())
 
 
-def aligned_sets(score_paths: Sequence[str], names: Sequence[str], confidence: str
-                 ) -> dict[str, ItemSet]:
+def aligned_sets(score_paths: Sequence[str], names: Sequence[str], confidence: str,
+                 group_column: str = "group") -> dict[str, ItemSet]:
     """Each split's items with every judge's confidence and verdict side by side.
 
     Parameters
@@ -132,6 +133,8 @@ def aligned_sets(score_paths: Sequence[str], names: Sequence[str], confidence: s
     names : list of str
     confidence : str
         The confidence column (e.g. ``conf_marc``).
+    group_column : str, default="group"
+        The column whose values become each ItemSet's ``groups`` (``calibrate.by``).
 
     Returns
     -------
@@ -141,15 +144,17 @@ def aligned_sets(score_paths: Sequence[str], names: Sequence[str], confidence: s
     tables = []
     for path, name in zip(score_paths, names):
         # only what alignment reads: never the per-run list columns
-        table = read_columns(path, ["id", "pred", confidence, "human_label", "split", "judge", "group"])
+        table = read_columns(path, ["id", "pred", confidence, "human_label", "split", "judge",
+                                    group_column])
         if confidence not in table.column_names:
             raise ContractError(path, f"no confidence column {confidence!r} for judge {name!r}",
                                 field=confidence, hint="enable fit, or calibrate a heuristic "
                                 "(conf_simulated / conf_predictive)")
         tables.append(table)
-    aligned = align_items(tables, [confidence] * len(tables), carry=("human_label", "split", "group"))
+    aligned = align_items(tables, [confidence] * len(tables),
+                          carry=("human_label", "split", group_column))
     labels, splits = aligned.extra["human_label"], aligned.extra["split"]
-    groups = aligned.extra.get("group")
+    groups = aligned.extra.get(group_column)
     out = {}
     for split in SPLITS:
         mask = splits == split

@@ -156,6 +156,15 @@ def make_dirs(location: str | os.PathLike) -> None:
     filesystem.create_dir(path, recursive=True)
 
 
+def remove(location: str | os.PathLike) -> None:
+    """Delete the file at ``location`` if there is one."""
+    from pyarrow import fs
+
+    filesystem, path = resolve(location)
+    if filesystem.get_file_info(path).type == fs.FileType.File:
+        filesystem.delete_file(path)
+
+
 def read_bytes(location: str | os.PathLike) -> bytes:
     filesystem, path = resolve(location)
     with filesystem.open_input_stream(path) as stream:

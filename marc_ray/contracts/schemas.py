@@ -52,6 +52,9 @@ POOL_REQUIRED = COMPARISON_REQUIRED + ("annotator",)
 
 # Columns carried from the comparison into its annotation row.
 CARRIED_COLUMNS = ("human_label", "votes_a", "votes_b", "votes_tie", "split", "group")
+# Any other scalar comparison column (a language, a dataset, a task) can be carried too when a
+# run names it (``AnnotateConfig.carry``, filled from ``calibrate.by``): it is written as text
+# after the contract's columns, so a run that carries nothing keeps the annotation schema.
 
 ANNOTATION_SCHEMA = pa.schema([
     ("id", pa.string()),
@@ -124,9 +127,43 @@ class RunLayout:
                    tuple(data.get("orders", ORDERS)))
 
 
-def annotation_schema(layout: RunLayout) -> pa.Schema:
-    """The annotation schema with the run layout stored in the Parquet metadata."""
-    return ANNOTATION_SCHEMA.with_metadata({LAYOUT_METADATA_KEY: layout.to_json().encode()})
+def annotation_schema(layout: RunLayout, carry: Sequence[str] = ()) -> pa.Schema:
+    """The annotation schema with the run layout stored in the Parquet metadata.
+
+    ``carry`` names extra comparison columns (:func:`extra_carried`) appended as text fields.
+    """
+    schema = ANNOTATION_SCHEMA
+    for name in extra_carried(carry):
+        schema = schema.append(pa.field(name, pa.string()))
+    return schema.with_metadata({LAYOUT_METADATA_KEY: layout.to_json().encode()})
+
+
+def extra_carried(carry: Sequence[str]) -> tuple[str, ...]:
+    """The names of ``carry`` the contract does not already carry, in order, once each."""
+    return tuple(dict.fromkeys(name for name in carry if name not in CARRIED_COLUMNS))
+
+
+def carried_names(carry: Sequence[str] = ()) -> tuple[str, ...]:
+    """Every comparison column an annotation row carries: the contract's, then ``carry``'s."""
+    return CARRIED_COLUMNS + extra_carried(carry)
+
+
+def carry_problem(name) -> str | None:
+    """Why ``name`` cannot be carried into annotation rows (None: it can).
+
+    A carried column sits beside the annotation's own columns and the confidence columns the
+    fit stage adds (``conf_*``), so it may not take one of their names.
+    """
+    if not isinstance(name, str) or not name.strip():
+        return f"{name!r} is not a column name"
+    if name in CARRIED_COLUMNS:
+        return None
+    if name in ANNOTATION_SCHEMA.names or name.startswith("conf_"):
+        return (f"{name!r} is a column the annotation rows already hold (or a confidence "
+                "column's name); rename it in the comparisons")
+    if name == "human_votes":
+        return "'human_votes' is a list of votes, not one value per item"
+    return None
 
 
 def layout_of(table: pa.Table, source: str = "<table>") -> RunLayout:
@@ -287,17 +324,21 @@ def _normalise_ids(table: pa.Table) -> pa.Table:
 
 
 def validate_comparisons(table: pa.Table, source: str = "<comparisons>", *,
-                         require_labels: bool = False, pool: bool = False) -> pa.Table:
+                         require_labels: bool = False, pool: bool = False,
+                         carry: Sequence[str] = ()) -> pa.Table:
     """Check a comparison (or few-shot pool) table and return it in the contract's schema.
 
     ``human_label`` is resolved from ``human_votes`` (majority, see :func:`majority_label`) when
-    only votes are given; ``votes_a``/``votes_b``/``votes_tie`` count the votes.
+    only votes are given; ``votes_a``/``votes_b``/``votes_tie`` count the votes. Columns named
+    in ``carry`` beyond the contract's (:func:`extra_carried`) are kept after those, as text
+    (:func:`carried_column`); every other column is dropped.
 
     Raises
     ------
     ContractError
         Missing column, empty table, duplicate id, empty text, a label outside {a, b, tie},
-        a malformed vote, or (``require_labels``) an item with no human label.
+        a malformed vote, (``require_labels``) an item with no human label, or a carried
+        column that is absent or holds a list or record instead of one value.
     """
     if table.num_rows == 0:
         raise ContractError(source, "the table has no rows")
@@ -359,9 +400,58 @@ def validate_comparisons(table: pa.Table, source: str = "<comparisons>", *,
     if pool:
         columns["annotator"] = table.column("annotator")
     out = pa.table({name: columns[name] for name in schema.names}, schema=schema)
-    return out.append_column("votes_a", pa.array(counts["a"], pa.int32())) \
-              .append_column("votes_b", pa.array(counts["b"], pa.int32())) \
-              .append_column("votes_tie", pa.array(counts["tie"], pa.int32()))
+    out = out.append_column("votes_a", pa.array(counts["a"], pa.int32())) \
+             .append_column("votes_b", pa.array(counts["b"], pa.int32())) \
+             .append_column("votes_tie", pa.array(counts["tie"], pa.int32()))
+    for name in extra_carried(carry):
+        if name not in out.column_names:  # a contract comparison column (instruction, ...) too
+            out = out.append_column(name, carried_column(table, name, source))
+    return out
+
+
+def carried_column(table: pa.Table, name: str, source: str) -> pa.Array:
+    """A comparison column to carry into annotation rows, as text (numbers as their digits).
+
+    Raises
+    ------
+    ContractError
+        Naming the field: the name cannot be carried (:func:`carry_problem`), the column is
+        absent (listing the columns present), or (naming the row) a value is a list or record.
+    """
+    problem = carry_problem(name)
+    if problem is not None:
+        raise ContractError(source, problem, field=str(name))
+    if name not in table.column_names:
+        raise ContractError(source, "missing column", field=name,
+                            hint=f"a carried column (calibrate.by, annotate.carry) must be in "
+                            f"the comparisons; columns present: {', '.join(table.column_names)}")
+    column = table.column(name).combine_chunks()
+    kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
+            or pa.types.is_floating(kind) or pa.types.is_boolean(kind) or pa.types.is_null(kind)):
+        valid = np.flatnonzero(column.is_valid().to_numpy(zero_copy_only=False))
+        row = int(valid[0]) if valid.size else 0
+        raise ContractError(source, f"expected one value per item (text or a number), got "
+                            f"{kind} {column[row].as_py()!r}", row=row, field=name,
+                            hint="a carried column (calibrate.by) holds one value per comparison")
+    return pc.cast(column, pa.string())
+
+
+def check_present(table: pa.Table, name: str, source: str, rows=None, why: str = "") -> None:
+    """Refuse a null or empty value of ``name`` on ``rows`` (a boolean mask; all rows if None),
+    naming the first such row; ``why`` says which rows need a value (e.g. "calibration")."""
+    _require_columns(table, [name], source)
+    column = pc.cast(table.column(name), pa.string())
+    empty = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(column), ""), True)
+    bad = empty.to_numpy(zero_copy_only=False)
+    if rows is not None:
+        bad = bad & np.asarray(rows, dtype=bool)
+    first = np.flatnonzero(bad)
+    if first.size:
+        value = table.column(name)[int(first[0])].as_py()
+        raise ContractError(source, f"{'missing' if value is None else 'empty'} value"
+                            + (f" on a {why} row" if why else ""), row=int(first[0]), field=name,
+                            hint=f"every {why + ' ' if why else ''}item needs a {name}")
 
 
 def _optional_string(table: pa.Table, name: str, source: str) -> pa.Array:

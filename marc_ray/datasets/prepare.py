@@ -14,9 +14,10 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from ..contracts import (ContractError, check_pool_disjoint, read_table, validate_comparisons,
-                         write_table_atomic)
+from ..contracts import (ContractError, check_pool_disjoint, check_present, read_table,
+                         validate_comparisons, write_table_atomic)
 from ..contracts.io import parent
 from ..contracts.validation import check_number, check_section_types, fail, reject_unknown
 
@@ -101,7 +102,7 @@ def assign_splits(table: pa.Table, data: DataConfig, source: str,
 
 
 def prepare(data: DataConfig, *, seed: int, comparisons_out: str, pool_out: str,
-            extra_splits: tuple[str, ...] = ()) -> dict:
+            extra_splits: tuple[str, ...] = (), group_column: str | None = None) -> dict:
     """Validate the comparisons and the pool (or generate the demo), assign splits, write Parquet.
 
     Parameters
@@ -110,6 +111,9 @@ def prepare(data: DataConfig, *, seed: int, comparisons_out: str, pool_out: str,
     seed : the run's seed (the demo is drawn from it unless ``data.demo`` sets its own)
     comparisons_out, pool_out : where the validated tables go (the run folder's data/ files)
     extra_splits : split values a given ``split`` column may also hold (fit's validation names)
+    group_column : the column a threshold is certified per (``calibrate.by``): kept in the
+        written comparisons (as text) and required, non-empty, on every calibration row; a
+        train or test row without a value is kept (apply escalates such an item)
 
     Returns
     -------
@@ -128,10 +132,16 @@ def prepare(data: DataConfig, *, seed: int, comparisons_out: str, pool_out: str,
     comparisons = read_table(comparisons_path)
     if data.max_items:
         comparisons = comparisons.slice(0, data.max_items)
-    comparisons = validate_comparisons(comparisons, comparisons_path, require_labels=True)
+    comparisons = validate_comparisons(comparisons, comparisons_path, require_labels=True,
+                                       carry=(group_column,) if group_column else ())
     pool = validate_comparisons(read_table(pool_path), pool_path, pool=True)
     check_pool_disjoint(pool, comparisons, pool_path, comparisons_path)
     comparisons = assign_splits(comparisons, data, comparisons_path, extra_splits)
+    if group_column:
+        calibration = pc.equal(comparisons.column("split"), "calibration").to_numpy(
+            zero_copy_only=False)
+        check_present(comparisons, group_column, comparisons_path, rows=calibration,
+                      why="calibration")
     write_table_atomic(comparisons, comparisons_out)
     write_table_atomic(pool, pool_out)
     splits = comparisons.column("split").to_pylist()

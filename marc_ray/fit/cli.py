@@ -82,11 +82,12 @@ def config_from_args(args: argparse.Namespace):
 
 
 def _summary(model) -> str:
-    last = model.history_[-1] if model.history_ else {}
+    kept = model.history_[model.best_epoch_] if model.history_ else {}
     return (f"{model.config.variant}: gamma={model.gamma_:.3g}, bound={model.bound_['bound']:.4g} "
             f"(empirical margin risk {model.bound_['empirical_margin_risk']:.3f}, slack "
             f"{model.bound_['slack']:.4g}), valid ranking risk="
-            f"{last.get('valid_ranking_risk', float('nan')):.3f}, {model.n_train_} training items")
+            f"{kept.get('valid_ranking_risk', float('nan')):.3f} at epoch {model.best_epoch_ + 1} of "
+            f"{len(model.history_)} (kept by the collapse guard), {model.n_train_} training items")
 
 
 def _fit(args: argparse.Namespace) -> int:

@@ -35,11 +35,18 @@ from .features import FeatureLayout, build_features, check_finite
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT = "marc_ray.confidence_model/1"
+# Rows per forward pass when scoring, the last pass padded with zero rows. The matmul kernels
+# pick their blocking (and so the rounding of each row's dot products) by the input's shape:
+# scoring a 7-row batch and a 300-row table gave the same row confidences differing by ~1e-10
+# (~1e-5 after the agreement map). With one shape for every pass, a row's confidence is the
+# same bits whatever the batch it is scored in (tests/fit/test_score_batches.py).
+SCORE_BLOCK_ROWS = 512
 
 
 # The keys of config.json that load() needs (save() writes them all).
 SAVED_KEYS = ("format", "column", "fit_config", "features", "gamma", "bound", "history",
               "data_hash", "n_train", "n_valid")
+LAST_EPOCH = "the last epoch (a model saved before the collapse guard)"
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -65,8 +72,12 @@ class MarcConfidence:
         The trained network (CPU, eval mode).
     feature_layout_ : FeatureLayout
         The run layout and feature names the model reads.
+    best_epoch_ : int
+        The epoch whose weights ``model_`` holds: the collapse guard keeps the iterate with the
+        lowest validation ranking risk, not the last one (:func:`marc_ray.fit.train.kept_iterate_key`
+        says why and how ties break); ``best_reason_`` says it in words.
     gamma_ : float
-        The final margin γ.
+        The margin γ of the kept epoch.
     gamma_history_ : list of float
         γ chosen by the line search after each epoch (MARC's training objective; see
         :mod:`marc_ray.fit.loss`); constant for "vanilla".
@@ -74,7 +85,7 @@ class MarcConfidence:
         Every term of the bound at ``gamma_`` (see :class:`marc_ray.fit.bound.BoundTerms`); a
         diagnostic: its O(·) constants are unknown and it is not what γ minimises.
     history_ : list of dict
-        Per-epoch metrics.
+        Per-epoch metrics (every epoch, including those after ``best_epoch_``).
     agreement_map_ : AgreementMap
         Strictly increasing map C_θ → estimated agreement probability, fitted on the
         validation part of the training split (:mod:`marc_ray.fit.monotone`); ``score``
@@ -153,8 +164,11 @@ class MarcConfidence:
         ``fit_ray`` itself and hands the result here)."""
         self.model_ = model
         self.feature_layout_ = data.layout
-        self.gamma_ = float(state["gamma"])
-        self.bound_ = dict(state["bound"])
+        kept = state.get("best") or {"epoch": state["epoch"], "gamma": state["gamma"],
+                                     "bound": state["bound"], "reason": LAST_EPOCH}
+        self.best_epoch_, self.best_reason_ = int(kept["epoch"]), str(kept["reason"])
+        self.gamma_ = float(kept["gamma"])
+        self.bound_ = dict(kept["bound"])
         self.history_ = list(state["history"])
         self.gamma_history_ = [float(h["gamma"]) for h in self.history_]
         self.data_hash_ = data.data_hash
@@ -194,8 +208,14 @@ class MarcConfidence:
                                 f"{self.feature_layout_.n_features}), got {features.shape}",
                                 field="features")
         check_finite(features, self.feature_layout_, source)
+        scores = np.empty(len(features), dtype=np.float64)
+        block = torch.zeros(SCORE_BLOCK_ROWS, features.shape[1], dtype=torch.float32)
         with torch.no_grad():
-            scores = self.model_.confidence(torch.from_numpy(features)).numpy().astype(np.float64)
+            for start in range(0, len(features), SCORE_BLOCK_ROWS):
+                rows = features[start:start + SCORE_BLOCK_ROWS]
+                block.zero_()  # the last block is padded: every forward pass has one shape
+                block[: len(rows)] = torch.from_numpy(rows)
+                scores[start:start + len(rows)] = self.model_.confidence(block)[: len(rows)].numpy()
         mapping = getattr(self, "agreement_map_", None)
         return scores if raw or mapping is None else mapping.transform(scores)
 
@@ -241,6 +261,7 @@ class MarcConfidence:
             "features": self.feature_layout_.to_dict(), "gamma": self.gamma_,
             "bound": self.bound_, "history": self.history_, "data_hash": self.data_hash_,
             "gamma_history": self.gamma_history_, "valid_ids": self.valid_ids_,
+            "best_epoch": self.best_epoch_, "best_reason": self.best_reason_,
             **({"agreement_map": self.agreement_map_.to_dict()}
                if getattr(self, "agreement_map_", None) is not None else {}),
             "n_train": self.n_train_, "n_valid": self.n_valid_,
@@ -301,6 +322,8 @@ class MarcConfidence:
         estimator.gamma_ = float(data["gamma"])
         estimator.bound_ = dict(data["bound"])
         estimator.history_ = list(data["history"])
+        estimator.best_epoch_ = int(data.get("best_epoch", len(estimator.history_) - 1))
+        estimator.best_reason_ = str(data.get("best_reason", LAST_EPOCH))
         estimator.gamma_history_ = [float(g) for g in data.get(
             "gamma_history", [h["gamma"] for h in estimator.history_])]
         estimator.data_hash_ = data["data_hash"]

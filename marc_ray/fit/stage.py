@@ -2,7 +2,7 @@
 
 ``fit_stage`` trains (or sweeps, then trains) MARC on the training split of one judge's
 annotations and saves the model folder; ``score_stage`` adds the learned confidence column;
-``fitted_margins`` reads back what the report shows of a fit (γ per epoch).
+``fitted_margins`` reads back what the report shows of a fit (γ per epoch, the kept epoch).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def fit_stage(section: FitSection, annotations: str, folder: str, ray) -> dict:
     if getattr(model, "n_without_verdict_", 0):
         details["left out (no verdict)"] = model.n_without_verdict_
     return {"n_train": model.n_train_, "n_valid": model.n_valid_, "gamma": round(model.gamma_, 4),
-            **details}
+            "kept epoch": f"{model.best_epoch_ + 1} of {len(model.history_)}", **details}
 
 
 def score_stage(annotations: str, model_folder: str | None, out_path: str) -> dict:
@@ -53,7 +53,8 @@ def score_stage(annotations: str, model_folder: str | None, out_path: str) -> di
 
 
 def fitted_margins(model_folders: dict[str, str | None]) -> dict:
-    """Per judge with a fitted model: γ per epoch and the final γ (the model's config file)."""
+    """Per judge with a fitted model: γ per epoch, the epoch the collapse guard kept and its γ
+    (the model's config file)."""
     from .estimator import CONFIG_FILE
 
     out = {}
@@ -64,6 +65,6 @@ def fitted_margins(model_folders: dict[str, str | None]) -> dict:
         model = json.loads(read_text(path))
         history = model.get("gamma_history") or [h.get("gamma") for h in model.get("history", [])]
         out[name] = {"gamma_history": [float(g) for g in history if g is not None],
-                     "gamma": model.get("gamma"),
+                     "gamma": model.get("gamma"), "best_epoch": model.get("best_epoch"),
                      "agreement_map": "agreement_map" in model}
     return out

@@ -10,11 +10,21 @@ yields its metrics (loss, γ, every bound term, validation ranking risk) and a c
 (safetensors weights and optimizer state, JSON state: no pickle), from which a restarted run
 resumes; Ray Train reports and keeps one every ``checkpoint_every`` epochs and at the last.
 
+The fitted model is not the last epoch's θ but the epoch :func:`kept_iterate_key` ranks best
+(the collapse guard). Without it, two collapses were seen: on a trap seed of ``fit.synthetic``
+the training pairs were separated (objective 0.006) when C_θ fell to chance at epoch 24
+(validation AUROC 0.89 → 0.49); on a 57-item judge with an [8, 4] net at lr 0.01 the output
+was flat from the start and the penalty alone shrank the weights to a constant C_θ
+(‖W‖ 1.9 → 0.01; docs/benchmarks_fit.md, section 3b). The kept weights travel in every checkpoint (``best_model.safetensors``),
+so a run resumed on Ray Train keeps the guard's choice, and both backends share this loop.
+
 Ray Train specifics sit in :func:`train_loop_per_worker` and :func:`fit_ray`, marked [1]-[4]
 like Ray's own examples: [1] the worker's data shard, [2] the DDP model, [3] a report with a
 checkpoint every ``checkpoint_every`` epochs, [4] ``TorchTrainer.fit`` with a
 ``FailureConfig``. Pair sampling is seeded by (random_state, epoch, rank), so a run resumed
-from a checkpoint continues exactly as an uninterrupted one would.
+from a checkpoint continues exactly as an uninterrupted one would. The workers' rows come as
+Ray Data datasets when the features are large (``RAY_DATA_MIN_BYTES``), as two objects in the
+object store otherwise; either way each rank gets the same rows (:func:`shard_rows`).
 """
 
 from __future__ import annotations
@@ -42,15 +52,24 @@ Report = Callable[[dict, dict], None]  # (metrics, checkpoint state) → None
 
 
 # ---------------------------------------------------------------------------------------------
-# Checkpoints: model.safetensors, optimizer.safetensors, state.json
+# Checkpoints: model.safetensors, best_model.safetensors, optimizer.safetensors, state.json
 # ---------------------------------------------------------------------------------------------
+
+KEPT_WEIGHTS = "kept_weights"  # state key: the guard's kept iterate (best_model.safetensors)
+KEPT_FILE = "best_model.safetensors"
+
 
 def save_checkpoint(folder: str, model: ConfidenceMLP, optimizer: torch.optim.Optimizer,
                     state: dict) -> None:
-    """Write weights, optimizer state (flattened to safetensors) and JSON state to ``folder``."""
+    """Write weights, the guard's kept weights (``state[KEPT_WEIGHTS]``), optimizer state
+    (flattened to safetensors) and the rest of ``state`` as JSON to ``folder``."""
     os.makedirs(folder, exist_ok=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
               os.path.join(folder, "model.safetensors"))
+    state = dict(state)
+    kept = state.pop(KEPT_WEIGHTS, None)
+    if kept is not None:
+        save_file({k: v.contiguous() for k, v in kept.items()}, os.path.join(folder, KEPT_FILE))
     opt = optimizer.state_dict()
     tensors = {f"{index}.{key}": torch.as_tensor(value).detach().cpu().contiguous()
                for index, entry in opt["state"].items() for key, value in entry.items()}
@@ -61,11 +80,14 @@ def save_checkpoint(folder: str, model: ConfidenceMLP, optimizer: torch.optim.Op
 
 def load_checkpoint(folder: str, model: ConfidenceMLP, optimizer: torch.optim.Optimizer | None
                     ) -> dict:
-    """Restore weights (and optimizer state) from ``folder``; return its JSON state."""
+    """Restore weights (and optimizer state) from ``folder``; return its JSON state, with the
+    guard's kept weights under ``KEPT_WEIGHTS`` (CPU tensors) when the checkpoint has them."""
     device = next(model.parameters()).device
     model.load_state_dict(load_file(os.path.join(folder, "model.safetensors"), device=str(device)))
     with open(os.path.join(folder, "state.json"), encoding="utf-8") as stream:
         state = json.load(stream)
+    if os.path.exists(os.path.join(folder, KEPT_FILE)):
+        state[KEPT_WEIGHTS] = load_file(os.path.join(folder, KEPT_FILE))
     if optimizer is not None:
         tensors = load_file(os.path.join(folder, "optimizer.safetensors"))
         entries: dict[int, dict] = {}
@@ -75,6 +97,15 @@ def load_checkpoint(folder: str, model: ConfidenceMLP, optimizer: torch.optim.Op
             index, key = name.split(".", 1)
             entries.setdefault(int(index), {})[key] = value
         optimizer.load_state_dict({"state": entries, "param_groups": state["param_groups"]})
+    return state
+
+
+def keep_best(model: ConfidenceMLP, state: dict) -> dict:
+    """Load the guard's kept weights into ``model``; return ``state`` without the tensors."""
+    state = dict(state)
+    kept = state.pop(KEPT_WEIGHTS, None)
+    if kept is not None:
+        model.load_state_dict(kept)
     return state
 
 
@@ -99,6 +130,32 @@ def _generator(config: FitConfig, epoch: int, rank: int, stream: int) -> torch.G
         ((config.random_state * 1_000_003 + epoch) * 1009 + rank) * 7 + stream)
 
 
+def kept_iterate_key(valid_risk: float, train_pair_risk: float, objective: float
+                     ) -> tuple[float, float, float]:
+    """What the collapse guard minimises over epochs (lexicographically; ties: the earlier epoch).
+
+    First the validation ranking risk 1 − AUROC, on the validation part of the training split:
+    it is what the certificate's coverage depends on and what ``FitConfig.valid_splits`` is
+    for (model selection), and it is the only signal that sees both collapses met: on 57
+    training items MARC's objective *fell* all the way into the constant (at a tiny γ̂ a
+    constant C costs log 2 + γ/2τ, less than a weak ranker's surrogate), so the lowest-objective
+    iterate was the collapsed one; on the trap seed the validation AUROC also fell before the
+    collapse (over-fitting), which the training objective cannot see. The cost: the
+    validation items pick 1 of ``epochs`` iterates, so their AUROC (and the agreement map and
+    ``calibrate.confidence: auto``, fitted on them too) reads slightly optimistic; the
+    calibration items stay untouched, so the guarantee does not move.
+    Then, to break the ties a small validation part makes frequent (8 items: 16 pairs), the
+    ranking risk of the epoch's training evaluation pairs (ties count 1/2, so a C_θ flattening
+    to a constant loses); then, once both rank perfectly (a separable judge), the training
+    objective L(θ, γ̂), which keeps the better-separated later iterate. Without a validation
+    part with both kinds (risk NaN) the other keys decide. Deterministic: each is an exact
+    function of seeded pairs and fixed items, all-reduced, so every DDP rank keeps the same
+    epoch (remaining ties: the earlier epoch).
+    """
+    return (0.0 if math.isnan(valid_risk) else float(valid_risk), float(train_pair_risk),
+            float(objective))
+
+
 def run_epochs(config: FitConfig, model: torch.nn.Module, base: ConfidenceMLP,
                optimizer: torch.optim.Optimizer, train: dict, valid: dict, report: Report, *,
                state: dict | None = None, rank: int = 0, world_size: int = 1,
@@ -116,9 +173,12 @@ def run_epochs(config: FitConfig, model: torch.nn.Module, base: ConfidenceMLP,
 
     Returns
     -------
-    dict : the final state (epoch, gamma, bound terms, history)
+    dict : the final state (epoch, gamma, bound terms, history), and the collapse guard's
+        choice: ``best_epoch``, ``best`` (that epoch's γ, bound, key and why it was kept) and
+        ``KEPT_WEIGHTS`` (its weights, CPU tensors; :func:`keep_best` loads them)
     """
     state = dict(state or {"epoch": -1, "gamma": config.margin_init, "history": []})
+    best, kept = state.get("best"), state.get(KEPT_WEIGHTS)
     resumed_from = state["epoch"] if state["epoch"] >= 0 else None
     agree_index = torch.nonzero(train["agree"] >= 0.5).squeeze(1).cpu()
     disagree_index = torch.nonzero(train["agree"] < 0.5).squeeze(1).cpu()
@@ -172,7 +232,8 @@ def run_epochs(config: FitConfig, model: torch.nn.Module, base: ConfidenceMLP,
             sums = np.concatenate([
                 surrogate_by_margin(differences, candidates, config.temperature, pair_weights),
                 (differences[:, None] < candidates[None, :]).sum(0),
-                [len(differences) if pair_weights is None else pair_weights.sum(),
+                [(differences < 0).sum() + 0.5 * (differences == 0).sum(),  # misranked pairs
+                 len(differences) if pair_weights is None else pair_weights.sum(),
                  len(differences)]])
             sums = _all_reduce_sum(torch.as_tensor(sums, dtype=torch.float64), device).numpy()
             n_grid = len(candidates)
@@ -185,6 +246,17 @@ def run_epochs(config: FitConfig, model: torch.nn.Module, base: ConfidenceMLP,
             valid_scores = base.confidence(valid["features"]).cpu().numpy()
         valid_risk = ranking_risk(valid_scores, valid["agree"].cpu().numpy() >= 0.5) \
             if len(valid_scores) else math.nan
+        train_pair_risk = float(sums[2 * n_grid] / n_eval)
+        key = kept_iterate_key(valid_risk, train_pair_risk, float(objective[pick]))
+        if best is None or key < tuple(best["key"]):  # strict: ties keep the earlier epoch
+            best = {"epoch": epoch, "gamma": terms.gamma if is_marc else gamma,
+                    "bound": terms.to_dict(), "key": list(key), "valid_ranking_risk": valid_risk,
+                    "reason": ("lowest validation ranking risk (ties: the training pairs' "
+                               "ranking risk, then the training objective)"
+                               if not math.isnan(valid_risk) else "no validation part with both "
+                               "kinds: lowest ranking risk on the training evaluation pairs "
+                               "(ties: the training objective)")}
+            kept = {k: v.detach().cpu().clone() for k, v in base.state_dict().items()}
         metrics = {"epoch": epoch, "train_loss": float(loss_sum[0] / loss_sum[1]),
                    "gamma_trained": gamma, "gamma": terms.gamma,
                    "gamma_at_edge": bool(is_marc and pick in (0, n_grid - 1)),
@@ -193,10 +265,13 @@ def run_epochs(config: FitConfig, model: torch.nn.Module, base: ConfidenceMLP,
                    "objective_penalty": float(beta * norm / candidates[pick]),
                    "weight_norm": norm,
                    "valid_ranking_risk": valid_risk, "valid_auroc": 1.0 - valid_risk,
+                   "train_pair_ranking_risk": train_pair_risk, "best_epoch": best["epoch"],
+                   "kept_valid_ranking_risk": best["valid_ranking_risk"],  # what Tune selects by
                    "resumed_from": -1 if resumed_from is None else resumed_from,
                    **{f"bound_{k}": v for k, v in terms.to_dict().items()}}
         state = {"epoch": epoch, "gamma": terms.gamma if is_marc else gamma,
-                 "bound": terms.to_dict(), "history": state["history"] + [metrics]}
+                 "bound": terms.to_dict(), "history": state["history"] + [metrics],
+                 "best_epoch": best["epoch"], "best": best, KEPT_WEIGHTS: kept}
         report(metrics, state)
     return state
 
@@ -235,8 +310,8 @@ def fit_local(config: FitConfig, train: Arrays, valid: Arrays, *, checkpoint_dir
 
     Returns
     -------
-    model : ConfidenceMLP (trained, on CPU, eval mode)
-    state : dict (epoch, gamma, bound, history)
+    model : ConfidenceMLP (the collapse guard's kept iterate, on CPU, eval mode)
+    state : dict (epoch, gamma, bound, history, best_epoch, best)
     """
     torch.set_num_threads(config.torch_threads)
     if config.use_gpu and not torch.cuda.is_available():
@@ -260,6 +335,7 @@ def fit_local(config: FitConfig, train: Arrays, valid: Arrays, *, checkpoint_dir
 
     state = run_epochs(config, model, model, optimizer, tensors(train, device),
                        tensors(valid, device), on_epoch, state=state)
+    state = keep_best(model, state)  # the guard's iterate, not the last epoch's
     return model.cpu().eval(), state
 
 
@@ -274,19 +350,86 @@ HEALTH_CHECK_INTERVAL_S = "0.5"
 
 
 def _columns(arrays: Arrays) -> dict:
-    """The numpy columns a worker needs (shipped once through the object store)."""
+    """The numpy columns a worker needs (as objects or as Ray Data blocks)."""
     return {k: np.ascontiguousarray(getattr(arrays, k), dtype=np.float32) for k in COLUMNS}
 
 
-def worker_shard(columns: dict, rank: int, world_size: int) -> dict:
-    """Rank ``rank``'s rows: agreements and disagreements each dealt round-robin over the ranks.
+def shard_rows(agree: np.ndarray, rank: int, world_size: int) -> np.ndarray:
+    """Rank ``rank``'s row numbers, ascending: agreements and disagreements each dealt
+    round-robin over the ranks.
 
     Deterministic (the same rows per rank after a restart, so a resumed run samples the same
     pairs) and balanced (each rank gets ~1/world_size of the disagreements it needs for pairs).
     """
-    order = np.argsort(columns["agree"] < 0.5, kind="stable")  # agreements first, order kept
-    rows = np.sort(order[rank::world_size])
+    order = np.argsort(np.asarray(agree) < 0.5, kind="stable")  # agreements first, order kept
+    return np.sort(order[rank::world_size])
+
+
+def worker_shard(columns: dict, rank: int, world_size: int) -> dict:
+    """Rank ``rank``'s rows (:func:`shard_rows`) of every column."""
+    rows = shard_rows(columns["agree"], rank, world_size)
     return {k: np.array(v[rows]) for k, v in columns.items()}
+
+
+# Features of at least this many bytes (training + validation, float32) reach the workers
+# through Ray Data; smaller ones as two objects in the object store. Ray Data costs a fit a
+# fixed time whatever its size (Train starts a DatasetManager actor; each worker's first
+# iteration ~1 s): side by side on the loaded 2-core machine, medians of 38.7 s against 20.2 s
+# at 100 items and 53.7 s against 42.1 s at 1M (benchmarks/bench_fit_data.py,
+# docs/benchmarks_scale.md), which the demo's fit (<= 30 s of Ray Train overhead) cannot pay
+# for ~50 items. From ~32 MB (~13k rows of MARC's 632 features) that cost is small against the
+# fit, and each worker receives only its own rows, fetched block by block, instead of fetching
+# one object holding every item.
+RAY_DATA_MIN_BYTES = 32 << 20
+RAY_DATA_BLOCK_ROWS = 1 << 14  # rows per Ray Data block (~40 MB at 632 float32 features)
+
+
+def features_bytes(*sets: Arrays) -> int:
+    return sum(int(np.asarray(a.features).size) * 4 for a in sets)  # float32, as shipped
+
+
+def _rows_dataset(columns: dict, rows: np.ndarray):
+    """A Ray Data dataset of ``rows`` of ``columns`` (plus their row number, ``row``), put in
+    the object store block by block: the driver holds one block's copy at a time."""
+    import pyarrow as pa
+    import ray
+    import ray.data
+    from ray.data.extensions import ArrowTensorArray
+
+    refs = []
+    for start in range(0, max(len(rows), 1), RAY_DATA_BLOCK_ROWS):
+        block = rows[start:start + RAY_DATA_BLOCK_ROWS]
+        refs.append(ray.put(pa.table({
+            "row": pa.array(block, pa.int64()),
+            "features": ArrowTensorArray.from_numpy(np.ascontiguousarray(columns["features"][block])),
+            **{k: pa.array(columns[k][block]) for k in COLUMNS if k != "features"}})))
+    return ray.data.from_arrow_refs(refs)
+
+
+def ray_datasets(train: Arrays, valid: Arrays, world_size: int) -> dict:
+    """The Ray Data datasets of a fit: ``train_<rank>`` holds rank's :func:`shard_rows`, so a
+    worker receives exactly its shard (and after a restart, the same one); ``valid`` holds every
+    validation item (each worker reads all of them). None is split by Ray Train."""
+    train_columns, valid_columns = _columns(train), _columns(valid)
+    datasets = {f"train_{rank}": _rows_dataset(train_columns,
+                                               shard_rows(train_columns["agree"], rank, world_size))
+                for rank in range(world_size)}
+    datasets["valid"] = _rows_dataset(valid_columns, np.arange(len(valid)))
+    return datasets
+
+
+def dataset_columns(iterator, n_features: int) -> dict:
+    """A dataset's (or a Train worker's dataset shard's) rows as numpy columns, in row order
+    (Ray Data may hand blocks over in any order)."""
+    parts = list(iterator.iter_batches(batch_size=None, batch_format="numpy"))
+    rows = np.concatenate([p["row"] for p in parts]) if parts else np.zeros(0, np.int64)
+    order = None if np.all(rows[1:] > rows[:-1]) else np.argsort(rows, kind="stable")
+    columns = {}
+    for key in COLUMNS:
+        values = (np.concatenate([p[key] for p in parts]) if parts
+                  else np.zeros((0, n_features) if key == "features" else 0, np.float32))
+        columns[key] = values if order is None else values[order]
+    return columns
 
 
 def is_checkpoint_epoch(config: FitConfig, epoch: int) -> bool:
@@ -311,13 +454,19 @@ def train_loop_per_worker(loop_config: dict) -> None:
     device = ray.train.torch.get_device()
 
     # [1] data: this worker's shard of the training items; every worker sees all validation items.
-    # The arrays come through the object store: a fit's items fit in memory, and Ray Data's
-    # streaming split cost ~5-8 s of setup per fit for a few hundred rows.
-    train = tensors(worker_shard(ray.get(loop_config["train"]), rank, world_size), device)
-    valid = tensors(worker_shard(ray.get(loop_config["valid"]), 0, 1), device)
+    # Large features come through Ray Data (``train_<rank>``: this rank's rows only, fetched
+    # block by block), small ones as two objects (below RAY_DATA_MIN_BYTES, see trainer_for).
+    n_features = int(loop_config["n_features"])
+    if loop_config.get("ray_data"):
+        shard = ray.train.get_dataset_shard
+        train = tensors(dataset_columns(shard(f"train_{rank}"), n_features), device)
+        valid = tensors(dataset_columns(shard("valid"), n_features), device)
+    else:
+        train = tensors(worker_shard(ray.get(loop_config["train"]), rank, world_size), device)
+        valid = tensors(worker_shard(ray.get(loop_config["valid"]), 0, 1), device)
 
     # [2] the model, wrapped in DDP (moved to the worker's device)
-    base, _ = new_model(config, int(loop_config["n_features"]))
+    base, _ = new_model(config, n_features)
     model = ray.train.torch.prepare_model(base)
     base = model.module if hasattr(model, "module") else model
     optimizer = _optimizer(config, model)
@@ -357,18 +506,32 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
 
 def trainer_for(config: FitConfig, train: Arrays, valid: Arrays, *, name: str | None = None,
-                callbacks: list | None = None, extra_loop_config: dict | None = None):
-    """The TorchTrainer running :func:`train_loop_per_worker` on ``train`` / ``valid``."""
+                callbacks: list | None = None, extra_loop_config: dict | None = None,
+                ray_data_min_bytes: int = RAY_DATA_MIN_BYTES):
+    """The TorchTrainer running :func:`train_loop_per_worker` on ``train`` / ``valid``.
+
+    Features of ``ray_data_min_bytes`` or more go to the workers as Ray Data datasets
+    (:func:`ray_datasets`), smaller ones as two objects in the object store; both give every
+    worker the same rows in the same order, so the fitted model is the same
+    (tests/fit/test_train_ray_data.py).
+    """
     import ray
     import ray.train
     from ray.train.torch import TorchTrainer
 
+    use_ray_data = features_bytes(train, valid) >= ray_data_min_bytes
     loop_config = {"fit": config.to_dict(), "n_features": int(train.features.shape[1]),
-                   "train": ray.put(_columns(train)), "valid": ray.put(_columns(valid)),
-                   **(extra_loop_config or {})}
+                   "ray_data": use_ray_data, **(extra_loop_config or {})}
+    data = {}
+    if use_ray_data:
+        data = {"datasets": ray_datasets(train, valid, config.num_workers),
+                "dataset_config": ray.train.DataConfig(datasets_to_split=[])}
+    else:
+        loop_config.update(train=ray.put(_columns(train)), valid=ray.put(_columns(valid)))
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,
+        **data,
         scaling_config=ray.train.ScalingConfig(
             num_workers=config.num_workers, use_gpu=config.use_gpu,
             resources_per_worker={"CPU": config.cpus_per_worker}),
@@ -393,19 +556,21 @@ def _fast_polling():
 
 
 def fit_ray(config: FitConfig, train: Arrays, valid: Arrays, *, name: str | None = None,
-            extra_loop_config: dict | None = None) -> tuple[ConfidenceMLP, dict]:
-    """Train on Ray Train and load the final checkpoint (same returns as :func:`fit_local`)."""
+            extra_loop_config: dict | None = None, ray_data_min_bytes: int = RAY_DATA_MIN_BYTES
+            ) -> tuple[ConfidenceMLP, dict]:
+    """Train on Ray Train and load the final checkpoint's kept iterate (same returns as
+    :func:`fit_local`); ``ray_data_min_bytes``: see :func:`trainer_for`."""
     from ..storage import cluster_nodes, require_shared
 
     # checkpoints every node (and a restarted worker elsewhere) can read: refused up front
     require_shared({"fit.storage_path": config.storage_path or "~/ray_results"}, cluster_nodes())
     # [4] fit: restarts the worker group from the last checkpoint up to max_failures times
     with _fast_polling():
-        result = trainer_for(config, train, valid, name=name,
-                             extra_loop_config=extra_loop_config).fit()
+        result = trainer_for(config, train, valid, name=name, extra_loop_config=extra_loop_config,
+                             ray_data_min_bytes=ray_data_min_bytes).fit()
     if result.checkpoint is None:
         raise RuntimeError(f"Ray Train finished without a checkpoint: {result.error}")
     model = ConfidenceMLP(int(train.features.shape[1]), config.hidden_sizes)
     with result.checkpoint.as_directory() as folder:
-        state = load_checkpoint(folder, model, None)
+        state = keep_best(model, load_checkpoint(folder, model, None))
     return model.eval(), state

@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from .config import TUNE_SELECTIONS as SELECTIONS, TUNE_TRAINERS as TRAINERS, FitConfig
 from .data import prepare
 
-_METRIC = {"valid_ranking_risk": "valid_ranking_risk", "bound": "bound_bound"}
+# the validation ranking risk of the epoch the collapse guard keeps (the model a trial returns),
+# not of the trial's last epoch
+_METRIC = {"valid_ranking_risk": "kept_valid_ranking_risk", "bound": "bound_bound"}
 
 
 def default_search_space() -> dict:

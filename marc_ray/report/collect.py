@@ -102,7 +102,8 @@ def run_items(run_dir: str) -> RunItems:
     names = [stage["name"] for stage in certificate.stages]
     check_stage_names(names, folder.certificate)
     score_paths = [folder.scores(name) for name in names]
-    sets = aligned_sets(score_paths, names, certificate.stages[0]["confidence"])
+    column = certificate.groups["column"] if certificate.groups else "group"
+    sets = aligned_sets(score_paths, names, certificate.stages[0]["confidence"], column)
     return RunItems(certificate, config, score_paths, sets)
 
 

@@ -260,13 +260,14 @@ def escalations_section(summary: dict) -> tuple[str, list[tuple[str, tuple]]] | 
 
 
 def fit_table(summary: dict) -> tuple[list[str], list[list[str]]] | None:
-    """The margin gamma per epoch of each fitted model."""
+    """The margin gamma per epoch of each fitted model, and the epoch the collapse guard kept."""
     fit = summary.get("fit")
     if not fit or not any(v.get("gamma_history") for v in fit.values()):
         return None
     rows = [[name, str(len(v["gamma_history"])), ", ".join(_fmt(g, 3) for g in v["gamma_history"]),
+             "" if v.get("best_epoch") is None else str(int(v["best_epoch"]) + 1),
              _fmt(v.get("gamma"))] for name, v in fit.items()]
-    return ["judge", "epochs", "gamma per epoch", "final gamma"], rows
+    return ["judge", "epochs", "gamma per epoch", "kept epoch", "gamma of the kept epoch"], rows
 
 
 def choice_section(summary: dict) -> tuple[str, tuple[list[str], list[list[str]]]] | None:

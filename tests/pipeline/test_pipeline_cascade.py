@@ -111,7 +111,10 @@ def make_scenario(folder: Path, kind: str) -> Path:
         "annotate": annotate, "cascade": cascade,
         "fit": {"backend": "local", "epochs": 30, "n_pairs": 400, "pairs_per_step": 100,
                 # a smaller step than AdamW's 0.01 on an [8, 4] net: with those, MARC's weights
-                # shrank to a constant under the complexity penalty on these ~50 items (issue 13)
+                # shrank to a constant under the complexity penalty on these ~50 items (issue 13).
+                # The collapse guard (fit.train.kept_iterate_key) keeps the best epoch, but
+                # there the small judge's net starts flat and is nearly constant before it
+                # ranks at all (kept epoch 12 of 0-29, ||W|| 0.05): its stage certified nothing
                 "hidden_sizes": [16, 8], "learning_rate": 0.003},
         "calibrate": {"alpha": ALPHA, "delta": DELTA, "grid": "fixed", "n_grid": 20,
                       "confidence": "conf_marc", "tie_policy": "drop"},

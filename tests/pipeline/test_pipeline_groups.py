@@ -18,52 +18,10 @@ import pytest
 from marc_ray.apply import apply_certificate
 from marc_ray.config import PipelineConfig
 from marc_ray.contracts import Certificate, read_table
-from marc_ray.demo import DemoSpec, write_demo
 from marc_ray.pipeline import run_pipeline
 from marc_ray.run_folder import RunFolder
 
-
-def majority(votes: list[dict]) -> str:
-    a = sum(v["label"] == "a" for v in votes)
-    b = sum(v["label"] == "b" for v in votes)
-    return "a" if a > b else "b" if b > a else "tie"
-
-
-def write_scenario(folder: Path) -> dict:
-    comparisons, pool = write_demo(folder / "data", DemoSpec(
-        n_items=240, pool_annotators=2, pool_per_annotator=3, ambiguous_rate=0.2, seed=5))
-    rows = [json.loads(line) for line in Path(comparisons).read_text().splitlines()]
-    rng = np.random.default_rng(1)
-    splits = rng.choice(["train", "calibration", "test"], size=len(rows), p=[0.35, 0.5, 0.15])
-    lines = []
-    for row, split in zip(rows, splits):
-        row["group"], row["split"] = row["kind"].split("-")[0], str(split)
-        label = majority(row["human_votes"])
-        if row["group"] in ("sum", "capital") and label != "tie":
-            target = 0.95 if label == "a" else 0.05
-        elif rng.random() < 0.35:  # facts: often confidently wrong
-            target = 0.2 if label == "a" else 0.8
-        else:
-            target = {"a": 0.7, "b": 0.3, "tie": 0.5}[label]
-        for annotator in ("zero", "sim-1", "sim-2"):
-            for order in ("ab", "ba"):
-                p = float(np.clip(target + rng.normal(0, 0.03), 0.01, 0.99))
-                lines.append(json.dumps({"id": row["id"], "annotator": annotator, "order": order,
-                                         "p_response_a": p}))
-    grouped = folder / "comparisons.jsonl"
-    grouped.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
-    runs = folder / "runs.jsonl"
-    runs.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return {
-        "run_dir": str(folder / "run"), "seed": 0,
-        "data": {"comparisons": str(grouped), "pool": pool},
-        "annotate": {"judge_name": "replayed", "engine": "replay",
-                     "engine_options": {"runs": str(runs), "zero_shot": "zero"}},
-        "fit": {"backend": "local", "epochs": 5, "n_pairs": 200, "pairs_per_step": 100,
-                "hidden_sizes": [8, 4], "learning_rate": 0.01},
-        "calibrate": {"alpha": 0.2, "delta": 0.2, "grid": "fixed", "n_grid": 20, "by": "group",
-                      "confidence": "auto", "tie_policy": "drop"},
-    }
+from grouped_scenario import write_scenario
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +64,7 @@ def test_a_threshold_per_group_and_the_report_shows_them(run):
         assert heading in text
     report = json.loads(Path(RunFolder(config.run_dir).report_dir, "report.json").read_text())
     assert len(report["fit"]["replayed"]["gamma_history"]) == 5
+    assert report["fit"]["replayed"]["best_epoch"] in range(5) and "| kept epoch |" in text
     assert set(report["groups"]["groups"]) >= set(record["values"])
 
 
@@ -138,8 +97,8 @@ def test_config_validates_by_and_auto():
     base = {"data": {"demo": {"n_items": 40}}}
     config = PipelineConfig.from_dict({**base, "calibrate": {"by": "group", "confidence": "auto"}})
     assert config.calibrate.by == "group" and config.calibrate.confidence == "auto"
-    with pytest.raises(ValueError, match=r"calibrate\.by"):
-        PipelineConfig.from_dict({**base, "calibrate": {"by": "language"}})
+    with pytest.raises(ValueError, match=r"calibrate\.by"):  # any other column: by_column tests
+        PipelineConfig.from_dict({**base, "calibrate": {"by": "probs"}})
     with pytest.raises(ValueError, match=r"calibrate\.confidence"):
         PipelineConfig.from_dict({**base, "calibrate": {"confidence": "automatic"}})
     # auto with fit disabled is fine: the candidates are then the two heuristics

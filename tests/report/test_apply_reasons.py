@@ -122,6 +122,33 @@ def test_a_per_group_certificate_needs_the_group_column(grouped):
         apply_certificate(certificate, table)
 
 
+def test_apply_routes_by_the_certificates_column_not_by_group(grouped):
+    # the same certificate, certified per "language": the data's group column is ignored
+    _, calibrator, _ = grouped
+    by_language = calibrator.certificate("sha256:toy", "language", ["conf_simulated"])
+    assert by_language.groups["column"] == "language"
+    easy = float(by_language.groups["values"]["easy"]["stages"][0]["threshold"])
+    table = new_items(easy)
+    table = table.append_column("language", table.column("group"))
+    table = table.set_column(table.column_names.index("group"), "group",
+                             pa.array(["legal"] * table.num_rows))
+    table = table.set_column(table.column_names.index("language"), "language",
+                             pa.array(["easy", "easy", "easy", "hard", "tiny", None]))
+    decisions, summary = apply_certificate(by_language, table)
+    by_id = {row["id"]: row for row in decisions.to_pylist()}
+    assert "language" in decisions.column_names and "group" not in decisions.column_names
+    assert by_id["accepted"]["verdict"] == "a" and by_id["accepted"]["language"] == "easy"
+    assert by_id["unseen"]["verdict"] == "escalate"
+    assert by_id["unseen"]["reason_kind"] == "unseen_group"
+    assert by_id["unseen"]["reason"] == ("the item has no group value, and every certified "
+                                         "threshold is for a group")
+    with pytest.raises(ContractError, match=r"field 'language'.*carry: \[language\]"):
+        apply_certificate(by_language, table.drop_columns(["language"]))
+    by_reason = calibrator.certificate("sha256:toy", "reason", ["conf_simulated"])
+    with pytest.raises(ContractError, match=r"field 'reason'.*also a column of the decisions"):
+        apply_certificate(by_reason, table.append_column("reason", table.column("language")))
+
+
 def test_cascade_reasons_reach_the_decisions(cascade):
     certificate, stages, _ = cascade
     small, large = (float(s["threshold"]) for s in certificate.stages)
@@ -169,13 +196,14 @@ def test_the_report_renders_the_per_group_section_and_escalations(grouped):
 def test_a_mapped_learned_threshold_reads_as_estimated_agreement_and_gamma_is_shown(single):
     certificate, (confidence, pred, human) = single
     threshold = float(certificate.stages[0]["threshold"])
-    fit = {"toy-judge": {"gamma_history": [0.5, 0.3, 0.25], "gamma": 0.25, "agreement_map": True}}
+    fit = {"toy-judge": {"gamma_history": [0.5, 0.3, 0.25], "gamma": 0.3, "best_epoch": 1,
+                         "agreement_map": True}}
     summary = summarize(ReportInputs(certificate, ItemSet("calibration", confidence, pred, human),
                                      fit=fit))
     assert summary["readings"] == {"toy-judge": f"estimated agreement >= {threshold:.2f}"}
     text = render_markdown(summary, [])
     assert f"(estimated agreement >= {threshold:.2f})" in text
-    assert "### Margin gamma per epoch" in text and "0.5, 0.3, 0.25" in text
+    assert "### Margin gamma per epoch" in text and "| toy-judge | 3 | 0.5, 0.3, 0.25 | 2 | 0.3 |" in text
     # without the agreement map the learned score is not a probability: no such reading
     raw = summarize(ReportInputs(certificate, ItemSet("calibration", confidence, pred, human),
                                  fit={"toy-judge": {**fit["toy-judge"], "agreement_map": False}}))
