@@ -111,3 +111,24 @@ def test_when_nothing_is_predicted_certifiable_the_better_ranker_wins():
     assert choice["choice"] == "good"
     assert choice["scores"]["good"]["grid_auroc"] == pytest.approx(
         choice["scores"]["good"]["validation_auroc"], abs=0.01)
+
+
+def test_a_learned_measure_must_predict_more_coverage_to_beat_a_heuristic():
+    scores, agree = _population(300, 5)
+    # α too strict for every candidate: all predict 0; the learned one ranks better but loses the tie
+    tie = {"conf_simulated": scores["middle"], "conf_marc": scores["good"]}
+    choice = choose_confidence(tie, agree, alpha=0.01, delta=0.1, n_calibration=100)
+    assert all(s["predicted_coverage"] == 0 for s in choice["scores"].values())
+    assert choice["scores"]["conf_marc"]["grid_auroc"] > choice["scores"]["conf_simulated"]["grid_auroc"]
+    assert choice["choice"] == "conf_simulated"
+    # with strictly more predicted coverage it wins
+    scores, agree = _population(600, 1)
+    win = choose_confidence({"conf_simulated": scores["weak"], "conf_marc": scores["good"]}, agree,
+                            alpha=0.1, delta=0.1, n_calibration=500)
+    assert win["scores"]["conf_marc"]["predicted_coverage"] > win["scores"]["conf_simulated"]["predicted_coverage"]
+    assert win["choice"] == "conf_marc"
+    # the vectorised study applies the same rule in every repetition
+    scores, agree = _population(300, 5)
+    _, chosen = validity_study_auto(tie, agree, alpha=0.01, delta=0.1, n_repetitions=50,
+                                    validation_size=60, calibration_size=100, random_state=0)
+    assert (chosen == 0).all()
