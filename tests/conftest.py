@@ -52,6 +52,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def stop_process(process: subprocess.Popen, timeout_s: float) -> None:
+    """Terminate a server this test session started (by its own handle), killing it if it lingers."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout_s)
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     """A moto S3 server on a free localhost port, stopped by its process id."""
@@ -72,12 +82,7 @@ def s3_server():
                 time.sleep(0.2)
         yield f"127.0.0.1:{port}"
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+        stop_process(server, 10)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ confident on sums and capitals, often confidently wrong on facts.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -65,3 +66,14 @@ def write_scenario(folder: Path, *, column: str = "group", values: dict | None =
         "calibrate": {"alpha": 0.2, "delta": 0.2, "grid": "fixed", "n_grid": 20, "by": column,
                       "confidence": "auto", "tie_policy": "drop"},
     }
+
+
+def run_scenario(folder: Path, data: dict):
+    """Run the pipeline on a scenario's config; return (folder, config, result) for a fixture."""
+    from marc_ray.config import PipelineConfig
+    from marc_ray.pipeline import run_pipeline
+
+    config = PipelineConfig.from_dict(data)
+    with open(os.devnull, "w") as quiet:
+        result = run_pipeline(config, stream=quiet)
+    return folder, config, result

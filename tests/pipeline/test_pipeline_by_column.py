@@ -25,7 +25,7 @@ from marc_ray.contracts import Certificate, ContractError, read_table
 from marc_ray.pipeline import run_pipeline
 from marc_ray.run_folder import RunFolder
 
-from grouped_scenario import write_scenario as grouped_scenario
+from grouped_scenario import run_scenario, write_scenario as grouped_scenario
 
 LANGUAGE = {"sum": "en", "capital": "fr", "fact": "de"}
 
@@ -42,9 +42,7 @@ def write_scenario(folder: Path, edit=None) -> dict:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("by_language")
-    config = PipelineConfig.from_dict(write_scenario(folder))
-    result = run_pipeline(config, stream=open("/dev/null", "w"))
-    return folder, config, result
+    return run_scenario(folder, write_scenario(folder))
 
 
 def test_a_threshold_per_language(run):

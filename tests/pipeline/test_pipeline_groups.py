@@ -21,15 +21,13 @@ from marc_ray.contracts import Certificate, read_table
 from marc_ray.pipeline import run_pipeline
 from marc_ray.run_folder import RunFolder
 
-from grouped_scenario import write_scenario
+from grouped_scenario import run_scenario, write_scenario
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("groups")
-    config = PipelineConfig.from_dict(write_scenario(folder))
-    result = run_pipeline(config, stream=open("/dev/null", "w"))
-    return folder, config, result
+    return run_scenario(folder, write_scenario(folder))
 
 
 def test_auto_records_its_choice_made_on_training_data_only(run):
