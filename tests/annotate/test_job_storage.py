@@ -81,3 +81,23 @@ def test_a_different_runs_manifest_on_s3_is_refused(s3_plan):
                       join(plan.config.output, job.MANIFEST))
     with pytest.raises(ContractError, match=r"different run \(differs in \['seed'\]\)"):
         job.check_output(plan)
+
+
+@pytest.mark.slow
+def test_a_real_engine_job_writes_to_s3_and_resumes(ray_local, s3_env, tmp_path, tiny_model):
+    # the whole job (Ray Data over a transformers engine actor) with its output in the bucket:
+    # the engine actors compute, the driver writes the shards; a rerun judges nothing again
+    bucket = f"annotate-real-{tmp_path.name.lower().replace('_', '-')}"[:60]
+    resolve(f"s3://{bucket}?{s3_env}")[0].create_dir(bucket)
+    config = AnnotateConfig(
+        input=write_jsonl(tmp_path / "items.jsonl", arithmetic_rows("item-", 0, 8)),
+        pool=write_jsonl(tmp_path / "pool.jsonl", arithmetic_rows("pool-", 100, 12, annotators=3)),
+        output=f"s3://{bucket}/annotate/tiny?{s3_env}", model=tiny_model, n_annotators=2,
+        k_shots=1, shard_size=4, batch_size=4, mode="choice", progress=False)
+    summary = job.annotate(config)
+    assert sorted(summary.shards_written) == [0, 1]
+    table, layout = validate_annotations(read_table(config.output), config.output)
+    assert sorted(table.column("id").to_pylist()) == [f"item-{i}" for i in range(8)]
+    assert layout.shape == (2, 1, 2)
+    again = job.annotate(config)
+    assert again.shards_written == [] and again.shards_skipped == [0, 1]
