@@ -231,6 +231,40 @@ def read_table(path: str | os.PathLike) -> pa.Table:
     raise ContractError(path, "unknown file format", hint="use .jsonl, .json or .parquet")
 
 
+def is_parquet(location: str | os.PathLike) -> bool:
+    """A Parquet file (``.parquet``) or a folder (of Parquet shards), at a path or a URI."""
+    if isinstance(location, pa.Table):
+        return False
+    from pyarrow import fs
+
+    filesystem, resolved = resolve(os.fspath(location))
+    info = filesystem.get_file_info(resolved)
+    return info.type == fs.FileType.Directory or (
+        info.type == fs.FileType.File and resolved.lower().endswith(".parquet"))
+
+
+def parquet_schema(location: str | os.PathLike) -> pa.Schema:
+    """The schema (with its metadata) of a Parquet file or folder, at a path or a URI."""
+    import pyarrow.dataset as pa_dataset
+
+    filesystem, resolved = resolve(os.fspath(location))
+    return pa_dataset.dataset(resolved, filesystem=filesystem, format="parquet").schema
+
+
+def parquet_batches(location: str | os.PathLike, batch_rows: int,
+                    columns: Iterable[str] | None = None):
+    """The record batches of a Parquet file or folder in file order, one row group read at a
+    time (memory: one batch), at a path or a URI (an object store streams its ranges)."""
+    import pyarrow.dataset as pa_dataset
+
+    filesystem, resolved = resolve(os.fspath(location))
+    files = pa_dataset.dataset(resolved, filesystem=filesystem, format="parquet").files
+    for file in files:
+        with filesystem.open_input_file(file) as stream:
+            yield from pq.ParquetFile(stream).iter_batches(
+                batch_size=batch_rows, columns=None if columns is None else list(columns))
+
+
 def read_columns(path: str | os.PathLike, columns: Iterable[str] | None = None,
                  also: Iterable[str] = ()) -> pa.Table:
     """Read only some columns of a table file (Parquet: column projection, nothing else is read).

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..contracts import ContractError, read_columns, read_table, table_hash
+from ..contracts.io import is_parquet, parquet_batches, parquet_schema
 from ..contracts.io import file_table_hash
 from .config import FitConfig
 from .features import FeatureLayout, build_features
@@ -129,30 +129,24 @@ def prepare(table_or_path, config: FitConfig, source: str | None = None) -> Prep
 
 
 def _parquet_path(table_or_path) -> str | None:
-    """The path, when it is a local Parquet file or folder (read column- and row-wise)."""
-    if isinstance(table_or_path, pa.Table) or "://" in str(table_or_path):
+    """The location, when it is a Parquet file or folder at a path or a URI (read column- and
+    row-wise)."""
+    if isinstance(table_or_path, pa.Table):
         return None
-    path = os.fspath(table_or_path)
-    if os.path.isdir(path) or (os.path.isfile(path) and path.lower().endswith(".parquet")):
-        return path
-    return None
+    location = os.fspath(table_or_path)
+    return location if is_parquet(location) else None
 
 
 def read_rows(path: str, mask: np.ndarray) -> pa.Table:
     """Every column of the rows of a Parquet file or folder where ``mask`` holds, read batch
     by batch (memory: the kept rows and one batch), schema metadata (the run layout) kept."""
-    import pyarrow.dataset as pa_dataset
-
-    dataset = pa_dataset.dataset(path, format="parquet")
     kept, offset = [], 0
-    batches = (batch for file in dataset.files  # one row group at a time, in file order
-               for batch in pq.ParquetFile(file).iter_batches(batch_size=1 << 14))
-    for batch in batches:
+    for batch in parquet_batches(path, 1 << 14):
         part = mask[offset:offset + batch.num_rows]
         offset += batch.num_rows
         if part.any():
             kept.append(batch.filter(pa.array(part)))
-    return pa.Table.from_batches(kept, schema=dataset.schema)
+    return pa.Table.from_batches(kept, schema=parquet_schema(path))
 
 
 def _file_rows(mask: np.ndarray, function):

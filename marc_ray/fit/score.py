@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..contracts import ContractError, read_columns, write_table_atomic
-from ..contracts.io import write_atomic
+from ..contracts.io import is_parquet, parquet_batches, parquet_schema, write_atomic
 from ..contracts.schemas import _normalise_ids, check_annotation_keys
 from .data import load_annotations
 from .estimator import MarcConfidence, add_column
@@ -93,11 +93,8 @@ def score_file(models: Sequence[MarcConfidence], annotations_path: str | os.Path
     the row of the file. Keys are checked over the whole file first (a duplicate (id, judge)
     in two batches is refused as before).
     """
-    import pyarrow.dataset as pa_dataset
-
     source = os.fspath(annotations_path)
-    dataset = pa_dataset.dataset(source, format="parquet")
-    schema = dataset.schema
+    schema = parquet_schema(source)
     keys = read_columns(source, ["id", "judge"])
     if keys.num_rows == 0:
         raise ContractError(source, "the table has no rows")
@@ -108,7 +105,7 @@ def score_file(models: Sequence[MarcConfidence], annotations_path: str | os.Path
     def write(temporary: str) -> None:
         with pq.ParquetWriter(temporary, out_schema) as writer:
             offset = 0
-            for batch in _batches(dataset.files, batch_rows):
+            for batch in parquet_batches(source, batch_rows):
                 if batch.num_rows == 0:
                     continue
                 table = pa.Table.from_batches([batch]).replace_schema_metadata(schema.metadata)
@@ -123,12 +120,6 @@ def score_file(models: Sequence[MarcConfidence], annotations_path: str | os.Path
                 offset += batch.num_rows
 
     write_atomic(out_path, write, suffix=".parquet")
-
-
-def _batches(files: Sequence[str], batch_rows: int):
-    """The record batches of Parquet files in order, one row group read at a time."""
-    for path in files:
-        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
 
 
 def score_annotations(model_dirs: str | os.PathLike | Sequence[str | os.PathLike],
@@ -179,7 +170,4 @@ def confidence_models_metadata(models: Sequence[MarcConfidence]) -> dict[bytes, 
 
 
 def _is_parquet(path) -> bool:
-    if isinstance(path, pa.Table) or "://" in str(path):
-        return False
-    path = os.fspath(path)
-    return os.path.isdir(path) or (os.path.isfile(path) and path.lower().endswith(".parquet"))
+    return not isinstance(path, pa.Table) and is_parquet(path)

@@ -122,3 +122,32 @@ def test_a_row_scores_the_same_bits_alone_or_among_many(scored_pair):
         assert np.array_equal(model.score_features(features[rows]), whole[rows]), rows
     assert np.array_equal(model.score_features(features, raw=True)[:9],
                           model.score_features(features[:9], raw=True))
+
+
+def test_an_object_store_file_is_scored_and_fitted_batch_by_batch(scored_pair, s3_env, monkeypatch):
+    # a URI streams like a local file: the same batches, the same scores, the same fit data
+    import marc_ray.fit.data as fit_data
+    from marc_ray.contracts import write_table_atomic
+    from marc_ray.contracts.io import resolve
+
+    folder, models, path, whole = scored_pair
+    resolve(f"s3://score-batches?{s3_env}")[0].create_dir("score-batches")
+    source = f"s3://score-batches/ann.parquet?{s3_env}"
+    out = f"s3://score-batches/scored.parquet?{s3_env}"
+    write_table_atomic(pq.read_table(path), source)
+    batches = []
+    real = fit_data.parquet_batches
+
+    def counted(location, batch_rows, columns=None):
+        for batch in real(location, batch_rows, columns):
+            batches.append(batch.num_rows)
+            yield batch
+
+    monkeypatch.setattr("marc_ray.fit.score.parquet_batches", counted)
+    score_file(models, source, out, batch_rows=7)
+    assert len(batches) > 40 and max(batches) == 7  # never the whole table at once
+    _same_columns(read_table(out), whole)
+    config = FitConfig(epochs=1, n_pairs=200)
+    local, remote = fit_data.prepare(str(path), config), fit_data.prepare(source, config)
+    np.testing.assert_array_equal(local.train.features, remote.train.features)
+    assert local.data_hash == remote.data_hash
