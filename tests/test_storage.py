@@ -102,3 +102,18 @@ def _fit_to_s3(s3_env, capfd):
     assert {"model.safetensors", "optimizer.safetensors", "state.json"} <= names
     out, err = capfd.readouterr()
     assert secrets()[1] not in out + err
+
+
+def test_one_filesystem_client_per_bucket_and_options():
+    # building an S3 client can cost a round trip (the bucket's region); a run touches
+    # thousands of keys, so resolve builds one per bucket and options, and paths match pyarrow's
+    from pyarrow import fs
+
+    from marc_ray.contracts.io import resolve
+
+    options = "endpoint_override=127.0.0.1:1&scheme=http&region=us-east-1"
+    first, path = resolve(f"s3://bucket-a/run/x.parquet?{options}")
+    assert path == fs.FileSystem.from_uri(f"s3://bucket-a/run/x.parquet?{options}")[1]
+    assert resolve(f"s3://bucket-a/run/manifests/fit.json?{options}")[0] is first
+    assert resolve(f"s3://bucket-b/run/x.parquet?{options}")[0] is not first
+    assert resolve(f"s3://bucket-a/run/x.parquet?{options}&connect_timeout=5")[0] is not first

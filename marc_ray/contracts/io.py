@@ -17,6 +17,7 @@ the file (a shard marker, a stage manifest), since pyarrow completes an interrup
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -86,7 +87,24 @@ def resolve(location: str | os.PathLike):
     location = os.fspath(location)
     if not is_uri(location):
         return fs.LocalFileSystem(), os.path.abspath(location)
-    return fs.FileSystem.from_uri(check_location(location))
+    split = urlsplit(check_location(location))
+    if split.scheme in _BUCKET_SCHEMES:
+        # one client per bucket and options: building one can cost a round trip (S3 looks up
+        # the bucket's region when the URI names none), and a run touches thousands of keys
+        filesystem = _bucket_filesystem(split.scheme, split.netloc, split.query)
+        return filesystem, posixpath.join(split.netloc, split.path.lstrip("/")).rstrip("/")
+    return fs.FileSystem.from_uri(location)
+
+
+_BUCKET_SCHEMES = ("s3", "gs", "gcs")
+
+
+@functools.lru_cache(maxsize=64)
+def _bucket_filesystem(scheme: str, bucket: str, query: str):
+    """The pyarrow filesystem of ``scheme://bucket?query`` (cached per process)."""
+    from pyarrow import fs
+
+    return fs.FileSystem.from_uri(urlunsplit((scheme, bucket, "", query, "")))[0]
 
 
 def check_location(location: str | os.PathLike) -> str:
