@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -195,3 +196,49 @@ def test_apply_refuses_a_folder_that_is_not_a_run(tmp_path):
     items.write_text('{"id": "x", "instruction": "i", "response_a": "a", "response_b": "b"}\n')
     assert main(["apply", str(tmp_path), str(items), "--out", str(tmp_path / "out")]) == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_a_threshold_per_kind_on_the_finished_run_then_apply_routes_new_items_by_it(run, tmp_path):
+    """`calibrate.by` added to a finished run with a real judge: the annotate shards are kept
+    (only their carried column is rewritten, nothing is judged again), the certificate has a
+    threshold per demo kind, and `marc-ray apply RUN_DIR` annotates new items with the engine
+    and routes each by its kind; a kind calibration never saw is escalated with that reason."""
+    import shutil
+
+    import pyarrow.compute as pc
+    import yaml
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(run["dir"], run_dir)
+    config = yaml.safe_load((REPO / "configs" / "ci_demo.yaml").read_text())
+    config["calibrate"]["by"] = "kind"
+    config_path = tmp_path / "by_kind.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    rerun = subprocess.run(marc_ray("run", str(config_path), "--out", str(run_dir)), cwd=REPO,
+                           env=environment(), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-3000:]
+    log = rerun.stdout + rerun.stderr
+    assert re.search(r"annotate \S+ +done .*shards written 0, shards resumed 3", log), log[-3000:]
+    certificate = Certificate.read(run_dir / "calibrate" / "certificate.json")
+    assert certificate.groups["column"] == "kind"
+    comparisons = pq.read_table(run_dir / "data" / "comparisons.parquet")
+    calibration_kinds = set(comparisons.filter(pc.equal(comparisons["split"], "calibration"))
+                            .column("kind").to_pylist())
+    assert set(certificate.groups["values"]) == calibration_kinds
+
+    test_items = comparisons.filter(pc.equal(comparisons["split"], "test")).drop_columns(["split"])
+    kinds = test_items.column("kind").to_pylist()
+    kinds[0] = "poem"  # a kind the calibration split never had
+    test_items = test_items.set_column(test_items.column_names.index("kind"), "kind",
+                                       pa.array(kinds, pa.string()))
+    new_items = tmp_path / "new.parquet"
+    pq.write_table(test_items, new_items)
+    out = tmp_path / "applied"
+    applied = subprocess.run(marc_ray("apply", str(run_dir), str(new_items), "--out", str(out)),
+                             cwd=REPO, env=environment(), capture_output=True, text=True, timeout=400)
+    assert applied.returncode == 0, applied.stdout[-2000:] + applied.stderr[-3000:]
+    decisions = {d["id"]: d for d in pq.read_table(out / "decisions.parquet").to_pylist()}
+    assert sorted(decisions) == sorted(test_items.column("id").to_pylist())
+    unseen = decisions[test_items.column("id")[0].as_py()]
+    assert unseen["verdict"] == "escalate" and "'poem' was not in the calibration set" in unseen["reason"]
+    assert all(d["reason"] for d in decisions.values())
