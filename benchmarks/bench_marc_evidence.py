@@ -164,7 +164,8 @@ def run_seed(table: pa.Table, by: str, seed: int, epochs: int, name: str, annota
     choice = choose_confidence_table(
         train_rows, AUTO_ALPHA, DELTA, n_cal, validation_ids=models["marc"].valid_ids_,
         training_splits=("train",),
-        candidates=["conf_predictive", "conf_simulated", "conf_vanilla", "conf_marc", "conf_marc_sim"])
+        candidates=["conf_predictive", "conf_simulated", "conf_vanilla", "conf_marc", "conf_marc_sim"],
+        learned=["conf_vanilla", "conf_marc", "conf_marc_sim"])  # trained ones lose ties
     chosen = choice["choice"][len("conf_"):]
     for part in ("held", "calib"):
         scored[part]["auto"] = scored[part][chosen]
@@ -192,7 +193,8 @@ def run_seed(table: pa.Table, by: str, seed: int, epochs: int, name: str, annota
         {m: np.where(np.isfinite(scored["held"][m][h_kept]), scored["held"][m][h_kept], -np.inf)
          for m in ("predictive", "simulated", "vanilla", "marc", "marc_sim")}, h_agree,
         AUTO_ALPHA, DELTA, n_repetitions=1000, validation_size=max(20, len(models["marc"].valid_ids_)),
-        calibration_size=n_cal, design="population", random_state=seed)
+        calibration_size=n_cal, design="population", random_state=seed,
+        learned=("vanilla", "marc", "marc_sim"))
     out["auto_validity"] = (study.success_rate, study.mean_coverage)
     return out
 
