@@ -86,8 +86,9 @@ def scored_schema(models: Sequence[MarcConfidence], schema: pa.Schema) -> pa.Sch
 
 
 def score_file(models: Sequence[MarcConfidence], annotations_path: str | os.PathLike,
-               out_path: str | os.PathLike, batch_rows: int = SCORE_BATCH_ROWS) -> None:
-    """:func:`score_table` on a Parquet file or folder, batch by batch, written atomically.
+               out_path: str | os.PathLike, batch_rows: int = SCORE_BATCH_ROWS) -> int:
+    """:func:`score_table` on a Parquet file or folder, batch by batch, written atomically;
+    returns the rows written.
 
     Equal to scoring the whole table at once (``tests/fit/test_score_batches.py``); errors name
     the row of the file. Keys are checked over the whole file first (a duplicate (id, judge)
@@ -101,8 +102,10 @@ def score_file(models: Sequence[MarcConfidence], annotations_path: str | os.Path
     check_annotation_keys(_normalise_ids(keys), source)
     del keys
     out_schema = scored_schema(models, schema)
+    rows = 0
 
     def write(temporary: str) -> None:
+        nonlocal rows
         with pq.ParquetWriter(temporary, out_schema) as writer:
             offset = 0
             for batch in parquet_batches(source, batch_rows):
@@ -118,8 +121,18 @@ def score_file(models: Sequence[MarcConfidence], annotations_path: str | os.Path
                                         field=error.field, hint=error.hint) from error
                 writer.write_table(scored.cast(out_schema))
                 offset += batch.num_rows
+        rows = offset
 
     write_atomic(out_path, write, suffix=".parquet")
+    return rows
+
+
+def write_scores(model_dirs: str | os.PathLike | Sequence[str | os.PathLike],
+                 annotations_path: str | os.PathLike | pa.Table, out_path: str | os.PathLike
+                 ) -> int:
+    """:func:`score_annotations` without reading the result back; returns the rows written
+    (the pipeline's score stage and ``apply`` read the scored file themselves)."""
+    return _score(model_dirs, annotations_path, out_path)[0]
 
 
 def score_annotations(model_dirs: str | os.PathLike | Sequence[str | os.PathLike],
@@ -141,16 +154,21 @@ def score_annotations(model_dirs: str | os.PathLike | Sequence[str | os.PathLike
     pyarrow.Table : the scored table (also written); for a Parquet input, scored batch by
     batch (:func:`score_file`), its columns other than the per-run lists, read back.
     """
+    _, scored = _score(model_dirs, annotations_path, out_path)
+    return read_columns(out_path) if scored is None else scored
+
+
+def _score(model_dirs, annotations_path, out_path) -> tuple[int, pa.Table | None]:
+    """Score and write; (rows, the scored table, or None when a Parquet input was streamed)."""
     if isinstance(model_dirs, (str, os.PathLike)):
         model_dirs = [model_dirs]
     models = [MarcConfidence.load(folder) for folder in model_dirs]
-    if _is_parquet(annotations_path):
-        score_file(models, annotations_path, out_path)
-        return read_columns(out_path)
+    if is_parquet(annotations_path):
+        return score_file(models, annotations_path, out_path), None
     table, source = load_annotations(annotations_path)
     scored = score_table(models, table, source)
     write_table_atomic(scored, out_path)
-    return scored
+    return scored.num_rows, scored
 
 
 def confidence_models_metadata(models: Sequence[MarcConfidence]) -> dict[bytes, bytes]:
@@ -168,6 +186,3 @@ def confidence_models_metadata(models: Sequence[MarcConfidence]) -> dict[bytes, 
               if getattr(model, "weights_hash_", None)}
     return {CONFIDENCE_MODELS_METADATA_KEY: json.dumps(hashes, sort_keys=True).encode()} if hashes else {}
 
-
-def _is_parquet(path) -> bool:
-    return not isinstance(path, pa.Table) and is_parquet(path)

@@ -44,12 +44,11 @@ def fit_stage(section: FitSection, annotations: str, folder: str, ray) -> dict:
 
 
 def score_stage(annotations: str, model_folder: str | None, out_path: str) -> dict:
-    """Annotations + the learned confidence column (``fit.score.score_annotations``)."""
-    from .score import score_annotations
+    """Annotations + the learned confidence column (``fit.score.write_scores``)."""
+    from .score import write_scores
 
-    table = score_annotations([model_folder] if model_folder is not None else [], annotations,
-                              out_path)
-    return {"rows": table.num_rows}
+    rows = write_scores([model_folder] if model_folder is not None else [], annotations, out_path)
+    return {"rows": rows}
 
 
 def fitted_margins(model_folders: dict[str, str | None]) -> dict:
