@@ -70,39 +70,8 @@ def _run_values(runs: pa.Table, source: str) -> tuple[list[float], list[str]]:
 def replay_annotations(runs: pa.Table, judge: str, *, comparisons: pa.Table | None = None,
                        zero_shot: str | None = None, annotators: Sequence[str] | None = None,
                        source: str = "<runs>") -> pa.Table:
-    """A run table → an annotation table (one row per item), through ``assemble.annotation_row``.
-
-    Parameters
-    ----------
-    runs : pyarrow.Table
-        A run table (module docstring): ``id``, ``annotator``, ``order``, optional ``subset``,
-        and ``p_response_a`` or ``verdict``.
-    judge : str
-        The judge name written in the annotations.
-    comparisons : pyarrow.Table, optional
-        The comparisons (contract-validated): every one gets a row, in its order, with its human
-        labels, split and group carried forward; runs of unknown ids are refused. Without it,
-        items come in order of first appearance with no labels.
-    zero_shot : str, optional
-        The annotator whose runs are the zero-shot runs (predictive probability); none by default
-        (``conf_predictive`` is then NaN).
-    annotators : sequence of str, optional
-        The simulated annotators in layout order; by default every other annotator, in order of
-        first appearance.
-
-    Returns
-    -------
-    pyarrow.Table
-        In the annotation contract, layout ``RunLayout(len(annotators), subsets)`` in its
-        metadata, and the annotator names and the verdict→probability policy under the
-        ``marc_ray.replay`` metadata key. Runs absent from ``runs`` are "missing: not run".
-
-    Raises
-    ------
-    ContractError
-        Missing column, bad order / subset / value, a duplicate run, an id not in
-        ``comparisons``, no simulated annotator at all.
-    """
+    """The pre-streaming ``marc_ray.annotate.replay.replay_annotations`` (same parameters,
+    returns and errors; see its docstring), row by row through ``assemble.annotation_row``."""
     if runs.num_rows == 0:
         raise ContractError(source, "the run table has no rows")
     for name in ("id", "annotator", "order"):
