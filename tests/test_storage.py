@@ -117,3 +117,13 @@ def test_one_filesystem_client_per_bucket_and_options():
     assert resolve(f"s3://bucket-a/run/manifests/fit.json?{options}")[0] is first
     assert resolve(f"s3://bucket-b/run/x.parquet?{options}")[0] is not first
     assert resolve(f"s3://bucket-a/run/x.parquet?{options}&allow_bucket_creation=true")[0] is not first
+
+
+def test_redacting_a_message_twice_changes_nothing():
+    # the CLI redacts every error line, and an error may already name a redacted location
+    from marc_ray.contracts.redact import redact_text
+
+    once = redact_text("the location 's3://b/run?secret_key=abc&region=x' carries credentials")
+    assert once == "the location 's3://b/run?secret_key=<redacted>&region=x' carries credentials"
+    assert redact_text(once) == once
+    assert redact_text("https://user:pw@host/v1 <b>") == "https://<redacted>@host/v1 <b>"

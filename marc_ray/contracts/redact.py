@@ -23,7 +23,9 @@ SECRET_WORDS = ("key", "token", "secret", "password", "passwd", "pwd", "credenti
 # A name ending in one of these names where a secret is kept, not the secret itself
 # (`api_key_env` is the environment variable's name).
 PUBLIC_SUFFIXES = ("env", "file", "path")
-_URL = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+)")
+# a URL ends at a space, a quote or an angle bracket, except inside a <redacted> already there
+# (so redacting a message twice, as the CLI does with an error that names a URL, changes nothing)
+_URL = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]*(?:<redacted>[^\s'\"<>]*)*)")
 
 
 def is_secret_name(name: str) -> bool:
