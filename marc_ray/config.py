@@ -230,6 +230,11 @@ class PipelineConfig:
                     check_model_spec(judge.model)
                 except ValueError as error:
                     raise ValueError(f"{self.source}: {where}.model: {error}") from error
+            runs = judge.engine_options.get("runs") if judge.engine == "replay" else None
+            if isinstance(runs, str) and "://" not in runs and not os.path.exists(runs):
+                # the driver reads a replay judge's run table: checked before any stage runs
+                raise ValueError(f"{self.source}: {where}.engine_options.runs: no such file "
+                                 f"{runs!r}")
             name = judge_name(judge)
             if name in names:
                 raise ValueError(f"{self.source}: two judges are named {name!r}; give each cascade "

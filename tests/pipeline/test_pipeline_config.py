@@ -79,6 +79,8 @@ def test_sections_are_typed_once():
     ({"fit__tune_options": {"search_space": {"lr": {"grid_search": [1]}}}},
      r"search_space names unknown FitConfig fields \['lr'\]"),
     ({"ray__num_cpus": 0}, r"ray.num_cpus must be an integer >= 1"),
+    ({"annotate__engine": "replay", "annotate__engine_options": {"runs": "/no/such/runs.parquet"}},
+     r"annotate.engine_options.runs: no such file '/no/such/runs.parquet'"),
     ({"cascade": [{"shots": 2}]}, r"unknown key 'cascade\[0\].shots'"),
     ({"annotate__engine_options": {"max_len": 9}}, r"engine_options must be keys of the transformers"),
     ({"fit__learning_rate": "fast"}, r"fit: learning_rate must be a finite number > 0, got 'fast'"),
