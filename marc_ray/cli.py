@@ -15,7 +15,8 @@ import importlib
 import sys
 
 from . import __version__
-from .contracts import ContractError
+from .contracts import ContractError, InfrastructureError
+from .contracts.errors import EXIT_INFRASTRUCTURE, EXIT_INPUT, EXIT_INTERRUPTED
 
 # subcommand modules, in pipeline order; each defines register(subparsers)
 COMMAND_MODULES = (
@@ -59,12 +60,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"marc-ray {args.command}: interrupted; finished outputs are kept, rerun to resume",
               file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except InfrastructureError as error:
+        if args.debug:
+            raise
+        print(f"marc-ray {args.command}: failed: {describe_error(error)}", file=sys.stderr)
+        return EXIT_INFRASTRUCTURE
     except (ContractError, ValueError, OSError, MemoryError) as error:
         if args.debug:
             raise
         print(f"marc-ray {args.command}: error: {describe_error(error)}", file=sys.stderr)
-        return 2
+        return EXIT_INPUT
 
 
 def describe_error(error: BaseException) -> str:

@@ -35,7 +35,7 @@ from .align import Aligned, ItemSet, align_items, aligned_sets
 from .certificate import (ASSUMPTIONS, BINDING_KEYS, CONFIDENCE_MODELS_METADATA_KEY,
                           JUDGE_METADATA_KEY, Certificate, check_binding, content_digest,
                           metadata_binding, with_binding)
-from .errors import ContractError
+from .errors import ContractError, InfrastructureError
 from .io import (file_hash, read_columns, read_table, rows_to_table, table_hash, write_json_atomic,
                  write_table_atomic, write_text_atomic)
 from .schemas import (ANNOTATION_REQUIRED, ANNOTATION_SCHEMA, CARRIED_COLUMNS, COMPARISON_REQUIRED,
@@ -49,7 +49,8 @@ from .schemas import (ANNOTATION_REQUIRED, ANNOTATION_SCHEMA, CARRIED_COLUMNS, C
 __all__ = [
     "Aligned", "ItemSet", "align_items", "aligned_sets",
     "ANNOTATION_REQUIRED", "ANNOTATION_SCHEMA", "ASSUMPTIONS", "CARRIED_COLUMNS",
-    "COMPARISON_REQUIRED", "COMPARISON_SCHEMA", "Certificate", "ContractError", "LABELS",
+    "COMPARISON_REQUIRED", "COMPARISON_SCHEMA", "Certificate", "ContractError", "InfrastructureError",
+    "LABELS",
     "LAYOUT_METADATA_KEY", "ORDERS", "POOL_REQUIRED", "POOL_SCHEMA", "PREDICTIONS",
     "RUN_STATUS_OK", "RunLayout", "SCORES_REQUIRED", "TIE_POLICIES", "TiePolicy", "VOTE_TYPE",
     "agreement", "annotation_schema", "carried_column", "carried_names", "carry_problem",
