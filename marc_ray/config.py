@@ -92,20 +92,18 @@ class PipelineConfig:
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "PipelineConfig":
         """Read and validate a YAML file."""
-        import yaml
+        from .contracts.yaml_file import load_yaml
 
         path = os.fspath(path)
         try:
             with open(path, encoding="utf-8") as stream:
-                data = yaml.safe_load(stream)
+                data = load_yaml(stream.read(), path)
         except FileNotFoundError as error:
             raise ValueError(f"{path}: no such config file") from error
         except IsADirectoryError as error:
             raise ValueError(f"{path}: is a folder; CONFIG is a YAML file of settings") from error
         except UnicodeDecodeError as error:
             raise ValueError(f"{path}: not UTF-8 text (byte {error.start})") from error
-        except yaml.YAMLError as error:
-            raise ValueError(f"{path}: not valid YAML: {error}") from error
         if data is None:
             data = {}
         if not isinstance(data, dict):
@@ -292,17 +290,15 @@ def read_run_config(run_dir: str | os.PathLike) -> dict:
     ContractError
         ``run_dir`` is not a run folder.
     """
-    import yaml
-
     from .contracts import ContractError
-
     from .contracts.io import is_file, read_text
+    from .contracts.yaml_file import load_yaml
 
     path = RunFolder(run_dir).config
     if not is_file(path):
         raise ContractError(os.fspath(run_dir), f"not a marc_ray run folder (no {RUN_CONFIG})",
                             hint="pass the run folder `marc-ray run` wrote (its run_dir or --out)")
-    return yaml.safe_load(read_text(path)) or {}
+    return load_yaml(read_text(path), os.fspath(path)) or {}
 
 
 def _mapping(data: dict, name: str, source: str) -> dict:

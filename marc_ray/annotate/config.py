@@ -178,9 +178,9 @@ class AnnotateConfig:
         if path.endswith(".json"):
             data = json.loads(text)
         else:
-            import yaml
+            from ..contracts.yaml_file import load_yaml
 
-            data = yaml.safe_load(text) or {}
+            data = load_yaml(text, path) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: a config file must hold a mapping of settings")
         if isinstance(data.get("annotate"), dict):

@@ -92,9 +92,9 @@ def get_template(spec: str | PromptTemplate) -> PromptTemplate:
         if spec.endswith(".json"):
             data = json.loads(text)
         else:
-            import yaml
+            from ..contracts.yaml_file import load_yaml
 
-            data = yaml.safe_load(text)
+            data = load_yaml(text, spec)
         return PromptTemplate.from_dict(dict(data, name=data.get("name", os.path.basename(spec))),
                                         spec)
     raise ValueError(f"unknown template {spec!r}: use one of {sorted(TEMPLATES)} or a .json/.yaml "

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..contracts import ContractError
+from ..contracts.yaml_file import load_yaml
 from ..datasets import get_dataset
 
 MEASURES = {
@@ -77,15 +78,10 @@ class BenchmarkConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "BenchmarkConfig":
-        import yaml
-
         path = Path(path)
         if not path.is_file():
             raise ContractError(str(path), "no such file")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as error:
-            raise ContractError(str(path), f"malformed YAML: {error}") from error
+        data = load_yaml(path.read_text(encoding="utf-8"), str(path))
         return cls.from_dict(data, str(path))
 
     def check(self) -> None:

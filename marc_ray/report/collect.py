@@ -17,6 +17,7 @@ from ..config import read_run_config
 from ..contracts.redact import redact
 from ..contracts import Certificate, file_hash
 from ..contracts.io import absolute, exists, join, list_names, read_text
+from ..contracts.yaml_file import load_yaml
 from ..contracts.align import aligned_sets
 from ..run_folder import RUN_CONFIG, RunFolder
 from .summary import ReportInputs
@@ -47,7 +48,7 @@ def run_manifest(run_dir: str, certificate: Certificate, command: str | None) ->
     folder = RunFolder(run_dir)
     config_path = folder.config
     config_text = read_text(config_path)
-    config = redact(yaml.safe_load(config_text) or {})
+    config = redact(load_yaml(config_text, config_path) or {})
     config_text = yaml.safe_dump(config, sort_keys=False)  # shown in the report: redacted
     hashes = {RUN_CONFIG: file_hash(config_path)}
     for path in (folder.comparisons, folder.pool):
