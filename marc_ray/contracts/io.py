@@ -391,12 +391,30 @@ def write_atomic(path: str | os.PathLike, write: Callable[[str], None], suffix: 
     try:
         write(temporary)
         if local:
+            # mkstemp makes the file 0600; the result gets the mode any new file gets (0644
+            # under umask 022, as pyarrow's own writes do), so a shared run folder stays readable
+            os.chmod(temporary, 0o666 & ~current_umask())
             os.replace(temporary, target)
         else:
             _upload(temporary, filesystem, target)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (``/proc/self/status`` on Linux; elsewhere
+    set and restored at once, which another thread could observe)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 UPLOAD_CHUNK = 1 << 24  # 16 MiB per write of an upload
