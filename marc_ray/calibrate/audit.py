@@ -46,7 +46,7 @@ from scipy import special
 
 from .bounds import clopper_pearson_upper
 
-__all__ = ["AuditResult", "DEFAULT_BETS", "EXIT_CODES", "audit", "audit_by_group", "audit_p_value",
+__all__ = ["AuditResult", "DEFAULT_BETS", "EXIT_CODES", "EXIT_CANNOT_TEST", "audit", "audit_by_group", "audit_p_value",
            "betting_e_values", "sequential_rejections", "exact_power"]
 
 # Bets as a fraction c = lambda * alpha of the largest safe bet (1 - c is the factor of an
@@ -54,11 +54,16 @@ __all__ = ["AuditResult", "DEFAULT_BETS", "EXIT_CODES", "audit", "audit_by_group
 # over many items, large ones large drops quickly. Fixed here, never tuned on audit data.
 DEFAULT_BETS = tuple(np.round(np.geomspace(0.01, 0.9, 16), 6).tolist())
 
+# the outcomes of ``marc-ray audit``, distinct so that a CI gate can tell them apart (2 and 5 are
+# the package's: ``contracts.errors.EXIT_CODES``)
+EXIT_KEEP, EXIT_RECALIBRATE, EXIT_DRIFT, EXIT_CANNOT_TEST = 0, 3, 4, 6
 EXIT_CODES = {
-    0: "the guarantee is not rejected (keep the certificate)",
+    EXIT_KEEP: "the guarantee is not rejected (keep the certificate)",
     2: "bad input (a message names the file, row and field)",
-    3: "the audit rejects the guarantee: recalibrate with fresh labels",
-    4: "the guarantee is not rejected, but the confidences have drifted: recalibration advised",
+    EXIT_RECALIBRATE: "the audit rejects the guarantee: recalibrate with fresh labels",
+    EXIT_DRIFT: "the guarantee is not rejected, but the confidences have drifted: recalibration "
+                "advised",
+    EXIT_CANNOT_TEST: "cannot test: no item the certificate decides carries a human label",
 }
 
 
@@ -163,15 +168,29 @@ class AuditResult:
 
     @property
     def exit_code(self) -> int:
+        if self.n == 0:  # nothing was tested: never read as "keep"
+            return EXIT_CANNOT_TEST
         if self.rejected:
-            return 3
-        return 4 if self.drift and self.drift.get("fired") else 0
+            return EXIT_RECALIBRATE
+        return EXIT_DRIFT if self.drift and self.drift.get("fired") else EXIT_KEEP
+
+    @property
+    def exit_meaning(self) -> str:
+        return EXIT_CODES[self.exit_code]
+
+    def untested_groups(self) -> list:
+        """Groups of a per-group audit with no audited item (their guarantee was not tested)."""
+        return [g for g, r in self.groups.items() if r.n == 0]
 
     def sentence(self) -> str:
         promised = f"{1 - self.alpha:.0%}"
         if self.n == 0:
-            return (f"No audited decided item has a human label: the audit cannot test the "
-                    f"promised {promised} agreement.")
+            decided = self.counts.get("decided")
+            of = (f" (the certificate decides {decided} of the {self.counts['items']} items; "
+                  f"{self.counts.get('escalated_labelled', 0)} labelled items were escalated)"
+                  if decided is not None else "")
+            return (f"No item the certificate decides carries a human label{of}: the audit "
+                    f"cannot test the promised {promised} agreement.")
         figures = (f"the judge agreed with the humans on {self.agreements} of {self.n} audited "
                    f"decided items ({self.observed_agreement:.1%}); with {1 - self.level:.0%} "
                    f"confidence its disagreement rate is at most {self.upper_bound:.1%}")
@@ -182,9 +201,12 @@ class AuditResult:
             how = f"the exact one-sided binomial test gives p = {self.p_value:.3g}"
         if self.groups:
             failed = [g for g, r in self.groups.items() if r.rejected]
+            untested = self.untested_groups()
             per_group = (f" Per group (each tested at level {self.level:g} / {len(self.groups)}): "
                          + (f"the guarantee no longer holds for {', '.join(map(repr, failed))}."
-                            if failed else "no group's guarantee is rejected."))
+                            if failed else "no group's guarantee is rejected.")
+                         + (f" Not tested (no audited item): {', '.join(map(repr, untested))}."
+                            if untested else ""))
             return (("The guarantee no longer holds for some group" if failed
                      else "The guarantee is not rejected") + f": pooled, {figures}." + per_group)
         if self.rejected:
@@ -203,7 +225,8 @@ class AuditResult:
             return ("Keep the certificate for now, but the confidences have drifted since "
                     "calibration: recalibrate on labelled items from the deployment distribution.")
         if self.n == 0:
-            return "Label a random sample of the decided items and audit again."
+            return ("Label a random sample of the items this certificate decides (those whose "
+                    "confidence reaches their threshold) and audit again; this audit tested nothing.")
         return ("Keep the certificate, and keep auditing (a non-rejection is not proof: with "
                 f"{self.n} items the exact test would catch a doubled disagreement rate "
                 f"({2 * self.alpha:.0%}) with probability {self.power_at_double_alpha:.0%}).")
@@ -219,7 +242,7 @@ class AuditResult:
                 "counts": self.counts,
                 "groups": {g: r.to_dict() for g, r in self.groups.items()},
                 "sentence": self.sentence(), "advice": self.advice(),
-                "exit_code": self.exit_code, "exit_meaning": EXIT_CODES[self.exit_code]}
+                "exit_code": self.exit_code, "exit_meaning": self.exit_meaning}
 
 
 def audit(agree, alpha: float, level: float = 0.05, batch=None, bets=DEFAULT_BETS,
@@ -280,21 +303,23 @@ def audit(agree, alpha: float, level: float = 0.05, batch=None, bets=DEFAULT_BET
 
 
 def audit_by_group(agree, groups, alpha: float, level: float = 0.05, batch=None,
-                   bets=DEFAULT_BETS, drift: dict | None = None, counts: dict | None = None
-                   ) -> AuditResult:
+                   bets=DEFAULT_BETS, drift: dict | None = None, counts: dict | None = None,
+                   group_names=None) -> AuditResult:
     """Audit a per-group certificate: each group tested at ``level / G``, plus pooled figures.
 
     A per-group certificate promises ``1 - alpha`` in every group, so each group's audited
     items are tested on their own (exact, or sequential with ``batch``) at ``level / G``; by
     the union bound the chance that any group raises a false alarm is at most ``level``. The
     result is rejected when any group is; its pooled figures are reported, not tested.
+    ``group_names`` (default: the groups in ``groups``) are the G groups the certificate decides
+    for; one with no audited item is reported untested (``AuditResult.untested_groups``).
     """
     agree = np.asarray(agree, dtype=bool).ravel()
     groups = np.asarray(groups, dtype=object).astype(str).ravel()
     if groups.size != agree.size:
         raise ValueError(f"groups ({groups.size}) and agree ({agree.size}) differ in length")
     batch = None if batch is None else np.asarray(batch).ravel()
-    names = sorted(set(groups.tolist()))
+    names = sorted(set(groups.tolist()) | {str(g) for g in (group_names or ())})
     per_group = {g: audit(agree[groups == g], alpha, level / max(len(names), 1),
                           batch=None if batch is None else batch[groups == g], bets=bets)
                  for g in names}
