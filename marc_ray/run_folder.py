@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from .contracts.errors import ContractError
 from .contracts.io import is_uri, join
+from .contracts.model_folder import CONFIG_FILE, MODEL_FILE
 
 RUN_CONFIG = "config.yaml"          # the resolved configuration, in every run folder
 CERTIFICATE_FILE = "certificate.json"
@@ -92,9 +93,7 @@ class RunFolder:
         return self.path("fit", judge)
 
     def model_files(self, judge: str) -> list[str]:
-        """The fitted model's weights and config (``fit.estimator`` names them)."""
-        from .fit.estimator import CONFIG_FILE, MODEL_FILE  # lazily: the estimator loads torch
-
+        """The fitted model's weights and config (``contracts.model_folder`` names them)."""
         return [self.path("fit", judge, MODEL_FILE), self.path("fit", judge, CONFIG_FILE)]
 
     def model_weights(self, judge: str) -> str:

@@ -26,7 +26,7 @@ from ..contracts import ASSUMPTIONS, PREDICTIONS, TIE_POLICIES, Certificate, agr
 from .grid import ThresholdGrid, as_grid, check_grid_independent, counts_at_thresholds
 from .bounds import clopper_pearson_upper
 from .testing import PROCEDURES, check_procedure, select_thresholds, threshold_records
-from .metrics import as_confidence_and_agreement
+from ..metrics import as_confidence_and_agreement
 from .routing import deciding_stage
 
 __all__ = ["SelectiveCalibrator", "CalibrationResult", "NotCalibratedError", "check_alpha",

@@ -24,7 +24,7 @@ from .bounds import clopper_pearson_upper
 from .diagnostics import calibration_size, drift, monotonicity
 from .calibrator import SelectiveCalibrator
 from .grid import ThresholdGrid, counts_at_thresholds, quantile_grid
-from .metrics import aurc, auroc, risk_coverage_curve
+from ..metrics import aurc, auroc, risk_coverage_curve
 from .routing import certificate_thresholds, route
 
 

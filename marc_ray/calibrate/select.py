@@ -30,7 +30,7 @@ from ..contracts import ContractError, agreement
 from .bounds import clopper_pearson_interval
 from .calibrator import check_alpha, check_delta
 from .grid import as_grid
-from .metrics import auroc
+from ..metrics import auroc
 from .testing import select_thresholds
 from .validity import ValidityResult, _cell_counts, _from_top
 

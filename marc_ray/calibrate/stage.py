@@ -40,7 +40,7 @@ def calibrate_stage(settings: CalibrateConfig, names: list[str], score_paths: li
     dict : λ̂, coverage and n, for the stage's progress line
     """
     from ..contracts.align import aligned_sets
-    from ..fit.estimator import MODEL_FILE
+    from ..contracts.model_folder import MODEL_FILE
     from .calibrator import SelectiveCalibrator
     from .cascade import CascadeCalibrator
     from .grid import fixed_grid, quantile_grid
@@ -140,7 +140,7 @@ def choose_run_confidence(settings: CalibrateConfig, score_path: str, model_fold
     of those only the fitted model's validation part (``MarcConfidence.valid_ids_``, the items
     it was not trained on) when there is a model. Calibration items are never read.
     """
-    from ..fit.estimator import CONFIG_FILE
+    from ..contracts.model_folder import CONFIG_FILE
     from .grid import fixed_grid
     from .select import choose_confidence_table
 

@@ -28,7 +28,7 @@ import pyarrow as pa
 from ..contracts import ContractError
 from .config import FitConfig
 from .data import load_annotations
-from ..calibrate.metrics import auroc
+from ..metrics import auroc
 from .labels import human_labels
 
 MEASURES: dict[str, str] = {

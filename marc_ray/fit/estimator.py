@@ -27,13 +27,12 @@ import pyarrow as pa
 from .. import __version__
 from ..contracts import ContractError, file_hash, write_json_atomic
 from ..contracts.io import is_file, join, read_bytes, read_text, write_atomic
+from ..contracts.model_folder import CONFIG_FILE, MODEL_FILE  # re-exported: fit.estimator.MODEL_FILE
 from ..contracts.validation import reject_unknown
 from .config import FitConfig
 from .data import load_annotations, prepare
 from .features import FeatureLayout, build_features, check_finite
 
-MODEL_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 FORMAT = "marc_ray.confidence_model/1"
 # Rows per forward pass when scoring, the last pass padded with zero rows. The matmul kernels
 # pick their blocking (and so the rounding of each row's dot products) by the input's shape:

@@ -54,7 +54,7 @@ def score_stage(annotations: str, model_folder: str | None, out_path: str) -> di
 def fitted_margins(model_folders: dict[str, str | None]) -> dict:
     """Per judge with a fitted model: γ per epoch, the epoch the collapse guard kept and its γ
     (the model's config file)."""
-    from .estimator import CONFIG_FILE
+    from ..contracts.model_folder import CONFIG_FILE
 
     out = {}
     for name, folder in model_folders.items():

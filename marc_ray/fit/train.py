@@ -43,7 +43,7 @@ from safetensors.torch import load_file, save_file
 from .bound import bound_at, margin_grid
 from .config import FitConfig
 from .data import Arrays
-from ..calibrate.metrics import ranking_risk
+from ..metrics import ranking_risk
 from .loss import (complexity_penalty, line_search_margin, pair_surrogate, sample_pairs,
                    surrogate_by_margin, weight_norm)
 from .model import ConfidenceMLP
