@@ -73,3 +73,14 @@ def test_what_safe_load_accepts_otherwise_loads_the_same():
     text = "a: 1\n'1': x\n1: y\nb: [1, {c: null}]\nd: {e: 0.5}\n"
     assert load_yaml(text) == {"a": 1, "1": "x", 1: "y", "b": [1, {"c": None}], "d": {"e": 0.5}}
     assert load_yaml("") is None
+
+
+def test_every_yaml_the_repository_ships_loads():
+    import pathlib
+
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    files = sorted(p for pattern in ("configs/*.yaml", "jobs/*.yaml", "*.yaml")
+                   for p in repo.glob(pattern))
+    assert len(files) >= 5
+    for path in files:
+        load_yaml(path.read_text(encoding="utf-8"), str(path))
