@@ -222,6 +222,9 @@ def test_cli_no_false_alarm_on_fresh_labels_drawn_like_calibration(tmp_path, gro
     report = json.loads((tmp_path / "o" / "audit.json").read_text())
     assert 0.02 * 3000 < report["counts"]["decided"] < 0.04 * 3000
     assert report["n_audited"] == report["counts"]["decided"] and set(report["groups"]) == {"chat", "coding"}
+    # without the group column the certificate cannot route an item: refused, not audited pooled
+    pq.write_table(_grouped_audit_table(np.random.default_rng(12)).drop(["task"]), tmp_path / "no_group.parquet")
+    assert main(["audit", str(tmp_path / "certificate.json"), str(tmp_path / "no_group.parquet")]) == 2
 
 
 def test_audit_false_alarm_rate_at_most_level_on_fresh_labels(grouped_certificate):
