@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import tempfile
 import time
 
 import numpy as np
@@ -83,6 +85,9 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--loss-only", action="store_true", help="only part 1 (needs no Ray)")
+    parser.add_argument("--workdir", default=None,
+                        help="Ray Train checkpoints go here (default: a temporary folder, removed "
+                             "at the end; never the checkout)")
     parser.add_argument("--measures", type=int, default=0, metavar="SEEDS",
                         help="only the four-measure table on generated data, over SEEDS seeds")
     args = parser.parse_args()
@@ -110,7 +115,8 @@ def main() -> None:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     ray_start = time.perf_counter() - start
     table = trap_annotations(items, layout=all_subsets_layout(5, 5), seed=0)
-    config = FitConfig(epochs=epochs, n_pairs=5000, storage_path=os.path.abspath("runs/bench_fit"))
+    workdir = args.workdir or tempfile.mkdtemp(prefix="marc-bench-fit-")
+    config = FitConfig(epochs=epochs, n_pairs=5000, storage_path=os.path.abspath(workdir))
     data = prepare(table, config)
     print(f"\n## The same loop locally and on Ray Train ({len(data.train)} training items, "
           f"{epochs} epochs x 5,000 pairs; ray.init took {ray_start:.1f} s, not counted)\n")
@@ -132,6 +138,8 @@ def main() -> None:
     print(f"\nload average during the run: {load[0]:.1f} (1 min), on {os.cpu_count()} CPUs; "
           f"seed 0, numpy {np.__version__}, torch {torch.__version__}, ray {ray.__version__}")
     ray.shutdown()
+    if args.workdir is None:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

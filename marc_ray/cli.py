@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "marc_ray.plan",
     "marc_ray.pipeline_cli",
     "marc_ray.datasets.cli",
+    "marc_ray.benchmark.cli",
 )
 
 

@@ -1,13 +1,12 @@
-"""``marc-ray datasets`` (list, export, replay) and ``marc-ray benchmark CONFIG``.
+"""``marc-ray datasets`` (list, export, replay).
 
-Imports stay light at module level (argparse only): the loaders, pyarrow and the benchmark are
-imported by the handlers.
+Imports stay light at module level (argparse only): the loaders and pyarrow are imported by
+the handlers.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 
 
 def register(subparsers) -> None:
@@ -39,17 +38,6 @@ def register(subparsers) -> None:
     replay.add_argument("--path", default=None, help="the dataset's local folder")
     replay.set_defaults(handler=replay_dataset)
     parser.set_defaults(handler=lambda args: (parser.print_help(), 2)[1])
-
-    bench = subparsers.add_parser(
-        "benchmark", help="benchmark confidence measures on real human labels",
-        description="For each dataset of CONFIG: AUROC, ranking risk and ECE of the confidence "
-                    "measures, and the guarantee success rate and coverage over seeded repetitions "
-                    "in the population and split designs, single judge and cascade. Writes "
-                    "metrics.csv, validity.csv, benchmark.md, coverage_vs_alpha.png, manifest.json.")
-    bench.add_argument("config", help="benchmark YAML (see configs/benchmark.yaml)")
-    bench.add_argument("--out", default=None, help="output folder (default: the config's `output`)")
-    bench.add_argument("--repetitions", type=int, default=None, help="override n_repetitions")
-    bench.set_defaults(handler=benchmark)
 
 
 def list_datasets(args) -> int:
@@ -106,24 +94,4 @@ def replay_dataset(args) -> int:
     members = replay_metadata(table)["annotators"]
     print(f"wrote {table.num_rows} annotations of {args.target} with a panel of {len(members)} "
           f"(judge/prompt) annotators to {args.output}")
-    return 0
-
-
-def benchmark(args) -> int:
-    from ..benchmark import BenchmarkConfig, run_benchmark, write_outputs
-
-    config = BenchmarkConfig.from_yaml(args.config)
-    if args.repetitions is not None:
-        config.n_repetitions = args.repetitions
-        config.check()
-    out = args.out or config.output
-    command = f"marc-ray benchmark {args.config}" + (f" --out {args.out}" if args.out else "") \
-        + (f" --repetitions {args.repetitions}" if args.repetitions is not None else "")
-    results = run_benchmark(config, log=lambda line: print(line, file=sys.stderr))
-    paths = write_outputs(results, config, out, command)
-    below = [r for r in results["validity"] if not r["meets_guarantee"] and r["design"] == "population"]
-    print(f"wrote {', '.join(paths.values())}")
-    if below:
-        print(f"{len(below)} population-design success rate(s) fall below 1 - delta even at the top "
-              f"of their 95% interval: see {paths['markdown']}", file=sys.stderr)
     return 0

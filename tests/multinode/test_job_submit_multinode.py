@@ -99,7 +99,7 @@ def test_job_submit_runs_the_pipeline_on_two_nodes(two_node_cluster, tmp_path):
         result = subprocess.run(
             [str(BIN / "ray"), "job", "submit", f"--address={two_node_cluster['address']}",
              "--working-dir", ".", "--runtime-env", "jobs/pipeline.runtime_env.yaml", "--",
-             "python", "jobs/pipeline.py", "--smoke-test", "--out", str(out)],
+             "python", "jobs/pipeline.py", "configs/smoke.yaml", "--out", str(out)],
             cwd=REPO, env=two_node_cluster["env"], capture_output=True, text=True, timeout=500)
         log = result.stdout + result.stderr
         if "No available agent to submit job" not in log:  # the agent registers after the server

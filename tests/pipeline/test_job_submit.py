@@ -77,12 +77,12 @@ def cluster(tmp_path_factory):
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def test_pipeline_job_runs_on_a_ray_start_cluster(cluster):
+def test_pipeline_job_runs_on_a_ray_start_cluster(cluster, tmp_path):
     for attempt in range(30):
         result = subprocess.run(
             [str(BIN / "ray"), "job", "submit", f"--address={cluster['address']}", "--working-dir",
              ".", "--runtime-env", "jobs/pipeline.runtime_env.yaml", "--",
-             "python", "jobs/pipeline.py", "--smoke-test"],
+             "python", "jobs/pipeline.py", "configs/smoke.yaml", "--out", str(tmp_path / "run")],
             cwd=REPO, env=cluster["env"], capture_output=True, text=True, timeout=500)
         log = result.stdout + result.stderr
         # the job server answers before its agent is registered; nothing was submitted then
@@ -91,5 +91,5 @@ def test_pipeline_job_runs_on_a_ray_start_cluster(cluster):
         time.sleep(2)
     assert result.returncode == 0, log[-4000:]
     assert "succeeded" in log
-    assert "[6/6] report    done" in log and "pipeline: report " in log
+    assert "[6/6] report    done" in log and "certificate: " in log
     assert "[2/6] annotate SmolLM2-135M-Instruct done" in log
