@@ -34,7 +34,8 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config")
-    parser.add_argument("--probe", type=int, default=4)
+    parser.add_argument("--probe", type=int, default=None,
+                        help="probe N items (default: the plan's automatic probe)")
     args = parser.parse_args(argv)
     config = PipelineConfig.from_yaml(args.config)
     judge = config.judges()[0]
@@ -45,17 +46,22 @@ def main(argv=None) -> int:
         return 2
     load_start = os.getloadavg()
     print(f"load average {load_start}", flush=True)
+    started = time.perf_counter()
     plan = build_plan(config, probe_items=args.probe)
+    plan_seconds = time.perf_counter() - started
     print(format_plan(plan), flush=True)
     estimate = plan["judges"][0]["estimate"]["engine_seconds_with_load"]
+    prior = build_plan(config, probe_items=0)["judges"][0]["estimate"]["engine_seconds"]
     prepare_data(config)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     start = time.perf_counter()
     ray.init(address="local", num_cpus=config.ray.num_cpus, include_dashboard=False, log_to_driver=False)
     annotate_stage(judge, config.ray)
     measured = time.perf_counter() - start
-    print(json.dumps({"estimate_s": estimate, "measured_s": round(measured, 1),
-                      "ratio": round(estimate / measured, 3), "target": "0.8 to 1.2",
+    print(json.dumps({"plan_s": round(plan_seconds, 1), "estimate_s": estimate,
+                      "measured_s": round(measured, 1), "ratio": round(estimate / measured, 3),
+                      "target": "0.8 to 1.2", "prior_estimate_s": prior,
+                      "prior_ratio": round(prior / measured, 3),
                       "load_start": [round(x, 1) for x in load_start],
                       "load_end": [round(x, 1) for x in os.getloadavg()]}))
     return 0

@@ -26,6 +26,9 @@ def register(subparsers) -> None:
                           "else an embedded local cluster")
     run.add_argument("--plan", action="store_true",
                      help="print the plan (runs, tokens, engine time, labels: `marc-ray plan`) and exit")
+    run.add_argument("--no-plan", action="store_true",
+                     help="start without printing the plan first (it takes a few seconds: sampled "
+                          "tokens and the prior's time; `marc-ray plan` probes the engine)")
     run.set_defaults(handler=_run)
 
     apply = subparsers.add_parser(
@@ -78,7 +81,7 @@ def _run(args) -> int:
         config = config.replace(**changes)
     from .plan import print_run_plan
 
-    planned = print_run_plan(config)
+    planned = True if args.no_plan and not args.plan else print_run_plan(config)
     if args.plan:
         return 0 if planned else 2
 

@@ -12,9 +12,14 @@ For each judge of a pipeline configuration:
 * **prefill tokens** without reuse (every run prefills its whole prompt) and with shared-prefix
   reuse (each (annotator, subset) prefix once per shard, and in likelihood mode the two orders of
   an item share their two sequences, as the transformers engine runs them);
-* **engine time** and worker- / GPU-hours, from a throughput given per engine worker (tokens/s
-  of prefill with reuse, or runs/s), or measured by a short probe of the configured engine on a
-  few items in this process;
+* **engine time** and worker- / GPU-hours, from (in this order of preference) a throughput given
+  per engine worker (tokens/s of prefill with reuse, or runs/s), a short probe of the configured
+  engine on a few items in this process (automatic for the transformers and HTTP engines; vLLM on
+  request, since its engine takes 20-60 s to start), or the documented prior
+  :data:`EFFECTIVE_PREFILL_FLOPS` per device and the model's size; GPU-hours count every GPU of a
+  replica (``tensor_parallel_size × pipeline_parallel_size`` for vLLM);
+* the **state of the run folder**: which stages a previous run finished, and how many annotate
+  shards each judge already has (a rerun resumes from there);
 * the **human labels** the calibration split needs for the chosen alpha and delta
   (:func:`marc_ray.calibrate.diagnostics.calibration_size`: the Clopper–Pearson bound).
 """
@@ -29,6 +34,20 @@ import time
 import numpy as np
 
 Z95 = 1.959963984540054  # standard normal 97.5% quantile
+TOKEN_SAMPLE = 200  # items whose prompts are tokenised by default (a seeded sample; --exact-tokens: all)
+PROBE_ITEMS = 2     # items the automatic probe judges (transformers, http): a few seconds
+
+# The prior used when no probe can run: the effective prefill throughput of one device, in
+# FLOP/s. Prefill costs about 2 FLOP per parameter per token (Kaplan et al., "Scaling laws for
+# neural language models", 2020, section 2.1), so tokens/s = FLOP/s / (2 x parameters). GPUs:
+# 40% of the dense bf16 peak of the vendor's data sheet (L4 121, A100 312, H100/H200 989 TFLOP/s),
+# a typical utilisation of long-prompt prefill in vLLM. cpu: one transformers engine worker (one
+# thread) on the 2-core development machine, measured: SmolLM2-135M prefilled 263 tokens/s
+# (docs/benchmarks_scale.md), i.e. 2 x 135e6 x 263 = 7.1e10 FLOP/s. A prior is rough (within a
+# factor of 2 at best): `marc-ray plan --probe N` measures the configured engine instead.
+EFFECTIVE_PREFILL_FLOPS = {"cpu": 2 * 135e6 * 263, "L4": 0.4 * 121e12, "A100": 0.4 * 312e12,
+                           "H100": 0.4 * 989e12, "H200": 0.4 * 989e12}
+DEFAULT_GPU = "H100"  # the prior's device for a judge that runs on GPUs, unless --gpu names one
 
 
 def _token_counter(tokenizer):
@@ -46,15 +65,17 @@ def _token_counter(tokenizer):
     return count
 
 
-def token_counts(job_plan, tokenizer, sample: int = 500, seed: int = 0) -> dict:
-    """Prompt and prefill tokens of every run of ``job_plan`` (an ``annotate.job.Plan``)."""
+def token_counts(job_plan, tokenizer, sample: int | None = TOKEN_SAMPLE, seed: int = 0) -> dict:
+    """Prompt and prefill tokens of every run of ``job_plan`` (an ``annotate.job.Plan``): exact
+    when ``sample`` is None or covers every item, else from a seeded sample of ``sample`` items
+    with a 95% interval on each total."""
     builder = job_plan.builder
     count = _token_counter(tokenizer)
     prefix_tokens = [count(prefix, first=True) for _, prefix, _ in builder.groups]
     runs_per_group = [len(runs) for _, _, runs in builder.groups]
     likelihood = builder.mode == "likelihood"
     n_items = job_plan.n_items
-    exact = n_items <= sample
+    exact = sample is None or n_items <= sample
     chosen = (np.arange(n_items) if exact else
               np.sort(np.random.default_rng(seed).choice(n_items, size=sample, replace=False)))
     no_reuse, item_reuse = [], []
@@ -96,11 +117,19 @@ def probe(job_plan, n_items: int) -> dict:
     from .annotate import job
 
     config = job_plan.config
-    if config.engine == "vllm":
-        raise ValueError("plan --probe runs the engine in this process, which the vLLM stage does "
-                         "not; give --throughput (tokens/s or runs/s of one vLLM worker) instead")
+    try:  # the probe's model load is ours, not the user's: no "Loading weights" bar
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
     start = time.perf_counter()
-    engine = (job.transformers_factory if config.engine == "transformers" else job.http_factory)(config)
+    if config.engine == "vllm":  # vllm.LLM in this process: the same engine the stage runs
+        from .annotate.vllm_engine import VllmEngine
+
+        engine = VllmEngine.from_config(config).load()
+    else:
+        engine = (job.transformers_factory if config.engine == "transformers" else job.http_factory)(config)
     load_s = time.perf_counter() - start
     items = job_plan.comparisons.slice(0, n_items).to_pylist()
     batch = config.batch_size * job.ROWS_PER_CALL_FACTOR  # what one engine call gets in the job
@@ -121,6 +150,67 @@ def probe(job_plan, n_items: int) -> dict:
     return out
 
 
+def _count_rows(path: str | None) -> int | None:
+    """Rows of a replay run table (Parquet from its metadata; JSON lines by counting lines)."""
+    from .contracts.io import is_parquet, read_bytes
+
+    if not path:
+        return None
+    try:
+        if is_parquet(path):
+            import pyarrow.dataset as pa_dataset
+
+            return pa_dataset.dataset(path).count_rows()
+        return sum(1 for line in read_bytes(path).splitlines() if line.strip())
+    except (OSError, ValueError):
+        return None
+
+
+def model_parameters(spec: str | None) -> float | None:
+    """The judge's parameter count, from its ``config.json`` (no weights are loaded), or from a
+    size in its name ("...-70B-..."); None when neither tells.
+
+    Per layer: attention 2·h² + 2·h·(kv heads · head size), a gated MLP 3·h·intermediate; plus
+    the embedding (twice when the output layer is not tied to it).
+    """
+    import re
+
+    if not spec:
+        return None
+    try:
+        from .annotate.models import materialize_model
+
+        config = json.loads(open(f"{materialize_model(spec)}/config.json").read())
+        h, layers = config["hidden_size"], config["num_hidden_layers"]
+        heads = config.get("num_attention_heads", 1)
+        kv_dim = config.get("num_key_value_heads", heads) * config.get("head_dim", h // heads)
+        per_layer = 2 * h * h + 2 * h * kv_dim + 3 * h * config.get("intermediate_size", 4 * h)
+        embedding = config.get("vocab_size", 0) * h * (1 if config.get("tie_word_embeddings", True) else 2)
+        return float(layers * per_layer + embedding)
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+        pass
+    match = re.search(r"(\d+(?:\.\d+)?)\s*([bm])(?![a-z])", str(spec).lower())
+    if match:
+        return float(match.group(1)) * (1e9 if match.group(2) == "b" else 1e6)
+    return None
+
+
+def gpus_per_replica(config) -> int:
+    """GPUs one engine replica holds: tensor_parallel_size × pipeline_parallel_size for vLLM on
+    GPUs, ``num_gpus_per_worker`` (at least 1) for transformers on CUDA; 0 on CPU and for HTTP
+    (a server's GPUs are its own)."""
+    if config.engine == "http" or not uses_gpu(config):
+        return 0
+    if config.engine == "vllm":
+        kwargs = (config.engine_options or {}).get("engine_kwargs") or {}
+        return int(kwargs.get("tensor_parallel_size", 1)) * int(kwargs.get("pipeline_parallel_size", 1))
+    return max(1, int(math.ceil(config.num_gpus_per_worker or 1)))
+
+
+def uses_gpu(config) -> bool:
+    return str(config.device).startswith("cuda") or (config.num_gpus_per_worker or 0) > 0
+
+
 def _judge_plan(judge, sample: int, seed: int) -> dict:
     from .annotate.job import prepare
     from .annotate.models import load_tokenizer
@@ -130,8 +220,7 @@ def _judge_plan(judge, sample: int, seed: int) -> dict:
 
         runs = judge.engine_options.get("runs")
         return {"judge": judge.judge_name or "replay", "engine": "replay", "runs_table": runs,
-                "total_runs": pa_dataset.dataset(runs).count_rows() if runs and runs.endswith(
-                    ".parquet") else None, "note": "replay: no engine runs, no tokens"}
+                "total_runs": _count_rows(runs), "note": "replay: no engine runs, no tokens"}
     job_plan = prepare(judge)
     layout = job_plan.builder.layout
     n_items = job_plan.n_items
@@ -150,22 +239,53 @@ def _judge_plan(judge, sample: int, seed: int) -> dict:
     return out
 
 
-def _estimate(judge_plan: dict, throughput: float | None, unit: str, probe_items: int) -> None:
-    """Add the engine time (and worker- / GPU-hours) to one judge's plan, in place."""
+def _estimate(judge_plan: dict, throughput: float | None, unit: str, probe_items: int | None,
+              gpu: str | None) -> None:
+    """Add the engine time (and worker- / GPU-hours) to one judge's plan, in place.
+
+    The rate comes from ``throughput`` if given, else from a probe (``probe_items`` items;
+    None: automatic, i.e. :data:`PROBE_ITEMS` for transformers and http, none for vLLM), else
+    from the prior :data:`EFFECTIVE_PREFILL_FLOPS` and the model's size.
+    """
+    import sys
+
     job_plan = judge_plan.pop("_job_plan", None)
     if job_plan is None:
         return
     config = job_plan.config
+    replica_gpus = gpus_per_replica(config)
+    device = (gpu or DEFAULT_GPU) if replica_gpus else "cpu"
+    automatic = probe_items is None
+    if automatic:
+        probe_items = PROBE_ITEMS if config.engine in ("transformers", "http") and not throughput else 0
     rate, source = None, None
-    if probe_items:
-        measured = probe(job_plan, probe_items)
-        judge_plan["probe"] = measured
-        if "tokens_per_s" in measured and "tokens" in judge_plan:
-            rate, unit, source = measured["tokens_per_s"], "tokens", "probe"
-        else:
-            rate, unit, source = measured["runs_per_s"], "runs", "probe"
-    elif throughput:
+    if throughput:
         rate, source = float(throughput), "given"
+    elif probe_items:
+        try:
+            measured = probe(job_plan, probe_items)
+        except Exception as error:  # noqa: BLE001 - an automatic probe only informs the plan
+            if not automatic:
+                raise
+            from .contracts.redact import redact_text
+
+            judge_plan["probe_failed"] = redact_text(" ".join(f"{type(error).__name__}: {error}".split()))[:300]
+            print(f"plan: the probe of {judge_plan['judge']} failed ({judge_plan['probe_failed']}); "
+                  "estimating from the prior", file=sys.stderr)
+        else:
+            judge_plan["probe"] = measured
+            if "tokens_per_s" in measured and "tokens" in judge_plan:
+                rate, unit, source = measured["tokens_per_s"], "tokens", f"probe of {probe_items} items"
+            else:
+                rate, unit, source = measured["runs_per_s"], "runs", f"probe of {probe_items} items"
+    if rate is None and config.engine != "http" and "tokens" in judge_plan:
+        parameters = model_parameters(config.model)
+        if parameters:
+            rate = EFFECTIVE_PREFILL_FLOPS[device] * max(replica_gpus, 1) / (2 * parameters)
+            unit = "tokens"
+            source = (f"prior: {device}, {parameters / 1e9:.3g}B parameters"
+                      + (f", {replica_gpus} GPU(s) per replica" if replica_gpus else "")
+                      + "; rough, --probe N measures")
     if rate is None:
         return
     if unit == "tokens":
@@ -177,14 +297,13 @@ def _estimate(judge_plan: dict, throughput: float | None, unit: str, probe_items
         work = judge_plan["total_runs"]
     workers = max(1, int(config.num_workers))
     seconds = work / (rate * workers)
-    gpus = config.num_gpus_per_worker or (1.0 if config.engine == "vllm"
-                                          or str(config.device).startswith("cuda") else 0.0)
     judge_plan["estimate"] = {
         "throughput_per_worker": rate, "unit": f"{unit}/s", "source": source, "workers": workers,
+        "gpus_per_replica": replica_gpus, "device": device,
         "engine_seconds": round(seconds, 1),
         "engine_seconds_with_load": round(seconds + judge_plan.get("probe", {}).get("load_seconds", 0), 1),
         "worker_hours": round(seconds * workers / 3600, 4),
-        "gpu_hours": round(seconds * workers * gpus / 3600, 4)}
+        "gpu_hours": round(seconds * workers * replica_gpus / 3600, 4)}
 
 
 def labels_needed(alpha: float, delta: float, expected_risk: float | None,
@@ -203,16 +322,21 @@ def labels_needed(alpha: float, delta: float, expected_risk: float | None,
             "labels_needed": labels, "calibration_items_configured": n_calibration}
 
 
-def build_plan(config, *, sample: int = 500, seed: int = 0, throughput: float | None = None,
-               throughput_unit: str = "tokens", probe_items: int = 0,
+def build_plan(config, *, sample: int | None = TOKEN_SAMPLE, seed: int = 0,
+               throughput: float | None = None, throughput_unit: str = "tokens",
+               probe_items: int | None = None, gpu: str | None = None,
                expected_risk: float | None = None, expected_coverage: float = 0.5) -> dict:
     """The plan of a :class:`~marc_ray.config.PipelineConfig` (module docstring); nothing runs.
 
     The data are prepared as ``marc-ray run`` prepares them (demo generated, splits drawn) but
-    into a temporary folder, so the run folder is left untouched.
+    into a temporary folder, so the run folder is left untouched. ``sample``: items whose
+    prompts are tokenised (None: every item, exact). ``probe_items``: None probes automatically
+    where it is cheap (transformers, http), 0 never (the plan inside ``marc-ray run``).
     """
     from .pipeline import prepare_data  # the plan prepares the data as the run does
 
+    if gpu is not None and gpu not in EFFECTIVE_PREFILL_FLOPS:
+        raise ValueError(f"--gpu must be one of {sorted(set(EFFECTIVE_PREFILL_FLOPS) - {'cpu'})}, got {gpu!r}")
     if throughput_unit not in ("tokens", "runs"):
         raise ValueError(f"--throughput-unit must be 'tokens' or 'runs', got {throughput_unit!r}")
     if not 0 < expected_coverage <= 1:
@@ -223,13 +347,53 @@ def build_plan(config, *, sample: int = 500, seed: int = 0, throughput: float | 
         counts = prepare_data(scratch)
         judges = [_judge_plan(judge, sample, seed) for judge in scratch.judges()]
         for judge_plan in judges:
-            _estimate(judge_plan, throughput, throughput_unit, probe_items)
+            _estimate(judge_plan, throughput, throughput_unit, probe_items, gpu)
     calibrate = config.calibrate
     return {"config": config.source, "run_dir": config.run_dir, "items": counts["comparisons"],
+            "state": run_folder_state(config, judges),
             "splits": {s: counts[s] for s in ("train", "calibration", "test")},
             "judges": judges,
             "calibration": labels_needed(float(calibrate.alpha), float(calibrate.delta),
                                          expected_risk, expected_coverage, counts["calibration"])}
+
+
+def run_folder_state(config, judges: list[dict]) -> dict:
+    """What a previous run left in the run folder: the stages whose manifest is there, and each
+    judge's finished annotate shards (a rerun resumes from them; it reruns a stage whose
+    settings or inputs changed)."""
+    from .annotate.job import DONE_DIR
+    from .contracts.io import exists, join, list_names
+    from .run_folder import RunFolder
+
+    folder = RunFolder(config.run_dir)
+    if not exists(folder.path()):
+        return {"exists": False, "stages": [], "shards": {}}
+    try:
+        stages = sorted(name[:-len(".json")] for name in list_names(folder.manifests_dir)
+                        if name.endswith(".json"))
+    except (OSError, FileNotFoundError):
+        stages = []
+    shards = {}
+    for judge_config, judge_plan in zip(config.judges(), judges):
+        markers = join(judge_config.output if judge_config.output else "", DONE_DIR)
+        try:
+            done = sum(1 for name in list_names(markers) if name.endswith(".json"))
+        except (OSError, FileNotFoundError):
+            done = 0
+        shards[judge_plan["judge"]] = {"done": done, "planned": judge_plan.get("shards")}
+    return {"exists": True, "stages": stages, "shards": shards}
+
+
+def _state_text(plan: dict) -> str:
+    state = plan.get("state") or {}
+    where = f"plan of {plan['config']} (run folder {plan['run_dir']})"
+    if not state.get("exists"):
+        return f"{where}: the folder does not exist yet; nothing has run"
+    finished = ", ".join(state["stages"]) or "none"
+    shards = "; ".join(f"{judge} {entry['done']}" + (f" of {entry['planned']}" if entry["planned"] else "")
+                       + " annotate shards finished" for judge, entry in state["shards"].items())
+    return (f"{where}: stages with a manifest: {finished}" + (f"; {shards}" if shards else "")
+            + " (a rerun resumes from these)")
 
 
 def _tokens_text(entry: dict) -> str:
@@ -240,14 +404,14 @@ def _tokens_text(entry: dict) -> str:
 
 
 def format_plan(plan: dict) -> str:
-    lines = [f"plan of {plan['config']} (run folder {plan['run_dir']}): nothing has run yet",
+    lines = [_state_text(plan),
              f"items: {plan['items']:,} (train {plan['splits']['train']:,}, calibration "
              f"{plan['splits']['calibration']:,}, test {plan['splits']['test']:,})"]
     for judge in plan["judges"]:
         lines.append(f"judge {judge['judge']} ({judge['engine']}):")
         if judge["engine"] == "replay":
             lines.append(f"  {judge['note']}; run table {judge['runs_table']} "
-                         f"({judge['total_runs']} rows)")
+                         f"({'unknown number of' if judge['total_runs'] is None else format(judge['total_runs'], ',')} rows)")
             continue
         lines.append(f"  runs per item: {judge['annotators']} annotators x {judge['subsets']} "
                      f"subsets x {judge['orders']} orders + {judge['zero_shot_runs']} zero-shot "
@@ -272,9 +436,12 @@ def format_plan(plan: dict) -> str:
             lines.append(f"  estimated engine time: {estimate['engine_seconds']:,.0f} s on "
                          f"{estimate['workers']} worker(s) at {estimate['throughput_per_worker']:,.1f} "
                          f"{estimate['unit']} each ({estimate['source']}); "
-                         f"{estimate['worker_hours']:.3g} worker-hours, {estimate['gpu_hours']:.3g} GPU-hours")
+                         f"{estimate['worker_hours']:.3g} worker-hours, {estimate['gpu_hours']:.3g} GPU-hours"
+                         + (f" ({estimate['gpus_per_replica']} GPUs per replica)"
+                            if estimate["gpus_per_replica"] > 1 else ""))
         else:
-            lines.append("  engine time: give --throughput (per worker) or --probe N to estimate it")
+            lines.append("  engine time: unknown (no probe could run and the model's size is "
+                         "unknown); give --throughput (per worker) or --probe N")
     cal = plan["calibration"]
     needed = cal["labels_needed"]
     lines.append(f"calibration (alpha {cal['alpha']:g}, delta {cal['delta']:g}): at least "
@@ -292,8 +459,8 @@ def print_run_plan(config) -> bool:
     (the run's own validation then reports the problem)."""
     import sys
 
-    try:
-        print(format_plan(build_plan(config)), flush=True)
+    try:  # a few seconds: sampled tokens, the prior's time, no probe (`marc-ray plan` probes)
+        print(format_plan(build_plan(config, probe_items=0)), flush=True)
         return True
     except Exception as error:  # noqa: BLE001 - the plan is informative; the run validates itself
         print(f"plan: not available ({type(error).__name__}: {error})", file=sys.stderr, flush=True)
@@ -315,19 +482,39 @@ def add_plan_arguments(parser) -> None:
                         help="throughput of ONE engine worker (see --throughput-unit)")
     parser.add_argument("--throughput-unit", choices=("tokens", "runs"), default="tokens",
                         help="tokens: prefill tokens/s with prefix reuse; runs: runs/s (default tokens)")
-    parser.add_argument("--probe", type=int, default=0, metavar="N",
-                        help="measure the throughput on the first N items with the configured engine")
-    parser.add_argument("--sample", type=int, default=500,
-                        help="count tokens exactly up to this many items, else on a seeded sample")
+    parser.add_argument("--probe", type=_non_negative_int, default=None, metavar="N",
+                        help=f"measure the throughput on the first N items with the configured "
+                             f"engine (default: {PROBE_ITEMS} for transformers and http, none for "
+                             f"vllm, whose engine takes 20-60 s to start; 0: no probe)")
+    parser.add_argument("--gpu", choices=sorted(set(EFFECTIVE_PREFILL_FLOPS) - {"cpu"}), default=None,
+                        help=f"the GPU type of the prior used when no probe runs (default {DEFAULT_GPU})")
+    parser.add_argument("--sample", type=_non_negative_int, default=TOKEN_SAMPLE,
+                        help=f"tokenise the prompts of a seeded sample of this many items "
+                             f"(default {TOKEN_SAMPLE}); the totals get a 95%% interval")
+    parser.add_argument("--exact-tokens", action="store_true",
+                        help="tokenise every item's prompts (exact totals; slow on long items)")
     parser.add_argument("--expected-risk", type=float, default=None,
                         help="expected disagreement among accepted items (default alpha / 2)")
     parser.add_argument("--expected-coverage", type=float, default=0.5,
                         help="expected share of calibration items accepted (default 0.5)")
 
 
+def _non_negative_int(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"an integer >= 0, got {value}")
+    return value
+
+
 def plan_from_args(config, args) -> dict:
-    return build_plan(config, sample=args.sample, throughput=args.throughput,
-                      throughput_unit=args.throughput_unit, probe_items=args.probe,
+    return build_plan(config, sample=None if args.exact_tokens else max(args.sample, 1),
+                      throughput=args.throughput, throughput_unit=args.throughput_unit,
+                      probe_items=args.probe, gpu=args.gpu,
                       expected_risk=args.expected_risk, expected_coverage=args.expected_coverage)
 
 
