@@ -95,6 +95,12 @@ def read_run(run_dir: str, delta: float | None = None) -> RunWinItems:
         raise ContractError(folder.comparisons, "no comparison names its models", field="model_a",
                             hint="give model_a and model_b in the comparisons (docs/datasets.md "
                                  "lists the data sets that have them)")
+    for row, (a, b) in enumerate(zip(comparisons.column("model_a").to_pylist(),
+                                     comparisons.column("model_b").to_pylist())):
+        if (a is None) != (b is None):  # validate_comparisons refuses it; a file edited since
+            raise ContractError(folder.comparisons, "a model is named on one side only", row=row,
+                                field="model_b" if b is None else "model_a",
+                                hint="give both model_a and model_b, or neither")
     names = {i: (a, b, row) for row, (i, a, b) in enumerate(zip(*(
         comparisons.column(c).to_pylist() for c in ("id", "model_a", "model_b"))))}
 
