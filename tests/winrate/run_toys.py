@@ -50,7 +50,7 @@ def build_run(root: Path, n: int = 900, seed: int = 0, tie_share: float = 0.05,
     pq.write_table(pa.table({"id": ids, "judge": [JUDGE] * n, "pred": pred.tolist(),
                              "p_simulated": p_a, "conf_simulated": confidence,
                              "human_label": [r["human_label"] for r in rows],
-                             "split": split.tolist()}), folder.scores(JUDGE))
+                             "split": [r["split"] for r in rows]}), folder.scores(JUDGE))
     calibration = split == "calibration"
     calibrator = SelectiveCalibrator(alpha=0.2, delta=0.1, grid=fixed_grid(100, 0.5, 1.0),
                                      tie_policy=tie_policy).calibrate(
