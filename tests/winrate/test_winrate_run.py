@@ -164,3 +164,42 @@ def test_a_run_without_model_names_is_refused(tmp_path, capsys):
     run = build_run(tmp_path / "r", seed=8, mutate=no_names)
     assert main(["winrate", str(run)]) == 2
     assert "field 'model_a': no comparison names its models" in capsys.readouterr().err
+
+
+def test_report_section_written_beside_the_report(run, tmp_path):
+    from marc_ray.report.winrate_section import write_winrate_section
+
+    paths = write_winrate_section(str(run), str(tmp_path / "report"))
+    assert set(paths) == {"winrate_json", "winrate_md", "winrate_html", "winrate_figure"}
+    assert "<h2 id='win-rates'>Win rates</h2>" in (tmp_path / "report" / "winrate.html").read_text()
+
+
+def test_report_section_absent_without_names_and_never_fails(tmp_path):
+    from marc_ray.report.winrate_section import write_winrate_section
+
+    def no_names(rows):
+        for row in rows:
+            row.pop("model_a"), row.pop("model_b")
+
+    assert write_winrate_section(str(build_run(tmp_path / "n", seed=9, mutate=no_names)),
+                                 str(tmp_path / "o1")) == {}
+
+    def all_training(rows):  # every labelled row trained: no pair, no model has an interval
+        for row in rows:
+            row["split"] = "train"
+
+    paths = write_winrate_section(str(build_run(tmp_path / "t", seed=9, mutate=all_training)),
+                                  str(tmp_path / "o2"))
+    record = json.loads((tmp_path / "o2" / "winrate.json").read_text())
+    assert "winrate_figure" not in paths and all("skipped" in p for p in record["pairs"])
+    assert record["leaderboard"]["models"] == []
+
+    def twelve_labelled(rows):  # every model labelled, but too few labels for the leaderboard
+        for index, row in enumerate(rows):
+            row["split"] = "calibration" if index < 12 else "train"
+
+    paths = write_winrate_section(str(build_run(tmp_path / "f", seed=9, mutate=twelve_labelled)),
+                                  str(tmp_path / "o3"))
+    assert list(paths) == ["winrate_md"]
+    text = (tmp_path / "o3" / "winrate.md").read_text()
+    assert "No win rates for this run" in text and "the leaderboard needs at least 30" in text
