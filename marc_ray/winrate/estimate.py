@@ -97,22 +97,28 @@ def leaderboard(items: RunWinItems, sparse: str = "refuse") -> dict:
     y = outcome(items.human_label, np.ones(len(items.ids), dtype=bool))
     labelled = kept & items.eligible & np.isfinite(y)
     models = sorted(set(items.model_a[distinct]) | set(items.model_b[distinct]))
-    seen = set(items.model_a[labelled]) | set(items.model_b[labelled])
-    unseen = [m for m in models if m not in seen]
     skipped = []
-    if unseen or labelled.sum() < ppi.MIN_LABELLED:
-        problem = (f"model {unseen[0]!r} is in no labelled item: its strength has no interval"
-                   if unseen else f"{int(labelled.sum())} labelled item(s); the leaderboard needs "
-                   f"at least {ppi.MIN_LABELLED}")
-        if sparse == "refuse" or not unseen:
-            mask = distinct & ((items.model_a == unseen[0]) | (items.model_b == unseen[0])) \
-                if unseen else kept
-            raise _refuse(items, mask, problem, "label items of every model, or pass --sparse "
-                          "skip to leave such models out of the leaderboard")
-        skipped = unseen
-        kept &= ~np.isin(items.model_a, unseen) & ~np.isin(items.model_b, unseen)
+    while True:  # leaving a model out removes its items, which may leave another short
+        short = [(m, int((labelled & ((items.model_a == m) | (items.model_b == m))).sum()))
+                 for m in models]
+        short = [(m, k) for m, k in short if k < ppi.MIN_LABELLED_PER_MODEL]
+        if not short:
+            break
+        model, count = short[0]
+        if sparse == "refuse":
+            mask = distinct & ((items.model_a == model) | (items.model_b == model))
+            raise _refuse(items, mask, f"model {model!r} is in {count} labelled item(s); its "
+                          f"strength's interval needs at least {ppi.MIN_LABELLED_PER_MODEL}",
+                          "label more items of this model, or pass --sparse skip to leave such "
+                          "models out of the leaderboard")
+        dropped = [m for m, _ in short]
+        skipped += dropped
+        kept &= ~np.isin(items.model_a, dropped) & ~np.isin(items.model_b, dropped)
         labelled &= kept
-        models = [m for m in models if m not in unseen]
+        models = [m for m in models if m not in dropped]
+    if models and labelled.sum() < ppi.MIN_LABELLED:
+        raise _refuse(items, kept, f"{int(labelled.sum())} labelled item(s); the leaderboard "
+                      f"needs at least {ppi.MIN_LABELLED}", "label more items")
     if len(models) < 2:
         return {"models": [], "skipped_models": skipped}
     index = {m: k for k, m in enumerate(models)}
@@ -146,7 +152,8 @@ def win_rates(items: RunWinItems, sparse: str = "refuse") -> dict:
     return {"judge": items.judge, "probability_column": items.probability_column,
             "delta": items.delta, "alpha": items.alpha, "tie_policy": items.tie_policy,
             "tie_rule": TIE_RULES.get(items.tie_policy, items.tie_policy),
-            "min_labelled": ppi.MIN_LABELLED, "n_items": int(len(items.ids)),
+            "min_labelled": ppi.MIN_LABELLED, "min_labelled_per_model": ppi.MIN_LABELLED_PER_MODEL,
+            "n_items": int(len(items.ids)),
             "n_self_comparisons": int((items.model_a == items.model_b).sum()),
             "n_training_excluded": items.n_training_excluded,
             "n_without_probability": items.n_without_probability,

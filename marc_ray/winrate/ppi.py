@@ -19,7 +19,7 @@ arXiv:2311.01453, 2023, Example 6.1 with the λ of Eq. (8))::
 (asymptotic) one: below :data:`MIN_LABELLED` labelled items it is refused.
 
 Bradley–Terry (PPI++ for a generalised linear model, Angelopoulos et al. 2023, §4 and PPI++
-Algorithm 1): the logistic loss ℓ(z, y; φ) = softplus(z·φ) − y z·φ with soft labels y ∈ [0, 1],
+Algorithm 1), with a weak N(0, 3²) prior on the strengths (:data:`PRIOR_SD`): the logistic loss ℓ(z, y; φ) = softplus(z·φ) − y z·φ with soft labels y ∈ [0, 1],
 z = the model contrast of an item; the PPI++ loss L_λ(φ) = mean_lab ℓ(Y) + λ (mean_unl ℓ(f̃) −
 mean_lab ℓ(f)) is convex for λ ∈ [0, 1]; Σ = H⁻¹ (Cov(∇ℓ_Y − λ∇ℓ_f)/n + λ² Cov(∇ℓ_f̃)/N) H⁻¹;
 λ̂ = tr(H⁻¹ C H⁻¹) / (2 (1 + n/N) tr(H⁻¹ V_f H⁻¹)) with C the symmetrised cross-covariance of
@@ -36,14 +36,23 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special, stats
 
-__all__ = ["MIN_LABELLED", "MeanEstimate", "StrengthEstimate", "bradley_terry", "labels_to_halve",
+__all__ = ["MIN_LABELLED", "MIN_LABELLED_PER_MODEL", "MeanEstimate", "StrengthEstimate", "bradley_terry", "labels_to_halve",
            "power_tuning", "ppi_mean", "tuned_variance", "z_value"]
 
 # Below this many labelled items a normal interval on a 0/1 outcome undercovers visibly (checked
 # in tests/winrate/test_ppi.py: at n = 30, p up to 0.85, coverage stays within 2 points of
 # 1 − δ); a pair or leaderboard with fewer is refused rather than given a false interval.
 MIN_LABELLED = 30
-RIDGE = 1e-6  # Bradley–Terry: keeps a strength finite when one model wins every labelled item
+# Bradley–Terry: each model needs this many labelled items for its strength's interval (the
+# sandwich variance of a model with a handful of items, all won, is near 0: LLMFAO at ~10 labels
+# per model covered 40 of 59 all-label strengths at 90%; docs/benchmarks_real_data.md)
+MIN_LABELLED_PER_MODEL = 20
+# Bradley–Terry: a N(0, PRIOR_SD²) prior on the free strengths (log-odds), i.e. the penalty
+# |φ|² / (2 PRIOR_SD² n) on the mean loss (sklearn's LogisticRegression with C = PRIOR_SD²).
+# Without it a model that wins (or loses) every one of its few labelled items has an infinite
+# strength (LLMFAO: 59 models, ~10 labelled items each at a 25% budget); with n labels it
+# weighs like 1/(PRIOR_SD² n) of the data, so it vanishes as labels accumulate.
+PRIOR_SD = 3.0
 
 
 def z_value(delta: float) -> float:
@@ -187,12 +196,17 @@ def _contrast(k: int) -> np.ndarray:
     return np.vstack([np.eye(k - 1), -np.ones((1, k - 1))])
 
 
+def _ridge(n: int) -> float:
+    return 1.0 / (2.0 * PRIOR_SD ** 2 * n)
+
+
 def _loss_and_grad(phi, z_lab, y, f_lab, z_unl, f_unl, lam):
     eta_l, eta_u = z_lab @ phi, z_unl @ phi
     s_l, s_u = special.expit(eta_l), special.expit(eta_u)
     soft_l, soft_u = np.logaddexp(0.0, eta_l), np.logaddexp(0.0, eta_u)
-    loss = np.mean(soft_l - y * eta_l) + RIDGE * phi @ phi
-    grad = z_lab.T @ (s_l - y) / len(y) + 2 * RIDGE * phi
+    ridge = _ridge(len(y))
+    loss = np.mean(soft_l - y * eta_l) + ridge * phi @ phi
+    grad = z_lab.T @ (s_l - y) / len(y) + 2 * ridge * phi
     if lam:  # the judge's terms (absent for human-only, and with no unlabelled item)
         loss += lam * (np.mean(soft_u - f_unl * eta_u) - np.mean(soft_l - f_lab * eta_l))
         grad += lam * (z_unl.T @ (s_u - f_unl) / len(f_unl) - z_lab.T @ (s_l - f_lab) / len(y))
@@ -213,7 +227,8 @@ def _pieces(phi, z_lab, y, f_lab, z_unl, f_unl):
     g_u = z_unl * (s_u - f_unl)[:, None]
     weights = np.concatenate([s_l * (1 - s_l), s_u * (1 - s_u)])
     z_all = np.vstack([z_lab, z_unl])
-    hessian = (z_all * weights[:, None]).T @ z_all / len(z_all) + 2 * RIDGE * np.eye(z_all.shape[1])
+    hessian = (z_all * weights[:, None]).T @ z_all / len(z_all) \
+        + 2 * _ridge(len(y)) * np.eye(z_all.shape[1])
     return g_y, g_f, g_u, hessian
 
 

@@ -86,7 +86,8 @@ def paragraphs(record: dict) -> list[str]:
                     f"(lambda = {board['lambda']:.2f}) on {board['n_labelled']} labelled and "
                     f"{board['n_unlabelled']} unlabelled items.")
     if board.get("skipped_models"):
-        text.append(f"Left out of the leaderboard (no labelled item): {', '.join(board['skipped_models'])}.")
+        text.append(f"Left out of the leaderboard (fewer than {record['min_labelled_per_model']} "
+                    f"labelled items each): {', '.join(board['skipped_models'])}.")
     if record["n_without_probability"]:
         text.append(f"{record['n_without_probability']} item(s) had no judge probability: "
                     "they count with probability 0.5 (any fixed prediction keeps PPI valid).")

@@ -108,7 +108,7 @@ def bt_draw(rng, m, kappa=1.5):
     return a, b, y, f
 
 
-def test_bradley_terry_human_only_is_the_logistic_mle():
+def test_bradley_terry_human_only_is_the_penalised_logistic_fit():
     rng = np.random.default_rng(7)
     a, b, y, f = bt_draw(rng, 400)
     au, bu, _, fu = bt_draw(rng, 100)
@@ -116,10 +116,19 @@ def test_bradley_terry_human_only_is_the_logistic_mle():
     design = np.zeros((400, len(BETA)))
     design[np.arange(400), a] += 1
     design[np.arange(400), b] -= 1
-    reference = LogisticRegression(penalty=None, fit_intercept=False, tol=1e-10, max_iter=10000)
+    reference = LogisticRegression(C=ppi.PRIOR_SD ** 2, fit_intercept=False, tol=1e-10, max_iter=10000)
     reference.fit(design[:, :-1] - design[:, -1:], y)  # the same sum-to-zero contrast
     phi = reference.coef_[0]
-    assert fit.strength == pytest.approx(np.r_[phi, -phi.sum()], abs=1e-3)
+    assert fit.strength == pytest.approx(np.r_[phi, -phi.sum()], abs=1e-4)
+
+
+def test_bradley_terry_stays_finite_when_a_model_wins_every_labelled_item():
+    rng = np.random.default_rng(9)
+    a, b, y, f = bt_draw(rng, 60)
+    y[(a == 0)], y[(b == 0)] = 1.0, 0.0  # model 0 wins all its labelled items
+    au, bu, _, fu = bt_draw(rng, 500)
+    fit = ppi.bradley_terry(a, b, y, f, au, bu, fu, len(BETA), DELTA)
+    assert np.all(np.isfinite(fit.high)) and fit.strength[0] < 10 and fit.high[0] - fit.low[0] < 10
 
 
 def test_bradley_terry_coverage_and_width():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -194,12 +195,40 @@ def test_report_section_absent_without_names_and_never_fails(tmp_path):
     assert "winrate_figure" not in paths and all("skipped" in p for p in record["pairs"])
     assert record["leaderboard"]["models"] == []
 
-    def twelve_labelled(rows):  # every model labelled, but too few labels for the leaderboard
+    def twelve_labelled(rows):  # a few labels per model: every model is left out, and said so
         for index, row in enumerate(rows):
             row["split"] = "calibration" if index < 12 else "train"
 
-    paths = write_winrate_section(str(build_run(tmp_path / "f", seed=9, mutate=twelve_labelled)),
-                                  str(tmp_path / "o3"))
+    write_winrate_section(str(build_run(tmp_path / "f", seed=9, mutate=twelve_labelled)),
+                          str(tmp_path / "o3"))
+    record = json.loads((tmp_path / "o3" / "winrate.json").read_text())
+    assert sorted(record["leaderboard"]["skipped_models"]) == sorted(STRENGTHS)
+    assert "fewer than 20 labelled items each" in (tmp_path / "o3" / "winrate.md").read_text()
+
+    broken = build_run(tmp_path / "b", seed=9)  # a comparisons file edited after prepare
+    path = RunFolder(str(broken)).comparisons
+    table = pq.read_table(path)
+    names = table.column("model_b").to_pylist()
+    names[3] = None
+    pq.write_table(table.set_column(table.column_names.index("model_b"), "model_b",
+                                    pa.array(names, pa.string())), path)
+    paths = write_winrate_section(str(broken), str(tmp_path / "o4"))
     assert list(paths) == ["winrate_md"]
-    text = (tmp_path / "o3" / "winrate.md").read_text()
-    assert "No win rates for this run" in text and "the leaderboard needs at least 30" in text
+    text = (tmp_path / "o4" / "winrate.md").read_text()
+    assert "No win rates for this run" in text and "row 3, field 'model_b'" in text
+
+
+def test_a_model_with_too_few_labels_is_refused_from_the_leaderboard(tmp_path, capsys):
+    def few_for_one_model(rows):  # a fourth model in 40 items, at most 10 of them labels
+        for index, row in enumerate(rows[:40]):
+            row["model_b"] = "delta-7b"
+            row["split"] = "calibration" if index < 10 else "train"
+
+    run = build_run(tmp_path / "r", seed=10, mutate=few_for_one_model)
+    items = read_run(str(run))
+    with pytest.raises(ContractError, match=r"model 'delta-7b' is in \d labelled item\(s\).*at least 20"):
+        from marc_ray.winrate.estimate import leaderboard
+        leaderboard(items)
+    from marc_ray.winrate.estimate import leaderboard
+    board = leaderboard(items, sparse="skip")
+    assert board["skipped_models"] == ["delta-7b"] and len(board["models"]) == 3
