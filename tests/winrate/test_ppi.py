@@ -145,3 +145,27 @@ def test_bradley_terry_coverage_and_width():
     coverage = np.mean(covered, axis=0)  # per model, over the data sets
     assert coverage.min() >= 1 - DELTA - binomial_slack(DELTA, n_sets), coverage
     assert np.mean(widths) <= 0.8 * np.mean(human_widths)
+
+
+def test_against_the_authors_library_when_installed():
+    """ppi_py (PyPI ppi-python) is not a dependency; with it installed (e.g. on PYTHONPATH),
+    the mean interval and the Bradley–Terry intervals agree (ddof and the weak prior aside)."""
+    ppi_py = pytest.importorskip("ppi_py")
+    y, f, f_unl = (a[0] for a in draw(PairDesign(n_labelled=120, n_unlabelled=1500), 1, seed=3))
+    low, high = ppi_py.ppi_mean_ci(y, f, f_unl, alpha=DELTA)
+    mine = ppi.ppi_mean(y, f, f_unl, DELTA)
+    assert float(np.ravel(low)[0]) == pytest.approx(float(mine.low), abs=1e-3)
+    assert float(np.ravel(high)[0]) == pytest.approx(float(mine.high), abs=1e-3)
+    rng = np.random.default_rng(1)
+    (a, b, y, f), (au, bu, _, fu) = bt_draw(rng, 300), bt_draw(rng, 3000)
+    contrast = np.vstack([np.eye(len(BETA) - 1), -np.ones((1, len(BETA) - 1))])
+
+    def design(first, second):
+        rows = np.zeros((len(first), len(BETA)))
+        rows[np.arange(len(first)), first] += 1
+        rows[np.arange(len(first)), second] -= 1
+        return rows @ contrast
+
+    low, high = ppi_py.ppi_logistic_ci(design(a, b), y, f, design(au, bu), fu, alpha=DELTA)
+    fit = ppi.bradley_terry(a, b, y, f, au, bu, fu, len(BETA), DELTA)
+    assert fit.low[:-1] == pytest.approx(low, abs=0.01) and fit.high[:-1] == pytest.approx(high, abs=0.01)
