@@ -77,6 +77,9 @@ def pair_estimate(items: RunWinItems, first: str, second: str, sparse: str = "re
     human = ppi.ppi_mean(y[labelled], f[labelled], f_unl, items.delta, lam=0.0)
     record["ppi"], record["human_only"] = estimate.to_dict(), human.to_dict()
     record["labels_to_halve"] = ppi.labels_to_halve(estimate)
+    if float(estimate.se) == 0.0 or float(human.se) == 0.0:
+        record["warning"] = (f"all {n} labelled outcomes are equal: the normal interval has no "
+                             "width and says nothing; label more items of this pair")
     return record
 
 

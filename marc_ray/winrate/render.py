@@ -41,8 +41,9 @@ def pair_table(record: dict) -> tuple[list[str], list[list[str]]]:
             continue
         p, h = pair["ppi"], pair["human_only"]
         halve = pair["labels_to_halve"]
+        warning = f" (warning: {pair['warning']})" if pair.get("warning") else ""
         rows.append(common + [
-            f"{p['estimate']:.3f} [{p['low']:.3f}, {p['high']:.3f}]",
+            f"{p['estimate']:.3f} [{p['low']:.3f}, {p['high']:.3f}]{warning}",
             f"{h['estimate']:.3f} [{h['low']:.3f}, {h['high']:.3f}]",
             _num(pair["judge_only"]), f"{p['lambda']:.2f}",
             f"{selective['n_decided']} / {selective['n_escalated']}",

@@ -232,3 +232,17 @@ def test_a_model_with_too_few_labels_is_refused_from_the_leaderboard(tmp_path, c
     from marc_ray.winrate.estimate import leaderboard
     board = leaderboard(items, sparse="skip")
     assert board["skipped_models"] == ["delta-7b"] and len(board["models"]) == 3
+
+
+def test_a_pair_whose_labels_all_agree_is_flagged(tmp_path):
+    """Every labelled outcome equal: the normal interval has zero width; the record says so."""
+    def x_always_wins(rows):
+        for index, row in enumerate(rows[:80]):
+            row["model_a"], row["model_b"] = ("delta-7b", "eps-7b")
+            row["split"], row["human_label"] = ("calibration", "a") if index < 40 else ("train", "b")
+
+    record = record_of(build_run(tmp_path / "r", seed=11, mutate=x_always_wins), sparse="skip")
+    pair = next(p for p in record["pairs"] if p["first"] == "delta-7b")
+    assert pair["human_only"]["low"] == pair["human_only"]["high"] == 1.0
+    assert "labelled outcomes are equal" in pair["warning"]
+    assert all("warning" not in p for p in record["pairs"] if p["first"] != "delta-7b")
