@@ -10,7 +10,8 @@ with a human label that trained or selected nothing. Excluded are the rows of ev
 confidence model's training and validation splits (``fit/<judge>/config.json``: its
 ``fit_config.train_splits`` / ``valid_splits``, a null split counting as training as in
 ``fit.data``, and its ``valid_ids``), any ids a provenance record lists there (``train_ids``),
-and the pipeline's ``train`` split, which also chooses an ``auto`` measure. Their human labels
+the pipeline's ``train`` split, which also chooses an ``auto`` measure, and every row the scored
+file's provenance record lists (when the version records one). Their human labels
 are not used; the judge's probability on them is (the judge is fixed: nothing was fitted to it).
 """
 
@@ -71,6 +72,17 @@ def training_ids(folder: RunFolder, judges: list[str], ids: np.ndarray, splits: 
         if listed:
             used |= np.isin(ids, list(listed))
     return used
+
+
+def recorded_seen(table, ids: np.ndarray) -> np.ndarray:
+    """The rows a provenance record of the scored file lists (trained, validated, chose a
+    measure, built a grid: ``contracts.provenance``, in the file's Parquet metadata), when this
+    version of marc_ray records provenance; none otherwise (the splits and ``valid_ids`` rule)."""
+    try:
+        from ..contracts.provenance import provenance_from_metadata, seen_rows
+    except ImportError:  # before provenance records (issue 24): training_ids alone decides
+        return np.zeros(len(ids), dtype=bool)
+    return seen_rows(provenance_from_metadata(table.schema.metadata), ids)[0]
 
 
 def read_run(run_dir: str, delta: float | None = None) -> RunWinItems:
@@ -134,7 +146,7 @@ def read_run(run_dir: str, delta: float | None = None) -> RunWinItems:
         if group_column in first.column_names else None
     routing = decide(certificate, confidences, preds, groups=groups)
 
-    used = training_ids(folder, judges, ids, splits)
+    used = training_ids(folder, judges, ids, splits) | recorded_seen(first, ids)
     named = np.array([a is not None and b is not None for a, b in zip(model_a, model_b)])
     labelled = np.array([label in ("a", "b", "tie") for label in labels])
     keep = named
