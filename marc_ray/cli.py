@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "marc_ray.fit.cli",
     "marc_ray.calibrate.cli",
     "marc_ray.report.cli",
+    "marc_ray.winrate.cli",
     "marc_ray.plan",
     "marc_ray.pipeline_cli",
     "marc_ray.datasets.cli",

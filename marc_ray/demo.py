@@ -81,6 +81,32 @@ FACTS = (
 KINDS = ("sum", "capital", "fact")
 
 
+def true_win_rate(spec: "DemoSpec", first: str, second: str) -> float:
+    """P(``first`` wrote the right response of a clear item it shares with ``second``)."""
+    strengths = dict(spec.models)
+    return float(1.0 / (1.0 + np.exp(strengths[second] - strengths[first])))
+
+
+def _name_models(comparisons: list[dict], spec: "DemoSpec") -> None:
+    """Give every comparison a ``model_a`` / ``model_b``: a uniformly drawn pair of ``spec.models``;
+    on a clear item the right response goes to the first model with probability
+    :func:`true_win_rate`; on an ambiguous item the two models take the sides at random."""
+    names = [str(name) for name, _ in spec.models]
+    if len(names) < 2:
+        return
+    rng = np.random.default_rng([spec.seed, MODEL_STREAM])
+    for row in comparisons:
+        i, j = rng.choice(len(names), size=2, replace=False)
+        first, second = names[i], names[j]
+        first_is_right = rng.random() < true_win_rate(spec, first, second)
+        if row["truth"] is None:
+            right_side = "a" if rng.random() < 0.5 else "b"
+        else:
+            right_side = row["truth"]
+        wrote_a = first if (right_side == "a") == first_is_right else second
+        row["model_a"], row["model_b"] = wrote_a, second if wrote_a == first else first
+
+
 @dataclass(frozen=True)
 class DemoSpec:
     """How the demo benchmark is drawn (every field has a default that makes a sensible demo)."""
@@ -95,6 +121,14 @@ class DemoSpec:
     pool_annotators: int = 5         # annotators who also label the few-shot pool
     pool_per_annotator: int = 6      # pool examples per annotator (>= the K shots annotate uses)
     seed: int = 0                    # everything is drawn from numpy.random.default_rng(seed)
+    # the systems that wrote the responses, with Bradley-Terry strengths (the known truth a win
+    # rate should recover): on a clear item, model X wrote the right response with probability
+    # sigmoid(s_X - s_Y). Drawn from their own generator (seed, MODEL_STREAM) after everything
+    # else, so the items, votes and pool are the same draws as before models were named.
+    models: tuple = (("model-strong", 1.0), ("model-mid", 0.0), ("model-weak", -1.0))
+
+
+MODEL_STREAM = 1  # numpy.random.default_rng([seed, MODEL_STREAM]) draws who wrote what
 
 
 def _sum_item(rng: np.random.Generator) -> tuple[str, str, str, str]:
@@ -173,7 +207,8 @@ def generate_demo(spec: DemoSpec = DemoSpec()) -> tuple[list[dict], list[dict]]:
     comparisons : list of dict, length ``spec.n_items``
         Comparison rows: ``id``, ``instruction``, ``response_a``, ``response_b``, ``human_votes``
         (3-5 ``{annotator, label}``), ``kind`` and ``truth`` (the verifiable answer, None when
-        ambiguous; extra columns the contracts ignore, kept so results can be inspected).
+        ambiguous; extra columns the contracts ignore, kept so results can be inspected),
+        ``model_a`` / ``model_b`` (which of ``spec.models`` wrote each response).
     pool : list of dict, length ``spec.pool_annotators * spec.pool_per_annotator``
         Pool rows with an ``annotator`` id and that annotator's ``human_label`` (a or b).
 
@@ -220,6 +255,7 @@ def generate_demo(spec: DemoSpec = DemoSpec()) -> tuple[list[dict], list[dict]]:
             pool.append({"id": f"pool-{j:02d}-{index:02d}", "annotator": annotators[j],
                          "instruction": item["instruction"], "response_a": item["response_a"],
                          "response_b": item["response_b"], "human_label": label})
+    _name_models(comparisons, spec)
     return comparisons, pool
 
 

@@ -1,8 +1,8 @@
 """The package's layering, read from its imports (module level and inside functions alike).
 
 contracts → metrics → (demo, ray_cluster, storage) → datasets → annotate → fit → calibrate →
-run_folder → config → (report, apply, benchmark) → pipeline → CLI: a part may import only parts of
-a lower layer (or itself), so there is no cycle and nothing imports against the pipeline's
+run_folder → config → winrate → (report, apply, benchmark) → pipeline → CLI: a part may import only
+parts of a lower layer (or itself), so there is no cycle and nothing imports against the pipeline's
 direction. There is no exception. ``docs/architecture.md`` describes the same layers.
 """
 
@@ -30,6 +30,7 @@ LAYERS = {
     "calibrate": 4,
     "run_folder": 5,    # a run's paths
     "config": 6,        # PipelineConfig (composes the stages' configs)
+    "winrate": 6.5,     # win rates from a finished run (reads calibrate's routing; the report shows them)
     "report": 7, "apply": 7, "benchmark": 7,
     "pipeline": 8,
     "plan": 8.5,        # prepares the data as the pipeline does, then counts what a run would do

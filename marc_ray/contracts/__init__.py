@@ -8,7 +8,7 @@ Tables
 ------
 comparison   one pairwise comparison: ``id``, ``instruction``, ``response_a``, ``response_b``,
              optional ``human_votes`` (list of {annotator, label}) or ``human_label``,
-             optional ``split`` and ``group``.
+             optional ``split`` and ``group``, optional ``model_a`` / ``model_b`` (both or neither).
 pool         the few-shot pool: comparisons with an ``annotator`` id and a ``human_label``;
              used only to build simulated annotators, never calibrated or tested on.
 annotation   one row per comparison and judge: the flat run vector ``probs`` (the tensor

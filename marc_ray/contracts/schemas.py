@@ -44,6 +44,8 @@ COMPARISON_SCHEMA = pa.schema([
     ("human_label", pa.string()),
     ("split", pa.string()),
     ("group", pa.string()),
+    ("model_a", pa.string()),   # optional: which systems wrote response_a / response_b (win rates)
+    ("model_b", pa.string()),
 ])
 COMPARISON_REQUIRED = ("id", "instruction", "response_a", "response_b")
 
@@ -395,7 +397,10 @@ def validate_comparisons(table: pa.Table, source: str = "<comparisons>", *,
         "human_label": pa.array(labels, type=pa.string()),
         "split": _optional_string(table, "split", source),
         "group": _optional_string(table, "group", source),
+        "model_a": _optional_string(table, "model_a", source),
+        "model_b": _optional_string(table, "model_b", source),
     }
+    _check_model_names(columns["model_a"], columns["model_b"], source)
     schema = POOL_SCHEMA if pool else COMPARISON_SCHEMA
     if pool:
         columns["annotator"] = table.column("annotator")
@@ -452,6 +457,18 @@ def check_present(table: pa.Table, name: str, source: str, rows=None, why: str =
         raise ContractError(source, f"{'missing' if value is None else 'empty'} value"
                             + (f" on a {why} row" if why else ""), row=int(first[0]), field=name,
                             hint=f"every {why + ' ' if why else ''}item needs a {name}")
+
+
+def _check_model_names(model_a: pa.Array, model_b: pa.Array, source: str) -> None:
+    """Both models are named or neither: a win rate cannot use an item whose other side is unknown."""
+    named_a = model_a.is_valid().to_numpy(zero_copy_only=False)
+    named_b = model_b.is_valid().to_numpy(zero_copy_only=False)
+    one_sided = np.flatnonzero(named_a != named_b)
+    if one_sided.size:
+        row = int(one_sided[0])
+        field = "model_b" if named_a[row] else "model_a"
+        raise ContractError(source, "a model is named on one side only", row=row, field=field,
+                            hint="give both model_a and model_b, or neither")
 
 
 def _optional_string(table: pa.Table, name: str, source: str) -> pa.Array:

@@ -17,7 +17,9 @@ Label policy
     votes) and so are tied majorities. Pairs have 1-5 votes (mostly 4-5); a pair with no vote
     has no human label and is refused. ``group`` is the prompt id: only 13 prompts, so items
     cluster heavily and splits should keep a prompt's pairs together. Some responses are empty
-    (a model answered nothing); they are kept as empty text.
+    (a model answered nothing); they are kept as empty text. ``model_a`` / ``model_b`` are the
+    names of ``model_x`` / ``model_y`` in ``models.jsonl`` (the ``left`` / ``right`` columns of
+    the vote file use the same names).
 Judge verdicts (:func:`load_llmfao_verdicts`)
     GPT-4 and GPT-3.5 (judge names ``gpt-4``, ``gpt-3.5``), asked to answer "A", "B" or "TIE"
     with model_x shown first (order ab only): left → "a", right → "b", tie → "tie".
@@ -36,6 +38,7 @@ from ._io import coded_label, default_root, read_csv, read_jsonl, require_file, 
 
 NAME = "llmfao"
 PAIRS = "pairs-crowd.jsonl"
+MODELS = "models.jsonl"  # model id → display name (model_a / model_b)
 CROWD = "crowd-comparisons.csv"
 JUDGE_FILES = {"gpt-4": "gpt4-crowd-comparisons.csv", "gpt-3.5": "gpt3-crowd-comparisons.csv"}
 WINNER_CODES = {"left": "a", "right": "b", "tie": "tie"}
@@ -85,6 +88,7 @@ def load_llmfao(path: str | Path | None = None) -> pa.Table:
         votes[key].append({"annotator": f"worker-{vote['worker']}",
                            "label": coded_label(vote["winner"], WINNER_CODES, votes_source, index,
                                                 "winner")})
+    names = model_names(root)
     rows = []
     for index, pair in enumerate(pairs):
         key = str(pair["id"])
@@ -98,8 +102,23 @@ def load_llmfao(path: str | Path | None = None) -> pa.Table:
             "response_b": text_field(pair, "result_y", pairs_source, index),
             "human_votes": votes[key],
             "group": f"prompt-{pair['prompt']}",
+            "model_a": names.get(str(pair["model_x"]), f"model-{pair['model_x']}"),
+            "model_b": names.get(str(pair["model_y"]), f"model-{pair['model_y']}"),
         })
     return validate_comparisons(pa.Table.from_pylist(rows), str(pairs_source), require_labels=True)
+
+
+def model_names(root: Path) -> dict[str, str]:
+    """{model id: name} from ``models.jsonl``; {} when the file is absent (ids then name the
+    models as ``model-<id>``)."""
+    source = root / MODELS
+    if not source.exists():
+        return {}
+    out = {}
+    for index, record in enumerate(read_jsonl(source)):
+        require_keys(record, ("id", "name"), source, index)
+        out[str(record["id"])] = text_field(record, "name", source, index)
+    return out
 
 
 def load_llmfao_verdicts(path: str | Path | None = None) -> pa.Table:

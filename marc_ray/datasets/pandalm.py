@@ -15,7 +15,10 @@ Label policy
     tie-vote majority is "tie"). ``response_a`` is ``response1``. The instruction shown to judges
     is ``instruction`` followed by a blank line and ``input`` when ``input`` is not empty.
     ``group`` is the instruction text (several comparisons share one instruction), for
-    group-aware splits. Six responses are stored as the JSON boolean ``true`` (the model
+    group-aware splits. ``model_a`` / ``model_b`` come from ``cmp_key`` ("bloom-7b_llama-7b"),
+    read as response1's model, then response2's (five 7B models, 10 pairs; the keys list the two
+    names in alphabetical order, so this reading is the release's convention as we understand it,
+    not something the files state). Six responses are stored as the JSON boolean ``true`` (the model
     answered "True"); they become the text "True". The authors removed high-disagreement items (2.5k → 1k), so disagreement
     among annotators is mild (879 unanimous, 120 split 2-1).
 Judge verdicts (:func:`load_pandalm_verdicts`)
@@ -49,6 +52,19 @@ ANNOTATORS = ("annotator1", "annotator2", "annotator3")
 
 def item_id(idx) -> str:
     return f"pandalm-{idx}"
+
+
+def model_names(record: dict, source, index: int) -> dict:
+    """``model_a`` / ``model_b`` from ``cmp_key`` ("bloom-7b_llama-7b": response1's model first);
+    nothing when the record has no ``cmp_key``."""
+    key = record.get("cmp_key")
+    if key is None:
+        return {}
+    names = str(key).split("_")
+    if len(names) != 2 or not all(name.strip() for name in names):
+        raise ContractError(str(source), f"cmp_key {key!r} is not '<model1>_<model2>'", row=index,
+                            field="cmp_key")
+    return {"model_a": names[0], "model_b": names[1]}
 
 
 def load_pandalm(path: str | Path | None = None) -> pa.Table:
@@ -93,6 +109,7 @@ def load_pandalm(path: str | Path | None = None) -> pa.Table:
             "response_b": scalar_text_field(record, "response2", source, index),
             "human_votes": votes,
             "group": instruction,
+            **model_names(record, source, index),
         })
     return validate_comparisons(pa.Table.from_pylist(rows), str(source), require_labels=True)
 

@@ -25,5 +25,9 @@ def evaluate(items: RunItems) -> dict:
 
 def report_stage(run_dir: str, command: str | None = None, out_dir: str | None = None) -> dict:
     """Write the report of the run in ``run_dir``; return the paths written."""
+    from ..run_folder import RunFolder
+    from .winrate_section import write_winrate_section
+
     items = run_items(run_dir)
-    return build_report(run_dir, evaluate(items), command=command, out_dir=out_dir, items=items)
+    paths = build_report(run_dir, evaluate(items), command=command, out_dir=out_dir, items=items)
+    return {**paths, **write_winrate_section(run_dir, out_dir or RunFolder(run_dir).report_dir)}
