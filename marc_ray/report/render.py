@@ -306,9 +306,11 @@ def _diagnostic_paragraphs(summary: dict) -> list[tuple[str, str]]:
         prefix = f"{entry['name']} ({entry['confidence']}): " if len(summary["diagnostics"]["stages"]) > 1 else ""
         monotone = entry.get("monotonicity")
         if monotone and monotone["n_bins"]:
-            text = (f"{prefix}Monotonicity: agreement was measured in {monotone['n_bins']} equal-count "
-                    f"confidence bins on the calibration set; it drops {monotone['violations']} time(s) "
-                    f"from one bin to the next as confidence rises "
+            text = (f"{prefix}Monotonicity: agreement was measured in {monotone['n_bins']} confidence "
+                    f"bins of about equal count on the {sum(monotone['counts'])} calibration items "
+                    f"used (a tied confidence value is never split between bins); it drops "
+                    f"{monotone['violations']} time(s) from one bin to the next as the mean "
+                    f"confidence rises "
                     f"({monotone['significant_violations']} drop(s) larger than 1.96 standard errors; "
                     f"Spearman correlation of bin confidence and agreement {_fmt(monotone['spearman'], 3)}). ")
             text += ("A non-monotone confidence does not void the guarantee, but it costs coverage."
