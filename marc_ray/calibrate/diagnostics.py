@@ -199,7 +199,8 @@ def calibration_size(n_calibration: int, alpha: float, delta: float,
             parts.append(f"At the disagreement rate of the most confident half of the "
                          f"calibration set ({observed_risk:.1%}), about {int(needed)} accepted "
                          f"items are needed.")
-    parts.append(f"The calibration set has {n_calibration} items: "
+    parts.append(f"The bound counts {n_calibration} calibration items (those left after the tie "
+                 f"policy): "
                  + ("adequate." if adequate else "too small for this target; label more items "
                     "or relax alpha or delta."))
     return {"n_calibration": int(n_calibration), "n_min_zero_errors": n_zero,

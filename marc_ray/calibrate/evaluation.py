@@ -54,6 +54,7 @@ def evaluate(certificate: Certificate, items: ItemSet) -> dict:
     names = [stage["name"] for stage in certificate.stages]
     n = len(routing.stage)
     out = {"name": items.name, "n": n,
+           "n_decided": int(routing.accepted.sum()),  # of all n items, ties included
            "coverage": float(routing.accepted.mean()) if n else math.nan,
            "escalated": float((~routing.accepted).mean()) if n else math.nan,
            "shares": {name: float(np.mean(routing.stage == l)) if n else 0.0

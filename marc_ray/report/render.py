@@ -23,7 +23,7 @@ from ..contracts import TIE_POLICIES, write_json_atomic, write_text_atomic
 from ..contracts.io import join, write_bytes_atomic
 from ..contracts.redact import redact  # the one redaction, used everywhere a config is shown
 from . import plots
-from .summary import ReportInputs, evaluation_of, percent, summarize
+from .summary import ReportInputs, counts_line, evaluation_of, percent, summarize
 
 
 CSS = """
@@ -401,7 +401,7 @@ def render_html(summary: dict, figures: list[tuple[str, str, str]]) -> str:
              f"<h1>{e(summary['title'])}</h1>",
              f"<p>alpha = {_fmt(certificate['alpha'])}, delta = {_fmt(certificate['delta'])}, "
              f"procedure: {e(certificate['procedure'])}, tie policy: {e(certificate['tie_policy'])}, "
-             f"{certificate['n_calibration']} calibration items.</p>"]
+             f"{e(counts_line(summary))}.</p>"]
     parts += [f"<div class='note'>{e(note)}</div>" for note in summary["notes"]]
     parts.append("<h2>The guarantee</h2>")
     parts.append(f"<p class='headline{' abstained' if guarantee['abstained'] else ''}' id='headline'>"
@@ -474,7 +474,7 @@ def render_markdown(summary: dict, figure_files: list[tuple[str, str]]) -> str:
     lines = [f"# {summary['title']}", "",
              f"alpha = {_fmt(certificate['alpha'])}, delta = {_fmt(certificate['delta'])}, procedure: "
              f"{certificate['procedure']}, tie policy: {certificate['tie_policy']}, "
-             f"{certificate['n_calibration']} calibration items.", ""]
+             f"{counts_line(summary)}.", ""]
     lines += [f"> **Note.** {note}\n" for note in summary["notes"]]
     lines += ["## The guarantee", "", f"**{guarantee['headline']}**", "", f"Formally: `{guarantee['formal']}`", ""]
     if guarantee["routing"]:

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..calibrate.evaluation import escalation_examples, evaluate_certificate, evaluate_groups
 from ..calibrate.routing import certificate_thresholds
+from ..calibrate.wording import items_phrase, percent, share_phrase
 from ..contracts import Certificate, ItemSet
 
 
@@ -45,12 +46,19 @@ class ReportInputs:
     fit: dict | None = None          # per judge: gamma per epoch (fit.stage.fitted_margins)
 
 
-def percent(value: float | None) -> str:
-    """0.85 → "85%", 0.125 → "12.5%"; None/NaN → "n/a"."""
-    if value is None or not math.isfinite(value):
-        return "n/a"
-    text = f"{100 * value:.1f}".rstrip("0").rstrip(".")
-    return text + "%"
+def decided_phrase(evaluated: dict) -> str:
+    """"688 of the 999 calibration items (68.9%)": coverage with the counts it divides."""
+    n = evaluated["n"]
+    decided = evaluated.get("n_decided", round(evaluated["coverage"] * n) if n else 0)
+    return share_phrase(decided, n, f"the {evaluated['name']} items")
+
+
+def counts_line(summary: dict) -> str:
+    """"419 calibration items, 59 ties dropped (policy drop), 360 used" (the report's header)."""
+    calibration = summary["calibration"]
+    tie_policy = summary["certificate"]["tie_policy"]
+    used = calibration.get("n_kept", summary["certificate"]["n_calibration"])
+    return items_phrase(summary["certificate"]["n_calibration"], used, tie_policy)
 
 
 def summarize(inputs: ReportInputs, evaluation: dict | None = None) -> dict:
@@ -120,7 +128,7 @@ def guarantee_sentences(certificate: Certificate, calibration: dict, deployment:
         headline = (f"One threshold per {record['column']} ({len(values)} groups): when it decides, "
                     f"the judge agrees with the human annotators at least {percent(1 - alpha)} of "
                     f"the time within every group, with {percent(1 - delta)} confidence for all "
-                    f"groups together; it decided {percent(coverage)} of the calibration items.")
+                    f"groups together; it decided {decided_phrase(calibration)}.")
         if abstaining:
             headline += (f" {len(abstaining)} group(s) certified nothing and escalate every item: "
                          + ", ".join(abstaining) + ".")
@@ -137,7 +145,7 @@ def guarantee_sentences(certificate: Certificate, calibration: dict, deployment:
     who = "the judge" if len(thresholds) == 1 else "the deciding judge of the cascade"
     headline = (f"When it decides, {who} agrees with the human annotators at least "
                 f"{percent(1 - alpha)} of the time, with {percent(1 - delta)} confidence; it decided "
-                f"{percent(coverage)} of the calibration items and escalated {percent(1 - coverage)}.")
+                f"{decided_phrase(calibration)} and escalated {percent(1 - coverage)}.")
     if len(thresholds) > 1:
         parts = [f"{name} decided {percent(share)}" for name, share in calibration["shares"].items()
                  if name != "escalated"]
@@ -146,8 +154,7 @@ def guarantee_sentences(certificate: Certificate, calibration: dict, deployment:
     else:
         routing = ""
     if deployment is not None:
-        routing += (f" On the {deployment['n']} {deployment['name']} items it decided "
-                    f"{percent(deployment['coverage'])}")
+        routing += f" On the {deployment['name']} items it decided {decided_phrase(deployment)}"
         if deployment.get("agreement_on_accepted") is not None:
             routing += (f" and agreed with the humans on {percent(deployment['agreement_on_accepted'])}"
                         f" of those")
