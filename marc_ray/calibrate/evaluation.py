@@ -326,13 +326,22 @@ def evaluate_groups(certificate: Certificate, calibration_items: ItemSet,
             "groups": rows}
 
 
-def run_vector_summary(probs) -> dict:
-    """How an item's runs split: runs favouring a (P(a) > 0.5), b (< 0.5), even, unreadable."""
+def run_vector_summary(probs, status=None) -> dict:
+    """How an item's runs split: runs favouring a (P(a) > 0.5), b (< 0.5), even, unreadable,
+    and not run (``status`` "missing: not run": a run the data never had, e.g. an order a
+    replayed data set does not record; ``None`` when no status is known, and then
+    ``unreadable`` counts every missing run)."""
+    from .reasons import NOT_RUN
+
     values = np.asarray([np.nan if p is None else float(p) for p in (probs or [])], dtype=float)
     readable = values[np.isfinite(values)]
-    return {"runs": int(values.size), "favour_a": int((readable > 0.5).sum()),
+    not_run = None
+    if status is not None:
+        never = np.asarray([s == NOT_RUN for s in status], dtype=bool)
+        not_run = int((never & ~np.isfinite(values)).sum()) if never.size == values.size else None
+    return {"runs": int(values.size) - (not_run or 0), "favour_a": int((readable > 0.5).sum()),
             "favour_b": int((readable < 0.5).sum()), "even": int((readable == 0.5).sum()),
-            "unreadable": int(values.size - readable.size),
+            "unreadable": int(values.size - readable.size) - (not_run or 0), "not_run": not_run,
             "mean_p_a": float(readable.mean()) if readable.size else None}
 
 
@@ -345,7 +354,7 @@ def escalation_examples(certificate: Certificate, items: ItemSet, runs: pa.Table
     certificate : Certificate
     items : ItemSet
         With ``ids`` (and ``groups`` for a per-group certificate).
-    runs : pyarrow.Table with ``id`` and ``probs``, optional
+    runs : pyarrow.Table with ``id``, ``probs`` and optionally ``status``, optional
         The first judge's run vectors (P(response a) per simulated-annotator run); gives the
         no-verdict counts (``reasons.count_unreadable``, vectorised) and, for the examples
         only, :func:`run_vector_summary`.
@@ -371,7 +380,8 @@ def escalation_examples(certificate: Certificate, items: ItemSet, runs: pa.Table
                            value_set=runs.column("id").cast(pa.string())).to_numpy(zero_copy_only=False)
         found = ~np.isnan(rows.astype(float))
         rows = np.where(found, rows, -1).astype(np.int64)
-        bad, count = count_unreadable(runs.column("probs"))
+        status = runs.column("status") if "status" in runs.column_names else None
+        bad, count = count_unreadable(runs.column("probs"), status)
         unreadable = np.where(found, bad[np.maximum(rows, 0)], 0)
         total = np.where(found, count[np.maximum(rows, 0)], 0)
     groups = items.groups if items.groups is not None else np.full(n, None, dtype=object)
@@ -387,7 +397,9 @@ def escalation_examples(certificate: Certificate, items: ItemSet, runs: pa.Table
             confidence = float(items.confidence[position, 0])
             vector = None
             if rows is not None and rows[position] >= 0:
-                vector = run_vector_summary(runs.column("probs")[int(rows[position])].as_py())
+                row = int(rows[position])
+                vector = run_vector_summary(runs.column("probs")[row].as_py(),
+                                            None if status is None else status[row].as_py())
             examples[kind].append({
                 "id": ids[position],
                 "group": None if groups[position] is None else str(groups[position]),
@@ -423,8 +435,9 @@ def evaluate_run(certificate: Certificate, sets: dict, score_path: str,
     evaluation = evaluate_certificate(certificate, sets["calibration"], deployment,
                                       drift_significance)
     # one read: the scalar columns, and probs for the escalated items' run summaries
-    scores = read_columns(score_path, also=["probs"])
-    runs = scores.select(["id", "probs"]) if "probs" in scores.column_names else None
+    scores = read_columns(score_path, also=["probs", "status"])
+    runs = (scores.select([c for c in ("id", "probs", "status") if c in scores.column_names])
+            if "probs" in scores.column_names else None)
     return {"evaluation": evaluation,
             "measures": compare_certified_measures(scores, compare, certificate),
             "groups": evaluate_groups(certificate, sets["calibration"], deployment),

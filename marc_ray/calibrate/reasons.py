@@ -33,37 +33,67 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["explain", "count_unreadable", "KINDS"]
+__all__ = ["explain", "count_unreadable", "KINDS", "NOT_RUN"]
 
 KINDS = ("accepted", "accepted_first_stage", "accepted_later_stage", "below_threshold",
          "no_verdict", "unseen_group", "abstained")
 
 
-def count_unreadable(probs) -> np.ndarray:
+NOT_RUN = "missing: not run"  # a run's status when the data never had it (annotate.assemble)
+
+
+def count_unreadable(probs, status=None) -> tuple[np.ndarray, np.ndarray]:
     """Unreadable runs per item: NaN or null entries of each row's run vector ``probs``.
+
+    A run the data never had (its ``status`` is "missing: not run": an order or an annotator a
+    replayed data set does not record) is neither unreadable nor a run: with ``status`` it is
+    left out of both counts, so "3 of 10 runs unreadable" counts only runs that were made.
 
     Parameters
     ----------
     probs : pyarrow ListArray / ChunkedArray, or sequence of sequences of float
+    status : pyarrow ListArray / ChunkedArray of str, or sequence of sequences, optional
+        Each run's status ("ok", "missing: <reason>"), aligned with ``probs``.
 
     Returns
     -------
     n_unreadable, n_runs : ndarray of int, shape (n,)
     """
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    if isinstance(probs, pa.ChunkedArray):
-        probs = probs.combine_chunks()
-    if not isinstance(probs, (pa.ListArray, pa.LargeListArray)):
-        probs = pa.array([[None if v is None else float(v) for v in row] for row in probs],
-                         pa.list_(pa.float64()))
+    probs = _list_array(probs, "float")
     lengths = pc.list_value_length(probs).fill_null(0).to_numpy(zero_copy_only=False)
     values = pc.list_flatten(probs)
     parents = pc.list_parent_indices(probs).to_numpy(zero_copy_only=False)
     bad = pc.or_kleene(pc.is_null(values), pc.is_nan(values)).fill_null(True)
     bad = bad.to_numpy(zero_copy_only=False)
+    if status is not None:
+        not_run = _not_run_flags(status)
+        bad = bad & ~not_run
+        lengths = lengths - np.bincount(parents[not_run], minlength=len(probs))
     return np.bincount(parents[bad], minlength=len(probs)).astype(np.int64), lengths.astype(np.int64)
+
+
+def _list_array(values, kind: str):
+    """A pyarrow ListArray of floats or strings from Arrow or nested Python sequences."""
+    import pyarrow as pa
+
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, (pa.ListArray, pa.LargeListArray)):
+        return values
+    if kind == "float":
+        return pa.array([[None if v is None else float(v) for v in row] for row in values],
+                        pa.list_(pa.float64()))
+    return pa.array([list(row) for row in values], pa.list_(pa.string()))
+
+
+def _not_run_flags(status) -> np.ndarray:
+    """Per run (flattened, in row order): True where the status says the run was never made."""
+    import pyarrow.compute as pc
+
+    flat = pc.list_flatten(_list_array(status, "string"))
+    return pc.equal(flat, NOT_RUN).fill_null(False).to_numpy(zero_copy_only=False)
 
 
 def _numbers(confidence: np.ndarray, threshold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -240,8 +240,13 @@ def groups_section(summary: dict) -> tuple[list[tuple[str, str]], tuple[list[str
 def _runs_text(runs: dict | None) -> str:
     if not runs:
         return "n/a"
+    if runs.get("not_run") is None:  # no status recorded: a missing run may never have been made
+        missing = f"{runs['unreadable']} missing (unreadable or not run)"
+    else:
+        missing = f"{runs['unreadable']} unreadable" + (f"; {runs['not_run']} not run (absent from "
+                                                         f"the data)" if runs["not_run"] else "")
     return (f"{runs['runs']} runs: {runs['favour_a']} favour a, {runs['favour_b']} favour b, "
-            f"{runs['even']} even, {runs['unreadable']} unreadable; mean P(a) {_fmt(runs['mean_p_a'], 3)}")
+            f"{runs['even']} even, {missing}; mean P(a) {_fmt(runs['mean_p_a'], 3)}")
 
 
 def escalations_section(summary: dict) -> tuple[str, list[tuple[str, tuple]]] | None:

@@ -91,3 +91,26 @@ def test_decide_with_single_and_grouped_certificates():
     assert decisions.reason[2] == "group 'legal' was not in the calibration set" and decisions.unseen[2]
     with pytest.raises(ValueError, match="threshold per 'task'"):
         decide(grouped, [0.9], ["a"])
+
+
+def test_a_run_the_data_never_had_is_not_unreadable():
+    # PandaLM records one order: the other order's runs are "missing: not run", not unreadable
+    from marc_ray.calibrate.evaluation import run_vector_summary
+
+    probs = pa.array([[1.0, None, 0.0, None], [None, None, None, None], [float("nan"), None, 1.0, None]],
+                     pa.list_(pa.float64()))
+    status = pa.array([["ok", "missing: not run", "ok", "missing: not run"],
+                       ["missing: unusable verdict", "missing: not run", "missing: no probability",
+                        "missing: not run"],
+                       ["missing: unusable verdict", "missing: not run", "ok", "missing: not run"]],
+                      pa.list_(pa.string()))
+    bad, total = count_unreadable(probs, status)
+    assert bad.tolist() == [0, 2, 1] and total.tolist() == [2, 2, 2]
+    kind, reason = explain([-1], [0.9], [None], [0.5], ["judge"], runs_unreadable=bad[1:2],
+                           runs_total=total[1:2])
+    assert reason.tolist() == ["no usable verdict: 2 of 2 runs unreadable"]
+    summary = run_vector_summary(probs[2].as_py(), status[2].as_py())
+    assert summary == {"runs": 2, "favour_a": 1, "favour_b": 0, "even": 0, "unreadable": 1,
+                       "not_run": 2, "mean_p_a": 1.0}
+    # without a status a missing run cannot be told apart: it is not called unreadable outright
+    assert run_vector_summary(probs[2].as_py())["not_run"] is None

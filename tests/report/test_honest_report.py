@@ -33,3 +33,24 @@ def test_counts_say_what_they_count(single, tmp_path):
         assert shares
         for count, total, shown in shares:
             assert float(shown) == pytest.approx(100 * int(count) / int(total), abs=0.05)
+
+
+def test_runs_the_data_never_had_are_not_run(single, tmp_path):
+    import pyarrow as pa
+
+    from marc_ray.calibrate.evaluation import escalation_examples
+
+    certificate, (confidence, pred, human) = single
+    ids = np.array([f"item-{i}" for i in range(len(confidence))], dtype=object)
+    items = ItemSet("calibration", confidence, pred, human, ids=ids)
+    # one recorded order (ab) per item: the ba runs were never made
+    runs = pa.table({"id": ids.tolist(),
+                     "probs": [[1.0, None, 0.0, None]] * len(ids),
+                     "status": [["ok", "missing: not run", "ok", "missing: not run"]] * len(ids)})
+    escalations = escalation_examples(certificate, items, runs)
+    example = escalations["examples"]["below_threshold"][0]
+    assert example["runs"]["unreadable"] == 0 and example["runs"]["not_run"] == 2
+    paths = write_report(ReportInputs(certificate, items, escalations=escalations), tmp_path)
+    markdown = open(paths["markdown"], encoding="utf-8").read()
+    assert "2 runs: 1 favour a, 1 favour b, 0 even, 0 unreadable; 2 not run (absent from the data)" in markdown
+    assert "2 unreadable" not in markdown
