@@ -345,19 +345,23 @@ def run_vector_summary(probs, status=None) -> dict:
             "mean_p_a": float(readable.mean()) if readable.size else None}
 
 
-def escalation_examples(certificate: Certificate, items: ItemSet, runs: pa.Table | None = None,
+def escalation_examples(certificate: Certificate, items: ItemSet, runs=None,
                         per_kind: int = 3) -> dict:
     """A few escalated items per reason kind, with their reason and run-vector summary.
+
+    An escalated item's reason quotes one stage (``reasons.explain``: the last one of a
+    cascade); the example's ``stage``, ``confidence`` and ``runs`` describe that same stage.
 
     Parameters
     ----------
     certificate : Certificate
     items : ItemSet
         With ``ids`` (and ``groups`` for a per-group certificate).
-    runs : pyarrow.Table with ``id``, ``probs`` and optionally ``status``, optional
-        The first judge's run vectors (P(response a) per simulated-annotator run); gives the
-        no-verdict counts (``reasons.count_unreadable``, vectorised) and, for the examples
-        only, :func:`run_vector_summary`.
+    runs : pyarrow.Table, or list of (pyarrow.Table or None) per stage, optional
+        Run vectors with ``id``, ``probs`` and optionally ``status`` (one table: the first
+        judge's). They give the no-verdict counts (``reasons.count_unreadable``, vectorised)
+        and, for the examples only, :func:`run_vector_summary` (None where the quoted stage's
+        runs are not given).
     per_kind : int, default=3
         The first ``per_kind`` escalated items of each kind, in item order.
 
@@ -365,51 +369,72 @@ def escalation_examples(certificate: Certificate, items: ItemSet, runs: pa.Table
     -------
     dict
         ``item_set``, ``counts`` (escalated items per kind) and ``examples``: kind → list of
-        {``id``, ``group``, ``confidence`` (first stage), ``reason``, ``runs`` (summary or None)}.
+        {``id``, ``group``, ``stage`` (the stage the reason quotes), ``confidence`` (that
+        stage's), ``reason``, ``runs`` (that stage's summary, or None)}.
     """
-    import pyarrow.compute as pc
-
     from .decide import decide
-    from .reasons import count_unreadable
 
     n = len(items.confidence)
+    names = [stage["name"] for stage in certificate.stages]
     ids = [str(i) for i in (items.ids if items.ids is not None else range(n))]
-    unreadable = total = rows = None
-    if runs is not None:
-        rows = pc.index_in(pa.array(ids, pa.string()),
-                           value_set=runs.column("id").cast(pa.string())).to_numpy(zero_copy_only=False)
-        found = ~np.isnan(rows.astype(float))
-        rows = np.where(found, rows, -1).astype(np.int64)
-        status = runs.column("status") if "status" in runs.column_names else None
-        bad, count = count_unreadable(runs.column("probs"), status)
-        unreadable = np.where(found, bad[np.maximum(rows, 0)], 0)
-        total = np.where(found, count[np.maximum(rows, 0)], 0)
+    tables = list(runs) if isinstance(runs, (list, tuple)) else [runs]
+    tables += [None] * (len(names) - len(tables))
+    located = [_runs_of(table, ids) for table in tables]
+    unreadable = total = None
+    if any(entry is not None for entry in located):
+        unreadable = np.stack([e[1] if e else np.zeros(n, np.int64) for e in located], axis=1)
+        total = np.stack([e[2] if e else np.zeros(n, np.int64) for e in located], axis=1)
     groups = items.groups if items.groups is not None else np.full(n, None, dtype=object)
     decided = decide(certificate, items.confidence, items.pred,
                      groups=groups if certificate.groups else None, runs_unreadable=unreadable,
                      runs_total=total)
+    quoted = len(names) - 1  # an escalated item's reason describes the last stage
     counts: dict = {}
     examples: dict = {}
     for position in np.flatnonzero(decided.stage < 0):
         kind = str(decided.kind[position])
         counts[kind] = counts.get(kind, 0) + 1
         if len(examples.setdefault(kind, [])) < per_kind:
-            confidence = float(items.confidence[position, 0])
-            vector = None
-            if rows is not None and rows[position] >= 0:
-                row = int(rows[position])
-                vector = run_vector_summary(runs.column("probs")[row].as_py(),
-                                            None if status is None else status[row].as_py())
+            confidence = float(items.confidence[position, quoted])
             examples[kind].append({
                 "id": ids[position],
                 "group": None if groups[position] is None else str(groups[position]),
+                "stage": names[quoted],
                 "confidence": confidence if math.isfinite(confidence) else None,
-                "reason": str(decided.reason[position]), "runs": vector})
+                "reason": str(decided.reason[position]),
+                "runs": _run_summary_at(tables[quoted], located[quoted], position)})
     return {"item_set": items.name, "counts": counts, "examples": examples}
 
 
+def _runs_of(runs: pa.Table | None, ids: list[str]):
+    """(row of each item in ``runs`` or -1, unreadable runs, runs made) per item; None without runs."""
+    if runs is None:
+        return None
+    import pyarrow.compute as pc
+
+    from .reasons import count_unreadable
+
+    rows = pc.index_in(pa.array(ids, pa.string()),
+                       value_set=runs.column("id").cast(pa.string())).to_numpy(zero_copy_only=False)
+    found = ~np.isnan(rows.astype(float))
+    rows = np.where(found, rows, -1).astype(np.int64)
+    status = runs.column("status") if "status" in runs.column_names else None
+    bad, count = count_unreadable(runs.column("probs"), status)
+    return (rows, np.where(found, bad[np.maximum(rows, 0)], 0),
+            np.where(found, count[np.maximum(rows, 0)], 0))
+
+
+def _run_summary_at(runs: pa.Table | None, located, position: int) -> dict | None:
+    if runs is None or located is None or located[0][position] < 0:
+        return None
+    row = int(located[0][position])
+    status = runs.column("status")[row].as_py() if "status" in runs.column_names else None
+    return run_vector_summary(runs.column("probs")[row].as_py(), status)
+
+
 def evaluate_run(certificate: Certificate, sets: dict, score_path: str,
-                 compare: Sequence[str] | None = None, drift_significance: float = 0.01) -> dict:
+                 compare: Sequence[str] | None = None, drift_significance: float = 0.01,
+                 stage_score_paths: Sequence[str] | None = None) -> dict:
     """Every number a run's report shows, from its certificate and its aligned items.
 
     Parameters
@@ -419,6 +444,8 @@ def evaluate_run(certificate: Certificate, sets: dict, score_path: str,
     score_path : the first judge's scored file (the measures compared, the escalated items' runs)
     compare : the confidence measures compared; default: the certified one
     drift_significance : the drift warning's level
+    stage_score_paths : every stage's scored file, in cascade order (a cascade's escalated items
+        quote the last stage: its run vectors are read from here); default: only the first
 
     Returns
     -------
@@ -441,4 +468,16 @@ def evaluate_run(certificate: Certificate, sets: dict, score_path: str,
     return {"evaluation": evaluation,
             "measures": compare_certified_measures(scores, compare, certificate),
             "groups": evaluate_groups(certificate, sets["calibration"], deployment),
-            "escalations": escalation_examples(certificate, deployment or sets["calibration"], runs)}
+            "escalations": escalation_examples(certificate, deployment or sets["calibration"],
+                                               [runs] + _later_stage_runs(stage_score_paths))}
+
+
+def _later_stage_runs(paths: Sequence[str] | None) -> list:
+    """The run vectors (``id``, ``probs``, ``status``) of every stage after the first."""
+    from ..contracts import read_columns
+
+    out = []
+    for path in list(paths or [])[1:]:
+        table = read_columns(path, ["id"], also=["probs", "status"])
+        out.append(table if "probs" in table.column_names else None)
+    return out

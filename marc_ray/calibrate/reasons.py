@@ -11,7 +11,10 @@ kind                      reason
 ``unseen_group``          group 'legal' was not in the calibration set (an item with no
                           group value: "the item has no group value, and every certified
                           threshold is for a group")
-``abstained``             the certificate abstained: no threshold was certified (group: legal)
+``abstained``             the certificate abstained: no threshold was certified (group: legal);
+                          in a cascade whose last stage certified nothing: "every stage
+                          escalated; last stage 2 (gpt-4) certified nothing (no threshold
+                          passed), so it decides no item"
 ``no_verdict``            no usable verdict: 3 of 20 runs unreadable
 ``below_threshold``       confidence 0.61 is below this judge's certified threshold 0.83
                           (group: coding)
@@ -22,8 +25,8 @@ kind                      reason
 ========================  ==================================================================
 
 The " (group: X)" suffix appears on threshold reasons when groups are given. In a cascade an
-escalated item's reason is prefixed "every stage escalated; last stage (gpt-4): " and describes
-the last stage. Numbers are printed with two decimals, or four when two would print a
+escalated item's reason is prefixed "every stage escalated; last stage 2 (gpt-4): " and describes
+that stage (a report's confidence and run columns beside it describe the same stage). Numbers are printed with two decimals, or four when two would print a
 confidence below its threshold as equal to it.
 """
 
@@ -173,13 +176,19 @@ def explain(stage, confidence, pred, thresholds, stage_names: Sequence[str], gro
         counts = np.full(n, " from the judge", dtype=object)
     kind = np.where(no_verdict, "no_verdict", kind)
     reason = np.where(no_verdict, "no usable verdict" + counts, reason)
+    # a stage that certified nothing (λ̂ = +inf) has no threshold to quote: say so, never "0.00"
+    stage_abstained = np.isinf(thr_at) & ~decided
+    kind = np.where(stage_abstained, "abstained", kind)
+    reason = np.where(stage_abstained, "stage " + stage_no + " (" + name_at + ") certified nothing "
+                      "(no threshold passed), so it decides no item" + group_text, reason)
     abstained = np.all(np.isinf(thresholds), axis=1)
     kind = np.where(abstained, "abstained", kind)
     reason = np.where(abstained, "the certificate abstained: no threshold was certified" + group_text,
                       reason)
-    if n_stages > 1:  # an escalation in a cascade is described at its last stage
-        prefix = "every stage escalated; last stage (" + name_at + "): "
-        reason = np.where(~abstained, prefix + reason, reason)
+    if n_stages > 1:  # an escalation in a cascade is described at its last stage, named
+        prefix = "every stage escalated; last stage " + stage_no + " (" + name_at + "): "
+        reason = np.where(~abstained & ~stage_abstained, prefix + reason, reason)
+        reason = np.where(stage_abstained & ~abstained, "every stage escalated; last " + reason, reason)
     if groups is not None:
         kind = np.where(unseen, "unseen_group", kind)
         reason = np.where(unseen, "group '" + groups.astype(str).astype(object)

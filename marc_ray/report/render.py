@@ -258,9 +258,10 @@ def escalations_section(summary: dict) -> tuple[str, list[tuple[str, tuple]]] | 
              + ", ".join(f"{kind} {count}" for kind, count in escalations["counts"].items()) + ".")
     out = []
     for kind, examples in escalations["examples"].items():
-        rows = [[e["id"], e["group"] or "", _fmt(e["confidence"]), e["reason"], _runs_text(e["runs"])]
-                for e in examples]
-        out.append((kind, (["id", "group", "confidence", "reason", "run vector"], rows)))
+        rows = [[e["id"], e["group"] or "", e.get("stage", ""), _fmt(e["confidence"]), e["reason"],
+                 _runs_text(e["runs"])] for e in examples]
+        out.append((kind, (["id", "group", "stage quoted", "confidence (that stage)", "reason",
+                            "run vector (that stage)"], rows)))
     return intro, out
 
 

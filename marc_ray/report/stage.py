@@ -18,7 +18,7 @@ def evaluate(items: RunItems) -> dict:
     certificate = items.certificate
     compare = (items.config.get("calibrate") or {}).get("compare")
     evaluated = evaluate_run(certificate, items.sets, items.score_paths[0], compare,
-                             drift_significance(items.config))
+                             drift_significance(items.config), stage_score_paths=items.score_paths)
     evaluated["fit"] = fitted_margins((certificate.extra or {}).get("model_folders") or {})
     return evaluated
 

@@ -54,3 +54,24 @@ def test_runs_the_data_never_had_are_not_run(single, tmp_path):
     markdown = open(paths["markdown"], encoding="utf-8").read()
     assert "2 runs: 1 favour a, 1 favour b, 0 even, 0 unreadable; 2 not run (absent from the data)" in markdown
     assert "2 unreadable" not in markdown
+
+
+def test_cascade_escalations_describe_the_stage_they_quote(cascade, tmp_path):
+    from marc_ray.calibrate.evaluation import escalation_examples
+
+    certificate, stages, human = cascade
+    confidence = np.stack([s[1] for s in stages], axis=1)
+    pred = np.stack([s[2] for s in stages], axis=1)
+    ids = np.array([f"item-{i}" for i in range(len(human))], dtype=object)
+    items = ItemSet("calibration", confidence, pred, human, ids=ids)
+    escalations = escalation_examples(certificate, items)
+    examples = [e for kind in escalations["examples"].values() for e in kind]
+    assert examples
+    for example in examples:
+        position = int(example["id"].split("-")[1])
+        assert example["stage"] == "large" and "last stage 2 (large)" in example["reason"]
+        # the confidence shown is the quoted stage's, not the first judge's
+        assert example["confidence"] == pytest.approx(confidence[position, 1])
+    paths = write_report(ReportInputs(certificate, items, escalations=escalations), tmp_path)
+    markdown = open(paths["markdown"], encoding="utf-8").read()
+    assert "| stage quoted | confidence (that stage) |" in markdown
