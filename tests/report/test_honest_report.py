@@ -75,3 +75,47 @@ def test_cascade_escalations_describe_the_stage_they_quote(cascade, tmp_path):
     paths = write_report(ReportInputs(certificate, items, escalations=escalations), tmp_path)
     markdown = open(paths["markdown"], encoding="utf-8").read()
     assert "| stage quoted | confidence (that stage) |" in markdown
+
+
+def test_the_configuration_shows_only_what_the_engine_used():
+    from marc_ray.report.collect import shown_config
+
+    resolved = {"seed": 0,
+                "annotate": {"engine": "replay", "model": "smollm2", "mode": "likelihood",
+                             "n_annotators": 5, "k_shots": 5, "beta": 5.0, "judge_name": "gpt",
+                             "engine_options": {"runs": "runs.parquet", "target": "gpt"}},
+                "calibrate": {"alpha": 0.1}}
+    shown = shown_config(resolved)
+    assert shown["annotate"] == {"engine": "replay", "judge_name": "gpt",
+                                 "engine_options": {"runs": "runs.parquet", "target": "gpt"}}
+    assert shown["calibrate"] == {"alpha": 0.1} and resolved["annotate"]["model"] == "smollm2"
+    # a model judge keeps its model and layout, less what the other mode alone reads
+    model = shown_config({"annotate": {"engine": "transformers", "model": "smollm2",
+                                       "mode": "likelihood", "labels": ["A", "B"], "beta": 5.0}})
+    assert model["annotate"] == {"engine": "transformers", "model": "smollm2", "mode": "likelihood",
+                                 "beta": 5.0}
+    # a cascade: the replay entry is trimmed, the shared section serves the model judge
+    cascade = shown_config({"annotate": {"engine": "transformers", "model": "smollm2", "k_shots": 2},
+                            "cascade": [{}, {"engine": "replay", "judge_name": "gpt", "k_shots": 5,
+                                             "engine_options": {"runs": "r.parquet"}}]})
+    assert cascade["annotate"]["model"] == "smollm2"
+    assert cascade["cascade"][1] == {"engine": "replay", "judge_name": "gpt",
+                                     "engine_options": {"runs": "r.parquet"}}
+
+
+def test_a_replay_runs_manifest_shows_no_model(single, tmp_path):
+    import yaml
+
+    from marc_ray.report.collect import run_manifest
+
+    certificate, _ = single
+    resolved = {"run_dir": str(tmp_path), "seed": 0,
+                "annotate": {"engine": "replay", "model": "smollm2", "mode": "likelihood",
+                             "n_annotators": 5, "k_shots": 5, "judge_name": "gpt",
+                             "engine_options": {"runs": "runs.parquet"}}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(resolved))
+    manifest = run_manifest(str(tmp_path), certificate, None)
+    for key in ("smollm2", "mode:", "n_annotators", "k_shots"):
+        assert key not in manifest["config_text"], key
+    assert "engine: replay" in manifest["config_text"] and "runs.parquet" in manifest["config_text"]
+    assert "model" not in manifest["config"]["annotate"]
