@@ -119,3 +119,35 @@ def test_a_replay_runs_manifest_shows_no_model(single, tmp_path):
         assert key not in manifest["config_text"], key
     assert "engine: replay" in manifest["config_text"] and "runs.parquet" in manifest["config_text"]
     assert "model" not in manifest["config"]["annotate"]
+
+
+def _overlaps(figure) -> list[str]:
+    """Texts drawn in an axes (notes, values) that a legend's box covers."""
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    found = []
+    for axis in figure.axes:
+        legends = [a.get_legend() for a in figure.axes if a.get_legend() is not None]
+        texts = list(axis.texts) + [c for c in axis.get_children()
+                                    if type(c).__name__ == "Annotation"]
+        for text in texts:
+            box = text.get_window_extent(renderer)
+            for legend in legends:
+                if legend.get_window_extent(renderer).overlaps(box):
+                    found.append(text.get_text())
+    return found
+
+
+def test_no_legend_covers_an_annotation(tmp_path):
+    from marc_ray.report import plots
+
+    rng = np.random.default_rng(0)
+    samples = {"calibration": rng.uniform(0.5, 1.0, 300), "test": rng.uniform(0.5, 1.0, 100)}
+    abstained = plots.plot_confidence_histograms(samples, float("inf"), "conf_marc")
+    assert "no threshold passed: every item is escalated" in [
+        t.get_text() for t in abstained.axes[0].get_children() if hasattr(t, "get_text")]
+    assert _overlaps(abstained) == []
+    measures = plots.plot_measures({"conf_predictive": {"auroc": 0.821},
+                                    "conf_simulated": {"auroc": 0.857}, "conf_marc": {"auroc": 0.99}})
+    assert _overlaps(measures) == []
+    (tmp_path / "hist.png").write_bytes(__import__("base64").b64decode(plots.to_png_base64(abstained)))
