@@ -54,6 +54,7 @@ def score_stage(annotations: str, model_folder: str | None, out_path: str) -> di
 def fitted_margins(model_folders: dict[str, str | None]) -> dict:
     """Per judge with a fitted model: γ per epoch, the epoch the collapse guard kept and its γ
     (the model's config file)."""
+    from .bound import bound_reading
     from .estimator import CONFIG_FILE
 
     out = {}
@@ -65,5 +66,6 @@ def fitted_margins(model_folders: dict[str, str | None]) -> dict:
         history = model.get("gamma_history") or [h.get("gamma") for h in model.get("history", [])]
         out[name] = {"gamma_history": [float(g) for g in history if g is not None],
                      "gamma": model.get("gamma"), "best_epoch": model.get("best_epoch"),
-                     "agreement_map": "agreement_map" in model}
+                     "agreement_map": "agreement_map" in model,
+                     "bound": bound_reading(model.get("bound"))}
     return out

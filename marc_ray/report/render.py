@@ -270,10 +270,13 @@ def fit_table(summary: dict) -> tuple[list[str], list[list[str]]] | None:
     fit = summary.get("fit")
     if not fit or not any(v.get("gamma_history") for v in fit.values()):
         return None
+    from ..fit.bound import bound_sentence
+
     rows = [[name, str(len(v["gamma_history"])), ", ".join(_fmt(g, 3) for g in v["gamma_history"]),
              "" if v.get("best_epoch") is None else str(int(v["best_epoch"]) + 1),
-             _fmt(v.get("gamma"))] for name, v in fit.items()]
-    return ["judge", "epochs", "gamma per epoch", "kept epoch", "gamma of the kept epoch"], rows
+             _fmt(v.get("gamma")), bound_sentence(v.get("bound"))] for name, v in fit.items()]
+    return ["judge", "epochs", "gamma per epoch", "kept epoch", "gamma of the kept epoch",
+            "MARC's generalization bound on the ranking risk (unit constants)"], rows
 
 
 def choice_section(summary: dict) -> tuple[str, tuple[list[str], list[list[str]]]] | None:

@@ -151,3 +151,17 @@ def test_no_legend_covers_an_annotation(tmp_path):
                                     "conf_simulated": {"auroc": 0.857}, "conf_marc": {"auroc": 0.99}})
     assert _overlaps(measures) == []
     (tmp_path / "hist.png").write_bytes(__import__("base64").b64decode(plots.to_png_base64(abstained)))
+
+
+def test_the_report_labels_a_vacuous_bound(single, tmp_path):
+    from marc_ray.fit.bound import bound_reading
+
+    certificate, (confidence, pred, human) = single
+    bound = {"bound": 585.0, "empirical_margin_risk": 0.05, "complexity": 3.4e6, "gamma": 0.1,
+             "delta_prime": 0.05, "n_pairs": 20000}
+    fit = {"toy-judge": {"gamma_history": [0.1, 0.1], "gamma": 0.1, "best_epoch": 1,
+                         "agreement_map": False, "bound": bound_reading(bound)}}
+    paths = write_report(ReportInputs(certificate, ItemSet("calibration", confidence, pred, human),
+                                      fit=fit), tmp_path)
+    markdown = open(paths["markdown"], encoding="utf-8").read()
+    assert "bound 585 (above 1: vacuous, it says nothing about the ranking risk; it would fall below 0.5" in markdown
