@@ -288,9 +288,33 @@ def choice_section(summary: dict) -> tuple[str, tuple[list[str], list[list[str]]
             f"items of {choice.get('validation', 'the training split')} (never calibration items), "
             f"by {choice['criterion']} at alpha = {_fmt(choice['alpha'])}, delta = "
             f"{_fmt(choice['delta'])}, scaled to {choice.get('n_calibration')} calibration items.")
+    text += " " + prediction_text(choice, summary["certificate"].get("coverage"))
     keys = ["predicted_coverage", "predicted_threshold", "grid_auroc", "validation_auroc"]
     rows = [[name] + [_fmt(choice["scores"][name].get(k)) for k in keys] for name in choice["ranking"]]
     return text, (["measure"] + keys, rows)
+
+
+def prediction_text(choice: dict, certified_coverage: float | None) -> str:
+    """The chosen measure's predicted coverage with its interval, or why it cannot be trusted
+    (``too_small_to_predict``); a record without an interval (older certificates) says so."""
+    point = (choice.get("scores", {}).get(choice.get("choice"), {}) or {}).get("predicted_coverage")
+    interval = choice.get("predicted_coverage_interval")
+    name = choice.get("choice")
+    if not interval or len(interval) != 2 or any(v is None for v in interval):
+        text = (f"Predicted certified coverage of {name}: {percent(point)}, with no interval "
+                f"recorded (a certificate written before intervals): treat it as a rough guide.")
+    else:
+        text = (f"Predicted certified coverage of {name}: {percent(point)}, interval "
+                f"[{percent(interval[0])}, {percent(interval[1])}] "
+                f"({choice.get('interval_method', 'method not recorded')}).")
+    if choice.get("too_small_to_predict"):
+        text += (" TOO SMALL TO PREDICT: " + (choice.get("note") or f"the validation part has "
+                 f"{choice.get('n_validation')} items") + ".")
+    elif choice.get("note"):
+        text += f" ({choice['note']}.)"
+    if certified_coverage is not None:
+        text += f" The certificate's coverage on the calibration items: {percent(certified_coverage)}."
+    return text
 
 
 def _html_table(headers: list[str], rows: list[list[str]]) -> str:

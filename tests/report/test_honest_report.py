@@ -165,3 +165,34 @@ def test_the_report_labels_a_vacuous_bound(single, tmp_path):
                                       fit=fit), tmp_path)
     markdown = open(paths["markdown"], encoding="utf-8").read()
     assert "bound 585 (above 1: vacuous, it says nothing about the ranking risk; it would fall below 0.5" in markdown
+
+
+def _choice(**more):
+    scores = {name: {"predicted_coverage": coverage, "predicted_threshold": 0.9, "grid_auroc": 0.7,
+                     "validation_auroc": 0.7}
+              for name, coverage in (("conf_simulated", 0.989), ("conf_marc", 0.4))}
+    return {"choice": "conf_simulated", "criterion": "predicted_certified_coverage", "alpha": 0.15,
+            "delta": 0.1, "n_validation": 87, "n_calibration": 419, "scores": scores,
+            "ranking": ["conf_simulated", "conf_marc"], **more}
+
+
+@pytest.mark.parametrize("record, expected, absent", [
+    (_choice(), "with no interval recorded", "TOO SMALL"),
+    (_choice(predicted_coverage_interval=[0.0, 1.0], interval_method="percentile bootstrap",
+             too_small_to_predict=True, note="on 87 validation items the interval reaches 0"),
+     "interval [0%, 100%] (percentile bootstrap). TOO SMALL TO PREDICT: on 87 validation items "
+     "the interval reaches 0.", "no interval"),
+    (_choice(predicted_coverage_interval=[0.95, 1.0], interval_method="percentile bootstrap",
+             too_small_to_predict=False, note=None), "interval [95%, 100%]", "TOO SMALL"),
+])
+def test_auto_shows_its_prediction_with_an_interval(single, tmp_path, record, expected, absent):
+    import dataclasses
+
+    certificate, (confidence, pred, human) = single
+    certificate = dataclasses.replace(certificate, extra={**certificate.extra,
+                                                          "confidence_choice": record})
+    paths = write_report(ReportInputs(certificate, ItemSet("calibration", confidence, pred, human)),
+                         tmp_path)
+    markdown = open(paths["markdown"], encoding="utf-8").read()
+    assert "Predicted certified coverage of conf_simulated: 98.9%" in markdown
+    assert expected in markdown and absent not in markdown
