@@ -481,3 +481,80 @@ def _later_stage_runs(paths: Sequence[str] | None) -> list:
         table = read_columns(path, ["id"], also=["probs", "status"])
         out.append(table if "probs" in table.column_names else None)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Does the certified measure rank below another? And what would ``confidence: auto`` choose?
+# ---------------------------------------------------------------------------------------------
+
+def measure_advice(certificate: Certificate, measures: dict, score_path: str | None = None,
+                   validation_ids: Sequence[str] | None = None, grid_values=None) -> dict | None:
+    """Where the certified measure ranks by held-out AUROC, and the measure ``auto`` chooses.
+
+    Parameters
+    ----------
+    certificate : Certificate
+    measures : dict
+        :func:`compare_certified_measures`'s result (held-out ``auroc`` per measure).
+    score_path : str, optional
+        The first judge's scored file; without it (or when the certificate already records an
+        ``auto`` choice) ``auto`` is not re-run.
+    validation_ids : sequence of str, optional
+        The fitted model's validation part (``MarcConfidence.valid_ids_``): ``auto`` reads only
+        those training rows, exactly as ``calibrate.stage.choose_run_confidence`` does; without
+        them it reads the whole training split (and the note says so).
+    grid_values : the fixed grid ``auto`` scans; default: the certificate's grid when fixed,
+        else 100 points on [0.5, 1].
+
+    Returns
+    -------
+    dict or None (fewer than two measures with a finite AUROC)
+        ``certified``, ``ranking`` (measures by held-out AUROC, best first), ``aurocs``,
+        ``ranks_below`` (measures that rank above the certified one), ``auto_choice`` (None
+        when it could not be computed), ``auto_source`` ("certificate", or a description of
+        the rows it read) and ``auto_error`` (why it could not).
+    """
+    certified = certificate.stages[0]["confidence"]
+    aurocs = {name: float(entry["auroc"]) for name, entry in measures.items()
+              if isinstance(entry.get("auroc"), (int, float)) and math.isfinite(entry["auroc"])}
+    if certified not in aurocs or len(aurocs) < 2:
+        return None
+    ranking = sorted(aurocs, key=lambda name: -aurocs[name])
+    out = {"certified": certified, "ranking": ranking, "aurocs": aurocs,
+           "ranks_below": [name for name in ranking if aurocs[name] > aurocs[certified]],
+           "auto_choice": None, "auto_source": None, "auto_error": None}
+    recorded = (certificate.extra or {}).get("confidence_choice")
+    if recorded:
+        out["auto_choice"], out["auto_source"] = recorded.get("choice"), "certificate"
+        return out
+    if score_path is None:
+        return out
+    try:
+        out["auto_choice"], out["auto_source"] = _auto_choice(certificate, list(measures), score_path,
+                                                              validation_ids, grid_values)
+    except (ValueError, KeyError) as error:  # ContractError is a ValueError: say why, go on
+        out["auto_error"] = " ".join(str(error).split())
+    return out
+
+
+def _auto_choice(certificate: Certificate, candidates: list, score_path: str,
+                 validation_ids, grid_values) -> tuple[str, str]:
+    """``auto``'s choice on the training rows of ``score_path`` (never a calibration row)."""
+    from ..contracts import read_columns
+    from .grid import fixed_grid
+    from .select import choose_confidence_table
+
+    table = read_columns(score_path, ["id", "split", "pred", "human_label", *candidates])
+    splits = table.column("split").to_pylist()
+    record = certificate.grid
+    if grid_values is None and record.get("kind") == "fixed" and record.get("values"):
+        grid_values = record["values"]
+    grid = (ThresholdGrid(grid_values, kind="fixed") if grid_values is not None
+            else fixed_grid(100, 0.5, 1.0))
+    result = choose_confidence_table(table, certificate.alpha, certificate.delta,
+                                     max(splits.count("calibration"), 1), candidates=candidates,
+                                     validation_ids=validation_ids, tie_policy=certificate.tie_policy,
+                                     source=score_path, grid=grid)
+    rows = ("the fitted model's validation part of the training split" if validation_ids is not None
+            else "the training split (no fitted model's validation part was given)")
+    return result["choice"], f"{result['n_validation']} items of {rows}"

@@ -69,3 +69,13 @@ def fitted_margins(model_folders: dict[str, str | None]) -> dict:
                      "agreement_map": "agreement_map" in model,
                      "bound": bound_reading(model.get("bound"))}
     return out
+
+
+def fitted_validation_ids(model_folder: str | None) -> list[str] | None:
+    """The ids of a fitted model's validation part (what ``confidence: auto`` reads), or None."""
+    from .estimator import CONFIG_FILE
+
+    path = join(model_folder, CONFIG_FILE) if model_folder else None
+    if path is None or not is_file(path):
+        return None
+    return json.loads(read_text(path)).get("valid_ids") or None

@@ -197,5 +197,6 @@ def build_report(run_dir: str, evaluated: dict, command: str | None = None,
                           manifest=run_manifest(run_dir, certificate, command), title=title,
                           notes=notes, drift_significance=drift_significance(config),
                           evaluation=evaluated["evaluation"], groups=evaluated.get("groups"),
-                          escalations=evaluated.get("escalations"), fit=evaluated.get("fit"))
+                          escalations=evaluated.get("escalations"), fit=evaluated.get("fit"),
+                          advice=evaluated.get("advice"))
     return write_report(inputs, out_dir or folder.report_dir)

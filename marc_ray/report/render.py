@@ -23,7 +23,7 @@ from ..contracts import TIE_POLICIES, write_json_atomic, write_text_atomic
 from ..contracts.io import join, write_bytes_atomic
 from ..contracts.redact import redact  # the one redaction, used everywhere a config is shown
 from . import plots
-from .summary import ReportInputs, counts_line, evaluation_of, percent, summarize
+from .summary import ReportInputs, advice_text, counts_line, evaluation_of, percent, summarize
 
 
 CSS = """
@@ -473,6 +473,10 @@ def render_html(summary: dict, figures: list[tuple[str, str, str]]) -> str:
         parts.append(f"<{tag} class='{css}'>{e(text)}</{tag}>")
     if summary["measures"]:
         parts.append("<h3>Confidence measures on held-out items</h3>")
+        advice = advice_text(summary)
+        if advice:
+            tag = "div" if advice[0] == "warning" else "p"
+            parts.append(f"<{tag} class='{advice[0]}' id='measure-advice'>{e(advice[1])}</{tag}>")
         parts.append(_html_table(*measures_table(summary)))
 
     parts.append("<h2>Assumptions</h2><ul>")
@@ -519,7 +523,11 @@ def render_markdown(summary: dict, figure_files: list[tuple[str, str]]) -> str:
     lines += [("**Warning.** " if css == "warning" else "") + text + "\n"
               for css, text in _diagnostic_paragraphs(summary)]
     if summary["measures"]:
-        lines += ["### Confidence measures on held-out items", "", _md_table(*measures_table(summary)), ""]
+        lines += ["### Confidence measures on held-out items", ""]
+        advice = advice_text(summary)
+        if advice:
+            lines += [("**Warning.** " if advice[0] == "warning" else "") + advice[1], ""]
+        lines += [_md_table(*measures_table(summary)), ""]
     lines += ["## Plots", ""] + [f"![{caption}]({path})\n" for path, caption in figure_files]
     lines += ["## Assumptions", ""] + [f"- {a}" for a in certificate.get("assumptions", [])] + [""]
     repro = _reproducibility(summary)

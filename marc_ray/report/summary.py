@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..calibrate.evaluation import escalation_examples, evaluate_certificate, evaluate_groups
+from ..calibrate.evaluation import (escalation_examples, evaluate_certificate, evaluate_groups,
+                                    measure_advice)
 from ..calibrate.routing import certificate_thresholds
 from ..calibrate.wording import items_phrase, percent, share_phrase
 from ..contracts import Certificate, ItemSet
@@ -44,6 +45,7 @@ class ReportInputs:
     groups: dict | None = None       # calibrate.evaluation.evaluate_groups (per-group certificate)
     escalations: dict | None = None  # calibrate.evaluation.escalation_examples
     fit: dict | None = None          # per judge: gamma per epoch (fit.stage.fitted_margins)
+    advice: dict | None = None       # calibrate.evaluation.measure_advice (rank, auto's choice)
 
 
 def decided_phrase(evaluated: dict) -> str:
@@ -76,15 +78,49 @@ def summarize(inputs: ReportInputs, evaluation: dict | None = None) -> dict:
         groups = evaluate_groups(certificate, inputs.calibration, inputs.deployment)
     if escalations is None:
         escalations = escalation_examples(certificate, inputs.deployment or inputs.calibration)
-    return {"title": inputs.title, "notes": list(inputs.notes),
+    advice = inputs.advice if inputs.advice is not None else measure_advice(certificate,
+                                                                          inputs.measures)
+    notes = list(inputs.notes)
+    warning = advice_text({"advice": advice})
+    if warning and warning[0] == "warning":  # at the top too: it changes what to certify
+        notes.append(warning[1])
+    return {"title": inputs.title, "notes": notes,
             "guarantee": guarantee_sentences(certificate, calibration, deployment),
             "certificate": certificate.to_dict(), "calibration": calibration,
             "deployment": deployment, "consistency": evaluation["consistency"],
             "diagnostics": evaluation["diagnostics"], "measures": inputs.measures,
             "groups": groups, "escalations": escalations, "fit": inputs.fit,
+            "advice": advice,
             "confidence_choice": (certificate.extra or {}).get("confidence_choice"),
             "readings": threshold_readings(certificate, inputs.fit),
             "manifest": inputs.manifest}
+
+
+def advice_text(summary: dict) -> tuple[str, str] | None:
+    """(css class, sentence): where the certified measure ranks by held-out AUROC, and what
+    ``confidence: auto`` chooses; a warning when another measure ranks above it."""
+    advice = summary.get("advice")
+    if not advice:
+        return None
+    certified, aurocs = advice["certified"], advice["aurocs"]
+    rank = advice["ranking"].index(certified) + 1
+    text = (f"The certified measure {certified} ranks {rank} of {len(advice['ranking'])} by AUROC "
+            f"on the held-out items ({aurocs[certified]:.3f}")
+    above = advice["ranks_below"]
+    if above:
+        text += ", below " + ", ".join(f"{name} {aurocs[name]:.3f}" for name in above) + ")."
+    else:
+        text += "): no compared measure ranks above it."
+    choice, source = advice.get("auto_choice"), advice.get("auto_source")
+    if choice and source == "certificate":
+        text += " It is what confidence: auto chose on training data."
+    elif choice:
+        text += (f" calibrate.confidence: auto would choose {choice} ({source}, by predicted "
+                 f"certified coverage)" + (", the measure certified." if choice == certified
+                                           else "; set `confidence: auto` to certify it."))
+    elif advice.get("auto_error"):
+        text += f" What confidence: auto would choose could not be computed: {advice['auto_error']}."
+    return ("warning" if above else "", text)
 
 
 LEARNED = ("conf_marc", "conf_vanilla")

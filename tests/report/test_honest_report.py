@@ -196,3 +196,52 @@ def test_auto_shows_its_prediction_with_an_interval(single, tmp_path, record, ex
     markdown = open(paths["markdown"], encoding="utf-8").read()
     assert "Predicted certified coverage of conf_simulated: 98.9%" in markdown
     assert expected in markdown and absent not in markdown
+
+
+def test_a_certified_measure_that_ranks_below_another_is_said(single, tmp_path):
+    certificate, (confidence, pred, human) = single  # certifies conf_marc
+    measures = {"conf_predictive": {"auroc": 0.821}, "conf_simulated": {"auroc": 0.857},
+                "conf_marc": {"auroc": 0.693}}
+    paths = write_report(ReportInputs(certificate, ItemSet("calibration", confidence, pred, human),
+                                      measures=measures), tmp_path)
+    markdown = open(paths["markdown"], encoding="utf-8").read()
+    sentence = ("The certified measure conf_marc ranks 3 of 3 by AUROC on the held-out items (0.693, "
+                "below conf_simulated 0.857, conf_predictive 0.821).")
+    assert "**Warning.** " + sentence in markdown
+    assert markdown.index(sentence) < markdown.index("## The guarantee")  # at the top as well
+    # ranking first: no warning
+    measures["conf_marc"]["auroc"] = 0.9
+    quiet = summarize(ReportInputs(certificate, ItemSet("calibration", confidence, pred, human),
+                                   measures=measures))
+    assert quiet["advice"]["ranks_below"] == [] and not any("ranks" in n for n in quiet["notes"])
+
+
+def test_measure_advice_names_what_auto_would_choose(single, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from marc_ray.calibrate.evaluation import measure_advice
+    from marc_ray.calibrate.select import choose_confidence_table
+
+    certificate, _ = single
+    rng = np.random.default_rng(7)
+    n = 900
+    good = rng.uniform(0.5, 1.0, n)
+    agree = rng.random(n) < good
+    noise = rng.uniform(0.5, 1.0, n)  # conf_marc here: unrelated to agreement
+    human = np.where(rng.random(n) < 0.5, "a", "b")
+    pred = np.where(agree, human, np.where(human == "a", "b", "a"))
+    split = np.array(["train", "calibration", "test"])[np.arange(n) % 3]
+    table = pa.table({"id": [f"i{i}" for i in range(n)], "split": split, "pred": pred,
+                      "human_label": human, "conf_simulated": good, "conf_marc": noise})
+    pq.write_table(table, tmp_path / "scores.parquet")
+    measures = {"conf_simulated": {"auroc": 0.8}, "conf_marc": {"auroc": 0.5}}
+    advice = measure_advice(certificate, measures, str(tmp_path / "scores.parquet"))
+    assert advice["ranks_below"] == ["conf_simulated"]
+    assert advice["auto_choice"] == "conf_simulated"
+    assert advice["auto_source"].startswith("300 items of the training split")
+    # the same choice the pipeline's auto makes on the same rows
+    expected = choose_confidence_table(table, certificate.alpha, certificate.delta, 300,
+                                       candidates=["conf_simulated", "conf_marc"],
+                                       tie_policy="drop", grid=np.linspace(0.5, 1, 100))
+    assert expected["choice"] == advice["auto_choice"]
