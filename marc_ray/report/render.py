@@ -20,7 +20,7 @@ import os
 import numpy as np
 
 from ..contracts import TIE_POLICIES, write_json_atomic, write_text_atomic
-from ..contracts.io import join, write_bytes_atomic
+from ..contracts.io import join, json_safe, write_bytes_atomic
 from ..contracts.redact import redact  # the one redaction, used everywhere a config is shown
 from . import plots
 from .summary import ReportInputs, advice_text, counts_line, evaluation_of, percent, summarize
@@ -498,7 +498,7 @@ def render_html(summary: dict, figures: list[tuple[str, str, str]]) -> str:
     shown = dict(certificate)
     shown["extra"] = {k: (f"<{len(v)} values>" if isinstance(v, (list, dict)) and len(json.dumps(v)) > 400
                           else v) for k, v in (certificate.get("extra") or {}).items()}
-    parts.append(f"<pre id='certificate'>{e(json.dumps(shown, indent=2))}</pre>")
+    parts.append(f"<pre id='certificate'>{e(json.dumps(json_safe(shown), indent=2))}</pre>")
     parts.append(RENDER_CHECK)
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -19,6 +19,7 @@ from ..calibrate.evaluation import (escalation_examples, evaluate_certificate, e
 from ..calibrate.routing import certificate_thresholds
 from ..calibrate.wording import items_phrase, percent, share_phrase
 from ..contracts import Certificate, ItemSet
+from ..contracts.io import json_restore
 
 
 @dataclass
@@ -86,7 +87,7 @@ def summarize(inputs: ReportInputs, evaluation: dict | None = None) -> dict:
         notes.append(warning[1])
     return {"title": inputs.title, "notes": notes,
             "guarantee": guarantee_sentences(certificate, calibration, deployment),
-            "certificate": certificate.to_dict(), "calibration": calibration,
+            "certificate": json_restore(certificate.to_dict()), "calibration": calibration,
             "deployment": deployment, "consistency": evaluation["consistency"],
             "diagnostics": evaluation["diagnostics"], "measures": inputs.measures,
             "groups": groups, "escalations": escalations, "fit": inputs.fit,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -245,3 +246,73 @@ def test_measure_advice_names_what_auto_would_choose(single, tmp_path):
                                        candidates=["conf_simulated", "conf_marc"],
                                        tie_policy="drop", grid=np.linspace(0.5, 1, 100))
     assert expected["choice"] == advice["auto_choice"]
+
+
+# -- JSON: infinity and missing numbers are null plus a status, never a string -------------------
+
+def _strings_like_numbers(value, path="$") -> list[str]:
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _strings_like_numbers(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _strings_like_numbers(v, f"{path}[{i}]")]
+    return [path] if isinstance(value, str) and value.lower() in ("inf", "-inf", "+inf", "nan") else []
+
+
+def _strict(text: str):
+    import json
+
+    def refuse(constant):
+        raise AssertionError(f"non-standard JSON constant {constant}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_safe_encodes_infinity_and_missing_as_null_with_a_status():
+    from marc_ray.contracts.io import json_restore, json_safe
+
+    value = {"threshold": math.inf, "upper_bound": math.nan, "low": -math.inf, "n": np.int64(3),
+             "risks": [0.1, math.nan, math.inf], "nested": {"certified_threshold": np.float64("inf")}}
+    encoded = json_safe(value)
+    assert encoded == {"threshold": None, "threshold_status": "none passed", "upper_bound": None,
+                       "upper_bound_status": "missing", "low": None,
+                       "low_status": "negative infinite", "n": 3, "risks": [0.1, None, None],
+                       "nested": {"certified_threshold": None,
+                                  "certified_threshold_status": "none passed"}}
+    restored = json_restore(encoded)
+    assert restored["threshold"] == math.inf and math.isnan(restored["upper_bound"])
+    assert restored["low"] == -math.inf and "threshold_status" not in restored
+    assert restored["nested"] == {"certified_threshold": math.inf}
+    assert json_safe(restored) == encoded  # a round trip changes nothing (the digest holds)
+
+
+def test_written_json_has_no_number_strings(abstaining, tmp_path):
+    from marc_ray.contracts import Certificate
+
+    certificate, (confidence, pred, human) = abstaining
+    paths = write_report(ReportInputs(certificate, ItemSet("calibration", confidence, pred, human),
+                                      ItemSet("test", *toy_items(100, seed=9))), tmp_path)
+    for kind in ("json", "certificate"):
+        data = _strict(open(paths[kind], encoding="utf-8").read())
+        assert _strings_like_numbers(data) == [], kind
+    stage = _strict(open(paths["certificate"]).read())["stages"][0]
+    assert stage["threshold"] is None and stage["threshold_status"] == "none passed"
+    report = _strict(open(paths["json"]).read())
+    assert report["certificate"]["stages"][0]["threshold_status"] == "none passed"
+    # the new file is read back, digest verified, threshold +inf again
+    again = Certificate.read(paths["certificate"])
+    assert again.thresholds == [math.inf] and again.to_dict() == certificate.to_dict()
+
+
+def test_a_certificate_written_before_the_null_encoding_is_still_read(tmp_path):
+    """Written by the code before this change (threshold "inf"): read, verified, routed."""
+    import pathlib
+
+    from marc_ray.contracts import Certificate
+
+    old = pathlib.Path(__file__).parent / "data" / "certificate_before_null_encoding.json"
+    assert '"threshold": "inf"' in old.read_text()
+    certificate = Certificate.read(old)
+    assert certificate.thresholds == [math.inf]
+    certificate.write(tmp_path / "rewritten.json")  # re-encoded, with a new digest
+    rewritten = Certificate.read(tmp_path / "rewritten.json")
+    assert rewritten.thresholds == [math.inf]
+    assert _strings_like_numbers(_strict((tmp_path / "rewritten.json").read_text())) == []
