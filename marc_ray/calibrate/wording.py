@@ -34,10 +34,11 @@ def items_phrase(n_items: int, n_used: int, tie_policy: str, what: str = "calibr
     return f"{int(n_items)} {what}, {dropped} ties dropped (policy {tie_policy}), {int(n_used)} used"
 
 
-def share_phrase(count: int, total: int, what: str = "items") -> str:
-    """"688 of 999 items (68.9%)": a share, always with the two counts it divides."""
+def share_phrase(count: int, total: int, what: str = "items", article: str = "") -> str:
+    """"688 of 999 items (68.9%)" (``article="the "``: "688 of the 999 items (68.9%)"): a share,
+    always with the two counts it divides."""
     share = count / total if total else math.nan
-    return f"{int(count)} of {int(total)} {what} ({percent(share)})"
+    return f"{int(count)} of {article}{int(total)} {what} ({percent(share)})"
 
 
 def result_sentence(result, n_items: int, n_ties_dropped: int, tie_policy: str) -> str:

@@ -53,7 +53,7 @@ def decided_phrase(evaluated: dict) -> str:
     """"688 of the 999 calibration items (68.9%)": coverage with the counts it divides."""
     n = evaluated["n"]
     decided = evaluated.get("n_decided", round(evaluated["coverage"] * n) if n else 0)
-    return share_phrase(decided, n, f"the {evaluated['name']} items")
+    return share_phrase(decided, n, f"{evaluated['name']} items", article="the ")
 
 
 def counts_line(summary: dict) -> str:

@@ -30,7 +30,7 @@ def test_counts_say_what_they_count(single, tmp_path):
     assert "The calibration set has" not in page
     # every "k of n ... (p%)" printed agrees: p = k / n
     for text in (page, markdown):
-        shares = re.findall(r"(\d+) of (\d+) [^()]*?\(([\d.]+)%\)", text)
+        shares = re.findall(r"(\d+) of (?:the )?(\d+) [^()]*?\(([\d.]+)%\)", text)
         assert shares
         for count, total, shown in shares:
             assert float(shown) == pytest.approx(100 * int(count) / int(total), abs=0.05)

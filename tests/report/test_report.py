@@ -119,7 +119,7 @@ def test_summary_recomputes_the_certificate(single):
     assert "agrees with the human annotators at least 85% of the time, with 90% confidence" in headline
     decided = f"{100 * certificate.coverage:.1f}".rstrip("0").rstrip(".") + "%"
     n_decided = int(round(certificate.coverage * len(confidence)))
-    assert f"it decided {n_decided} of {len(confidence)} the calibration items ({decided})" in headline
+    assert f"it decided {n_decided} of the {len(confidence)} calibration items ({decided})" in headline
     # the threshold scan reproduces the certificate's bound at lambda-hat
     scan = summary["diagnostics"]["stages"][0]["scan"]
     index = scan["grid"].index(stage["threshold"])
