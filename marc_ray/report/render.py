@@ -145,9 +145,10 @@ def component_table(summary: dict) -> tuple[list[str], list[list[str]]]:
     grid = certificate["grid"]
     grid_text = (f"{grid.get('kind', '?')}, {grid.get('n_points', len(grid.get('values', [])))} points "
                  f"from {_fmt(grid.get('high'))} down to {_fmt(grid.get('low'))}")
-    headers = ["stage", "judge", "confidence measure", "threshold grid", "lambda-hat", "n", "k",
-               "k / n", f"upper bound ({percent(1 - certificate['delta'])})", "delta of stage",
-               "coverage"]
+    headers = ["stage", "judge", "confidence measure", "threshold grid", "lambda-hat",
+               "n (decided, after the tie policy)", "k (disagreements among n)", "k / n",
+               f"upper bound ({percent(1 - certificate['delta'])})", "delta of stage",
+               "coverage (of all calibration items)"]
     rows = []
     for stage in certificate["stages"]:
         n, k = stage.get("n"), stage.get("k")
@@ -166,11 +167,20 @@ def component_table(summary: dict) -> tuple[list[str], list[list[str]]]:
 def routing_table(summary: dict) -> tuple[list[str], list[list[str]]]:
     sets = [summary["calibration"]] + ([summary["deployment"]] if summary["deployment"] else [])
     names = [s["name"] for s in summary["certificate"]["stages"]] + ["escalated"]
-    headers = ["item set", "items"] + [f"decided by {n}" if n != "escalated" else "escalated"
+    headers = ["item set", "items (ties included)"] + [f"decided by {n}" if n != "escalated" else "escalated"
                                        for n in names] + ["agreement on decided"]
     rows = [[s["name"], str(s["n"])] + [percent(s["shares"].get(n)) for n in names]
-            + [percent(s.get("agreement_on_accepted"))] for s in sets]
+            + [agreement_cell(s)] for s in sets]
     return headers, rows
+
+
+def agreement_cell(evaluated: dict) -> str:
+    """Agreement on the decided labelled items, with the count it is a share of."""
+    share = evaluated.get("agreement_on_accepted")
+    n = evaluated.get("n_accepted")
+    if share is None or not n:
+        return percent(share)
+    return f"{percent(share)} of {n} decided items (after the tie policy)"
 
 
 def measures_table(summary: dict) -> tuple[list[str], list[list[str]]]:

@@ -191,9 +191,9 @@ def guarantee_sentences(certificate: Certificate, calibration: dict, deployment:
     else:
         routing = ""
     if deployment is not None:
-        routing += f" On the {deployment['name']} items it decided {decided_phrase(deployment)}"
+        routing += f" It decided {decided_phrase(deployment)}"
         if deployment.get("agreement_on_accepted") is not None:
             routing += (f" and agreed with the humans on {percent(deployment['agreement_on_accepted'])}"
-                        f" of those")
+                        f" of the {deployment.get('n_accepted')} of those the tie policy keeps")
         routing += "."
     return {"headline": headline, "formal": formal, "routing": routing.strip(), "abstained": False}
