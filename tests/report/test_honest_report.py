@@ -316,3 +316,23 @@ def test_a_certificate_written_before_the_null_encoding_is_still_read(tmp_path):
     rewritten = Certificate.read(tmp_path / "rewritten.json")
     assert rewritten.thresholds == [math.inf]
     assert _strings_like_numbers(_strict((tmp_path / "rewritten.json").read_text())) == []
+
+
+def test_apply_does_not_count_runs_never_made_as_unreadable(single, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from marc_ray.apply import apply_file
+
+    certificate, _ = single
+    certificate.write(tmp_path / "certificate.json")
+    nan = float("nan")
+    # one recorded order: the 10 runs of the other were never made; 3 made runs are unreadable
+    probs = [[0.7] * 7 + [nan] * 3 + [nan] * 10]
+    status = [["ok"] * 7 + ["missing: unusable verdict"] * 3 + ["missing: not run"] * 10]
+    pq.write_table(pa.table({"id": ["x"], "pred": pa.array([None], pa.string()),
+                             "conf_marc": [nan], "probs": pa.array(probs, pa.list_(pa.float32())),
+                             "status": status}), tmp_path / "new.parquet")
+    apply_file(tmp_path / "certificate.json", tmp_path / "new.parquet", tmp_path / "out")
+    row = pq.read_table(tmp_path / "out" / "decisions.parquet").to_pylist()[0]
+    assert row["reason"] == "no usable verdict: 3 of 10 runs unreadable"
