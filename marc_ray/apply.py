@@ -98,7 +98,8 @@ def _run_counts(parts: list[pa.Table], ids: np.ndarray) -> dict[str, np.ndarray]
     value_set = pa.array(ids.tolist(), pa.string())
     for l, part in enumerate(parts):
         rows = pc.index_in(part.column("id").cast(pa.string()), value_set=value_set).to_numpy()
-        unreadable[rows, l], total[rows, l] = count_unreadable(part.column("probs"))
+        status = part.column("status") if "status" in part.column_names else None  # "not run"
+        unreadable[rows, l], total[rows, l] = count_unreadable(part.column("probs"), status)
     return {"runs_unreadable": unreadable, "runs_total": total}
 
 
@@ -167,7 +168,7 @@ def with_file_metadata(tables: list[pa.Table]) -> pa.Table:
 def read_for_apply(path: str) -> pa.Table:
     """What apply reads of a scored file, in one read: every column but the per-run lists, and
     ``probs`` (the reasons count each item's unreadable runs), metadata kept."""
-    return read_columns(path, also=["probs"])
+    return read_columns(path, also=["probs", "status"])
 
 
 def read_scored(path: str) -> pa.Table:

@@ -520,8 +520,9 @@ def plan_from_args(config, args) -> dict:
 
 def _plan(args) -> int:
     from .config import PipelineConfig
+    from .contracts.io import json_safe  # strict JSON: inf / NaN as null plus a status
 
     plan = plan_from_args(PipelineConfig.from_yaml(args.config), args)
-    print(json.dumps(plan, indent=1, default=str) if args.json else format_plan(plan))
+    print(json.dumps(json_safe(plan), indent=1, default=str) if args.json else format_plan(plan))
     return 0
 

@@ -409,6 +409,7 @@ class SelectiveCalibrator:
             Merged into the certificate's ``extra``.
         """
         from .. import __version__
+        from .wording import result_sentence
 
         result = self.result(alpha)
         stage = _stage_record(judge_name, confidence_name, result)
@@ -416,7 +417,8 @@ class SelectiveCalibrator:
                    "n_ties_dropped": self.n_ties_dropped_,
                    "procedure_description": PROCEDURES[self.procedure],
                    "per_threshold": result.records.complete(),
-                   "sentence": result.sentence()}
+                   "sentence": result_sentence(result, self.n_calibration_, self.n_ties_dropped_,
+                                               self.tie_policy)}
         details.update(extra or {})
         return Certificate(
             alpha=result.alpha, delta=result.delta, procedure=self.procedure,

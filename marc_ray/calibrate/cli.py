@@ -19,6 +19,7 @@ import os
 import numpy as np
 
 from ..contracts.outputs import check_output_dir
+from .wording import calibrated_on_line, result_sentence
 from ..contracts import (TIE_POLICIES, ContractError, metadata_binding, read_table, table_hash,
                          validate_scores, with_binding,
                          write_json_atomic)
@@ -321,7 +322,10 @@ def run_calibrate(args) -> int:
         "results": [{"alpha": r.alpha, "threshold": r.threshold, "n": r.n, "k": r.k,
                      "upper_bound": r.upper_bound, "coverage": r.coverage,
                      "agreement": None if r.abstains else r.agreement, "min_n": r.min_n,
-                     "abstains": r.abstains, "sentence": r.sentence()} for r in calibrator.results_],
+                     "abstains": r.abstains,
+                     "sentence": result_sentence(r, calibrator.n_calibration_,
+                                                 calibrator.n_ties_dropped_, calibrator.tie_policy)}
+                    for r in calibrator.results_],
         "files": ["certificate.json"] + ([f"certificate_alpha-{a:g}.json" for a in alphas]
                                          if len(alphas) > 1 else []),
     }
@@ -332,8 +336,10 @@ def run_calibrate(args) -> int:
             certificate.write(os.path.join(args.out, f"certificate_alpha-{alpha:g}.json"))
     write_json_atomic(summary, os.path.join(args.out, "summary.json"))
     for result in calibrator.results_:
-        print(result.sentence())
-    print(f"(calibrated on {calibrator.n_calibration_} items: {note}; written to {args.out})")
+        print(result_sentence(result, calibrator.n_calibration_, calibrator.n_ties_dropped_,
+                              calibrator.tie_policy))
+    print(calibrated_on_line(calibrator.n_calibration_, calibrator.n_ties_dropped_,
+                             calibrator.tie_policy, note, args.out))
     return 0
 
 

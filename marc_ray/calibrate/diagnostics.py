@@ -39,14 +39,15 @@ def monotonicity(confidence: np.ndarray, agree: np.ndarray, n_bins: int = 10,
     agree : ndarray of bool, shape (n,)
         Agreement of the verdict with the human label (tie policy already applied).
     n_bins : int, default=10
-        Equal-count bins (confidence quantiles); fewer when there are too few items.
+        Equal-count bins (confidence quantiles); fewer when there are too few items, or when
+        ties merge bins (a bin never splits a tied value: :func:`tie_respecting_cuts`).
     min_per_bin : int, default=10
 
     Returns
     -------
     dict
         ``edges`` (n_bins + 1,), ``counts``, ``agreement``, ``mean_confidence`` (n_bins,);
-        ``violations``: adjacent bin pairs where agreement drops as confidence rises;
+        ``violations``: adjacent bin pairs where agreement drops while the mean confidence rises;
         ``significant_violations``: drops larger than 1.96 standard errors of the difference;
         ``spearman``: rank correlation of bin confidence and bin agreement.
     """
@@ -62,14 +63,17 @@ def monotonicity(confidence: np.ndarray, agree: np.ndarray, n_bins: int = 10,
              "n_bins": 0}
     if confidence.size == 0:
         return empty
-    # Equal-count bins by rank, so heavy ties (a confidence of exactly 1.0) cannot empty a bin.
+    # Equal-count bins by rank, cut only between distinct values: heavy ties (a confidence of
+    # exactly 1.0) can neither empty a bin nor be split across bins that then share one mean.
     order = np.argsort(confidence, kind="stable")
-    chunks = np.array_split(order, n_bins)
+    chunks = np.split(order, tie_respecting_cuts(confidence[order], n_bins))
+    n_bins = len(chunks)
     counts = np.array([len(c) for c in chunks])
     rates = np.array([agree[c].mean() for c in chunks])
     means = np.array([confidence[c].mean() for c in chunks])
     edges = [float(confidence[chunks[0][0]])] + [float(confidence[c[-1]]) for c in chunks]
-    drops = np.diff(rates) < 0
+    # a drop is agreement falling while the mean confidence rises (always so between tie-free bins)
+    drops = (np.diff(rates) < 0) & (np.diff(means) > 0)
     se = np.sqrt(rates * (1 - rates) / counts)
     gap_se = np.sqrt(se[:-1] ** 2 + se[1:] ** 2)
     significant = drops & ((rates[:-1] - rates[1:]) > 1.96 * np.maximum(gap_se, 1e-12))
@@ -79,6 +83,33 @@ def monotonicity(confidence: np.ndarray, agree: np.ndarray, n_bins: int = 10,
             "significant_violations": int(significant.sum()),
             "violating_bins": [int(i) for i in np.flatnonzero(drops)],
             "spearman": spearman, "n_bins": n_bins}
+
+
+def tie_respecting_cuts(sorted_values: np.ndarray, n_bins: int) -> np.ndarray:
+    """Positions that cut sorted values into about ``n_bins`` equal-count bins, never inside a tie.
+
+    Each equal-count cut (``i * n / n_bins``) moves to the nearest position where the value
+    changes; cuts that land on the same position merge, so heavy ties give fewer, larger bins.
+
+    Parameters
+    ----------
+    sorted_values : ndarray of shape (n,), ascending
+    n_bins : int
+
+    Returns
+    -------
+    ndarray of int, strictly increasing, each in (0, n): ``np.split`` positions.
+    """
+    n = sorted_values.size
+    changes = np.flatnonzero(np.diff(sorted_values) > 0) + 1  # first index of each new value
+    if changes.size == 0 or n_bins <= 1:
+        return np.array([], dtype=np.int64)
+    targets = np.arange(1, n_bins) * n / n_bins
+    right = np.clip(np.searchsorted(changes, targets), 0, changes.size - 1)
+    left = np.clip(right - 1, 0, changes.size - 1)
+    nearest = np.where(np.abs(changes[left] - targets) <= np.abs(changes[right] - targets),
+                       changes[left], changes[right])
+    return np.unique(nearest)
 
 
 def drift(calibration_confidence: np.ndarray, deployment_confidence: np.ndarray,
@@ -168,7 +199,8 @@ def calibration_size(n_calibration: int, alpha: float, delta: float,
             parts.append(f"At the disagreement rate of the most confident half of the "
                          f"calibration set ({observed_risk:.1%}), about {int(needed)} accepted "
                          f"items are needed.")
-    parts.append(f"The calibration set has {n_calibration} items: "
+    parts.append(f"The bound counts {n_calibration} calibration items (those left after the tie "
+                 f"policy): "
                  + ("adequate." if adequate else "too small for this target; label more items "
                     "or relax alpha or delta."))
     return {"n_calibration": int(n_calibration), "n_min_zero_errors": n_zero,

@@ -54,6 +54,7 @@ def evaluate(certificate: Certificate, items: ItemSet) -> dict:
     names = [stage["name"] for stage in certificate.stages]
     n = len(routing.stage)
     out = {"name": items.name, "n": n,
+           "n_decided": int(routing.accepted.sum()),  # of all n items, ties included
            "coverage": float(routing.accepted.mean()) if n else math.nan,
            "escalated": float((~routing.accepted).mean()) if n else math.nan,
            "shares": {name: float(np.mean(routing.stage == l)) if n else 0.0
@@ -325,29 +326,42 @@ def evaluate_groups(certificate: Certificate, calibration_items: ItemSet,
             "groups": rows}
 
 
-def run_vector_summary(probs) -> dict:
-    """How an item's runs split: runs favouring a (P(a) > 0.5), b (< 0.5), even, unreadable."""
+def run_vector_summary(probs, status=None) -> dict:
+    """How an item's runs split: runs favouring a (P(a) > 0.5), b (< 0.5), even, unreadable,
+    and not run (``status`` "missing: not run": a run the data never had, e.g. an order a
+    replayed data set does not record; ``None`` when no status is known, and then
+    ``unreadable`` counts every missing run)."""
+    from .reasons import NOT_RUN
+
     values = np.asarray([np.nan if p is None else float(p) for p in (probs or [])], dtype=float)
     readable = values[np.isfinite(values)]
-    return {"runs": int(values.size), "favour_a": int((readable > 0.5).sum()),
+    not_run = None
+    if status is not None:
+        never = np.asarray([s == NOT_RUN for s in status], dtype=bool)
+        not_run = int((never & ~np.isfinite(values)).sum()) if never.size == values.size else None
+    return {"runs": int(values.size) - (not_run or 0), "favour_a": int((readable > 0.5).sum()),
             "favour_b": int((readable < 0.5).sum()), "even": int((readable == 0.5).sum()),
-            "unreadable": int(values.size - readable.size),
+            "unreadable": int(values.size - readable.size) - (not_run or 0), "not_run": not_run,
             "mean_p_a": float(readable.mean()) if readable.size else None}
 
 
-def escalation_examples(certificate: Certificate, items: ItemSet, runs: pa.Table | None = None,
+def escalation_examples(certificate: Certificate, items: ItemSet, runs=None,
                         per_kind: int = 3) -> dict:
     """A few escalated items per reason kind, with their reason and run-vector summary.
+
+    An escalated item's reason quotes one stage (``reasons.explain``: the last one of a
+    cascade); the example's ``stage``, ``confidence`` and ``runs`` describe that same stage.
 
     Parameters
     ----------
     certificate : Certificate
     items : ItemSet
         With ``ids`` (and ``groups`` for a per-group certificate).
-    runs : pyarrow.Table with ``id`` and ``probs``, optional
-        The first judge's run vectors (P(response a) per simulated-annotator run); gives the
-        no-verdict counts (``reasons.count_unreadable``, vectorised) and, for the examples
-        only, :func:`run_vector_summary`.
+    runs : pyarrow.Table, or list of (pyarrow.Table or None) per stage, optional
+        Run vectors with ``id``, ``probs`` and optionally ``status`` (one table: the first
+        judge's). They give the no-verdict counts (``reasons.count_unreadable``, vectorised)
+        and, for the examples only, :func:`run_vector_summary` (None where the quoted stage's
+        runs are not given).
     per_kind : int, default=3
         The first ``per_kind`` escalated items of each kind, in item order.
 
@@ -355,48 +369,72 @@ def escalation_examples(certificate: Certificate, items: ItemSet, runs: pa.Table
     -------
     dict
         ``item_set``, ``counts`` (escalated items per kind) and ``examples``: kind → list of
-        {``id``, ``group``, ``confidence`` (first stage), ``reason``, ``runs`` (summary or None)}.
+        {``id``, ``group``, ``stage`` (the stage the reason quotes), ``confidence`` (that
+        stage's), ``reason``, ``runs`` (that stage's summary, or None)}.
     """
-    import pyarrow.compute as pc
-
     from .decide import decide
-    from .reasons import count_unreadable
 
     n = len(items.confidence)
+    names = [stage["name"] for stage in certificate.stages]
     ids = [str(i) for i in (items.ids if items.ids is not None else range(n))]
-    unreadable = total = rows = None
-    if runs is not None:
-        rows = pc.index_in(pa.array(ids, pa.string()),
-                           value_set=runs.column("id").cast(pa.string())).to_numpy(zero_copy_only=False)
-        found = ~np.isnan(rows.astype(float))
-        rows = np.where(found, rows, -1).astype(np.int64)
-        bad, count = count_unreadable(runs.column("probs"))
-        unreadable = np.where(found, bad[np.maximum(rows, 0)], 0)
-        total = np.where(found, count[np.maximum(rows, 0)], 0)
+    tables = list(runs) if isinstance(runs, (list, tuple)) else [runs]
+    tables += [None] * (len(names) - len(tables))
+    located = [_runs_of(table, ids) for table in tables]
+    unreadable = total = None
+    if any(entry is not None for entry in located):
+        unreadable = np.stack([e[1] if e else np.zeros(n, np.int64) for e in located], axis=1)
+        total = np.stack([e[2] if e else np.zeros(n, np.int64) for e in located], axis=1)
     groups = items.groups if items.groups is not None else np.full(n, None, dtype=object)
     decided = decide(certificate, items.confidence, items.pred,
                      groups=groups if certificate.groups else None, runs_unreadable=unreadable,
                      runs_total=total)
+    quoted = len(names) - 1  # an escalated item's reason describes the last stage
     counts: dict = {}
     examples: dict = {}
     for position in np.flatnonzero(decided.stage < 0):
         kind = str(decided.kind[position])
         counts[kind] = counts.get(kind, 0) + 1
         if len(examples.setdefault(kind, [])) < per_kind:
-            confidence = float(items.confidence[position, 0])
-            vector = None
-            if rows is not None and rows[position] >= 0:
-                vector = run_vector_summary(runs.column("probs")[int(rows[position])].as_py())
+            confidence = float(items.confidence[position, quoted])
             examples[kind].append({
                 "id": ids[position],
                 "group": None if groups[position] is None else str(groups[position]),
+                "stage": names[quoted],
                 "confidence": confidence if math.isfinite(confidence) else None,
-                "reason": str(decided.reason[position]), "runs": vector})
+                "reason": str(decided.reason[position]),
+                "runs": _run_summary_at(tables[quoted], located[quoted], position)})
     return {"item_set": items.name, "counts": counts, "examples": examples}
 
 
+def _runs_of(runs: pa.Table | None, ids: list[str]):
+    """(row of each item in ``runs`` or -1, unreadable runs, runs made) per item; None without runs."""
+    if runs is None:
+        return None
+    import pyarrow.compute as pc
+
+    from .reasons import count_unreadable
+
+    rows = pc.index_in(pa.array(ids, pa.string()),
+                       value_set=runs.column("id").cast(pa.string())).to_numpy(zero_copy_only=False)
+    found = ~np.isnan(rows.astype(float))
+    rows = np.where(found, rows, -1).astype(np.int64)
+    status = runs.column("status") if "status" in runs.column_names else None
+    bad, count = count_unreadable(runs.column("probs"), status)
+    return (rows, np.where(found, bad[np.maximum(rows, 0)], 0),
+            np.where(found, count[np.maximum(rows, 0)], 0))
+
+
+def _run_summary_at(runs: pa.Table | None, located, position: int) -> dict | None:
+    if runs is None or located is None or located[0][position] < 0:
+        return None
+    row = int(located[0][position])
+    status = runs.column("status")[row].as_py() if "status" in runs.column_names else None
+    return run_vector_summary(runs.column("probs")[row].as_py(), status)
+
+
 def evaluate_run(certificate: Certificate, sets: dict, score_path: str,
-                 compare: Sequence[str] | None = None, drift_significance: float = 0.01) -> dict:
+                 compare: Sequence[str] | None = None, drift_significance: float = 0.01,
+                 stage_score_paths: Sequence[str] | None = None) -> dict:
     """Every number a run's report shows, from its certificate and its aligned items.
 
     Parameters
@@ -406,6 +444,8 @@ def evaluate_run(certificate: Certificate, sets: dict, score_path: str,
     score_path : the first judge's scored file (the measures compared, the escalated items' runs)
     compare : the confidence measures compared; default: the certified one
     drift_significance : the drift warning's level
+    stage_score_paths : every stage's scored file, in cascade order (a cascade's escalated items
+        quote the last stage: its run vectors are read from here); default: only the first
 
     Returns
     -------
@@ -422,9 +462,99 @@ def evaluate_run(certificate: Certificate, sets: dict, score_path: str,
     evaluation = evaluate_certificate(certificate, sets["calibration"], deployment,
                                       drift_significance)
     # one read: the scalar columns, and probs for the escalated items' run summaries
-    scores = read_columns(score_path, also=["probs"])
-    runs = scores.select(["id", "probs"]) if "probs" in scores.column_names else None
+    scores = read_columns(score_path, also=["probs", "status"])
+    runs = (scores.select([c for c in ("id", "probs", "status") if c in scores.column_names])
+            if "probs" in scores.column_names else None)
     return {"evaluation": evaluation,
             "measures": compare_certified_measures(scores, compare, certificate),
             "groups": evaluate_groups(certificate, sets["calibration"], deployment),
-            "escalations": escalation_examples(certificate, deployment or sets["calibration"], runs)}
+            "escalations": escalation_examples(certificate, deployment or sets["calibration"],
+                                               [runs] + _later_stage_runs(stage_score_paths))}
+
+
+def _later_stage_runs(paths: Sequence[str] | None) -> list:
+    """The run vectors (``id``, ``probs``, ``status``) of every stage after the first."""
+    from ..contracts import read_columns
+
+    out = []
+    for path in list(paths or [])[1:]:
+        table = read_columns(path, ["id"], also=["probs", "status"])
+        out.append(table if "probs" in table.column_names else None)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Does the certified measure rank below another? And what would ``confidence: auto`` choose?
+# ---------------------------------------------------------------------------------------------
+
+def measure_advice(certificate: Certificate, measures: dict, score_path: str | None = None,
+                   validation_ids: Sequence[str] | None = None, grid_values=None) -> dict | None:
+    """Where the certified measure ranks by held-out AUROC, and the measure ``auto`` chooses.
+
+    Parameters
+    ----------
+    certificate : Certificate
+    measures : dict
+        :func:`compare_certified_measures`'s result (held-out ``auroc`` per measure).
+    score_path : str, optional
+        The first judge's scored file; without it (or when the certificate already records an
+        ``auto`` choice) ``auto`` is not re-run.
+    validation_ids : sequence of str, optional
+        The fitted model's validation part (``MarcConfidence.valid_ids_``): ``auto`` reads only
+        those training rows, exactly as ``calibrate.stage.choose_run_confidence`` does; without
+        them it reads the whole training split (and the note says so).
+    grid_values : the fixed grid ``auto`` scans; default: the certificate's grid when fixed,
+        else 100 points on [0.5, 1].
+
+    Returns
+    -------
+    dict or None (fewer than two measures with a finite AUROC)
+        ``certified``, ``ranking`` (measures by held-out AUROC, best first), ``aurocs``,
+        ``ranks_below`` (measures that rank above the certified one), ``auto_choice`` (None
+        when it could not be computed), ``auto_source`` ("certificate", or a description of
+        the rows it read) and ``auto_error`` (why it could not).
+    """
+    certified = certificate.stages[0]["confidence"]
+    aurocs = {name: float(entry["auroc"]) for name, entry in measures.items()
+              if isinstance(entry.get("auroc"), (int, float)) and math.isfinite(entry["auroc"])}
+    if certified not in aurocs or len(aurocs) < 2:
+        return None
+    ranking = sorted(aurocs, key=lambda name: -aurocs[name])
+    out = {"certified": certified, "ranking": ranking, "aurocs": aurocs,
+           "ranks_below": [name for name in ranking if aurocs[name] > aurocs[certified]],
+           "auto_choice": None, "auto_source": None, "auto_error": None}
+    recorded = (certificate.extra or {}).get("confidence_choice")
+    if recorded:
+        out["auto_choice"], out["auto_source"] = recorded.get("choice"), "certificate"
+        return out
+    if score_path is None:
+        return out
+    try:
+        out["auto_choice"], out["auto_source"] = _auto_choice(certificate, list(measures), score_path,
+                                                              validation_ids, grid_values)
+    except (ValueError, KeyError) as error:  # ContractError is a ValueError: say why, go on
+        out["auto_error"] = " ".join(str(error).split())
+    return out
+
+
+def _auto_choice(certificate: Certificate, candidates: list, score_path: str,
+                 validation_ids, grid_values) -> tuple[str, str]:
+    """``auto``'s choice on the training rows of ``score_path`` (never a calibration row)."""
+    from ..contracts import read_columns
+    from .grid import fixed_grid
+    from .select import choose_confidence_table
+
+    table = read_columns(score_path, ["id", "split", "pred", "human_label", *candidates])
+    splits = table.column("split").to_pylist()
+    record = certificate.grid
+    if grid_values is None and record.get("kind") == "fixed" and record.get("values"):
+        grid_values = record["values"]
+    grid = (ThresholdGrid(grid_values, kind="fixed") if grid_values is not None
+            else fixed_grid(100, 0.5, 1.0))
+    result = choose_confidence_table(table, certificate.alpha, certificate.delta,
+                                     max(splits.count("calibration"), 1), candidates=candidates,
+                                     validation_ids=validation_ids, tie_policy=certificate.tie_policy,
+                                     source=score_path, grid=grid)
+    rows = ("the fitted model's validation part of the training split" if validation_ids is not None
+            else "the training split (no fitted model's validation part was given)")
+    return result["choice"], f"{result['n_validation']} items of {rows}"

@@ -11,7 +11,10 @@ kind                      reason
 ``unseen_group``          group 'legal' was not in the calibration set (an item with no
                           group value: "the item has no group value, and every certified
                           threshold is for a group")
-``abstained``             the certificate abstained: no threshold was certified (group: legal)
+``abstained``             the certificate abstained: no threshold was certified (group: legal);
+                          in a cascade whose last stage certified nothing: "every stage
+                          escalated; last stage 2 (gpt-4) certified nothing (no threshold
+                          passed), so it decides no item"
 ``no_verdict``            no usable verdict: 3 of 20 runs unreadable
 ``below_threshold``       confidence 0.61 is below this judge's certified threshold 0.83
                           (group: coding)
@@ -22,8 +25,8 @@ kind                      reason
 ========================  ==================================================================
 
 The " (group: X)" suffix appears on threshold reasons when groups are given. In a cascade an
-escalated item's reason is prefixed "every stage escalated; last stage (gpt-4): " and describes
-the last stage. Numbers are printed with two decimals, or four when two would print a
+escalated item's reason is prefixed "every stage escalated; last stage 2 (gpt-4): " and describes
+that stage (a report's confidence and run columns beside it describe the same stage). Numbers are printed with two decimals, or four when two would print a
 confidence below its threshold as equal to it.
 """
 
@@ -33,37 +36,67 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["explain", "count_unreadable", "KINDS"]
+__all__ = ["explain", "count_unreadable", "KINDS", "NOT_RUN"]
 
 KINDS = ("accepted", "accepted_first_stage", "accepted_later_stage", "below_threshold",
          "no_verdict", "unseen_group", "abstained")
 
 
-def count_unreadable(probs) -> np.ndarray:
+NOT_RUN = "missing: not run"  # a run's status when the data never had it (annotate.assemble)
+
+
+def count_unreadable(probs, status=None) -> tuple[np.ndarray, np.ndarray]:
     """Unreadable runs per item: NaN or null entries of each row's run vector ``probs``.
+
+    A run the data never had (its ``status`` is "missing: not run": an order or an annotator a
+    replayed data set does not record) is neither unreadable nor a run: with ``status`` it is
+    left out of both counts, so "3 of 10 runs unreadable" counts only runs that were made.
 
     Parameters
     ----------
     probs : pyarrow ListArray / ChunkedArray, or sequence of sequences of float
+    status : pyarrow ListArray / ChunkedArray of str, or sequence of sequences, optional
+        Each run's status ("ok", "missing: <reason>"), aligned with ``probs``.
 
     Returns
     -------
     n_unreadable, n_runs : ndarray of int, shape (n,)
     """
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    if isinstance(probs, pa.ChunkedArray):
-        probs = probs.combine_chunks()
-    if not isinstance(probs, (pa.ListArray, pa.LargeListArray)):
-        probs = pa.array([[None if v is None else float(v) for v in row] for row in probs],
-                         pa.list_(pa.float64()))
+    probs = _list_array(probs, "float")
     lengths = pc.list_value_length(probs).fill_null(0).to_numpy(zero_copy_only=False)
     values = pc.list_flatten(probs)
     parents = pc.list_parent_indices(probs).to_numpy(zero_copy_only=False)
     bad = pc.or_kleene(pc.is_null(values), pc.is_nan(values)).fill_null(True)
     bad = bad.to_numpy(zero_copy_only=False)
+    if status is not None:
+        not_run = _not_run_flags(status)
+        bad = bad & ~not_run
+        lengths = lengths - np.bincount(parents[not_run], minlength=len(probs))
     return np.bincount(parents[bad], minlength=len(probs)).astype(np.int64), lengths.astype(np.int64)
+
+
+def _list_array(values, kind: str):
+    """A pyarrow ListArray of floats or strings from Arrow or nested Python sequences."""
+    import pyarrow as pa
+
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, (pa.ListArray, pa.LargeListArray)):
+        return values
+    if kind == "float":
+        return pa.array([[None if v is None else float(v) for v in row] for row in values],
+                        pa.list_(pa.float64()))
+    return pa.array([list(row) for row in values], pa.list_(pa.string()))
+
+
+def _not_run_flags(status) -> np.ndarray:
+    """Per run (flattened, in row order): True where the status says the run was never made."""
+    import pyarrow.compute as pc
+
+    flat = pc.list_flatten(_list_array(status, "string"))
+    return pc.equal(flat, NOT_RUN).fill_null(False).to_numpy(zero_copy_only=False)
 
 
 def _numbers(confidence: np.ndarray, threshold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -143,13 +176,19 @@ def explain(stage, confidence, pred, thresholds, stage_names: Sequence[str], gro
         counts = np.full(n, " from the judge", dtype=object)
     kind = np.where(no_verdict, "no_verdict", kind)
     reason = np.where(no_verdict, "no usable verdict" + counts, reason)
+    # a stage that certified nothing (λ̂ = +inf) has no threshold to quote: say so, never "0.00"
+    stage_abstained = np.isinf(thr_at) & ~decided
+    kind = np.where(stage_abstained, "abstained", kind)
+    reason = np.where(stage_abstained, "stage " + stage_no + " (" + name_at + ") certified nothing "
+                      "(no threshold passed), so it decides no item" + group_text, reason)
     abstained = np.all(np.isinf(thresholds), axis=1)
     kind = np.where(abstained, "abstained", kind)
     reason = np.where(abstained, "the certificate abstained: no threshold was certified" + group_text,
                       reason)
-    if n_stages > 1:  # an escalation in a cascade is described at its last stage
-        prefix = "every stage escalated; last stage (" + name_at + "): "
-        reason = np.where(~abstained, prefix + reason, reason)
+    if n_stages > 1:  # an escalation in a cascade is described at its last stage, named
+        prefix = "every stage escalated; last stage " + stage_no + " (" + name_at + "): "
+        reason = np.where(~abstained & ~stage_abstained, prefix + reason, reason)
+        reason = np.where(stage_abstained & ~abstained, "every stage escalated; last " + reason, reason)
     if groups is not None:
         kind = np.where(unseen, "unseen_group", kind)
         reason = np.where(unseen, "group '" + groups.astype(str).astype(object)

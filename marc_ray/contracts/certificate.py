@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import ContractError
-from .io import exists, is_file, is_uri, json_safe, read_bytes, write_json_atomic
+from .io import exists, is_file, is_uri, json_restore, json_safe, read_bytes, write_json_atomic
 
 
 ASSUMPTIONS = (
@@ -135,6 +135,7 @@ class Certificate:
                                     "certificate was edited after calibrate wrote it",
                                     field="digest", hint="a certificate cannot be edited; "
                                     "re-run calibrate to certify other settings")
+        data = json_restore(data)  # null + "<key>_status" back to inf / NaN (older files: "inf")
         for name in ("alpha", "delta"):
             value = data[name]
             if not _is_number(value) or not 0 < value < 1:

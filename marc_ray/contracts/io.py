@@ -456,13 +456,45 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> None:
 
 
 def write_json_atomic(data: Any, path: str | os.PathLike) -> None:
-    """Write JSON atomically, with NaN/inf as strings so any JSON reader accepts the file."""
+    """Write strict JSON atomically: a non-finite number is null plus a status (:func:`json_safe`)."""
     write_text_atomic(json.dumps(json_safe(data), indent=2, sort_keys=False) + "\n", path)
 
 
+# JSON has no literal for infinity or a missing number. Every JSON file marc_ray writes encodes
+# them one way (docs/report.md, "Infinity and missing values"): the number is null, and beside
+# it, under the same key plus "_status", a word saying why. In a list there is no place for a
+# status: the entry is null (a missing number, or one the field's documentation names).
+NUMBER_STATUS = {"inf": "infinite", "-inf": "negative infinite", "nan": "missing"}
+THRESHOLD_KEYS = ("threshold", "certified_threshold", "predicted_threshold", "lambda_hat")
+NONE_PASSED = "none passed"  # a threshold of +inf: no threshold passed, nothing is accepted
+_RESTORED = {"infinite": math.inf, NONE_PASSED: math.inf, "negative infinite": -math.inf,
+             "missing": math.nan}
+
+
+def number_status(key: str, value: float) -> str:
+    """The ``<key>_status`` word of a non-finite number (``"none passed"`` for a +inf threshold)."""
+    if math.isnan(value):
+        return NUMBER_STATUS["nan"]
+    if value > 0:
+        return NONE_PASSED if key in THRESHOLD_KEYS else NUMBER_STATUS["inf"]
+    return NUMBER_STATUS["-inf"]
+
+
 def json_safe(value: Any) -> Any:
+    """``value`` as strict JSON: numpy types made plain, and every non-finite number null, with
+    its ``<key>_status`` beside it inside a mapping (``"threshold": null, "threshold_status":
+    "none passed"``); :func:`json_restore` reads it back."""
     if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
+        out: dict = {}
+        for key, item in value.items():
+            key = str(key)
+            item = item.item() if isinstance(item, np.generic) else item
+            if isinstance(item, float) and not math.isfinite(item):
+                out[key] = None
+                out[f"{key}_status"] = number_status(key, item)
+            elif f"{key}" not in out:  # a status already set for a null number stays
+                out[key] = json_safe(item)
+        return out
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     if isinstance(value, np.generic):
@@ -470,7 +502,27 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return [json_safe(v) for v in value.tolist()]
     if isinstance(value, float) and not math.isfinite(value):
-        return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
+        return None
+    return value
+
+
+def json_restore(value: Any) -> Any:
+    """The inverse of :func:`json_safe` for mappings: a null with a ``<key>_status`` of
+    :data:`NUMBER_STATUS` (or "none passed") becomes the number again and the status goes."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            status = value.get(f"{key}_status")
+            if item is None and status in _RESTORED:
+                out[key] = _RESTORED[status]
+            elif key.endswith("_status") and item in _RESTORED and key[:-7] in value \
+                    and value[key[:-7]] is None:
+                continue
+            else:
+                out[key] = json_restore(item)
+        return out
+    if isinstance(value, list):
+        return [json_restore(v) for v in value]
     return value
 
 

@@ -150,3 +150,75 @@ def bound_at(risk: float, weights: Sequence[np.ndarray], gamma: float, n_pairs: 
         raise ValueError(f"gamma must be > 0, got {gamma}")
     phi, parts = spectral_complexity(weights)
     return _terms(float(risk), phi, parts, float(gamma), int(n_pairs), delta_prime)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the bound: above 1 it says nothing (a ranking risk is at most 1)
+# ---------------------------------------------------------------------------------------------
+
+def pairs_for_bound(terms: dict, target: float = 0.5) -> float:
+    """The fewest pairs m_p at which the right-hand side would fall below ``target``.
+
+    Holds everything else of ``terms`` (a :class:`BoundTerms` as a dict) fixed: the empirical
+    margin risk R̂K_γ, the complexity Φ, γ and δ′. It solves
+
+        R̂K_γ + sqrt((Φ + ln(3 m / δ′)) / (γ² (m − 1))) < target
+
+    for the smallest integer m: the slack decreases in m (its numerator grows as ln m, its
+    denominator as m), so a doubling search then a bisection finds it exactly.
+
+    Returns
+    -------
+    float
+        m (an integer value), or ``inf`` when R̂K_γ >= target (no number of pairs helps).
+    """
+    room = target - float(terms["empirical_margin_risk"])
+    if room <= 0:
+        return math.inf
+    phi, gamma, delta_prime = float(terms["complexity"]), float(terms["gamma"]), float(terms["delta_prime"])
+
+    def below(m: float) -> bool:
+        return (phi + math.log(3 * m / delta_prime)) / (gamma ** 2 * (m - 1)) < room ** 2
+
+    high = 2.0
+    while not below(high):
+        high *= 2
+        if high > 1e300:
+            return math.inf
+    low = high / 2 if high > 2 else 1.0  # below(low) is False (or low = 1, outside the formula)
+    while high - low > 1:
+        middle = math.floor((low + high) / 2)
+        low, high = (low, middle) if below(middle) else (middle, high)
+    return float(high)
+
+
+def bound_reading(terms: dict | None, target: float = 0.5) -> dict | None:
+    """What a bound's value says: ``bound``, ``vacuous`` (above 1: it bounds a risk that is at
+    most 1 anyway, so it says nothing), ``n_pairs`` it was computed on, ``pairs_for_target``
+    (:func:`pairs_for_bound`) and ``target``."""
+    if not terms or terms.get("bound") is None:
+        return None
+    value = float(terms["bound"])
+    return {"bound": value, "vacuous": bool(value > 1), "n_pairs": int(terms["n_pairs"]),
+            "target": target, "pairs_for_target": pairs_for_bound(terms, target)}
+
+
+def bound_sentence(reading: dict | None) -> str:
+    """:func:`bound_reading` in words, e.g. "bound 585 (above 1: vacuous, it says nothing about
+    the ranking risk; it would fall below 0.5 at about 2.1e+09 pairs, holding its margin risk,
+    complexity and margin fixed; computed on 20000 pairs)"."""
+    if reading is None:
+        return "no bound recorded"
+    pairs = reading["pairs_for_target"]
+    if math.isinf(pairs):
+        where = (f"no number of pairs would bring it below {reading['target']:g}: its margin risk "
+                 f"alone is not below that")
+    else:
+        where = (f"it would fall below {reading['target']:g} at about {pairs:.3g} pairs, holding its "
+                 f"margin risk, complexity and margin fixed")
+    head = f"bound {reading['bound']:.4g}"
+    if reading["vacuous"]:
+        head += " (above 1: vacuous, it says nothing about the ranking risk"
+    else:
+        head += " (a bound on the ranking risk"
+    return f"{head}; {where}; computed on {reading['n_pairs']} pairs)"

@@ -83,7 +83,10 @@ def config_from_args(args: argparse.Namespace):
 
 def _summary(model) -> str:
     kept = model.history_[model.best_epoch_] if model.history_ else {}
-    return (f"{model.config.variant}: gamma={model.gamma_:.3g}, bound={model.bound_['bound']:.4g} "
+    from .bound import bound_reading, bound_sentence
+
+    return (f"{model.config.variant}: gamma={model.gamma_:.3g}, "
+            f"{bound_sentence(bound_reading(model.bound_))} "
             f"(empirical margin risk {model.bound_['empirical_margin_risk']:.3f}, slack "
             f"{model.bound_['slack']:.4g}), valid ranking risk="
             f"{kept.get('valid_ranking_risk', float('nan')):.3f} at epoch {model.best_epoch_ + 1} of "

@@ -55,6 +55,7 @@ def fitted_margins(model_folders: dict[str, str | None]) -> dict:
     """Per judge with a fitted model: γ per epoch, the epoch the collapse guard kept and its γ
     (the model's config file)."""
     from ..contracts.model_folder import CONFIG_FILE
+    from .bound import bound_reading
 
     out = {}
     for name, folder in model_folders.items():
@@ -65,5 +66,16 @@ def fitted_margins(model_folders: dict[str, str | None]) -> dict:
         history = model.get("gamma_history") or [h.get("gamma") for h in model.get("history", [])]
         out[name] = {"gamma_history": [float(g) for g in history if g is not None],
                      "gamma": model.get("gamma"), "best_epoch": model.get("best_epoch"),
-                     "agreement_map": "agreement_map" in model}
+                     "agreement_map": "agreement_map" in model,
+                     "bound": bound_reading(model.get("bound"))}
     return out
+
+
+def fitted_validation_ids(model_folder: str | None) -> list[str] | None:
+    """The ids of a fitted model's validation part (what ``confidence: auto`` reads), or None."""
+    from .estimator import CONFIG_FILE
+
+    path = join(model_folder, CONFIG_FILE) if model_folder else None
+    if path is None or not is_file(path):
+        return None
+    return json.loads(read_text(path)).get("valid_ids") or None

@@ -48,8 +48,8 @@ def run_manifest(run_dir: str, certificate: Certificate, command: str | None) ->
     folder = RunFolder(run_dir)
     config_path = folder.config
     config_text = read_text(config_path)
-    config = redact(load_yaml(config_text, config_path) or {})
-    config_text = yaml.safe_dump(config, sort_keys=False)  # shown in the report: redacted
+    config = shown_config(redact(load_yaml(config_text, config_path) or {}))
+    config_text = SHOWN_CONFIG_HEADER + yaml.safe_dump(config, sort_keys=False)  # redacted
     hashes = {RUN_CONFIG: file_hash(config_path)}
     for path in (folder.comparisons, folder.pool):
         if exists(path):
@@ -78,6 +78,44 @@ def run_manifest(run_dir: str, certificate: Certificate, command: str | None) ->
             "versions": package_versions(), "seeds": seeds,
             "run_dir": absolute(run_dir),
             "stage_wall_s": stage_times, "host_cpus": os.cpu_count()}
+
+
+# The annotate settings a replay judge reads (annotate.job._replay): its verdicts come from
+# engine_options.runs, so model, mode, the simulated-annotator layout and the execution settings
+# were never used, and showing them would claim they were.
+REPLAY_READS = ("engine", "judge_name", "input", "output", "carry", "engine_options")
+MODE_ONLY = {"likelihood": ("labels",), "choice": ("beta",)}  # what the other mode alone reads
+SHOWN_CONFIG_HEADER = ("# The resolved configuration, secrets redacted. A judge's section lists only "
+                       "the settings its engine used\n# (a replay judge reads its run table: no "
+                       "model, mode or simulated annotators).\n")
+
+
+def judge_settings_used(settings: dict, merged: dict) -> dict:
+    """``settings`` (an annotate section or a cascade entry) less what the judge's engine, as
+    resolved in ``merged``, never read."""
+    engine = merged.get("engine", "transformers")
+    if engine == "replay":
+        return {k: v for k, v in settings.items() if k in REPLAY_READS}
+    unused = MODE_ONLY.get(merged.get("mode", "likelihood"), ())
+    return {k: v for k, v in settings.items() if k not in unused}
+
+
+def shown_config(config: dict) -> dict:
+    """The run configuration as the report shows it: each judge's settings only as its engine
+    used them (the annotate section is trimmed when every judge built on it is a replay)."""
+    config = dict(config)
+    base = config.get("annotate")
+    entries = config.get("cascade") or []
+    if isinstance(base, dict):
+        judges = [{**base, **(e if isinstance(e, dict) else {})} for e in entries or [{}]]
+        if all(j.get("engine", "transformers") == "replay" for j in judges):
+            config["annotate"] = judge_settings_used(base, judges[0])
+        elif len(judges) == 1:
+            config["annotate"] = judge_settings_used(base, judges[0])
+    if entries:
+        config["cascade"] = [judge_settings_used(e, {**(base or {}), **e}) if isinstance(e, dict)
+                             else e for e in entries]
+    return config
 
 
 @dataclass
@@ -160,5 +198,6 @@ def build_report(run_dir: str, evaluated: dict, command: str | None = None,
                           manifest=run_manifest(run_dir, certificate, command), title=title,
                           notes=notes, drift_significance=drift_significance(config),
                           evaluation=evaluated["evaluation"], groups=evaluated.get("groups"),
-                          escalations=evaluated.get("escalations"), fit=evaluated.get("fit"))
+                          escalations=evaluated.get("escalations"), fit=evaluated.get("fit"),
+                          advice=evaluated.get("advice"))
     return write_report(inputs, out_dir or folder.report_dir)

@@ -140,15 +140,22 @@ def plot_confidence_histograms(samples: dict[str, np.ndarray], threshold: float,
         axis.axvline(threshold, color=LAMBDA_COLOR, linestyle=":", linewidth=2,
                      label=f"lambda-hat = {threshold:.3g}")
         axis.axvspan(low, threshold, color=ESCALATE_COLOR, alpha=0.15, label="escalated region")
-    else:
-        axis.text(0.5, 0.92, "no threshold passed: every item is escalated",
-                  transform=axis.transAxes, ha="center", color=ALPHA_COLOR)
     axis.set_xlabel(f"confidence ({measure})")
     axis.set_ylabel("density")
     axis.set_title(title)
     axis.grid(alpha=0.3)
     axis.legend(loc="upper left", fontsize=8)
+    if not math.isfinite(threshold):
+        note_below_axes(axis, "no threshold passed: every item is escalated")
     return figure
+
+
+def note_below_axes(axis, text: str) -> None:
+    """A note under the axes' x label, outside the plotting area: no legend (always inside the
+    axes or beside them) and no data can cover it."""
+    axis.annotate(text, xy=(0.5, 0), xycoords="axes fraction", xytext=(0, -34),
+                  textcoords="offset points", ha="center", va="top", color=ALPHA_COLOR,
+                  fontweight="bold")
 
 
 def plot_routing(shares: dict[str, dict[str, float]], stage_names: list[str],
@@ -196,5 +203,6 @@ def plot_measures(measures: dict[str, dict], title: str = "Confidence measures c
     axis.set_xlabel("AUROC of confidence for agreement (test set)")
     axis.set_ylabel("confidence measure")
     axis.set_title(title)
-    axis.legend(loc="lower right", fontsize=8)
+    # beside the axes: inside, it covered the value printed at the end of a long bar
+    axis.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
     return figure

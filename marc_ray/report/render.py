@@ -20,10 +20,10 @@ import os
 import numpy as np
 
 from ..contracts import TIE_POLICIES, write_json_atomic, write_text_atomic
-from ..contracts.io import join, write_bytes_atomic
+from ..contracts.io import join, json_safe, write_bytes_atomic
 from ..contracts.redact import redact  # the one redaction, used everywhere a config is shown
 from . import plots
-from .summary import ReportInputs, evaluation_of, percent, summarize
+from .summary import ReportInputs, advice_text, counts_line, evaluation_of, percent, summarize
 
 
 CSS = """
@@ -145,9 +145,10 @@ def component_table(summary: dict) -> tuple[list[str], list[list[str]]]:
     grid = certificate["grid"]
     grid_text = (f"{grid.get('kind', '?')}, {grid.get('n_points', len(grid.get('values', [])))} points "
                  f"from {_fmt(grid.get('high'))} down to {_fmt(grid.get('low'))}")
-    headers = ["stage", "judge", "confidence measure", "threshold grid", "lambda-hat", "n", "k",
-               "k / n", f"upper bound ({percent(1 - certificate['delta'])})", "delta of stage",
-               "coverage"]
+    headers = ["stage", "judge", "confidence measure", "threshold grid", "lambda-hat",
+               "n (decided, after the tie policy)", "k (disagreements among n)", "k / n",
+               f"upper bound ({percent(1 - certificate['delta'])})", "delta of stage",
+               "coverage (of all calibration items)"]
     rows = []
     for stage in certificate["stages"]:
         n, k = stage.get("n"), stage.get("k")
@@ -166,11 +167,20 @@ def component_table(summary: dict) -> tuple[list[str], list[list[str]]]:
 def routing_table(summary: dict) -> tuple[list[str], list[list[str]]]:
     sets = [summary["calibration"]] + ([summary["deployment"]] if summary["deployment"] else [])
     names = [s["name"] for s in summary["certificate"]["stages"]] + ["escalated"]
-    headers = ["item set", "items"] + [f"decided by {n}" if n != "escalated" else "escalated"
+    headers = ["item set", "items (ties included)"] + [f"decided by {n}" if n != "escalated" else "escalated"
                                        for n in names] + ["agreement on decided"]
     rows = [[s["name"], str(s["n"])] + [percent(s["shares"].get(n)) for n in names]
-            + [percent(s.get("agreement_on_accepted"))] for s in sets]
+            + [agreement_cell(s)] for s in sets]
     return headers, rows
+
+
+def agreement_cell(evaluated: dict) -> str:
+    """Agreement on the decided labelled items, with the count it is a share of."""
+    share = evaluated.get("agreement_on_accepted")
+    n = evaluated.get("n_accepted")
+    if share is None or not n:
+        return percent(share)
+    return f"{percent(share)} of {n} decided items (after the tie policy)"
 
 
 def measures_table(summary: dict) -> tuple[list[str], list[list[str]]]:
@@ -240,8 +250,13 @@ def groups_section(summary: dict) -> tuple[list[tuple[str, str]], tuple[list[str
 def _runs_text(runs: dict | None) -> str:
     if not runs:
         return "n/a"
+    if runs.get("not_run") is None:  # no status recorded: a missing run may never have been made
+        missing = f"{runs['unreadable']} missing (unreadable or not run)"
+    else:
+        missing = f"{runs['unreadable']} unreadable" + (f"; {runs['not_run']} not run (absent from "
+                                                         f"the data)" if runs["not_run"] else "")
     return (f"{runs['runs']} runs: {runs['favour_a']} favour a, {runs['favour_b']} favour b, "
-            f"{runs['even']} even, {runs['unreadable']} unreadable; mean P(a) {_fmt(runs['mean_p_a'], 3)}")
+            f"{runs['even']} even, {missing}; mean P(a) {_fmt(runs['mean_p_a'], 3)}")
 
 
 def escalations_section(summary: dict) -> tuple[str, list[tuple[str, tuple]]] | None:
@@ -253,9 +268,10 @@ def escalations_section(summary: dict) -> tuple[str, list[tuple[str, tuple]]] | 
              + ", ".join(f"{kind} {count}" for kind, count in escalations["counts"].items()) + ".")
     out = []
     for kind, examples in escalations["examples"].items():
-        rows = [[e["id"], e["group"] or "", _fmt(e["confidence"]), e["reason"], _runs_text(e["runs"])]
-                for e in examples]
-        out.append((kind, (["id", "group", "confidence", "reason", "run vector"], rows)))
+        rows = [[e["id"], e["group"] or "", e.get("stage", ""), _fmt(e["confidence"]), e["reason"],
+                 _runs_text(e["runs"])] for e in examples]
+        out.append((kind, (["id", "group", "stage quoted", "confidence (that stage)", "reason",
+                            "run vector (that stage)"], rows)))
     return intro, out
 
 
@@ -264,10 +280,13 @@ def fit_table(summary: dict) -> tuple[list[str], list[list[str]]] | None:
     fit = summary.get("fit")
     if not fit or not any(v.get("gamma_history") for v in fit.values()):
         return None
+    from ..fit.bound import bound_sentence
+
     rows = [[name, str(len(v["gamma_history"])), ", ".join(_fmt(g, 3) for g in v["gamma_history"]),
              "" if v.get("best_epoch") is None else str(int(v["best_epoch"]) + 1),
-             _fmt(v.get("gamma"))] for name, v in fit.items()]
-    return ["judge", "epochs", "gamma per epoch", "kept epoch", "gamma of the kept epoch"], rows
+             _fmt(v.get("gamma")), bound_sentence(v.get("bound"))] for name, v in fit.items()]
+    return ["judge", "epochs", "gamma per epoch", "kept epoch", "gamma of the kept epoch",
+            "MARC's generalization bound on the ranking risk (unit constants)"], rows
 
 
 def choice_section(summary: dict) -> tuple[str, tuple[list[str], list[list[str]]]] | None:
@@ -279,9 +298,33 @@ def choice_section(summary: dict) -> tuple[str, tuple[list[str], list[list[str]]
             f"items of {choice.get('validation', 'the training split')} (never calibration items), "
             f"by {choice['criterion']} at alpha = {_fmt(choice['alpha'])}, delta = "
             f"{_fmt(choice['delta'])}, scaled to {choice.get('n_calibration')} calibration items.")
+    text += " " + prediction_text(choice, summary["certificate"].get("coverage"))
     keys = ["predicted_coverage", "predicted_threshold", "grid_auroc", "validation_auroc"]
     rows = [[name] + [_fmt(choice["scores"][name].get(k)) for k in keys] for name in choice["ranking"]]
     return text, (["measure"] + keys, rows)
+
+
+def prediction_text(choice: dict, certified_coverage: float | None) -> str:
+    """The chosen measure's predicted coverage with its interval, or why it cannot be trusted
+    (``too_small_to_predict``); a record without an interval (older certificates) says so."""
+    point = (choice.get("scores", {}).get(choice.get("choice"), {}) or {}).get("predicted_coverage")
+    interval = choice.get("predicted_coverage_interval")
+    name = choice.get("choice")
+    if not interval or len(interval) != 2 or any(v is None for v in interval):
+        text = (f"Predicted certified coverage of {name}: {percent(point)}, with no interval "
+                f"recorded (a certificate written before intervals): treat it as a rough guide.")
+    else:
+        text = (f"Predicted certified coverage of {name}: {percent(point)}, interval "
+                f"[{percent(interval[0])}, {percent(interval[1])}] "
+                f"({choice.get('interval_method', 'method not recorded')}).")
+    if choice.get("too_small_to_predict"):
+        text += (" TOO SMALL TO PREDICT: " + (choice.get("note") or f"the validation part has "
+                 f"{choice.get('n_validation')} items") + ".")
+    elif choice.get("note"):
+        text += f" ({choice['note']}.)"
+    if certified_coverage is not None:
+        text += f" The certificate's coverage on the calibration items: {percent(certified_coverage)}."
+    return text
 
 
 def _html_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -306,9 +349,11 @@ def _diagnostic_paragraphs(summary: dict) -> list[tuple[str, str]]:
         prefix = f"{entry['name']} ({entry['confidence']}): " if len(summary["diagnostics"]["stages"]) > 1 else ""
         monotone = entry.get("monotonicity")
         if monotone and monotone["n_bins"]:
-            text = (f"{prefix}Monotonicity: agreement was measured in {monotone['n_bins']} equal-count "
-                    f"confidence bins on the calibration set; it drops {monotone['violations']} time(s) "
-                    f"from one bin to the next as confidence rises "
+            text = (f"{prefix}Monotonicity: agreement was measured in {monotone['n_bins']} confidence "
+                    f"bins of about equal count on the {sum(monotone['counts'])} calibration items "
+                    f"used (a tied confidence value is never split between bins); it drops "
+                    f"{monotone['violations']} time(s) from one bin to the next as the mean "
+                    f"confidence rises "
                     f"({monotone['significant_violations']} drop(s) larger than 1.96 standard errors; "
                     f"Spearman correlation of bin confidence and agreement {_fmt(monotone['spearman'], 3)}). ")
             text += ("A non-monotone confidence does not void the guarantee, but it costs coverage."
@@ -399,7 +444,7 @@ def render_html(summary: dict, figures: list[tuple[str, str, str]]) -> str:
              f"<h1>{e(summary['title'])}</h1>",
              f"<p>alpha = {_fmt(certificate['alpha'])}, delta = {_fmt(certificate['delta'])}, "
              f"procedure: {e(certificate['procedure'])}, tie policy: {e(certificate['tie_policy'])}, "
-             f"{certificate['n_calibration']} calibration items.</p>"]
+             f"{e(counts_line(summary))}.</p>"]
     parts += [f"<div class='note'>{e(note)}</div>" for note in summary["notes"]]
     parts.append("<h2>The guarantee</h2>")
     parts.append(f"<p class='headline{' abstained' if guarantee['abstained'] else ''}' id='headline'>"
@@ -438,6 +483,10 @@ def render_html(summary: dict, figures: list[tuple[str, str, str]]) -> str:
         parts.append(f"<{tag} class='{css}'>{e(text)}</{tag}>")
     if summary["measures"]:
         parts.append("<h3>Confidence measures on held-out items</h3>")
+        advice = advice_text(summary)
+        if advice:
+            tag = "div" if advice[0] == "warning" else "p"
+            parts.append(f"<{tag} class='{advice[0]}' id='measure-advice'>{e(advice[1])}</{tag}>")
         parts.append(_html_table(*measures_table(summary)))
 
     parts.append("<h2>Assumptions</h2><ul>")
@@ -459,7 +508,7 @@ def render_html(summary: dict, figures: list[tuple[str, str, str]]) -> str:
     shown = dict(certificate)
     shown["extra"] = {k: (f"<{len(v)} values>" if isinstance(v, (list, dict)) and len(json.dumps(v)) > 400
                           else v) for k, v in (certificate.get("extra") or {}).items()}
-    parts.append(f"<pre id='certificate'>{e(json.dumps(shown, indent=2))}</pre>")
+    parts.append(f"<pre id='certificate'>{e(json.dumps(json_safe(shown), indent=2))}</pre>")
     parts.append(RENDER_CHECK)
     parts.append("</body></html>")
     return "\n".join(parts)
@@ -472,7 +521,7 @@ def render_markdown(summary: dict, figure_files: list[tuple[str, str]]) -> str:
     lines = [f"# {summary['title']}", "",
              f"alpha = {_fmt(certificate['alpha'])}, delta = {_fmt(certificate['delta'])}, procedure: "
              f"{certificate['procedure']}, tie policy: {certificate['tie_policy']}, "
-             f"{certificate['n_calibration']} calibration items.", ""]
+             f"{counts_line(summary)}.", ""]
     lines += [f"> **Note.** {note}\n" for note in summary["notes"]]
     lines += ["## The guarantee", "", f"**{guarantee['headline']}**", "", f"Formally: `{guarantee['formal']}`", ""]
     if guarantee["routing"]:
@@ -484,7 +533,11 @@ def render_markdown(summary: dict, figure_files: list[tuple[str, str]]) -> str:
     lines += [("**Warning.** " if css == "warning" else "") + text + "\n"
               for css, text in _diagnostic_paragraphs(summary)]
     if summary["measures"]:
-        lines += ["### Confidence measures on held-out items", "", _md_table(*measures_table(summary)), ""]
+        lines += ["### Confidence measures on held-out items", ""]
+        advice = advice_text(summary)
+        if advice:
+            lines += [("**Warning.** " if advice[0] == "warning" else "") + advice[1], ""]
+        lines += [_md_table(*measures_table(summary)), ""]
     lines += ["## Plots", ""] + [f"![{caption}]({path})\n" for path, caption in figure_files]
     lines += ["## Assumptions", ""] + [f"- {a}" for a in certificate.get("assumptions", [])] + [""]
     repro = _reproducibility(summary)

@@ -18,9 +18,30 @@ def evaluate(items: RunItems) -> dict:
     certificate = items.certificate
     compare = (items.config.get("calibrate") or {}).get("compare")
     evaluated = evaluate_run(certificate, items.sets, items.score_paths[0], compare,
-                             drift_significance(items.config))
-    evaluated["fit"] = fitted_margins((certificate.extra or {}).get("model_folders") or {})
+                             drift_significance(items.config), stage_score_paths=items.score_paths)
+    folders = (certificate.extra or {}).get("model_folders") or {}
+    evaluated["fit"] = fitted_margins(folders)
+    evaluated["advice"] = advise(items, evaluated["measures"], folders)
     return evaluated
+
+
+def advise(items: RunItems, measures: dict, model_folders: dict) -> dict | None:
+    """Whether the certified measure ranks below another on the test split, and what
+    ``confidence: auto`` would choose with the run's settings (``calibrate.stage``'s grid and
+    the first judge's fitted validation part)."""
+    from ..calibrate.config import CalibrateConfig
+    from ..calibrate.evaluation import measure_advice
+    from ..calibrate.grid import fixed_grid
+    from ..fit.stage import fitted_validation_ids
+
+    certificate = items.certificate
+    section, defaults = items.config.get("calibrate") or {}, CalibrateConfig()
+    grid = fixed_grid(int(section.get("n_grid", defaults.n_grid)),
+                      float(section.get("grid_low", defaults.grid_low)),
+                      float(section.get("grid_high", defaults.grid_high)))
+    first = certificate.stages[0].get("judge", certificate.stages[0]["name"])
+    return measure_advice(certificate, measures, items.score_paths[0],
+                          fitted_validation_ids(model_folders.get(first)), grid)
 
 
 def report_stage(run_dir: str, command: str | None = None, out_dir: str | None = None) -> dict:

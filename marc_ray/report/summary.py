@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..calibrate.evaluation import escalation_examples, evaluate_certificate, evaluate_groups
+from ..calibrate.evaluation import (escalation_examples, evaluate_certificate, evaluate_groups,
+                                    measure_advice)
 from ..calibrate.routing import certificate_thresholds
+from ..calibrate.wording import items_phrase, percent, share_phrase
 from ..contracts import Certificate, ItemSet
+from ..contracts.io import json_restore
 
 
 @dataclass
@@ -43,14 +46,22 @@ class ReportInputs:
     groups: dict | None = None       # calibrate.evaluation.evaluate_groups (per-group certificate)
     escalations: dict | None = None  # calibrate.evaluation.escalation_examples
     fit: dict | None = None          # per judge: gamma per epoch (fit.stage.fitted_margins)
+    advice: dict | None = None       # calibrate.evaluation.measure_advice (rank, auto's choice)
 
 
-def percent(value: float | None) -> str:
-    """0.85 → "85%", 0.125 → "12.5%"; None/NaN → "n/a"."""
-    if value is None or not math.isfinite(value):
-        return "n/a"
-    text = f"{100 * value:.1f}".rstrip("0").rstrip(".")
-    return text + "%"
+def decided_phrase(evaluated: dict) -> str:
+    """"688 of the 999 calibration items (68.9%)": coverage with the counts it divides."""
+    n = evaluated["n"]
+    decided = evaluated.get("n_decided", round(evaluated["coverage"] * n) if n else 0)
+    return share_phrase(decided, n, f"{evaluated['name']} items", article="the ")
+
+
+def counts_line(summary: dict) -> str:
+    """"419 calibration items, 59 ties dropped (policy drop), 360 used" (the report's header)."""
+    calibration = summary["calibration"]
+    tie_policy = summary["certificate"]["tie_policy"]
+    used = calibration.get("n_kept", summary["certificate"]["n_calibration"])
+    return items_phrase(summary["certificate"]["n_calibration"], used, tie_policy)
 
 
 def summarize(inputs: ReportInputs, evaluation: dict | None = None) -> dict:
@@ -68,15 +79,49 @@ def summarize(inputs: ReportInputs, evaluation: dict | None = None) -> dict:
         groups = evaluate_groups(certificate, inputs.calibration, inputs.deployment)
     if escalations is None:
         escalations = escalation_examples(certificate, inputs.deployment or inputs.calibration)
-    return {"title": inputs.title, "notes": list(inputs.notes),
+    advice = inputs.advice if inputs.advice is not None else measure_advice(certificate,
+                                                                          inputs.measures)
+    notes = list(inputs.notes)
+    warning = advice_text({"advice": advice})
+    if warning and warning[0] == "warning":  # at the top too: it changes what to certify
+        notes.append(warning[1])
+    return {"title": inputs.title, "notes": notes,
             "guarantee": guarantee_sentences(certificate, calibration, deployment),
-            "certificate": certificate.to_dict(), "calibration": calibration,
+            "certificate": json_restore(certificate.to_dict()), "calibration": calibration,
             "deployment": deployment, "consistency": evaluation["consistency"],
             "diagnostics": evaluation["diagnostics"], "measures": inputs.measures,
             "groups": groups, "escalations": escalations, "fit": inputs.fit,
+            "advice": advice,
             "confidence_choice": (certificate.extra or {}).get("confidence_choice"),
             "readings": threshold_readings(certificate, inputs.fit),
             "manifest": inputs.manifest}
+
+
+def advice_text(summary: dict) -> tuple[str, str] | None:
+    """(css class, sentence): where the certified measure ranks by held-out AUROC, and what
+    ``confidence: auto`` chooses; a warning when another measure ranks above it."""
+    advice = summary.get("advice")
+    if not advice:
+        return None
+    certified, aurocs = advice["certified"], advice["aurocs"]
+    rank = advice["ranking"].index(certified) + 1
+    text = (f"The certified measure {certified} ranks {rank} of {len(advice['ranking'])} by AUROC "
+            f"on the held-out items ({aurocs[certified]:.3f}")
+    above = advice["ranks_below"]
+    if above:
+        text += ", below " + ", ".join(f"{name} {aurocs[name]:.3f}" for name in above) + ")."
+    else:
+        text += "): no compared measure ranks above it."
+    choice, source = advice.get("auto_choice"), advice.get("auto_source")
+    if choice and source == "certificate":
+        text += " It is what confidence: auto chose on training data."
+    elif choice:
+        text += (f" calibrate.confidence: auto would choose {choice} ({source}, by predicted "
+                 f"certified coverage)" + (", the measure certified." if choice == certified
+                                           else "; set `confidence: auto` to certify it."))
+    elif advice.get("auto_error"):
+        text += f" What confidence: auto would choose could not be computed: {advice['auto_error']}."
+    return ("warning" if above else "", text)
 
 
 LEARNED = ("conf_marc", "conf_vanilla")
@@ -120,7 +165,7 @@ def guarantee_sentences(certificate: Certificate, calibration: dict, deployment:
         headline = (f"One threshold per {record['column']} ({len(values)} groups): when it decides, "
                     f"the judge agrees with the human annotators at least {percent(1 - alpha)} of "
                     f"the time within every group, with {percent(1 - delta)} confidence for all "
-                    f"groups together; it decided {percent(coverage)} of the calibration items.")
+                    f"groups together; it decided {decided_phrase(calibration)}.")
         if abstaining:
             headline += (f" {len(abstaining)} group(s) certified nothing and escalate every item: "
                          + ", ".join(abstaining) + ".")
@@ -137,7 +182,7 @@ def guarantee_sentences(certificate: Certificate, calibration: dict, deployment:
     who = "the judge" if len(thresholds) == 1 else "the deciding judge of the cascade"
     headline = (f"When it decides, {who} agrees with the human annotators at least "
                 f"{percent(1 - alpha)} of the time, with {percent(1 - delta)} confidence; it decided "
-                f"{percent(coverage)} of the calibration items and escalated {percent(1 - coverage)}.")
+                f"{decided_phrase(calibration)} and escalated {percent(1 - coverage)}.")
     if len(thresholds) > 1:
         parts = [f"{name} decided {percent(share)}" for name, share in calibration["shares"].items()
                  if name != "escalated"]
@@ -146,10 +191,9 @@ def guarantee_sentences(certificate: Certificate, calibration: dict, deployment:
     else:
         routing = ""
     if deployment is not None:
-        routing += (f" On the {deployment['n']} {deployment['name']} items it decided "
-                    f"{percent(deployment['coverage'])}")
+        routing += f" It decided {decided_phrase(deployment)}"
         if deployment.get("agreement_on_accepted") is not None:
             routing += (f" and agreed with the humans on {percent(deployment['agreement_on_accepted'])}"
-                        f" of those")
+                        f" of the {deployment.get('n_accepted')} of those the tie policy keeps")
         routing += "."
     return {"headline": headline, "formal": formal, "routing": routing.strip(), "abstained": False}

@@ -71,7 +71,8 @@ def test_abstention_when_top_threshold_fails():
     assert "every item is escalated" in calibrator.results_[0].sentence()
     certificate = calibrator.certificate(data_hash="sha256:test")
     data = certificate.to_dict()
-    assert data["stages"][0]["threshold"] == "inf" and data["stages"][0]["abstains"] is True
+    assert data["stages"][0]["threshold"] is None and data["stages"][0]["abstains"] is True
+    assert data["stages"][0]["threshold_status"] == "none passed"
     assert data["coverage"] == 0.0 and data["agreement_on_accepted"] is None
 
 

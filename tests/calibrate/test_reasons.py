@@ -43,9 +43,9 @@ def test_cascade_reasons_and_close_numbers():
     assert reason.tolist() == [
         "decided by stage 1 (llama): confidence 0.95 is at or above its certified threshold 0.90",
         "decided by stage 2 (gpt-4) after stage 1 escalated",
-        "every stage escalated; last stage (gpt-4): confidence 0.61 is below this judge's certified threshold 0.80",
-        "every stage escalated; last stage (gpt-4): confidence 0.7996 is below this judge's certified threshold 0.8000",
-        "every stage escalated; last stage (gpt-4): no usable verdict: 3 of 20 runs unreadable",
+        "every stage escalated; last stage 2 (gpt-4): confidence 0.61 is below this judge's certified threshold 0.80",
+        "every stage escalated; last stage 2 (gpt-4): confidence 0.7996 is below this judge's certified threshold 0.8000",
+        "every stage escalated; last stage 2 (gpt-4): no usable verdict: 3 of 20 runs unreadable",
     ]
     assert kind.tolist()[:2] == ["accepted_first_stage", "accepted_later_stage"]
     # a third stage names the range of stages that escalated
@@ -91,3 +91,44 @@ def test_decide_with_single_and_grouped_certificates():
     assert decisions.reason[2] == "group 'legal' was not in the calibration set" and decisions.unseen[2]
     with pytest.raises(ValueError, match="threshold per 'task'"):
         decide(grouped, [0.9], ["a"])
+
+
+def test_a_run_the_data_never_had_is_not_unreadable():
+    # PandaLM records one order: the other order's runs are "missing: not run", not unreadable
+    from marc_ray.calibrate.evaluation import run_vector_summary
+
+    probs = pa.array([[1.0, None, 0.0, None], [None, None, None, None], [float("nan"), None, 1.0, None]],
+                     pa.list_(pa.float64()))
+    status = pa.array([["ok", "missing: not run", "ok", "missing: not run"],
+                       ["missing: unusable verdict", "missing: not run", "missing: no probability",
+                        "missing: not run"],
+                       ["missing: unusable verdict", "missing: not run", "ok", "missing: not run"]],
+                      pa.list_(pa.string()))
+    bad, total = count_unreadable(probs, status)
+    assert bad.tolist() == [0, 2, 1] and total.tolist() == [2, 2, 2]
+    kind, reason = explain([-1], [0.9], [None], [0.5], ["judge"], runs_unreadable=bad[1:2],
+                           runs_total=total[1:2])
+    assert reason.tolist() == ["no usable verdict: 2 of 2 runs unreadable"]
+    summary = run_vector_summary(probs[2].as_py(), status[2].as_py())
+    assert summary == {"runs": 2, "favour_a": 1, "favour_b": 0, "even": 0, "unreadable": 1,
+                       "not_run": 2, "mean_p_a": 1.0}
+    # without a status a missing run cannot be told apart: it is not called unreadable outright
+    assert run_vector_summary(probs[2].as_py())["not_run"] is None
+
+
+def test_an_abstaining_cascade_stage_says_it_certified_nothing():
+    # stage 2 certified nothing (+inf): its reason used to read "threshold 0.00"
+    kind, reason = explain([-1, -1], [[0.5, 1.0], [0.95, 0.3]], [["a", "a"], ["a", "b"]],
+                           [0.97, np.inf], ["llama", "gpt-4"])
+    assert reason.tolist() == [
+        "every stage escalated; last stage 2 (gpt-4) certified nothing (no threshold passed), so it "
+        "decides no item"] * 2
+    assert kind.tolist() == ["abstained", "abstained"]
+    assert not any("0.00" in r for r in reason)
+    # with groups, the group is named; with every stage abstaining, the certificate abstained
+    _, reason = explain([-1], [[0.5, 1.0]], [["a", "a"]], [0.9, np.inf], ["s", "l"], groups=["chat"],
+                        unseen=[False])
+    assert reason.tolist() == ["every stage escalated; last stage 2 (l) certified nothing (no "
+                               "threshold passed), so it decides no item (group: chat)"]
+    _, reason = explain([-1], [[0.5, 1.0]], [["a", "a"]], [np.inf, np.inf], ["s", "l"])
+    assert reason.tolist() == ["the certificate abstained: no threshold was certified"]

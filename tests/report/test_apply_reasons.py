@@ -166,7 +166,7 @@ def test_cascade_reasons_reach_the_decisions(cascade):
     assert reasons["first"] == (f"decided by stage 1 (small): confidence 1.00 is at or above its "
                                 f"certified threshold {small:.2f}")
     assert reasons["later"] == "decided by stage 2 (large) after stage 1 escalated"
-    assert reasons["neither"] == (f"every stage escalated; last stage (large): confidence 0.50 is "
+    assert reasons["neither"] == (f"every stage escalated; last stage 2 (large): confidence 0.50 is "
                                   f"below this judge's certified threshold {large:.2f}")
     assert summary["by_reason"] == {"accepted_first_stage": 1, "accepted_later_stage": 1,
                                     "below_threshold": 1}

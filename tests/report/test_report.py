@@ -34,6 +34,29 @@ def test_monotonicity_counts_drops():
         monotonicity(confidence, agree[:10])
 
 
+def test_monotonicity_never_splits_a_tied_confidence():
+    # 70% of the items share one confidence (as 0.91146 did on the demo): equal-count bins by
+    # rank used to cut 7 of 10 bins out of that one value and count "drops" between them
+    rng = np.random.default_rng(3)
+    confidence = np.concatenate([rng.uniform(0.5, 0.9, 300), np.full(700, 0.91146)])
+    agree = rng.uniform(size=1000) < 0.8
+    result = monotonicity(confidence, agree, n_bins=10)
+    means = np.array(result["mean_confidence"])
+    assert np.all(np.diff(means) > 0)  # one bin per distinct stretch of values
+    assert np.isclose(means, 0.91146).sum() == 1
+    assert result["counts"][-1] == 700 and sum(result["counts"]) == 1000
+    # bins never overlap: each bin's highest value is below the next bin's lowest
+    order = np.sort(confidence)
+    bounds = np.cumsum(result["counts"])[:-1]
+    assert np.all(order[bounds - 1] < order[bounds])
+    # the drops counted are only those where mean confidence rises
+    rates = np.diff(result["agreement"])
+    assert result["violations"] == int((rates < 0).sum())
+    # every value tied: one bin, no drop
+    flat = monotonicity(np.full(200, 0.7), agree[:200])
+    assert flat["n_bins"] == 1 and flat["violations"] == 0
+
+
 def test_drift_fires_on_a_shift_only():
     rng = np.random.default_rng(0)
     calibration = rng.uniform(0.5, 1.0, 400)
@@ -95,7 +118,8 @@ def test_summary_recomputes_the_certificate(single):
     headline = summary["guarantee"]["headline"]
     assert "agrees with the human annotators at least 85% of the time, with 90% confidence" in headline
     decided = f"{100 * certificate.coverage:.1f}".rstrip("0").rstrip(".") + "%"
-    assert f"it decided {decided} of the calibration items" in headline
+    n_decided = int(round(certificate.coverage * len(confidence)))
+    assert f"it decided {n_decided} of the {len(confidence)} calibration items ({decided})" in headline
     # the threshold scan reproduces the certificate's bound at lambda-hat
     scan = summary["diagnostics"]["stages"][0]["scan"]
     index = scan["grid"].index(stage["threshold"])
