@@ -27,7 +27,7 @@ from .grid import ThresholdGrid, as_grid, check_grid_independent, counts_at_thre
 from .bounds import clopper_pearson_upper
 from .testing import PROCEDURES, check_procedure, select_thresholds, threshold_records
 from .metrics import as_confidence_and_agreement
-from .routing import deciding_stage
+from .routing import Routing, deciding_stage, route, stage_matrix
 
 __all__ = ["SelectiveCalibrator", "CalibrationResult", "NotCalibratedError", "check_alpha",
            "check_delta", "calibrate_counts"]
@@ -388,6 +388,22 @@ class SelectiveCalibrator:
         thresholds = np.array([[result.threshold] for result in results])  # (n_alpha, 1 stage)
         accepted = deciding_stage(confidence[:, None], has_verdict[:, None], thresholds) == 0
         return accepted[0] if single else accepted
+
+    def route(self, confidence, pred) -> Routing:
+        """Which items the certified rule decides (the calibrators' one ``route``: stage 0 or -1,
+        escalated), with their verdicts; one alpha must have been calibrated.
+
+        Parameters
+        ----------
+        confidence, pred : array-like of shape (n_items,) (or (n_items, 1))
+        """
+        result = self.result()
+        matrix, verdicts = stage_matrix(confidence, float), stage_matrix(pred, object)
+        if matrix.shape[1] != 1 or verdicts.shape != matrix.shape:
+            raise ValueError(f"a single judge routes (n_items,) arrays; got confidence "
+                             f"{matrix.shape} and pred {verdicts.shape}")
+        verdict_mask(verdicts[:, 0])
+        return route(np.array([result.threshold]), matrix, verdicts)
 
     def certificate(self, data_hash: str, confidence_name: str = "confidence",
                     model_hash: str | None = None, judge_name: str = "judge", alpha=None,

@@ -27,7 +27,7 @@ import numpy as np
 from ..contracts import ASSUMPTIONS, TIE_POLICIES, Certificate, agreement
 from .calibrator import (CalibrationResult, NotCalibratedError, SelectiveCalibrator, _grid_record,
                          _stage_record, check_alpha, check_delta, verdict_mask)
-from .routing import deciding_stage
+from .routing import Routing, deciding_stage, route, stage_matrix
 
 __all__ = ["CascadeCalibrator", "DELTA_SPLITS"]
 
@@ -182,32 +182,34 @@ class CascadeCalibrator:
             raise NotCalibratedError("This CascadeCalibrator is not calibrated yet: call "
                                      "calibrate(stages, human_label) first")
 
-    def route(self, confidences, preds) -> np.ndarray:
+    def route(self, confidence, pred) -> Routing:
         """Which stage decides each item: the first whose threshold its confidence reaches and
         that gave it a verdict (``calibrate.routing``, the rule ``apply`` uses too).
 
         Parameters
         ----------
-        confidences : sequence of array-like, one per stage, each of shape (n_items,)
-            (or an array of shape (L, n_items)).
-        preds : sequence of array-like, one per stage, each of shape (n_items,)
-            Each stage's verdict, "a" or "b"; None: no verdict, never accepted.
+        confidence : list of L array-likes of shape (n_items,), one per stage, or an ndarray of
+            shape (n_items, L)
+        pred : the same shapes; each stage's verdict, "a" or "b" (None: no verdict, never
+            accepted)
 
         Returns
         -------
-        stage : ndarray of int, shape (n_items,)
-            Index of the deciding stage, or -1: escalate to humans.
+        Routing
+            ``stage``: index of the deciding stage, or -1 (escalate to humans); ``verdict``.
         """
         self._check_calibrated()
-        if len(confidences) != len(self.thresholds_) or len(preds) != len(self.thresholds_):
+        matrix, verdicts = stage_matrix(confidence, float), stage_matrix(pred, object)
+        if matrix.shape[1] != len(self.thresholds_) or verdicts.shape[1] != len(self.thresholds_):
             raise ValueError(f"route needs one confidence and one pred array per stage "
-                             f"({len(self.thresholds_)}), got {len(confidences)} and {len(preds)}")
-        matrix = np.stack([np.asarray(c, dtype=float).ravel() for c in confidences], axis=1)
-        verdicts = np.stack([verdict_mask(p) for p in preds], axis=1)
+                             f"({len(self.thresholds_)}), got {matrix.shape[1]} and "
+                             f"{verdicts.shape[1]}")
         if verdicts.shape != matrix.shape:
             raise ValueError(f"confidences {matrix.shape[::-1]} and preds {verdicts.shape[::-1]} "
                              "must have the same shape")
-        return deciding_stage(matrix, verdicts, self.thresholds_)
+        for column in verdicts.T:
+            verdict_mask(column)  # refuse a verdict other than "a", "b" or None
+        return route(self.thresholds_, matrix, verdicts)
 
     def certificate(self, data_hash: str, confidence_names: Sequence[str] | None = None,
                     model_hash: str | None = None, extra: dict | None = None) -> Certificate:

@@ -162,11 +162,71 @@ def choose_confidence(scores: dict, agree, alpha: float, delta: float, n_calibra
     names = list(scores)
     ranking = sorted(names, key=lambda n: (-record[n]["predicted_coverage"], n in learned,
                                            -record[n]["grid_auroc"], names.index(n)))
+    chosen = np.asarray(scores[ranking[0]], dtype=float).ravel()
     return {"choice": ranking[0], "criterion": CRITERION, "alpha": float(check_alpha(alpha)[0]),
             "delta": check_delta(delta), "n_validation": int(agree.size),
             "n_calibration": int(n_calibration),
             "grid": {"kind": grid.kind, "size": int(grid.size)}, "scores": record,
-            "ranking": ranking}
+            "ranking": ranking,
+            **prediction_interval(chosen, agree, alpha, delta, n_calibration, grid, min_n,
+                                  record[ranking[0]]["predicted_coverage"])}
+
+
+PREDICTION_RESAMPLES = 200  # bootstrap resamples of the validation part (seeded: reproducible)
+
+
+def prediction_interval(confidence, agree, alpha: float, delta: float, n_calibration: int,
+                        grid, min_n, point: float, resamples: int = PREDICTION_RESAMPLES,
+                        seed: int = 0) -> dict:
+    """How far the chosen measure's predicted certified coverage can be trusted.
+
+    A percentile bootstrap over the validation items: each of ``resamples`` seeded resamples
+    (with replacement, same size) reruns :func:`predicted_coverage`; the interval is the
+    ``delta / 2`` and ``1 - delta / 2`` quantiles (a ``1 - delta`` interval, at the run's δ).
+    It carries both sources of doubt: the share of items above the threshold, and whether the
+    threshold would pass at all (resamples where nothing passes predict 0).
+
+    ``too_small_to_predict`` is True when the validation part cannot say whether anything will
+    be certified: it has fewer usable items than the fewest with which any threshold can pass
+    (``bounds.min_n_to_pass``), or its interval reaches 0 while the point prediction does not.
+
+    Returns
+    -------
+    dict : ``predicted_coverage_interval`` [low, high], ``interval_method``,
+    ``too_small_to_predict`` (bool) and ``note`` (one sentence for the report).
+    """
+    from .bounds import min_n_to_pass
+
+    (alpha,) = check_alpha(alpha)
+    delta = check_delta(delta)
+    confidence = np.asarray(confidence, dtype=float).ravel()
+    agree = np.asarray(agree, dtype=bool).ravel()
+    n = agree.size
+    needed = min_n_to_pass(alpha, delta)
+    if n == 0:
+        low = high = 0.0
+    else:
+        rng = np.random.default_rng(seed)
+        draws = np.array([predicted_coverage(confidence[rows], agree[rows], alpha, delta,
+                                             n_calibration, grid, min_n=min_n)[0]
+                          for rows in rng.integers(0, n, (resamples, n))])
+        low, high = (float(v) for v in np.quantile(draws, [delta / 2, 1 - delta / 2]))
+    too_small = bool(n < needed or (low <= 0.0 < point))
+    if n < needed:
+        note = (f"the validation part has {n} items, fewer than the {needed} with which any "
+                f"threshold can pass at alpha={alpha:g}, delta={delta:g}: too small to predict "
+                "the certified coverage")
+    elif too_small:
+        note = (f"predicted coverage {point:.1%}, but on {n} validation items the {1 - delta:.0%} "
+                f"interval [{low:.1%}, {high:.1%}] reaches 0: too small to predict whether "
+                "anything will be certified")
+    else:
+        note = (f"predicted coverage {point:.1%}, {1 - delta:.0%} interval [{low:.1%}, "
+                f"{high:.1%}] from {n} validation items")
+    return {"predicted_coverage_interval": [low, high],
+            "interval_method": f"percentile bootstrap, {resamples} seeded resamples of the "
+                               f"validation items, level 1 - delta",
+            "too_small_to_predict": too_small, "note": note}
 
 
 def choose_confidence_table(table, alpha: float, delta: float, n_calibration: int, *,
@@ -181,7 +241,9 @@ def choose_confidence_table(table, alpha: float, delta: float, n_calibration: in
     any confidence or label is looked at; with ``validation_ids`` (e.g.
     ``MarcConfidence.valid_ids_``, the items the learned model was not trained on) only those
     rows are used. Candidates default to the ``conf_*`` columns of :data:`DEFAULT_CANDIDATES`
-    present, then any other ``conf_*`` column. The result also holds ``"candidates"``.
+    present, then any other ``conf_*`` column. The result also holds ``"candidates"`` and
+    ``"rows_read"``, the provenance record (``contracts.provenance``) of the rows it read:
+    certification refuses them.
 
     Raises
     ------
@@ -216,8 +278,11 @@ def choose_confidence_table(table, alpha: float, delta: float, n_calibration: in
                             tie_policy)
     scores = {c: np.asarray([np.nan if v is None else v for v in rows.column(c).to_pylist()],
                             dtype=float)[kept] for c in candidates}
+    from ..contracts.provenance import provenance_record
+
     return {**choose_confidence(scores, agree, alpha, delta, n_calibration, **options),
-            "candidates": list(candidates)}
+            "candidates": list(candidates),
+            "rows_read": provenance_record(rows.column("id").to_pylist())}
 
 
 def validity_study_auto(scores: dict, agree, alpha: float = 0.1, delta: float = 0.1,
