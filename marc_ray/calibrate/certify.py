@@ -167,10 +167,13 @@ def certify(stages: Sequence[Stage], human_label, ids, *, alpha=0.1, delta=0.1, 
 
 
 def _binding(stage: Stage) -> dict:
-    """A stage's binding: what it was given, with its name and confidence column always bound."""
+    """A stage's binding: what it was given; a key it was not given at all (the Python API
+    without a binding) binds the stage's name and confidence column. A key given as None (the
+    data does not show it) stays unbound."""
     binding = {key: stage.binding.get(key) for key in BINDING_KEYS}
-    binding["judge"] = binding["judge"] or stage.name
-    binding["confidence"] = binding["confidence"] or stage.confidence_name
+    for key, value in (("judge", stage.name), ("confidence", stage.confidence_name)):
+        if key not in stage.binding:
+            binding[key] = value
     return binding
 
 
