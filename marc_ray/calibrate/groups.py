@@ -94,7 +94,7 @@ class GroupRouting(Routing):
         The item's group was not in the calibration set (escalated for that reason).
     """
 
-    unseen: np.ndarray = None
+    unseen: np.ndarray
 
 
 def route_by_group(thresholds: Mapping[str, Sequence[float]], groups, confidence, pred
