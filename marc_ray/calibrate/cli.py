@@ -221,7 +221,7 @@ def _load(args, for_validity: bool, source=None):
     if not (np.isfinite(args.grid_low) and np.isfinite(args.grid_high) and args.grid_low < args.grid_high):
         raise ValueError(f"--grid-low must be below --grid-high, got {args.grid_low} and {args.grid_high}")
     extra = [args.confidence_column, getattr(args, "split_column", None),
-             getattr(args, "group_column", None)]
+             getattr(args, "group_column", None), getattr(args, "by", None)]
     table = validate_scores(_read_scores(source, extra), args.confidence_column, source)
     note = "every row of the file"
     if for_validity:

@@ -80,9 +80,9 @@ def _fnv(array: pa.Array) -> np.ndarray:
         for position in range(int(lengths.max()) if len(lengths) else 0):
             live = lengths > position
             index = np.minimum(offsets[:-1] + position, max(data.size - 1, 0))
-            byte = np.where(live, data[index], 0).astype(np.uint64)
-            hashes ^= byte
-            hashes *= _FNV_PRIME
+            # only ids still this long take a step: an id's hash never depends on its chunk
+            stepped = (hashes ^ data[index].astype(np.uint64)) * _FNV_PRIME
+            hashes = np.where(live, stepped, hashes)
     return hashes
 
 
