@@ -264,3 +264,52 @@ def test_provenance_hashes_are_exact_on_a_million_distinct_ids():
     assert seen.tolist() == [True, False] * 5 and per_role == {"r": 5}
     # the digest is of the set: order and repeats do not change it
     assert provenance_record(list(ids[::2])[::-1] + ["pandalm-0"])["digest"] == record["digest"]
+
+
+# ---- cascades from the command line (issue 23, item 4) ----------------------------------------
+
+def test_cli_cascade_cheapest_first_with_the_delta_split_and_apply_accepts_it(tmp_path, capsys):
+    cheap = _scored(tmp_path / "cheap.parquet", "cheap", seed=3)
+    strong = _scored(tmp_path / "strong.parquet", "strong", seed=4)
+    out = tmp_path / "cal"
+    assert main(["calibrate", str(cheap), str(strong), "--cascade", "--delta-split", "1,3",
+                 "--confidence-column", CONF, "--alpha", "0.2", "--delta", "0.1",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "cascade, cheapest first: cheap:" in printed and "strong:" in printed
+    certificate = Certificate.read(out / "certificate.json")
+    assert [s["name"] for s in certificate.stages] == ["cheap", "strong"]
+    assert [s["delta"] for s in certificate.stages] == pytest.approx([0.025, 0.075])
+    assert "weights [1.0, 3.0]" in certificate.delta_split
+    _assert_bound_and_recorded(certificate, 2)
+    # the same numbers as the calibrator itself on the calibration rows
+    tables = [pq.read_table(p) for p in (cheap, strong)]
+    rows = [t.filter(pa.compute.equal(t.column("split"), "calibration")) for t in tables]
+    direct = CascadeCalibrator(alpha=0.2, delta=0.1, delta_split=[1, 3]).calibrate(
+        [(n, r.column(CONF).to_numpy(), np.asarray(r.column("pred").to_pylist(), object))
+         for n, r in zip(("cheap", "strong"), rows)], rows[0].column("human_label").to_pylist())
+    assert certificate.thresholds == direct.thresholds_.tolist()
+    assert certificate.coverage == pytest.approx(direct.coverage_)
+    assert json.loads((out / "summary.json").read_text())["judges"] == ["cheap", "strong"]
+
+    # apply takes the certificate with the matching scored files (a folder of both) ...
+    both = tmp_path / "scores"
+    both.mkdir()
+    for path in (cheap, strong):
+        (both / path.name).write_bytes(path.read_bytes())
+    assert main(["apply", str(out / "certificate.json"), str(both), "--out", str(tmp_path / "ap")]) == 0
+    assert "certificate provenance: digest" in capsys.readouterr().out
+    # ... and refuses them when one judge's file is another model's
+    _scored(both / "strong.parquet", "strong", seed=4, model="m2")
+    assert main(["apply", str(out / "certificate.json"), str(both), "--out", str(tmp_path / "ap2")]) == 2
+
+
+def test_cli_cascade_needs_two_files_and_several_files_need_cascade(tmp_path, capsys):
+    one = _scored(tmp_path / "one.parquet", "one", seed=1)
+    two = _scored(tmp_path / "two.parquet", "two", seed=2)
+    assert main(["calibrate", str(one), str(two), "--confidence-column", CONF,
+                 "--out", str(tmp_path / "a")]) == 2
+    assert "without --cascade" in capsys.readouterr().err
+    assert main(["calibrate", str(one), "--cascade", "--confidence-column", CONF,
+                 "--out", str(tmp_path / "b")]) == 2
+    assert "two or more scores files" in capsys.readouterr().err
