@@ -7,7 +7,7 @@ saying what the rows did, e.g. ``"conf_marc: trained"``) to a record of those ro
 
     {"count": 714, "digest": "<SHA-256 of the sorted id hashes>", "hashes": "<base64>"}
 
-``hashes`` is the compact set: the sorted 64-bit FNV-1a hashes of the ids (8 bytes an id, so
+``hashes`` is the compact set: the sorted 64-bit hashes of the ids (FNV-1a over 8-byte words) (8 bytes an id, so
 about 11 MB of base64 text at a million rows, against ~60 MB for a Python set of id strings;
 ``benchmarks/bench_provenance.py``). Membership is a binary search. A hash collision can only
 make a fresh row look seen (a refusal, never a false pass): the check is conservative, with a
@@ -41,11 +41,12 @@ Provenance = dict  # role -> {"count", "digest", "hashes"}
 PROVENANCE_METADATA_KEY = b"marc_ray.provenance"
 
 _FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
-_HASH_CHUNK = 1 << 16  # ids hashed at once: bounds the padded byte matrix (chunk x longest id)
+_HASH_CHUNK = 1 << 14  # ids hashed at once: bounds the padded matrix (chunk x longest id x 9 B)
 
 
 def id_hashes(ids: Iterable) -> np.ndarray:
-    """The 64-bit FNV-1a hash of each id's UTF-8 bytes and length, shape (n,), uint64.
+    """The 64-bit hash of each id's UTF-8 bytes and length, shape (n,), uint64 (FNV-1a over
+    8-byte words, each step folded by a shift; stable across versions and platforms).
 
     Vectorised over the ids' Arrow buffers (a loop over byte positions, not over ids), so a
     million ids hash in well under a second.
@@ -60,35 +61,46 @@ def id_hashes(ids: Iterable) -> np.ndarray:
             array = pa.array([str(i) for i in values], pa.large_string())
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks() if array.num_chunks else pa.array([], pa.large_string())
-    array = array.cast(pa.large_string())
     out = np.empty(len(array), dtype=np.uint64)
-    for start in range(0, len(array), _HASH_CHUNK):
-        out[start:start + _HASH_CHUNK] = _fnv(array.slice(start, _HASH_CHUNK))
+    for start in range(0, len(array), _HASH_CHUNK):  # cast chunk by chunk: memory stays a chunk's
+        out[start:start + _HASH_CHUNK] = _fnv(array.slice(start, _HASH_CHUNK).cast(pa.large_string()))
     return out
 
 
 def _fnv(array: pa.Array) -> np.ndarray:
+    """FNV-1a over 8-byte little-endian words of each id (zero-padded), seeded with its length.
+
+    Word-wise: a loop of (longest id / 8) steps over the chunk, each a few numpy operations; an
+    id takes exactly its own words' steps, so its hash never depends on the other ids.
+    """
     _, offsets_buffer, data_buffer = array.buffers()
     offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[array.offset:array.offset + len(array) + 1]
     data = (np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None
             else np.zeros(1, dtype=np.uint8))
-    lengths = np.diff(offsets)
+    starts, lengths = offsets[:-1], np.diff(offsets)
+    n_words = (lengths + 7) // 8
+    width = int(n_words.max()) * 8 if len(lengths) else 0
     hashes = np.full(len(array), _FNV_OFFSET, dtype=np.uint64)
     with np.errstate(over="ignore"):
         hashes ^= lengths.astype(np.uint64)  # "a" and "a\0" differ
         hashes *= _FNV_PRIME
-        for position in range(int(lengths.max()) if len(lengths) else 0):
-            live = lengths > position
-            index = np.minimum(offsets[:-1] + position, max(data.size - 1, 0))
-            # only ids still this long take a step: an id's hash never depends on its chunk
-            stepped = (hashes ^ data[index].astype(np.uint64)) * _FNV_PRIME
-            hashes = np.where(live, stepped, hashes)
+        if width == 0:
+            return hashes
+        position = np.arange(width)
+        index = np.minimum(starts[:, None] + position, max(data.size - 1, 0))
+        padded = np.where(position < lengths[:, None], data[index], 0).astype(np.uint8)
+        words = padded.view("<u8")  # (n, width / 8)
+        for w in range(words.shape[1]):
+            stepped = (hashes ^ words[:, w]) * _FNV_PRIME
+            stepped ^= stepped >> np.uint64(29)  # fold the high bits down: words are 64 bits wide
+            hashes = np.where(n_words > w, stepped, hashes)
     return hashes
 
 
 def provenance_record(ids: Iterable) -> dict:
     """The record of a set of rows: count, SHA-256 digest of the sorted ids, compact hash set."""
-    hashes = np.unique(id_hashes(ids)).astype("<u8")  # sorted, each id once
+    hashes = np.sort(id_hashes(ids)).astype("<u8")  # np.unique is ~20x slower here (numpy 2.3)
+    hashes = hashes[np.concatenate(([True], hashes[1:] != hashes[:-1]))]  # sorted, each id once
     # the digest of the set: SHA-256 of its sorted hashes (the same rows in any order, same digest)
     digest = hashlib.sha256(hashes.tobytes()).hexdigest()
     return {"count": int(hashes.size), "digest": digest,
