@@ -26,7 +26,7 @@ import numpy as np
 
 from ..contracts import ASSUMPTIONS, TIE_POLICIES, Certificate, agreement
 from .calibrator import (CalibrationResult, NotCalibratedError, SelectiveCalibrator, _grid_record,
-                         _stage_record, check_alpha, check_delta, verdict_mask)
+                         _stage_record, check_alpha, check_delta, refuse_seen, verdict_mask)
 from .routing import Routing, deciding_stage, route, stage_matrix
 
 __all__ = ["CascadeCalibrator", "DELTA_SPLITS"]
@@ -89,7 +89,8 @@ class CascadeCalibrator:
                              f"{list(self.delta_split)!r}")
         return delta * weights / weights.sum()
 
-    def calibrate(self, stages: Sequence[tuple], human_label, *, ids=None) -> "CascadeCalibrator":
+    def calibrate(self, stages: Sequence[tuple], human_label, *, ids=None, provenance=None
+                  ) -> "CascadeCalibrator":
         """Calibrate every stage in cost order.
 
         Parameters
@@ -101,6 +102,9 @@ class CascadeCalibrator:
             on to the next stage, as at deployment (see ``SelectiveCalibrator.calibrate``).
         human_label : array-like of str, shape (n_items,)
         ids : array-like of str, optional
+        provenance : dict, optional
+            Rows that shaped what the result relies on; calibration ids among them are refused
+            (``SelectiveCalibrator.calibrate``).
 
         Returns
         -------
@@ -115,6 +119,7 @@ class CascadeCalibrator:
             raise ValueError("a cascade needs at least one stage (name, confidence, pred)")
         human_label = np.asarray(human_label, dtype=object).ravel()
         n_items = len(human_label)
+        refuse_seen(provenance, ids, n_items)
         parsed = []
         for position, stage in enumerate(stages):
             if len(stage) != 3:

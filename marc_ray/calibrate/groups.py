@@ -36,7 +36,7 @@ import numpy as np
 
 from ..contracts import Certificate, agreement
 from .bounds import n_needed_at_rate
-from .calibrator import NotCalibratedError, check_alpha, check_delta, verdict_mask
+from .calibrator import NotCalibratedError, check_alpha, check_delta, refuse_seen, verdict_mask
 from .cascade import CascadeCalibrator
 from .routing import ESCALATE, Routing, route, stage_matrix
 __all__ = ["GroupedCalibrator", "GroupRouting", "route_by_group", "group_deltas",
@@ -202,13 +202,14 @@ class GroupedCalibrator:
         self.min_n = min_n
         self.tie_policy = tie_policy
 
-    def calibrate(self, confidence, pred, human_label, groups, *, judge_name="judge", ids=None
-                  ) -> "GroupedCalibrator":
+    def calibrate(self, confidence, pred, human_label, groups, *, judge_name="judge", ids=None,
+                  provenance=None) -> "GroupedCalibrator":
         """One judge: a threshold per group (a one-stage cascade is exactly SelectiveCalibrator)."""
-        return self.calibrate_cascade([(judge_name, confidence, pred)], human_label, groups, ids=ids)
+        return self.calibrate_cascade([(judge_name, confidence, pred)], human_label, groups,
+                                      ids=ids, provenance=provenance)
 
-    def calibrate_cascade(self, stages: Sequence[tuple], human_label, groups, *, ids=None
-                          ) -> "GroupedCalibrator":
+    def calibrate_cascade(self, stages: Sequence[tuple], human_label, groups, *, ids=None,
+                          provenance=None) -> "GroupedCalibrator":
         """Calibrate a cascade per group.
 
         Parameters
@@ -219,6 +220,8 @@ class GroupedCalibrator:
             None is refused (name a group for every calibration item).
         ids : array-like of str, shape (n_items,), optional
             Item ids; each group's calibration refuses a quantile grid built from them.
+        provenance : dict, optional
+            Rows that shaped what the result relies on; calibration ids among them are refused.
 
         Returns
         -------
@@ -227,6 +230,7 @@ class GroupedCalibrator:
         (alpha,) = check_alpha(self.alpha)
         human_label = np.asarray(human_label, dtype=object).ravel()
         groups = np.asarray(groups, dtype=object).ravel()
+        refuse_seen(provenance, ids, human_label.size)
         if groups.size != human_label.size:
             raise ValueError(f"groups ({groups.size}) and human_label ({human_label.size}) differ in length")
         missing = np.flatnonzero(np.equal(groups, None))

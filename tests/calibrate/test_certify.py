@@ -313,3 +313,22 @@ def test_cli_cascade_needs_two_files_and_several_files_need_cascade(tmp_path, ca
     assert main(["calibrate", str(one), "--cascade", "--confidence-column", CONF,
                  "--out", str(tmp_path / "b")]) == 2
     assert "two or more scores files" in capsys.readouterr().err
+
+
+def test_each_calibrator_refuses_provenance_rows_on_its_own():
+    rng = np.random.default_rng(2)
+    ids = np.array([f"i{k}" for k in range(500)], dtype=object)
+    confidence = rng.uniform(0.5, 1, 500)
+    pred = np.full(500, "a", dtype=object)
+    human = np.where(rng.random(500) < confidence, "a", "b").astype(object)
+    provenance = {"model: trained": provenance_record(ids[[7, 300]])}
+    calls = [lambda: SelectiveCalibrator().calibrate(confidence, pred, human, ids=ids, provenance=provenance),
+             lambda: CascadeCalibrator().calibrate([("j", confidence, pred)], human, ids=ids,
+                                                   provenance=provenance),
+             lambda: GroupedCalibrator().calibrate(confidence, pred, human, np.array(["x"] * 500),
+                                                   ids=ids, provenance=provenance)]
+    for call in calls:
+        with pytest.raises(ContractError, match="2 of 500 calibration rows .*first id 'i7'"):
+            call()
+    with pytest.raises(ValueError, match="pass ids"):
+        SelectiveCalibrator().calibrate(confidence, pred, human, provenance=provenance)
