@@ -73,7 +73,7 @@ def test_readme_recipe_reaches_a_valid_certificate_as_written(shared_data, tmp_p
     held = {i for i, s in zip(drawn["id"], drawn["split"]) if s == "calibration"}
     assert held == set(calibration.tolist())
     assert trained["count"] + validated["count"] <= ids.size - calibration.size
-    assert certificate.provenance["roles"]["conf_marc: trained"]["digest"] == trained["digest"]
+    assert certificate.provenance["roles"]["gpt-3.5-turbo: conf_marc: trained"]["digest"] == trained["digest"]
     assert certificate.stages[0]["binding"]["confidence_model_hash"]
 
 

@@ -45,7 +45,9 @@ class Stage:
 
     name : the judge; confidence_name : the confidence column; confidence : shape (n,) floats;
     pred : shape (n,), "a" / "b" / None (no verdict: never accepted); binding : what the stage
-    certifies (``contracts.BINDING_KEYS``; missing keys are not bound).
+    certifies (``contracts.BINDING_KEYS``; missing keys are not bound); provenance : the rows
+    that shaped this stage's confidence (its scored file's record, ``contracts.provenance``),
+    recorded in the certificate under ``"<name>: <role>"``.
     """
 
     name: str
@@ -53,6 +55,7 @@ class Stage:
     confidence: np.ndarray
     pred: np.ndarray
     binding: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -90,8 +93,9 @@ def certify(stages: Sequence[Stage], human_label, ids, *, alpha=0.1, delta=0.1, 
     groups : array-like of str, shape (n,), optional
         A threshold (or cascade) per group; ``by`` names the column in the certificate.
     provenance : dict, optional
-        ``contracts.provenance`` records of the rows that shaped the confidence model and the
-        ``auto`` choice; a quantile grid's source ids are added here.
+        ``contracts.provenance`` records of rows that shaped what every stage relies on (the
+        ``auto`` choice); each stage's own (``Stage.provenance``) and a quantile grid's source
+        ids are added to it.
     exclude_seen : bool, default False
         Leave out calibration rows the provenance saw instead of refusing them;
         ``exclude_flag`` names the switch in the refusal's hint.
@@ -124,7 +128,9 @@ def certify(stages: Sequence[Stage], human_label, ids, *, alpha=0.1, delta=0.1, 
     grid = as_grid(grid, n_grid)
     grid_rows = ({GRID_ROLE: provenance_record(sorted(grid.source_ids))}
                  if grid.kind == "quantile" and grid.source_ids else {})
-    provenance = merge_provenance(provenance, grid_rows)
+    per_stage = [{f"{s.name}: {role}": record for role, record in (s.provenance or {}).items()}
+                 for s in stages]
+    provenance = merge_provenance(provenance, grid_rows, *per_stage)
     kept = check_unseen(provenance, ids, source, exclude_seen=exclude_seen, flag=exclude_flag)
     n_excluded = int((~kept).sum())
     ids, human_label = ids[kept], human_label[kept]

@@ -21,7 +21,7 @@ import numpy as np
 from ..contracts.outputs import check_output_dir
 from ..contracts import (TIE_POLICIES, ContractError, metadata_binding, read_table, table_hash,
                          validate_scores, write_json_atomic)
-from ..contracts.provenance import merge_provenance, provenance_from_metadata
+from ..contracts.provenance import provenance_from_metadata
 
 CALIBRATE_EXAMPLE = """\
 example:
@@ -345,8 +345,6 @@ def run_calibrate(args) -> int:
     groups = None
     if args.by is not None:
         groups = _groups(table, args.by, source)
-    provenance = merge_provenance(*(scores_provenance(path, args.confidence_column)
-                                    for path in args.scores))
     data_hash_columns = ["id", args.confidence_column, "pred", "human_label"]
     extra = {"scores_file": source if not args.cascade else list(args.scores),
              "calibration_rows": note}
@@ -354,7 +352,7 @@ def run_calibrate(args) -> int:
                         delta=args.delta, grid=_grid(args), procedure=args.procedure,
                         min_n=args.min_n, tie_policy=args.tie_policy,
                         delta_split=args.delta_split, groups=groups, by=args.by,
-                        provenance=provenance, exclude_seen=args.exclude_seen_rows,
+                        exclude_seen=args.exclude_seen_rows,
                         exclude_flag="--exclude-seen-rows",
                         hashed=None if args.cascade else table,
                         hash_columns=data_hash_columns, model_hash=args.model_hash, extra=extra,
@@ -409,7 +407,8 @@ def _stages(args, loaded) -> list:
                           if args.cascade else "judge")
         binding = scores_binding(path, args, judge)
         stages.append(Stage(judge, args.confidence_column, aligned.confidence[:, l],
-                            aligned.pred[:, l], binding))
+                            aligned.pred[:, l], binding,
+                            scores_provenance(path, args.confidence_column)))
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
         raise ContractError(loaded[-1][1], f"two scores files name the same judge {names}",

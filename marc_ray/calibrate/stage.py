@@ -15,7 +15,7 @@ import pyarrow as pa
 from ..contracts import (ContractError, file_hash, metadata_binding, read_table, table_hash,
                          with_binding)
 from ..contracts.io import absolute, join, read_text
-from ..contracts.provenance import merge_provenance, provenance_from_metadata
+from ..contracts.provenance import provenance_from_metadata
 from .config import CONFIDENCE_MEASURES, AUTO, CalibrateConfig
 
 CALIBRATION_SAMPLE = 10_000  # calibration confidences stored in the certificate for drift checks
@@ -91,9 +91,8 @@ def calibrate_stage(settings: CalibrateConfig, names: list[str], score_paths: li
              "run_dir": absolute(run_dir) if run_dir else ""}
     if confidence_choice is not None:
         extra["confidence_choice"] = confidence_choice
-    provenance = merge_provenance(*(scores_provenance(path, confidence) for path in score_paths))
-    if confidence_choice is not None:
-        provenance = merge_provenance(provenance, {AUTO_ROLE: confidence_choice.pop("rows_read")})
+    provenance = ({AUTO_ROLE: confidence_choice.pop("rows_read")}
+                  if confidence_choice is not None else {})
     if cal.by is not None:
         groups = calibration.groups
         missing = (np.arange(len(ids)) if groups is None
@@ -104,7 +103,8 @@ def calibrate_stage(settings: CalibrateConfig, names: list[str], score_paths: li
                                 hint="give every comparison a group, or remove calibrate.by")
     # the one certify path (calibrate.certify): provenance, grid check, binding, digest
     bindings = stage_bindings(score_paths, names, confidence)
-    certified = certify([Stage(name, confidence, conf[:, l], pred[:, l], bindings[l])
+    certified = certify([Stage(name, confidence, conf[:, l], pred[:, l], bindings[l],
+                               scores_provenance(score_paths[l], confidence))
                          for l, name in enumerate(names)], labels, ids,
                         alpha=cal.alpha, delta=cal.delta, grid=grid, procedure=cal.procedure,
                         min_n=cal.min_n, tie_policy=cal.tie_policy, delta_split=cal.delta_split,

@@ -78,16 +78,14 @@ def _api(paths, **options):
     tables = [pq.read_table(p) for p in paths]
     calibration = [t.filter(pa.compute.equal(t.column("split"), "calibration")) for t in tables]
     from marc_ray.calibrate.cli import scores_provenance
-    from marc_ray.contracts.provenance import merge_provenance
 
-    stages = [Stage(p.stem, CONF, t.column(CONF).to_numpy(), np.asarray(t.column("pred").to_pylist(), object))
+    stages = [Stage(p.stem, CONF, t.column(CONF).to_numpy(), np.asarray(t.column("pred").to_pylist(), object),
+                    provenance=scores_provenance(str(p), CONF))
               for p, t in zip(paths, calibration)]
     first = calibration[0]
     groups = np.asarray(first.column("group").to_pylist(), object) if options.pop("by", False) else None
-    provenance = merge_provenance(*(scores_provenance(str(p), CONF) for p in paths))
     certified = certify(stages, first.column("human_label").to_pylist(), first.column("id").to_pylist(),
-                        groups=groups, by="group" if groups is not None else None,
-                        provenance=provenance, **options)
+                        groups=groups, by="group" if groups is not None else None, **options)
     return certified
 
 
@@ -149,7 +147,7 @@ def test_cli_refusal_is_one_line_with_count_first_id_and_way_out(tmp_path, capsy
     assert "left out 2 calibration rows" in out
     certificate = Certificate.read(tmp_path / "o" / "certificate.json")
     assert certificate.n_calibration == 598 and certificate.provenance["n_excluded"] == 2
-    assert certificate.provenance["roles"][f"{CONF}: trained"]["count"] == 2
+    assert certificate.provenance["roles"][f"judge0: {CONF}: trained"]["count"] == 2
 
 
 def test_stage_excludes_seen_rows_only_when_configured(tmp_path):
