@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 
-from ..contracts import BINDING_KEYS, Certificate, ContractError, table_hash, with_binding
+from ..contracts import BINDING_KEYS, table_hash, with_binding
 from ..contracts.provenance import (Provenance, check_unseen, merge_provenance,
                                     provenance_record, provenance_summary)
 from .grid import as_grid
@@ -190,11 +190,3 @@ def _arrays_table(ids, human_label, parsed) -> pa.Table:
         columns[f"pred:{name}"] = pa.array(pred.tolist(), pa.string())
         columns[f"conf:{name}"] = pa.array(confidence)
     return pa.table(columns)
-
-
-def refuse_unknown_ids(ids, source: str) -> None:
-    """Calibration needs ids (provenance and the grid check are by id): refuse missing ones."""
-    ids = np.asarray(ids, dtype=object)
-    missing = np.flatnonzero(np.equal(ids, None))
-    if missing.size:
-        raise ContractError(source, "missing id", row=int(missing[0]), field="id")

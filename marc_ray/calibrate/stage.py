@@ -12,8 +12,7 @@ import json
 import numpy as np
 import pyarrow as pa
 
-from ..contracts import (ContractError, file_hash, metadata_binding, read_table, table_hash,
-                         with_binding)
+from ..contracts import ContractError, file_hash, metadata_binding, read_table
 from ..contracts.io import absolute, join, read_text
 from ..contracts.provenance import provenance_from_metadata
 from .config import CONFIDENCE_MEASURES, AUTO, CalibrateConfig
@@ -81,7 +80,6 @@ def calibrate_stage(settings: CalibrateConfig, names: list[str], score_paths: li
     for l, name in enumerate(names):
         columns[f"pred:{name}"] = pa.array(pred[:, l].tolist(), pa.string())
         columns[f"conf:{name}"] = pa.array(conf[:, l])
-    data_hash = table_hash(pa.table(columns))
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.permutation(len(conf))[:CALIBRATION_SAMPLE])
     extra = {"calibration_confidence": {name: np.round(conf[keep, l][has_verdict[keep, l]], 6).tolist()

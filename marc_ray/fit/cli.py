@@ -150,6 +150,14 @@ def _tune(args: argparse.Namespace) -> int:
 
     check_output_dir(args.out)
     config = config_from_args(args)
+    if _drawn_split(args.annotations, config)[0] is not None:
+        from ..contracts import ContractError
+
+        # a sweep reads every training row of every trial: without a split that is every row
+        raise ContractError(args.annotations, "declares no split, so tune would train on every "
+                            "row and leave none to certify on", field="split",
+                            hint="give the file a split column (train, valid, calibration), or "
+                                 "use `marc-ray fit`, which draws one and writes it out")
     ray.init(address=args.address)
     outcome = tune_margin(args.annotations, config, num_samples=args.num_samples,
                           select=args.select, trainer=args.trainer,
