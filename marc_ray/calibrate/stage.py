@@ -80,11 +80,7 @@ def calibrate_stage(settings: CalibrateConfig, names: list[str], score_paths: li
     for l, name in enumerate(names):
         columns[f"pred:{name}"] = pa.array(pred[:, l].tolist(), pa.string())
         columns[f"conf:{name}"] = pa.array(conf[:, l])
-    rng = np.random.default_rng(seed)
-    keep = np.sort(rng.permutation(len(conf))[:CALIBRATION_SAMPLE])
-    extra = {"calibration_confidence": {name: np.round(conf[keep, l][has_verdict[keep, l]], 6).tolist()
-                                        for l, name in enumerate(names)},
-             "n_without_verdict": {name: int((~has_verdict[:, l]).sum()) for l, name in enumerate(names)},
+    extra = {**_calibration_sample(conf, has_verdict, names, seed),
              "model_folders": {name: f for name, f in zip(names, model_folders)},
              "run_dir": absolute(run_dir) if run_dir else ""}
     if confidence_choice is not None:
@@ -111,6 +107,9 @@ def calibrate_stage(settings: CalibrateConfig, names: list[str], score_paths: li
                         exclude_flag="calibrate.exclude_seen: true", hashed=pa.table(columns),
                         model_hash=model_hash, extra=extra, source=score_paths[0])
     certificate = certified.certificates[cal.alpha]
+    if certified.n_excluded:  # the drift reference is the rows calibrated on, not those left out
+        kept = certified.kept
+        certificate.extra.update(_calibration_sample(conf[kept], has_verdict[kept], names, seed))
     certificate.write(out_path)
     excluded = ({"excluded (seen by provenance)": certified.n_excluded}
                 if certified.n_excluded else {})
@@ -124,6 +123,18 @@ def calibrate_stage(settings: CalibrateConfig, names: list[str], score_paths: li
     return {"lambda_hat": " ".join(f"{t:.4g}" for t in thresholds),
             "coverage": round(certificate.coverage, 4), "n_calibration": certificate.n_calibration,
             **excluded}
+
+
+def _calibration_sample(conf: np.ndarray, has_verdict: np.ndarray, names: list[str], seed: int
+                        ) -> dict:
+    """The certificate's drift reference: a seeded sample of each judge's calibration
+    confidences (items with a verdict), and how many items had no verdict."""
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.permutation(len(conf))[:CALIBRATION_SAMPLE])
+    return {"calibration_confidence": {name: np.round(conf[keep, l][has_verdict[keep, l]], 6).tolist()
+                                       for l, name in enumerate(names)},
+            "n_without_verdict": {name: int((~has_verdict[:, l]).sum())
+                                  for l, name in enumerate(names)}}
 
 
 def choose_run_confidence(settings: CalibrateConfig, score_path: str, model_folder: str | None,

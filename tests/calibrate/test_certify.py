@@ -156,6 +156,8 @@ def test_stage_excludes_seen_rows_only_when_configured(tmp_path):
         _stage(CalibrateConfig(confidence=CONF), [path], tmp_path / "a.json")
     certificate = _stage(CalibrateConfig(confidence=CONF, exclude_seen=True), [path], tmp_path / "b.json")
     assert certificate.n_calibration == 599 and certificate.provenance["n_excluded"] == 1
+    # the drift reference holds the rows calibrated on, not the one left out
+    assert len(certificate.extra["calibration_confidence"]["s"]) == 599
 
 
 def test_a_quantile_grid_from_calibration_items_is_refused_on_the_grouped_path(tmp_path):
