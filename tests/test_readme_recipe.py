@@ -86,6 +86,9 @@ def test_a_model_trained_on_every_row_is_refused_at_calibrate(shared_data, tmp_p
     annotations = tmp_path / "annotations.parquet"
     assert main(["datasets", "replay", "pandalm", str(annotations), "--target", "gpt-3.5-turbo",
                  "--path", str(shared_data / "pandalm")]) == 0
+    # the command line never trains on every row of such a file: tune refuses it
+    assert main(["tune", str(annotations), "--out", str(tmp_path / "tuned")]) == 2
+    assert "declares no split" in capsys.readouterr().err
     MarcConfidence(FitConfig(epochs=3)).fit(str(annotations)).save(tmp_path / "marc")
     assert main(["score", str(annotations), "--model", str(tmp_path / "marc"),
                  "--out", str(tmp_path / "scored.parquet")]) == 0
