@@ -430,7 +430,7 @@ class SelectiveCalibrator:
 
     def certificate(self, data_hash: str, confidence_name: str = "confidence",
                     model_hash: str | None = None, judge_name: str = "judge", alpha=None,
-                    extra: dict | None = None) -> Certificate:
+                    extra: dict | None = None, *, confidence_names=None) -> Certificate:
         """The certificate of one calibrated alpha (:class:`marc_ray.contracts.Certificate`).
 
         Parameters
@@ -446,9 +446,16 @@ class SelectiveCalibrator:
             Required when several alphas were calibrated.
         extra : dict, optional
             Merged into the certificate's ``extra``.
+        confidence_names : sequence of one str, optional
+            The calibrators' shared keyword (``certificate(data_hash, confidence_names=...,
+            model_hash=..., extra=...)`` works on all three); overrides ``confidence_name``.
+
+        The certificate is unbound and carries no provenance: ``calibrate.certify`` binds it.
         """
         from .. import __version__
 
+        if confidence_names is not None:
+            (confidence_name,) = confidence_names
         result = self.result(alpha)
         stage = _stage_record(judge_name, confidence_name, result)
         details = {"min_n": result.min_n, "n_used": self.n_used_,

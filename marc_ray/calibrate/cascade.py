@@ -218,7 +218,8 @@ class CascadeCalibrator:
 
     def certificate(self, data_hash: str, confidence_names: Sequence[str] | None = None,
                     model_hash: str | None = None, extra: dict | None = None) -> Certificate:
-        """The cascade's certificate: one stage record per judge, the delta split, coverage."""
+        """The cascade's certificate: one stage record per judge, the delta split, coverage.
+        Unbound and without provenance: ``calibrate.certify`` binds it."""
         from .. import __version__
 
         self._check_calibrated()

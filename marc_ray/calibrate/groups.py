@@ -319,9 +319,11 @@ class GroupedCalibrator:
         self._check_calibrated()
         return groups_record(self, column, confidence_names)
 
-    def certificate(self, data_hash: str, column: str, confidence_names: Sequence[str] | None = None,
+    def certificate(self, data_hash: str, column: str = "group",
+                    confidence_names: Sequence[str] | None = None,
                     model_hash: str | None = None, extra: dict | None = None) -> Certificate:
-        """A certificate whose ``groups`` field holds every group's thresholds.
+        """A certificate whose ``groups`` field holds every group's thresholds (``column``: the
+        group column's name). Unbound and without provenance: ``calibrate.certify`` binds it.
 
         The top-level ``stages`` name the judges with threshold ``inf``: a router that ignores
         ``groups`` escalates everything (fails safe) rather than applying a wrong threshold.

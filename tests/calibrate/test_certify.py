@@ -240,7 +240,7 @@ def test_no_certificate_calibrates_on_its_provenance_rows_over_random_splits():
 
 # ---- one interface: route returns one type ----------------------------------------------------
 
-def test_the_three_calibrators_route_to_one_type():
+def test_the_three_calibrators_share_route_and_certificate():
     rng = np.random.default_rng(1)
     confidence = rng.uniform(0.5, 1, 800)
     pred = rng.choice(["a", "b"], 800).astype(object)
@@ -254,6 +254,12 @@ def test_the_three_calibrators_route_to_one_type():
     assert all(isinstance(r, Routing) for r in routes)
     assert np.array_equal(routes[0].stage, routes[1].stage)
     assert np.array_equal(routes[0].stage >= 0, single.accept(confidence, pred=pred))
+    # and one certificate call: data hash, confidence names, model hash, extra
+    for calibrator in (single, cascade, grouped):
+        certificate = calibrator.certificate("h", confidence_names=["c"], model_hash="m",
+                                             extra={"k": 1})
+        assert certificate.stages[0]["confidence"] == "c" and certificate.model_hash == "m"
+        assert certificate.extra["k"] == 1 and certificate.data_hash == "h"
 
 
 def test_provenance_hashes_are_exact_on_a_million_distinct_ids():
