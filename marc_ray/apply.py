@@ -255,7 +255,8 @@ def apply_certificate(certificate: Certificate, table: pa.Table, source: str = "
                "by_stage": {name: int((routing.stage == l).sum()) for l, name in enumerate(names)},
                "by_reason": {kind: int((routing.kind == kind).sum()) for kind in KINDS
                              if (routing.kind == kind).any()},
-               "drift": {}}
+               "drift": {},
+               "certificate_provenance": provenance_line(certificate)}
     if groups is not None:
         labels = np.asarray([str(g) for g in groups], dtype=object)
         summary["by_group"] = {
@@ -273,6 +274,18 @@ def apply_certificate(certificate: Certificate, table: pa.Table, source: str = "
             summary["drift"][name] = drift(np.asarray(reference, dtype=float), values, threshold,
                                            significance=drift_significance)
     return decisions, summary
+
+
+def provenance_line(certificate: Certificate) -> str:
+    """What ``apply`` shows of a certificate's provenance: its digest and the rows it covers."""
+    record = certificate.provenance
+    if not record:
+        return "not recorded (a certificate written before provenance was recorded)"
+    roles = "; ".join(f"{role}: {entry['count']} rows" for role, entry in record["roles"].items())
+    excluded = (f"; {record['n_excluded']} calibration rows left out as seen"
+                if record.get("n_excluded") else "")
+    return (f"digest {record['digest'][:16]} (calibration rows disjoint from "
+            f"{roles or 'no recorded rows: heuristic measure, fixed grid'}{excluded})")
 
 
 def apply_file(certificate_path: str | os.PathLike, data_path: str | os.PathLike,

@@ -108,6 +108,7 @@ def _apply(args) -> int:
     else:
         summary = apply_file(args.certified, args.data, args.out)
     print(f"{summary['n']} items: decided {summary['coverage']:.1%}, escalated {summary['escalated']}")
+    print(f"  certificate provenance: {summary['certificate_provenance']}")
     for name, count in summary["by_stage"].items():
         print(f"  decided by {name}: {count}")
     for name, result in summary["drift"].items():

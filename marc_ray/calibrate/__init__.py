@@ -8,8 +8,13 @@ is imported on first use, so ``marc-ray --help`` stays fast):
 * grids: :func:`fixed_grid`, :func:`quantile_grid`, :class:`ThresholdGrid`,
   :func:`counts_at_thresholds`;
 * procedures: :func:`select_thresholds` with ``PROCEDURES`` (fixed sequence, Bonferroni, Holm);
+* certifying: ``from marc_ray.calibrate.certify import certify, Stage`` (the module shares the
+  function's name, so the function is imported from it), the one way every certificate is
+  made: provenance, the grid check, calibration, binding and digest, once;
 * estimators: :class:`SelectiveCalibrator`, :class:`CascadeCalibrator`,
-  :class:`GroupedCalibrator` (a threshold per group; :func:`route_by_group`);
+  :class:`GroupedCalibrator` (a threshold per group; :func:`route_by_group`), sharing
+  ``calibrate(..., ids=)``, ``route`` (a :class:`Routing`) and ``certificate`` (unbound: the
+  building block :func:`certify` binds);
 * metrics: :func:`auroc`, :func:`ranking_risk`, :func:`risk_coverage_curve`, :func:`aurc`,
   :func:`reliability_bins`, :func:`expected_calibration_error`, :func:`selective_agreement`;
 * routing: :func:`route`, :func:`deciding_stage`, :class:`Routing`, ``ESCALATE``;

@@ -27,7 +27,7 @@ from .grid import ThresholdGrid, as_grid, check_grid_independent, counts_at_thre
 from .bounds import clopper_pearson_upper
 from .testing import PROCEDURES, check_procedure, select_thresholds, threshold_records
 from ..metrics import as_confidence_and_agreement
-from .routing import deciding_stage
+from .routing import Routing, deciding_stage, route, stage_matrix
 
 __all__ = ["SelectiveCalibrator", "CalibrationResult", "NotCalibratedError", "check_alpha",
            "check_delta", "calibrate_counts"]
@@ -145,6 +145,20 @@ def calibrate_counts(grid, n, k, alphas: Sequence[float], delta: float, procedur
     return results
 
 
+def refuse_seen(provenance, ids, n_items: int) -> None:
+    """The calibrators' provenance check (``calibrate(..., provenance=...)``): refuse calibration
+    ids that the provenance saw. ``calibrate.certify`` checks (or excludes) them before the
+    calibrators run; this is the same refusal for a calibrator used on its own."""
+    if not provenance:
+        return
+    if ids is None or len(ids) != n_items:
+        raise ValueError("provenance is checked by id: pass ids=... (one per item) with it")
+    from ..contracts.provenance import check_unseen
+
+    check_unseen(provenance, ids, "<calibration data>", exclude_seen=False,
+                 flag="certify(..., exclude_seen=True)")
+
+
 def verdict_mask(pred) -> np.ndarray:
     """Which items have a verdict: pred "a" or "b" → True; None or NaN (no verdict) → False.
 
@@ -238,7 +252,8 @@ class SelectiveCalibrator:
             raise ValueError(f"tie_policy must be one of {sorted(TIE_POLICIES)}, got {self.tie_policy!r}")
         return alphas, delta, as_grid(self.grid, self.n_grid)
 
-    def calibrate(self, confidence, pred, human_label, *, ids=None) -> "SelectiveCalibrator":
+    def calibrate(self, confidence, pred, human_label, *, ids=None, provenance=None
+                  ) -> "SelectiveCalibrator":
         """Calibrate on human-labelled items.
 
         Parameters
@@ -254,6 +269,9 @@ class SelectiveCalibrator:
             "a", "b" or "tie".
         ids : array-like of str, shape (n_items,), optional
             Item ids; checked against a quantile grid's source ids.
+        provenance : dict, optional
+            ``contracts.provenance`` records of rows that shaped what the result relies on
+            (e.g. ``MarcConfidence.provenance_``); calibration ids among them are refused.
 
         Returns
         -------
@@ -265,6 +283,8 @@ class SelectiveCalibrator:
             Bad parameters, inputs of different lengths, a verdict other than "a", "b" or None,
             a non-finite confidence on an item with a verdict, no item left after the tie
             policy, or a grid derived from the calibration scores.
+        ContractError
+            An id the provenance saw.
         """
         confidence = np.asarray(confidence, dtype=float).ravel()
         pred, human_label = np.asarray(pred, dtype=object).ravel(), np.asarray(human_label, dtype=object).ravel()
@@ -272,13 +292,15 @@ class SelectiveCalibrator:
             raise ValueError(f"confidence ({len(confidence)}), pred ({len(pred)}) and human_label "
                              f"({len(human_label)}) must have the same length")
         self._validated()  # parameters first, so a bad alpha is reported before the data
+        refuse_seen(provenance, ids, len(confidence))
         has_verdict = verdict_mask(pred)
         # -inf: below every threshold, so never accepted (what _fit allows, and NaN is not)
         confidence = np.where(has_verdict, confidence, -np.inf)
         agree, kept = agreement(pred, human_label, self.tie_policy)
         return self._fit(confidence[kept], agree, confidence, ids)
 
-    def calibrate_agreement(self, confidence, agree, *, ids=None) -> "SelectiveCalibrator":
+    def calibrate_agreement(self, confidence, agree, *, ids=None, provenance=None
+                            ) -> "SelectiveCalibrator":
         """Calibrate from agreement indicators directly (ties already resolved).
 
         Parameters
@@ -292,6 +314,7 @@ class SelectiveCalibrator:
         self
         """
         confidence, agree = as_confidence_and_agreement(confidence, agree)
+        refuse_seen(provenance, ids, len(confidence))
         return self._fit(confidence, agree, confidence, ids)
 
     def _fit(self, confidence, agree, all_confidence, ids) -> "SelectiveCalibrator":
@@ -389,9 +412,25 @@ class SelectiveCalibrator:
         accepted = deciding_stage(confidence[:, None], has_verdict[:, None], thresholds) == 0
         return accepted[0] if single else accepted
 
+    def route(self, confidence, pred) -> Routing:
+        """Which items the certified rule decides (the calibrators' one ``route``: stage 0 or -1,
+        escalated), with their verdicts; one alpha must have been calibrated.
+
+        Parameters
+        ----------
+        confidence, pred : array-like of shape (n_items,) (or (n_items, 1))
+        """
+        result = self.result()
+        matrix, verdicts = stage_matrix(confidence, float), stage_matrix(pred, object)
+        if matrix.shape[1] != 1 or verdicts.shape != matrix.shape:
+            raise ValueError(f"a single judge routes (n_items,) arrays; got confidence "
+                             f"{matrix.shape} and pred {verdicts.shape}")
+        verdict_mask(verdicts[:, 0])
+        return route(np.array([result.threshold]), matrix, verdicts)
+
     def certificate(self, data_hash: str, confidence_name: str = "confidence",
                     model_hash: str | None = None, judge_name: str = "judge", alpha=None,
-                    extra: dict | None = None) -> Certificate:
+                    extra: dict | None = None, *, confidence_names=None) -> Certificate:
         """The certificate of one calibrated alpha (:class:`marc_ray.contracts.Certificate`).
 
         Parameters
@@ -407,10 +446,17 @@ class SelectiveCalibrator:
             Required when several alphas were calibrated.
         extra : dict, optional
             Merged into the certificate's ``extra``.
+        confidence_names : sequence of one str, optional
+            The calibrators' shared keyword (``certificate(data_hash, confidence_names=...,
+            model_hash=..., extra=...)`` works on all three); overrides ``confidence_name``.
+
+        The certificate is unbound and carries no provenance: ``calibrate.certify`` binds it.
         """
         from .. import __version__
         from .wording import result_sentence
 
+        if confidence_names is not None:
+            (confidence_name,) = confidence_names
         result = self.result(alpha)
         stage = _stage_record(judge_name, confidence_name, result)
         details = {"min_n": result.min_n, "n_used": self.n_used_,

@@ -26,8 +26,8 @@ import numpy as np
 
 from ..contracts import ASSUMPTIONS, TIE_POLICIES, Certificate, agreement
 from .calibrator import (CalibrationResult, NotCalibratedError, SelectiveCalibrator, _grid_record,
-                         _stage_record, check_alpha, check_delta, verdict_mask)
-from .routing import deciding_stage
+                         _stage_record, check_alpha, check_delta, refuse_seen, verdict_mask)
+from .routing import Routing, deciding_stage, route, stage_matrix
 
 __all__ = ["CascadeCalibrator", "DELTA_SPLITS"]
 
@@ -89,7 +89,8 @@ class CascadeCalibrator:
                              f"{list(self.delta_split)!r}")
         return delta * weights / weights.sum()
 
-    def calibrate(self, stages: Sequence[tuple], human_label, *, ids=None) -> "CascadeCalibrator":
+    def calibrate(self, stages: Sequence[tuple], human_label, *, ids=None, provenance=None
+                  ) -> "CascadeCalibrator":
         """Calibrate every stage in cost order.
 
         Parameters
@@ -101,6 +102,9 @@ class CascadeCalibrator:
             on to the next stage, as at deployment (see ``SelectiveCalibrator.calibrate``).
         human_label : array-like of str, shape (n_items,)
         ids : array-like of str, optional
+        provenance : dict, optional
+            Rows that shaped what the result relies on; calibration ids among them are refused
+            (``SelectiveCalibrator.calibrate``).
 
         Returns
         -------
@@ -115,6 +119,7 @@ class CascadeCalibrator:
             raise ValueError("a cascade needs at least one stage (name, confidence, pred)")
         human_label = np.asarray(human_label, dtype=object).ravel()
         n_items = len(human_label)
+        refuse_seen(provenance, ids, n_items)
         parsed = []
         for position, stage in enumerate(stages):
             if len(stage) != 3:
@@ -182,36 +187,39 @@ class CascadeCalibrator:
             raise NotCalibratedError("This CascadeCalibrator is not calibrated yet: call "
                                      "calibrate(stages, human_label) first")
 
-    def route(self, confidences, preds) -> np.ndarray:
+    def route(self, confidence, pred) -> Routing:
         """Which stage decides each item: the first whose threshold its confidence reaches and
         that gave it a verdict (``calibrate.routing``, the rule ``apply`` uses too).
 
         Parameters
         ----------
-        confidences : sequence of array-like, one per stage, each of shape (n_items,)
-            (or an array of shape (L, n_items)).
-        preds : sequence of array-like, one per stage, each of shape (n_items,)
-            Each stage's verdict, "a" or "b"; None: no verdict, never accepted.
+        confidence : list of L array-likes of shape (n_items,), one per stage, or an ndarray of
+            shape (n_items, L)
+        pred : the same shapes; each stage's verdict, "a" or "b" (None: no verdict, never
+            accepted)
 
         Returns
         -------
-        stage : ndarray of int, shape (n_items,)
-            Index of the deciding stage, or -1: escalate to humans.
+        Routing
+            ``stage``: index of the deciding stage, or -1 (escalate to humans); ``verdict``.
         """
         self._check_calibrated()
-        if len(confidences) != len(self.thresholds_) or len(preds) != len(self.thresholds_):
+        matrix, verdicts = stage_matrix(confidence, float), stage_matrix(pred, object)
+        if matrix.shape[1] != len(self.thresholds_) or verdicts.shape[1] != len(self.thresholds_):
             raise ValueError(f"route needs one confidence and one pred array per stage "
-                             f"({len(self.thresholds_)}), got {len(confidences)} and {len(preds)}")
-        matrix = np.stack([np.asarray(c, dtype=float).ravel() for c in confidences], axis=1)
-        verdicts = np.stack([verdict_mask(p) for p in preds], axis=1)
+                             f"({len(self.thresholds_)}), got {matrix.shape[1]} and "
+                             f"{verdicts.shape[1]}")
         if verdicts.shape != matrix.shape:
             raise ValueError(f"confidences {matrix.shape[::-1]} and preds {verdicts.shape[::-1]} "
                              "must have the same shape")
-        return deciding_stage(matrix, verdicts, self.thresholds_)
+        for column in verdicts.T:
+            verdict_mask(column)  # refuse a verdict other than "a", "b" or None
+        return route(self.thresholds_, matrix, verdicts)
 
     def certificate(self, data_hash: str, confidence_names: Sequence[str] | None = None,
                     model_hash: str | None = None, extra: dict | None = None) -> Certificate:
-        """The cascade's certificate: one stage record per judge, the delta split, coverage."""
+        """The cascade's certificate: one stage record per judge, the delta split, coverage.
+        Unbound and without provenance: ``calibrate.certify`` binds it."""
         from .. import __version__
 
         self._check_calibrated()

@@ -21,8 +21,8 @@ import numpy as np
 from ..contracts.outputs import check_output_dir
 from .wording import calibrated_on_line, result_sentence
 from ..contracts import (TIE_POLICIES, ContractError, metadata_binding, read_table, table_hash,
-                         validate_scores, with_binding,
-                         write_json_atomic)
+                         validate_scores, write_json_atomic)
+from ..contracts.provenance import provenance_from_metadata
 
 CALIBRATE_EXAMPLE = """\
 example:
@@ -89,6 +89,18 @@ def _grid_points(text: str) -> int:
     return _positive_int(text, MAX_GRID_POINTS)
 
 
+def _delta_split(text: str):
+    if text == "equal":
+        return text
+    try:
+        weights = [float(w) for w in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'equal' or comma-separated weights, got {text!r}")
+    if not all(np.isfinite(w) and w > 0 for w in weights):
+        raise argparse.ArgumentTypeError(f"weights must be positive numbers, got {text!r}")
+    return weights
+
+
 def _min_n(text: str):
     return "auto" if text == "auto" else _positive_int(text)
 
@@ -105,11 +117,17 @@ def _size(text: str):
     raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a whole count >= 1, got {text}")
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser, several: bool = False) -> None:
     from .testing import PROCEDURES
 
-    parser.add_argument("scores", metavar="SCORES",
-                        help="scores file (.jsonl, .json or .parquet): id, confidence, pred, human_label")
+    if several:
+        parser.add_argument("scores", metavar="SCORES", nargs="+",
+                            help="scores file (.jsonl, .json or .parquet): id, confidence, pred, "
+                                 "human_label; several with --cascade, cheapest judge first")
+    else:
+        parser.add_argument("scores", metavar="SCORES",
+                            help="scores file (.jsonl, .json or .parquet): id, confidence, pred, "
+                                 "human_label")
     parser.add_argument("--confidence-column", default="confidence", metavar="NAME",
                         help="column holding the confidence in [0, 1] (default: confidence; "
                              "annotation files have conf_simulated and conf_predictive)")
@@ -138,7 +156,7 @@ def register(subparsers) -> None:
         description="Find the confidence threshold above which the judge's verdicts can be trusted: "
                     "agreement with humans >= 1 - alpha, with probability >= 1 - delta.",
         epilog=CALIBRATE_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _common(calibrate)
+    _common(calibrate, several=True)
     calibrate.add_argument("--alpha", type=_unit_interval, action="append", metavar="A",
                            help="tolerated disagreement rate among accepted items, e.g. 0.1 for 90%% "
                                 "agreement; repeat for several (default 0.1)")
@@ -155,6 +173,17 @@ def register(subparsers) -> None:
                            help="certify one threshold per value of COLUMN (a task category, a "
                                 "dataset, a language), delta split across the groups by the union "
                                 "bound; items of groups absent here are escalated at apply time")
+    calibrate.add_argument("--cascade", action="store_true",
+                           help="certify the scores files as a cascade of judges, cheapest first: "
+                                "each judge decides what the earlier ones escalated, delta split "
+                                "across them (--delta-split)")
+    calibrate.add_argument("--delta-split", type=_delta_split, default="equal", metavar="equal|W,W,...",
+                           help="cascade: 'equal' (delta / L per judge) or one positive weight per "
+                                "judge, normalised to sum to delta (default equal)")
+    calibrate.add_argument("--exclude-seen-rows", action="store_true",
+                           help="leave out (and count) calibration rows that trained or validated "
+                                "the confidence model (the scored file's provenance); without it "
+                                "such rows are refused (exit 2)")
     calibrate.set_defaults(handler=run_calibrate)
 
     validity = subparsers.add_parser(
@@ -186,14 +215,14 @@ def register(subparsers) -> None:
 
 # ---------------------------------------------------------------------------------------------
 
-def _load(args, for_validity: bool):
+def _load(args, for_validity: bool, source=None):
     """Read and validate the scores; return (table of the rows used, source, note)."""
-    source = os.fspath(args.scores)
+    source = os.fspath(source if source is not None else args.scores)
     check_output_dir(args.out)  # before any work: a bad --out must not cost the computation
     if not (np.isfinite(args.grid_low) and np.isfinite(args.grid_high) and args.grid_low < args.grid_high):
         raise ValueError(f"--grid-low must be below --grid-high, got {args.grid_low} and {args.grid_high}")
     extra = [args.confidence_column, getattr(args, "split_column", None),
-             getattr(args, "group_column", None)]
+             getattr(args, "group_column", None), getattr(args, "by", None)]
     table = validate_scores(_read_scores(source, extra), args.confidence_column, source)
     note = "every row of the file"
     if for_validity:
@@ -239,6 +268,20 @@ def scores_binding(source: str, args, judge: str | None) -> dict:
     return binding
 
 
+def scores_provenance(source: str, confidence: str) -> dict:
+    """The provenance a Parquet scores file carries for ``confidence`` (``fit.score``: the rows
+    its model was trained and validated on); empty for other files and heuristic columns."""
+    import pyarrow.dataset as pa_dataset
+
+    if not (source.lower().rstrip("/").endswith(".parquet") or os.path.isdir(source)):
+        return {}
+    try:
+        metadata = pa_dataset.dataset(source, format="parquet").schema.metadata
+    except (OSError, ValueError):
+        return {}
+    return provenance_from_metadata(metadata, confidence)
+
+
 def _read_scores(source: str, extra: list):
     """The scores, only the columns calibration reads (a scored file also holds every run's
     probabilities and statuses, hundreds of values per item, which calibration never needs)."""
@@ -277,110 +320,186 @@ def _check_enough(n_used: int, alphas, args, source: str, what: str) -> None:
 
 
 def run_calibrate(args) -> int:
+    """``marc-ray calibrate``: one judge, ``--by`` groups, or ``--cascade`` over several scored
+    files; every certificate is made by ``calibrate.certify`` (provenance, grid, binding)."""
     from ..contracts import agreement
-    from .calibrator import SelectiveCalibrator
-    from .grid import fixed_grid
+    from .certify import certify
 
     alphas = args.alpha or [0.1]
     if len(set(alphas)) != len(alphas):
         raise ValueError(f"--alpha values repeat: {alphas}")
-    table, source, note = _load(args, for_validity=False)
-    confidence, pred, human = _arrays(table, args.confidence_column)
-    _, kept = agreement(pred, human, args.tie_policy)
+    if len(args.scores) > 1 and not args.cascade:
+        raise ContractError(args.scores[1], "several scores files were given without --cascade",
+                            hint="add --cascade to certify them as a cascade, cheapest first")
+    if args.cascade and len(args.scores) < 2:
+        raise ContractError(args.scores[0], "--cascade needs two or more scores files, cheapest "
+                            "first", hint="drop --cascade to certify one judge")
+    if args.cascade and args.by is not None:
+        raise ValueError("--cascade with --by is not offered on the command line; use the "
+                         "pipeline's cascade with calibrate.by")
+    loaded = [_load(args, for_validity=False, source=path) for path in args.scores]
+    table, source, note = loaded[0]
+    stages = _stages(args, loaded)
+    human = np.asarray(table.column("human_label").to_pylist(), dtype=object)
+    _, kept = agreement(stages[0].pred, human, args.tie_policy)
     _check_enough(int(kept.sum()), alphas, args, source, f"the calibration set ({note})")
-
-    grid = fixed_grid(args.n_grid, args.grid_low, args.grid_high)
-    calibrator = SelectiveCalibrator(alpha=list(alphas), delta=args.delta, grid=grid,
-                                     procedure=args.procedure, min_n=args.min_n,
-                                     tie_policy=args.tie_policy)
-    ids = np.asarray(table.column("id").to_pylist(), dtype=object)
-    calibrator.calibrate(confidence, pred, human, ids=ids)
-
-    judge = args.judge_name
-    if judge is None and "judge" in table.column_names:
-        judges = {j for j in table.column("judge").to_pylist() if j is not None}
-        judge = judges.pop() if len(judges) == 1 else None
-    binding = scores_binding(source, args, judge)
-    judge = judge or "judge"
-    data_hash = table_hash(table, ["id", args.confidence_column, "pred", "human_label"])
+    groups = None
     if args.by is not None:
-        return _run_grouped(args, table, source, note, alphas, grid, judge, data_hash,
-                            confidence, pred, human, binding)
-    extra = {"scores_file": source, "calibration_rows": note}
-    certificates = {alpha: calibrator.certificate(data_hash=data_hash,
-                                                  confidence_name=args.confidence_column,
-                                                  model_hash=args.model_hash, judge_name=judge,
-                                                  alpha=alpha, extra=extra)
-                    for alpha in alphas}
-    certificates = {alpha: with_binding(c, [binding]) for alpha, c in certificates.items()}
-    summary = {
-        "scores_file": source, "calibration_rows": note, "confidence": args.confidence_column,
-        "judge": judge, "delta": args.delta, "procedure": args.procedure,
-        "tie_policy": args.tie_policy, "n_calibration": calibrator.n_calibration_,
-        "n_ties_dropped": calibrator.n_ties_dropped_, "data_hash": data_hash,
-        "grid": {"kind": "fixed", "n_points": args.n_grid, "low": args.grid_low, "high": args.grid_high},
-        "results": [{"alpha": r.alpha, "threshold": r.threshold, "n": r.n, "k": r.k,
-                     "upper_bound": r.upper_bound, "coverage": r.coverage,
-                     "agreement": None if r.abstains else r.agreement, "min_n": r.min_n,
-                     "abstains": r.abstains,
-                     "sentence": result_sentence(r, calibrator.n_calibration_,
-                                                 calibrator.n_ties_dropped_, calibrator.tie_policy)}
-                    for r in calibrator.results_],
-        "files": ["certificate.json"] + ([f"certificate_alpha-{a:g}.json" for a in alphas]
-                                         if len(alphas) > 1 else []),
-    }
+        groups = _groups(table, args.by, source)
+    data_hash_columns = ["id", args.confidence_column, "pred", "human_label"]
+    extra = {"scores_file": source if not args.cascade else list(args.scores),
+             "calibration_rows": note}
+    certified = certify(stages, human, table.column("id").to_pylist(), alpha=alphas,
+                        delta=args.delta, grid=_grid(args), procedure=args.procedure,
+                        min_n=args.min_n, tie_policy=args.tie_policy,
+                        delta_split=args.delta_split, groups=groups, by=args.by,
+                        exclude_seen=args.exclude_seen_rows,
+                        exclude_flag="--exclude-seen-rows",
+                        hashed=None if args.cascade else table,
+                        hash_columns=data_hash_columns, model_hash=args.model_hash, extra=extra,
+                        source=source)
+    if certified.n_excluded:
+        print(f"left out {certified.n_excluded} calibration rows that trained the confidence "
+              f"model, chose the measure or built the grid (--exclude-seen-rows)")
+    certificates = certified.certificates
+    files = ["certificate.json"] + ([f"certificate_alpha-{a:g}.json" for a in alphas]
+                                    if len(alphas) > 1 else [])
+    common = {"scores_file": extra["scores_file"], "calibration_rows": note,
+              "confidence": args.confidence_column, "delta": args.delta,
+              "procedure": args.procedure, "tie_policy": args.tie_policy,
+              "data_hash": certificates[alphas[0]].data_hash,
+              "n_excluded_seen": certified.n_excluded,
+              "provenance_digest": certificates[alphas[0]].provenance["digest"], "files": files}
+    if args.by is not None:
+        summary, lines = _grouped_summary(args, certified, alphas)
+    elif args.cascade:
+        summary, lines = _cascade_summary(certified, alphas)
+    else:
+        summary, lines = _single_summary(args, certified, alphas, stages[0].name)
     # everything is computed: only now touch the output folder
     certificates[alphas[0]].write(os.path.join(args.out, "certificate.json"))
     if len(alphas) > 1:
         for alpha, certificate in certificates.items():
             certificate.write(os.path.join(args.out, f"certificate_alpha-{alpha:g}.json"))
-    write_json_atomic(summary, os.path.join(args.out, "summary.json"))
-    for result in calibrator.results_:
-        print(result_sentence(result, calibrator.n_calibration_, calibrator.n_ties_dropped_,
-                              calibrator.tie_policy))
-    print(calibrated_on_line(calibrator.n_calibration_, calibrator.n_ties_dropped_,
-                             calibrator.tie_policy, note, args.out))
+    write_json_atomic({**common, **summary}, os.path.join(args.out, "summary.json"))
+    for line in lines:
+        print(line)
+    n_items = int(certified.kept.sum())
+    ties = sum(int(getattr(c, "n_ties_dropped_", 0)) for c in list(certified.calibrators.values())[:1])
+    print(calibrated_on_line(n_items, ties, args.tie_policy,
+                             f"{note}; provenance digest {common['provenance_digest'][:12]}",
+                             args.out))
     return 0
 
 
-def _run_grouped(args, table, source, note, alphas, grid, judge, data_hash, confidence, pred,
-                 human, binding) -> int:
-    """``calibrate --by COLUMN``: a per-group certificate per alpha (``calibrate/groups.py``)."""
-    from .groups import GroupedCalibrator
+def _stages(args, loaded) -> list:
+    """One ``certify.Stage`` per scores file, lined up on the first file's calibration items
+    (an item a later judge lacks has no verdict from it: that judge never decides it)."""
+    from ..contracts.align import align_items
+    from .certify import Stage
 
-    if args.by not in table.column_names:
-        raise ContractError(source, "missing column", field=args.by,
+    first = loaded[0][0]
+    tables = [first] + [t.filter(pc_is_in(t, first)) for t, _, _ in loaded[1:]]
+    for (table, path, _), kept in zip(loaded[1:], tables[1:]):
+        _check_same_labels(first, kept, path)
+    aligned = align_items(tables, [args.confidence_column] * len(tables), carry=())
+    stages = []
+    for l, (table, path, _) in enumerate(loaded):
+        judge = _judge_name(args, table) if l == 0 or not args.cascade else _judge_name(None, table)
+        judge = judge or (os.path.splitext(os.path.basename(path.rstrip("/")))[0]
+                          if args.cascade else "judge")
+        binding = scores_binding(path, args, judge)
+        stages.append(Stage(judge, args.confidence_column, aligned.confidence[:, l],
+                            aligned.pred[:, l], binding,
+                            scores_provenance(path, args.confidence_column)))
+    names = [s.name for s in stages]
+    if len(set(names)) != len(names):
+        raise ContractError(loaded[-1][1], f"two scores files name the same judge {names}",
+                            field="judge", hint="a cascade's judges must differ")
+    return stages
+
+
+def pc_is_in(table, first):
+    import pyarrow.compute as pc
+
+    return pc.is_in(table.column("id").cast("string"),
+                    value_set=first.column("id").cast("string").combine_chunks())
+
+
+def _check_same_labels(first, other, path: str) -> None:
+    """A cascade's files must agree on the human label of every item they share."""
+    labels = dict(zip(first.column("id").to_pylist(), first.column("human_label").to_pylist()))
+    for row, (item, label) in enumerate(zip(other.column("id").to_pylist(),
+                                            other.column("human_label").to_pylist())):
+        if labels.get(item) != label:
+            raise ContractError(path, f"item {item!r} has human_label {label!r} here but "
+                                f"{labels.get(item)!r} in the first scores file", row=row,
+                                field="human_label", hint="a cascade's files score the same items")
+
+
+def _judge_name(args, table) -> str | None:
+    if args is not None and args.judge_name is not None:
+        return args.judge_name
+    if "judge" in table.column_names:
+        judges = {j for j in table.column("judge").to_pylist() if j is not None}
+        return judges.pop() if len(judges) == 1 else None
+    return None
+
+
+def _groups(table, column: str, source: str) -> np.ndarray:
+    if column not in table.column_names:
+        raise ContractError(source, "missing column", field=column,
                             hint="name an existing column with --by")
-    groups = np.asarray(table.column(args.by).to_pylist(), dtype=object)
+    groups = np.asarray(table.column(column).to_pylist(), dtype=object)
     missing = np.flatnonzero(np.equal(groups, None))
     if missing.size:
-        raise ContractError(source, "missing group", row=int(missing[0]), field=args.by,
+        raise ContractError(source, "missing group", row=int(missing[0]), field=column,
                             hint="every calibration item needs a group")
-    extra = {"scores_file": source, "calibration_rows": note}
-    certificates, results = {}, []
+    return groups
+
+
+def _single_summary(args, certified, alphas, judge: str):
+    calibrator = certified.calibrators[alphas[0]]
+
+    def sentence(result) -> str:  # every count named, shares of the items as given
+        return result_sentence(result, calibrator.n_calibration_, calibrator.n_ties_dropped_,
+                               calibrator.tie_policy)
+
+    summary = {"judge": judge, "n_calibration": calibrator.n_calibration_,
+               "n_ties_dropped": calibrator.n_ties_dropped_,
+               "grid": {"kind": "fixed", "n_points": args.n_grid, "low": args.grid_low,
+                        "high": args.grid_high},
+               "results": [{"alpha": r.alpha, "threshold": r.threshold, "n": r.n, "k": r.k,
+                            "upper_bound": r.upper_bound, "coverage": r.coverage,
+                            "agreement": None if r.abstains else r.agreement, "min_n": r.min_n,
+                            "abstains": r.abstains, "sentence": sentence(r)}
+                           for r in calibrator.results_]}
+    return summary, [sentence(r) for r in calibrator.results_]
+
+
+def _cascade_summary(certified, alphas):
+    results, lines = [], []
     for alpha in alphas:
-        calibrator = GroupedCalibrator(alpha=alpha, delta=args.delta, grid=grid,
-                                       procedure=args.procedure, min_n=args.min_n,
-                                       tie_policy=args.tie_policy)
-        calibrator.calibrate(confidence, pred, human, groups.astype(str), judge_name=judge)
-        certificates[alpha] = calibrator.certificate(
-            data_hash=data_hash, column=args.by, confidence_names=[args.confidence_column],
-            model_hash=args.model_hash, extra=extra)
-        certificates[alpha] = with_binding(certificates[alpha], [binding])
-        results.append({"alpha": alpha, "coverage": calibrator.coverage_overall_,
-                        "groups": certificates[alpha].groups})
-    summary = {"scores_file": source, "calibration_rows": note, "confidence": args.confidence_column,
-               "judge": judge, "delta": args.delta, "procedure": args.procedure, "by": args.by,
-               "tie_policy": args.tie_policy, "data_hash": data_hash, "results": results,
-               "files": ["certificate.json"] + ([f"certificate_alpha-{a:g}.json" for a in alphas]
-                                                if len(alphas) > 1 else [])}
-    certificates[alphas[0]].write(os.path.join(args.out, "certificate.json"))
-    if len(alphas) > 1:
-        for alpha, certificate in certificates.items():
-            certificate.write(os.path.join(args.out, f"certificate_alpha-{alpha:g}.json"))
-    write_json_atomic(summary, os.path.join(args.out, "summary.json"))
-    for result in results:
-        for name, entry in result["groups"]["values"].items():
+        certificate = certified.certificates[alpha]
+        results.append({"alpha": alpha, "coverage": certificate.coverage,
+                        "agreement": certificate.agreement_on_accepted,
+                        "delta_split": certificate.delta_split, "stages": certificate.stages})
+        parts = [f"{s['name']}: threshold {float(s['threshold']):.4g} (delta {s['delta']:.3g}, "
+                 f"decides {s.get('n_decided', 0)})" for s in certificate.stages]
+        lines.append(f"alpha={alpha:g} cascade, cheapest first: " + "; ".join(parts)
+                     + f"; coverage {certificate.coverage:.1%} (delta split: "
+                       f"{certificate.delta_split})")
+    return {"judges": [s["name"] for s in certified.certificates[alphas[0]].stages],
+            "results": results}, lines
+
+
+def _grouped_summary(args, certified, alphas):
+    results, lines = [], []
+    for alpha in alphas:
+        certificate = certified.certificates[alpha]
+        results.append({"alpha": alpha, "coverage": certified.calibrators[alpha].coverage_overall_,
+                        "groups": certificate.groups})
+        for name, entry in certificate.groups["values"].items():
             stage = entry["stages"][0]
             if entry["abstains"]:
                 need = (entry["labels_needed"] or {}).get("n_labelled")
@@ -390,11 +509,12 @@ def _run_grouped(args, table, source, note, alphas, grid, judge, data_hash, conf
             else:
                 what = (f"threshold {float(stage['threshold']):.3f}, coverage {entry['coverage']:.1%}, "
                         f"agreement {entry['agreement']:.1%}")
-            print(f"alpha={result['alpha']:g} {args.by}={name!r} ({entry['n_calibration']} items, "
-                  f"delta {entry['delta']:.3g}): {what}")
-    print(f"(one threshold per {args.by!r}; delta split: {results[0]['groups']['delta_split']}; "
-          f"written to {args.out})")
-    return 0
+            lines.append(f"alpha={alpha:g} {args.by}={name!r} ({entry['n_calibration']} items, "
+                         f"delta {entry['delta']:.3g}): {what}")
+    lines.append(f"(one threshold per {args.by!r}; delta split: "
+                 f"{results[0]['groups']['delta_split']})")
+    return {"judge": certified.certificates[alphas[0]].stages[0]["name"], "by": args.by,
+            "results": results}, lines
 
 
 def run_validity(args) -> int:

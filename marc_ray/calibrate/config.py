@@ -52,6 +52,8 @@ class CalibrateConfig:
     by: str | None = None      # a threshold per value of this column of the comparisons (group,
                                # a language, a dataset: carried into every annotation row),
                                # delta split across groups by the union bound (calibrate/groups.py)
+    exclude_seen: bool = False  # calibration rows that trained the confidence model, chose the
+                               # measure or built the grid: refused (False) or left out and counted
 
     def validate(self, source: str = "", n_judges: int = 1) -> "CalibrateConfig":
         """Check every field; raise ``ValueError`` in the package's one error form."""

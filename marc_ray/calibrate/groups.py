@@ -36,9 +36,9 @@ import numpy as np
 
 from ..contracts import Certificate, agreement
 from .bounds import n_needed_at_rate
-from .calibrator import NotCalibratedError, check_alpha, check_delta, verdict_mask
+from .calibrator import NotCalibratedError, check_alpha, check_delta, refuse_seen, verdict_mask
 from .cascade import CascadeCalibrator
-from .routing import ESCALATE, route
+from .routing import ESCALATE, Routing, route, stage_matrix
 __all__ = ["GroupedCalibrator", "GroupRouting", "route_by_group", "group_deltas",
            "labels_needed", "groups_record", "thresholds_from_record", "thresholds_per_item"]
 
@@ -85,26 +85,16 @@ def labels_needed(confidence, agree, alpha: float, delta: float, share: float = 
 
 
 @dataclass
-class GroupRouting:
-    """Where each item went, by group.
+class GroupRouting(Routing):
+    """Where each item went, by group: a :class:`Routing` (``stage``, ``verdict``) plus
 
     Attributes
     ----------
-    stage : ndarray of int, shape (n,)
-        Index of the deciding stage; -1 when escalated.
-    verdict : ndarray of object, shape (n,)
-        "a", "b" or "escalate".
     unseen : ndarray of bool, shape (n,)
         The item's group was not in the calibration set (escalated for that reason).
     """
 
-    stage: np.ndarray
-    verdict: np.ndarray
     unseen: np.ndarray
-
-    @property
-    def accepted(self) -> np.ndarray:
-        return self.stage >= 0
 
 
 def route_by_group(thresholds: Mapping[str, Sequence[float]], groups, confidence, pred
@@ -212,12 +202,14 @@ class GroupedCalibrator:
         self.min_n = min_n
         self.tie_policy = tie_policy
 
-    def calibrate(self, confidence, pred, human_label, groups, *, judge_name="judge"
-                  ) -> "GroupedCalibrator":
+    def calibrate(self, confidence, pred, human_label, groups, *, judge_name="judge", ids=None,
+                  provenance=None) -> "GroupedCalibrator":
         """One judge: a threshold per group (a one-stage cascade is exactly SelectiveCalibrator)."""
-        return self.calibrate_cascade([(judge_name, confidence, pred)], human_label, groups)
+        return self.calibrate_cascade([(judge_name, confidence, pred)], human_label, groups,
+                                      ids=ids, provenance=provenance)
 
-    def calibrate_cascade(self, stages: Sequence[tuple], human_label, groups) -> "GroupedCalibrator":
+    def calibrate_cascade(self, stages: Sequence[tuple], human_label, groups, *, ids=None,
+                          provenance=None) -> "GroupedCalibrator":
         """Calibrate a cascade per group.
 
         Parameters
@@ -226,6 +218,10 @@ class GroupedCalibrator:
         human_label : array-like of str, shape (n_items,)
         groups : array-like of str, shape (n_items,)
             None is refused (name a group for every calibration item).
+        ids : array-like of str, shape (n_items,), optional
+            Item ids; each group's calibration refuses a quantile grid built from them.
+        provenance : dict, optional
+            Rows that shaped what the result relies on; calibration ids among them are refused.
 
         Returns
         -------
@@ -234,6 +230,7 @@ class GroupedCalibrator:
         (alpha,) = check_alpha(self.alpha)
         human_label = np.asarray(human_label, dtype=object).ravel()
         groups = np.asarray(groups, dtype=object).ravel()
+        refuse_seen(provenance, ids, human_label.size)
         if groups.size != human_label.size:
             raise ValueError(f"groups ({groups.size}) and human_label ({human_label.size}) differ in length")
         missing = np.flatnonzero(np.equal(groups, None))
@@ -245,6 +242,10 @@ class GroupedCalibrator:
         deltas = group_deltas(names, self.delta, self.delta_split)
         parsed = [(str(n), np.asarray(c, dtype=float).ravel(), np.asarray(p, dtype=object).ravel())
                   for n, c, p in stages]
+        if ids is not None:
+            ids = np.asarray(ids, dtype=object).ravel()
+            if ids.size != human_label.size:
+                raise ValueError(f"ids ({ids.size}) and human_label ({human_label.size}) differ in length")
         self.stage_names_ = [name for name, *_ in parsed]
         self.calibrators_, self.thresholds_, self.labels_needed_ = {}, {}, {}
         self.n_calibration_, self.coverage_, self.agreement_, self.abstains_ = {}, {}, {}, {}
@@ -256,7 +257,8 @@ class GroupedCalibrator:
                                         min_n=self.min_n, tie_policy=self.tie_policy)
             _, usable = agreement(np.full(rows.sum(), "a", dtype=object), human_label[rows], self.tie_policy)
             if usable.any():
-                cascade.calibrate([(n, c[rows], p[rows]) for n, c, p in parsed], human_label[rows])
+                cascade.calibrate([(n, c[rows], p[rows]) for n, c, p in parsed], human_label[rows],
+                                  ids=None if ids is None else ids[rows])
                 thresholds = cascade.thresholds_
                 self.coverage_[g] = cascade.coverage_
                 self.agreement_[g] = cascade.agreement_
@@ -296,10 +298,13 @@ class GroupedCalibrator:
             raise NotCalibratedError("This GroupedCalibrator is not calibrated yet: call "
                                      "calibrate(confidence, pred, human_label, groups) first")
 
-    def route(self, groups, confidence, pred) -> GroupRouting:
-        """:func:`route_by_group` with this calibrator's thresholds."""
+    def route(self, confidence, pred, *, groups) -> GroupRouting:
+        """Which stage decides each item (:func:`route_by_group` with this calibrator's
+        thresholds): the calibrators' one ``route`` (``confidence`` and ``pred`` of shape (n,),
+        (n, L) or a list of L per-stage arrays), plus the items' ``groups``."""
         self._check_calibrated()
-        return route_by_group(self.thresholds_, groups, confidence, pred)
+        return route_by_group(self.thresholds_, groups, stage_matrix(confidence, float),
+                              stage_matrix(pred, object))
 
     def accept(self, confidence, groups) -> np.ndarray:
         """One judge: which items their group's certified threshold accepts (unseen: none)."""
@@ -314,9 +319,11 @@ class GroupedCalibrator:
         self._check_calibrated()
         return groups_record(self, column, confidence_names)
 
-    def certificate(self, data_hash: str, column: str, confidence_names: Sequence[str] | None = None,
+    def certificate(self, data_hash: str, column: str = "group",
+                    confidence_names: Sequence[str] | None = None,
                     model_hash: str | None = None, extra: dict | None = None) -> Certificate:
-        """A certificate whose ``groups`` field holds every group's thresholds.
+        """A certificate whose ``groups`` field holds every group's thresholds (``column``: the
+        group column's name). Unbound and without provenance: ``calibrate.certify`` binds it.
 
         The top-level ``stages`` name the judges with threshold ``inf``: a router that ignores
         ``groups`` escalates everything (fails safe) rather than applying a wrong threshold.

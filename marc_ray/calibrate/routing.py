@@ -15,7 +15,8 @@ import numpy as np
 
 from ..contracts import PREDICTIONS, Certificate
 
-__all__ = ["ESCALATE", "Routing", "certificate_thresholds", "deciding_stage", "route"]
+__all__ = ["ESCALATE", "Routing", "certificate_thresholds", "deciding_stage", "route",
+           "stage_matrix"]
 
 ESCALATE = "escalate"
 
@@ -38,6 +39,15 @@ class Routing:
     @property
     def accepted(self) -> np.ndarray:
         return self.stage >= 0
+
+
+def stage_matrix(values, dtype) -> np.ndarray:
+    """Per-stage values as a matrix of shape (n, L): from (n,), (n, L), or a list of L per-stage
+    arrays of shape (n,) (the calibrators' ``route`` takes any of these)."""
+    if isinstance(values, (list, tuple)) and values and np.ndim(values[0]) == 1:
+        return np.stack([np.asarray(v, dtype=dtype).ravel() for v in values], axis=1)
+    matrix = np.asarray(values, dtype=dtype)
+    return matrix[:, None] if matrix.ndim == 1 else matrix
 
 
 def certificate_thresholds(certificate: Certificate) -> np.ndarray:

@@ -162,11 +162,88 @@ def choose_confidence(scores: dict, agree, alpha: float, delta: float, n_calibra
     names = list(scores)
     ranking = sorted(names, key=lambda n: (-record[n]["predicted_coverage"], n in learned,
                                            -record[n]["grid_auroc"], names.index(n)))
+    chosen = np.asarray(scores[ranking[0]], dtype=float).ravel()
     return {"choice": ranking[0], "criterion": CRITERION, "alpha": float(check_alpha(alpha)[0]),
             "delta": check_delta(delta), "n_validation": int(agree.size),
             "n_calibration": int(n_calibration),
             "grid": {"kind": grid.kind, "size": int(grid.size)}, "scores": record,
-            "ranking": ranking}
+            "ranking": ranking,
+            **prediction_interval(chosen, agree, alpha, delta, n_calibration, grid, min_n,
+                                  record[ranking[0]]["predicted_coverage"])}
+
+
+PREDICTION_RESAMPLES = 200  # bootstrap resamples of the validation part (seeded: reproducible)
+
+
+def prediction_interval(confidence, agree, alpha: float, delta: float, n_calibration: int,
+                        grid, min_n, point: float, resamples: int = PREDICTION_RESAMPLES,
+                        seed: int = 0) -> dict:
+    """How far the chosen measure's predicted certified coverage can be trusted.
+
+    A predictive interval by simulation, seeded: each of ``resamples`` draws resamples the
+    validation items (a bootstrap: the measure's behaviour is only known from them), then draws
+    a calibration set of ``n_calibration`` items from that resample and runs fixed-sequence
+    testing on its actual counts. The interval is the ``delta / 2`` and ``1 - delta / 2``
+    quantiles of the certified coverages (a ``1 - delta`` interval, at the run's δ). It carries
+    the three sources of doubt: the share of items above a threshold, whether a threshold
+    passes at all on the calibration set drawn (a draw where none passes certifies 0), and the
+    validation part's own noise. ``tests/calibrate/test_select_interval.py`` checks that a fresh
+    calibration set's certified coverage falls inside it about ``1 - delta`` of the time.
+
+    ``too_small_to_predict`` is True when the validation part cannot say whether anything will
+    be certified: it has fewer usable items than the fewest with which any threshold can pass
+    (``bounds.min_n_to_pass``), or the interval reaches 0 while the point prediction does not.
+
+    Returns
+    -------
+    dict : ``predicted_coverage_interval`` [low, high], ``interval_method``,
+    ``too_small_to_predict`` (bool) and ``note`` (one sentence for the report).
+    """
+    from .bounds import min_n_to_pass
+    from .grid import counts_at_thresholds
+
+    (alpha,) = check_alpha(alpha)
+    delta = check_delta(delta)
+    grid = as_grid(grid)
+    confidence = np.asarray(confidence, dtype=float).ravel()
+    confidence = np.where(np.isnan(confidence), -np.inf, confidence)  # no verdict: never accepted
+    agree = np.asarray(agree, dtype=bool).ravel()
+    n, n_cal = agree.size, max(int(n_calibration), 1)
+    needed = min_n_to_pass(alpha, delta)
+    coverages = []
+    if n:
+        rng = np.random.default_rng(seed)
+        per_chunk = max(1, 2_000_000 // n_cal)  # bounds the (draws, n_calibration) arrays
+        for start in range(0, resamples, per_chunk):
+            draws = min(per_chunk, resamples - start)
+            validation = rng.integers(0, n, (draws, n))
+            picked = np.take_along_axis(validation, rng.integers(0, n, (draws, n_cal)), axis=1)
+            counts, wrong = counts_at_thresholds(confidence[picked], agree[picked], grid)
+            index = select_thresholds(counts, wrong, alpha, delta, "fixed_sequence", min_n).index
+            accepted = np.take_along_axis(counts, np.clip(index, 0, None)[:, None], axis=1)[:, 0]
+            coverages.append(np.where(index >= 0, accepted, 0) / n_cal)
+    if coverages:
+        low, high = (float(v) for v in np.quantile(np.concatenate(coverages),
+                                                   [delta / 2, 1 - delta / 2]))
+    else:
+        low = high = 0.0
+    too_small = bool(n < needed or (low <= 0.0 < point))
+    if n < needed:
+        note = (f"the validation part has {n} items, fewer than the {needed} with which any "
+                f"threshold can pass at alpha={alpha:g}, delta={delta:g}: too small to predict "
+                "the certified coverage")
+    elif too_small:
+        note = (f"predicted coverage {point:.1%}, but from {n} validation items the "
+                f"{1 - delta:.0%} interval [{low:.1%}, {high:.1%}] reaches 0: too small to "
+                "predict whether anything will be certified")
+    else:
+        note = (f"predicted coverage {point:.1%}, {1 - delta:.0%} interval [{low:.1%}, "
+                f"{high:.1%}] from {n} validation items")
+    return {"predicted_coverage_interval": [low, high],
+            "interval_method": f"simulation, {resamples} seeded draws: validation items "
+                               f"resampled, then a calibration set of {n_cal} drawn from them "
+                               "and certified; quantiles delta/2 and 1 - delta/2",
+            "too_small_to_predict": too_small, "note": note}
 
 
 def choose_confidence_table(table, alpha: float, delta: float, n_calibration: int, *,
@@ -181,7 +258,9 @@ def choose_confidence_table(table, alpha: float, delta: float, n_calibration: in
     any confidence or label is looked at; with ``validation_ids`` (e.g.
     ``MarcConfidence.valid_ids_``, the items the learned model was not trained on) only those
     rows are used. Candidates default to the ``conf_*`` columns of :data:`DEFAULT_CANDIDATES`
-    present, then any other ``conf_*`` column. The result also holds ``"candidates"``.
+    present, then any other ``conf_*`` column. The result also holds ``"candidates"`` and
+    ``"rows_read"``, the provenance record (``contracts.provenance``) of the rows it read:
+    certification refuses them.
 
     Raises
     ------
@@ -216,8 +295,11 @@ def choose_confidence_table(table, alpha: float, delta: float, n_calibration: in
                             tie_policy)
     scores = {c: np.asarray([np.nan if v is None else v for v in rows.column(c).to_pylist()],
                             dtype=float)[kept] for c in candidates}
+    from ..contracts.provenance import provenance_record
+
     return {**choose_confidence(scores, agree, alpha, delta, n_calibration, **options),
-            "candidates": list(candidates)}
+            "candidates": list(candidates),
+            "rows_read": provenance_record(rows.column("id").to_pylist())}
 
 
 def validity_study_auto(scores: dict, agree, alpha: float = 0.1, delta: float = 0.1,

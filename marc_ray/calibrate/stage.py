@@ -12,12 +12,13 @@ import json
 import numpy as np
 import pyarrow as pa
 
-from ..contracts import (ContractError, file_hash, metadata_binding, read_table, table_hash,
-                         with_binding)
+from ..contracts import ContractError, file_hash, metadata_binding, read_table
 from ..contracts.io import absolute, join, read_text
+from ..contracts.provenance import provenance_from_metadata
 from .config import CONFIDENCE_MEASURES, AUTO, CalibrateConfig
 
 CALIBRATION_SAMPLE = 10_000  # calibration confidences stored in the certificate for drift checks
+AUTO_ROLE = "confidence: auto: rows it read"  # the provenance role of the measure's choice
 
 
 def calibrate_stage(settings: CalibrateConfig, names: list[str], score_paths: list[str],
@@ -41,8 +42,7 @@ def calibrate_stage(settings: CalibrateConfig, names: list[str], score_paths: li
     """
     from ..contracts.align import aligned_sets
     from ..contracts.model_folder import MODEL_FILE
-    from .calibrator import SelectiveCalibrator
-    from .cascade import CascadeCalibrator
+    from .certify import Stage, certify
     from .grid import fixed_grid, quantile_grid
 
     cal = settings
@@ -80,21 +80,14 @@ def calibrate_stage(settings: CalibrateConfig, names: list[str], score_paths: li
     for l, name in enumerate(names):
         columns[f"pred:{name}"] = pa.array(pred[:, l].tolist(), pa.string())
         columns[f"conf:{name}"] = pa.array(conf[:, l])
-    data_hash = table_hash(pa.table(columns))
-    rng = np.random.default_rng(seed)
-    keep = np.sort(rng.permutation(len(conf))[:CALIBRATION_SAMPLE])
-    extra = {"calibration_confidence": {name: np.round(conf[keep, l][has_verdict[keep, l]], 6).tolist()
-                                        for l, name in enumerate(names)},
-             "n_without_verdict": {name: int((~has_verdict[:, l]).sum()) for l, name in enumerate(names)},
+    extra = {**_calibration_sample(conf, has_verdict, names, seed),
              "model_folders": {name: f for name, f in zip(names, model_folders)},
              "run_dir": absolute(run_dir) if run_dir else ""}
     if confidence_choice is not None:
         extra["confidence_choice"] = confidence_choice
-    calibrator_settings = dict(alpha=cal.alpha, delta=cal.delta, grid=grid, procedure=cal.procedure,
-                               min_n=cal.min_n, tie_policy=cal.tie_policy)
+    provenance = ({AUTO_ROLE: confidence_choice.pop("rows_read")}
+                  if confidence_choice is not None else {})
     if cal.by is not None:
-        from .groups import GroupedCalibrator
-
         groups = calibration.groups
         missing = (np.arange(len(ids)) if groups is None
                    else np.flatnonzero(np.equal(groups, None)))
@@ -102,33 +95,46 @@ def calibrate_stage(settings: CalibrateConfig, names: list[str], score_paths: li
             raise ContractError(score_paths[0], f"calibrate.by is {cal.by!r} but calibration item "
                                 f"{ids[missing[0]]!r} has no {cal.by}", field=cal.by,
                                 hint="give every comparison a group, or remove calibrate.by")
-        # delta is split across groups (union bound), then each group's share across its stages
-        calibrator = GroupedCalibrator(stage_split=cal.delta_split, **calibrator_settings)
-        calibrator.calibrate_cascade([(name, conf[:, l], pred[:, l]) for l, name in enumerate(names)],
-                                     labels, groups.astype(str))
-        certificate = calibrator.certificate(data_hash, cal.by, [confidence] * len(names),
-                                             model_hash, extra=extra)
-        certificate.write(out_path)
+    # the one certify path (calibrate.certify): provenance, grid check, binding, digest
+    bindings = stage_bindings(score_paths, names, confidence)
+    certified = certify([Stage(name, confidence, conf[:, l], pred[:, l], bindings[l],
+                               scores_provenance(score_paths[l], confidence))
+                         for l, name in enumerate(names)], labels, ids,
+                        alpha=cal.alpha, delta=cal.delta, grid=grid, procedure=cal.procedure,
+                        min_n=cal.min_n, tie_policy=cal.tie_policy, delta_split=cal.delta_split,
+                        groups=None if cal.by is None else calibration.groups, by=cal.by,
+                        provenance=provenance, exclude_seen=cal.exclude_seen,
+                        exclude_flag="calibrate.exclude_seen: true", hashed=pa.table(columns),
+                        model_hash=model_hash, extra=extra, source=score_paths[0])
+    certificate = certified.certificates[cal.alpha]
+    if certified.n_excluded:  # the drift reference is the rows calibrated on, not those left out
+        kept = certified.kept
+        certificate.extra.update(_calibration_sample(conf[kept], has_verdict[kept], names, seed))
+    certificate.write(out_path)
+    excluded = ({"excluded (seen by provenance)": certified.n_excluded}
+                if certified.n_excluded else {})
+    if cal.by is not None:
         record = certificate.groups["values"]
         return {"lambda_hat": "; ".join(f"{g}: " + " ".join(f"{s['threshold']:.4g}" for s in v["stages"])
                                         for g, v in record.items()),
                 "coverage": round(certificate.coverage, 4), "n_calibration": certificate.n_calibration,
-                "groups": len(record)}
-    if len(names) == 1:
-        calibrator = SelectiveCalibrator(**calibrator_settings).calibrate(conf[:, 0], pred[:, 0],
-                                                                          labels, ids=ids)
-        certificate = calibrator.certificate(data_hash, confidence, model_hash, names[0], extra=extra)
-    else:
-        calibrator = CascadeCalibrator(delta_split=cal.delta_split, **calibrator_settings)
-        calibrator.calibrate([(name, conf[:, l], pred[:, l]) for l, name in enumerate(names)],
-                             labels, ids=ids)
-        certificate = calibrator.certificate(data_hash, [confidence] * len(names), model_hash,
-                                             extra=extra)
-    certificate = with_binding(certificate, stage_bindings(score_paths, names, confidence))
-    certificate.write(out_path)
+                "groups": len(record), **excluded}
     thresholds = [float(s["threshold"]) for s in certificate.stages]
     return {"lambda_hat": " ".join(f"{t:.4g}" for t in thresholds),
-            "coverage": round(certificate.coverage, 4), "n_calibration": certificate.n_calibration}
+            "coverage": round(certificate.coverage, 4), "n_calibration": certificate.n_calibration,
+            **excluded}
+
+
+def _calibration_sample(conf: np.ndarray, has_verdict: np.ndarray, names: list[str], seed: int
+                        ) -> dict:
+    """The certificate's drift reference: a seeded sample of each judge's calibration
+    confidences (items with a verdict), and how many items had no verdict."""
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.permutation(len(conf))[:CALIBRATION_SAMPLE])
+    return {"calibration_confidence": {name: np.round(conf[keep, l][has_verdict[keep, l]], 6).tolist()
+                                       for l, name in enumerate(names)},
+            "n_without_verdict": {name: int((~has_verdict[:, l]).sum())
+                                  for l, name in enumerate(names)}}
 
 
 def choose_run_confidence(settings: CalibrateConfig, score_path: str, model_folder: str | None,
@@ -159,6 +165,14 @@ def choose_run_confidence(settings: CalibrateConfig, score_path: str, model_fold
     result["validation"] = ("the fitted model's validation part of the training split"
                             if validation_ids is not None else "the training split")
     return json.loads(json.dumps(result, default=float))
+
+
+def scores_provenance(path: str, confidence: str) -> dict:
+    """The provenance a scored file carries for ``confidence`` (``fit.score``: the rows its
+    model was trained and validated on); empty for a heuristic column."""
+    import pyarrow.parquet as pq
+
+    return provenance_from_metadata(pq.read_schema(path).metadata, confidence)
 
 
 def stage_bindings(score_paths: list[str], names: list[str], confidence: str) -> list[dict]:

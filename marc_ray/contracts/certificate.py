@@ -41,6 +41,11 @@ class Certificate:
     confidence measure, threshold (``inf``: nothing accepted), n, k, upper bound, coverage and
     the δ it was given.
 
+    ``provenance`` (written by ``marc_ray.calibrate.certify``): the digest of the rows that
+    trained the confidence model, chose the measure (``auto``) or built the grid, per role a
+    count and digest, and ``n_excluded`` (calibration rows left out because one of those saw
+    them). Every calibration row is disjoint from those rows.
+
     ``groups`` (optional; absent in single-threshold certificates, and then not written) holds
     a per-context certificate: ``{"column", "delta_split", "unseen", "values": {group:
     {"delta", "stages": [...], ...}}}`` (``marc_ray.calibrate.groups.groups_record``). Its
@@ -64,6 +69,10 @@ class Certificate:
     version: str = ""
     extra: dict = field(default_factory=dict)
     groups: dict | None = None  # per-context certificates (calibrate.groups); None: one threshold
+    # the rows that shaped what it relies on (contracts.provenance.provenance_summary: a digest
+    # and, per role, a count and digest) and how many calibration rows were excluded for it;
+    # None only in certificates written before provenance was recorded
+    provenance: dict | None = None
     digest: str = ""  # SHA-256 of every other field (content_digest); set by to_dict / write
 
     @property
@@ -73,8 +82,9 @@ class Certificate:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        if data["groups"] is None:  # single-threshold certificates keep their old shape
-            del data["groups"]
+        for optional in ("groups", "provenance"):  # absent when unset: older shapes still verify
+            if data[optional] is None:
+                del data[optional]
         data = json_safe(data)
         data["digest"] = content_digest(data)
         return data
@@ -168,6 +178,11 @@ class Certificate:
                                     f"certificate's grid (nor +inf)", field=f"{where}.threshold",
                                     hint="thresholds come from calibrate; re-run it")
             stage["threshold"] = threshold
+        provenance = data.get("provenance")
+        if provenance is not None and not (isinstance(provenance, dict)
+                                           and isinstance(provenance.get("digest"), str)):
+            raise ContractError(source, f"must be a JSON object with a digest, got {provenance!r}",
+                                field="provenance")
         return cls(**{k: v for k, v in data.items() if k in names})
 
 

@@ -102,10 +102,47 @@ def _fit(args: argparse.Namespace) -> int:
         import ray
 
         ray.init(address=args.address)
-    model = MarcConfidence(config).fit(args.annotations)
+    splits, note = _drawn_split(args.annotations, config)
+    model = MarcConfidence(config).fit(args.annotations, splits=splits)
     model.save(args.out)
+    if splits is not None:
+        _write_split(args.annotations, splits, args.out)
     print(f"{_summary(model)}; saved to {args.out}")
+    if note:
+        print(note)
     return 0
+
+
+def _drawn_split(annotations: str, config):
+    """The split to fit with when the file declares none (``fit.split``), and a line saying so;
+    (None, "") when it declares one."""
+    from ..contracts import read_columns
+    from .split import HELD_OUT, HELD_OUT_FRACTION, SPLIT_FILE, declares_split, draw_split
+
+    table = read_columns(annotations, ["id", "split", "group"])
+    declared = table.column("split").to_pylist() if "split" in table.column_names else None
+    if declares_split(declared):
+        return None, ""
+    groups = table.column("group").to_pylist() if "group" in table.column_names else None
+    splits = draw_split(table.column("id").to_pylist(), groups, config.random_state)
+    held = int((splits == HELD_OUT).sum())
+    return splits, (f"the file declares no split: drew one (seed {config.random_state}, "
+                    f"{HELD_OUT_FRACTION:.0%} of the {'groups' if groups else 'items'} held out): "
+                    f"fitted on {len(splits) - held} rows, held out {held} as {HELD_OUT!r} "
+                    f"(never read by the fit); written to {SPLIT_FILE} beside the model, and "
+                    f"`marc-ray score` writes it into the scored file's split column")
+
+
+def _write_split(annotations: str, splits, folder: str) -> None:
+    import pyarrow as pa
+
+    from ..contracts import read_columns, write_table_atomic
+    from ..contracts.io import join
+    from .split import SPLIT_FILE
+
+    ids = read_columns(annotations, ["id"]).column("id")
+    write_table_atomic(pa.table({"id": ids, "split": pa.array(list(splits), pa.string())}),
+                       join(folder, SPLIT_FILE))
 
 
 def _tune(args: argparse.Namespace) -> int:
@@ -116,6 +153,14 @@ def _tune(args: argparse.Namespace) -> int:
 
     check_output_dir(args.out)
     config = config_from_args(args)
+    if _drawn_split(args.annotations, config)[0] is not None:
+        from ..contracts import ContractError
+
+        # a sweep reads every training row of every trial: without a split that is every row
+        raise ContractError(args.annotations, "declares no split, so tune would train on every "
+                            "row and leave none to certify on", field="split",
+                            hint="give the file a split column (train, valid, calibration), or "
+                                 "use `marc-ray fit`, which draws one and writes it out")
     ray.init(address=args.address)
     outcome = tune_margin(args.annotations, config, num_samples=args.num_samples,
                           select=args.select, trainer=args.trainer,
@@ -142,7 +187,11 @@ def _score(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     fit = subparsers.add_parser("fit", help="train the MARC confidence model on an annotation file",
                                 description="Train C_θ on the rows of the training split(s); "
-                                "writes model.safetensors + config.json into --out.")
+                                "writes model.safetensors + config.json into --out. A file that "
+                                "declares no split (no split column, or only nulls) is split "
+                                "here, seeded by --random-state: half of its groups are held out "
+                                "as 'calibration' and never read (written to split.parquet; "
+                                "`marc-ray score` carries it into the scored file).")
     fit.add_argument("annotations", help="annotation file (Parquet from `marc-ray annotate`)")
     fit.add_argument("--out", required=True, help="folder for the model")
     fit.add_argument("--address", default=None, help="Ray cluster address (backend ray)")

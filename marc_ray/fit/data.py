@@ -74,8 +74,12 @@ def labelled_arrays(table: pa.Table, config: FitConfig, source: str,
     return Arrays(features, agree, soft, ids[kept]), layout
 
 
-def prepare(table_or_path, config: FitConfig, source: str | None = None) -> Prepared:
+def prepare(table_or_path, config: FitConfig, source: str | None = None,
+            splits=None) -> Prepared:
     """Training and validation arrays from an annotation table or file.
+
+    ``splits`` (one per row), when given, stands for the file's ``split`` column: the split
+    ``marc-ray fit`` draws for a file that declares none (``fit.split``).
 
     Raises
     ------
@@ -93,8 +97,11 @@ def prepare(table_or_path, config: FitConfig, source: str | None = None) -> Prep
         table, source = load_annotations(table_or_path, source)
     if table.num_rows == 0:
         raise ContractError(source, "the table has no rows", hint="fit needs labelled annotations")
-    splits = (table.column("split").to_pylist() if "split" in table.column_names
-              else [None] * table.num_rows)
+    if splits is not None:
+        splits = list(splits)
+    else:
+        splits = (table.column("split").to_pylist() if "split" in table.column_names
+                  else [None] * table.num_rows)
     # A row without a verdict (every run unreadable) has no features and no agreement label;
     # it is left out here and counted, and calibration and apply never accept it.
     has_verdict = np.array([p is not None for p in table.column("pred").to_pylist()], dtype=bool)

@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from .. import __version__
 from ..contracts import ContractError, file_hash, write_json_atomic
+from ..contracts import read_columns
 from ..contracts.io import is_file, join, read_bytes, read_text, write_atomic
 from ..contracts.model_folder import CONFIG_FILE, MODEL_FILE  # re-exported: fit.estimator.MODEL_FILE
 from ..contracts.validation import reject_unknown
@@ -97,6 +98,13 @@ class MarcConfidence:
         and ``calibrate.select.choose_confidence_table(validation_ids=...)`` use them).
     n_without_verdict_ : int
         Rows left out of training because the judge gave no verdict on them (after ``fit``).
+    provenance_ : dict
+        The rows that shaped the model (``contracts.provenance``): ``"<column>: trained"`` and
+        ``"<column>: validated"``, each a count, a digest and a compact id set. ``score``
+        carries it into the scored file; calibration refuses those rows.
+    drawn_split_ : dict or None
+        When ``fit(splits=...)`` was given the split ``marc-ray fit`` drew (``fit.split``): its
+        seed and the rows it held out for calibration.
     """
 
     def __init__(self, config: FitConfig | None = None, **params: Any):
@@ -127,7 +135,7 @@ class MarcConfidence:
         """The score column this model writes: ``conf_marc`` or ``conf_vanilla``."""
         return f"conf_{(self.config or FitConfig()).variant}"
 
-    def fit(self, annotations, *, source: str | None = None) -> "MarcConfidence":
+    def fit(self, annotations, *, source: str | None = None, splits=None) -> "MarcConfidence":
         """Train on an annotation table or file (rows in the training/validation splits).
 
         Parameters
@@ -135,6 +143,10 @@ class MarcConfidence:
         annotations : pyarrow.Table or path
         source : str, optional
             A name for the data in errors (defaults to the path).
+        splits : sequence of str, optional
+            One per row, standing for the file's ``split`` column (``fit.split.draw_split``:
+            what ``marc-ray fit`` draws for a file that declares no split). Recorded, with the
+            rows it held out, in :attr:`drawn_split_`.
 
         Returns
         -------
@@ -146,7 +158,7 @@ class MarcConfidence:
             Bad annotation file, too few agreement or disagreement cases, non-finite features.
         """
         config = self.config or FitConfig()
-        data = prepare(annotations, config, source)
+        data = prepare(annotations, config, source, splits=splits)
         if config.backend == "ray":
             from .train import fit_ray
 
@@ -155,7 +167,18 @@ class MarcConfidence:
             from .train import fit_local
 
             model, state = fit_local(config, data.train, data.valid)
-        return self.set_trained(model, state, data)
+        self.set_trained(model, state, data)
+        if splits is not None:
+            from ..contracts.provenance import provenance_record
+            from .split import HELD_OUT
+
+            ids = (annotations.column("id") if isinstance(annotations, pa.Table)
+                   else read_columns(os.fspath(annotations), ["id"]).column("id"))
+            held = np.asarray(splits, dtype=object) == HELD_OUT
+            self.drawn_split_ = {"seed": config.random_state, "held_out": HELD_OUT,
+                                 "rows": provenance_record(np.asarray(ids.to_pylist(),
+                                                                      dtype=object)[held])}
+        return self
 
     def set_trained(self, model, state: dict, data) -> "MarcConfidence":
         """Take a network trained by ``train.fit_local`` / ``train.fit_ray`` on ``prepare``'s data
@@ -178,8 +201,18 @@ class MarcConfidence:
             data.valid.agree, self.score_features(data.train.features, raw=True), data.train.agree)
         self.n_train_, self.n_valid_ = len(data.train), len(data.valid)
         self.valid_ids_ = [str(i) for i in data.valid.ids]
+        self.provenance_ = self.fit_provenance(data.train.ids, data.valid.ids)
+        self.drawn_split_ = None
         self.n_without_verdict_ = data.n_without_verdict
         return self
+
+    def fit_provenance(self, train_ids, valid_ids) -> dict:
+        """The rows that shaped this model (``contracts.provenance``): those it was trained on
+        and those that chose its epoch and fitted its agreement map (the validation part)."""
+        from ..contracts.provenance import provenance_record
+
+        return {f"{self.column}: trained": provenance_record(train_ids),
+                f"{self.column}: validated": provenance_record(valid_ids)}
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -260,6 +293,8 @@ class MarcConfidence:
             "features": self.feature_layout_.to_dict(), "gamma": self.gamma_,
             "bound": self.bound_, "history": self.history_, "data_hash": self.data_hash_,
             "gamma_history": self.gamma_history_, "valid_ids": self.valid_ids_,
+            "provenance": getattr(self, "provenance_", None) or {},
+            **({"drawn_split": self.drawn_split_} if getattr(self, "drawn_split_", None) else {}),
             "best_epoch": self.best_epoch_, "best_reason": self.best_reason_,
             **({"agreement_map": self.agreement_map_.to_dict()}
                if getattr(self, "agreement_map_", None) is not None else {}),
@@ -327,12 +362,23 @@ class MarcConfidence:
             "gamma_history", [h["gamma"] for h in estimator.history_])]
         estimator.data_hash_ = data["data_hash"]
         estimator.valid_ids_ = list(data.get("valid_ids", []))
+        # a model saved before provenance records knows its validation rows only
+        estimator.provenance_ = dict(data.get("provenance") or {}) or (
+            {f"{estimator.column}: validated": _record(estimator.valid_ids_)}
+            if estimator.valid_ids_ else {})
+        estimator.drawn_split_ = data.get("drawn_split")
         if "agreement_map" in data:
             from .monotone import AgreementMap
 
             estimator.agreement_map_ = AgreementMap.from_dict(data["agreement_map"])
         estimator.n_train_, estimator.n_valid_ = int(data["n_train"]), int(data["n_valid"])
         return estimator
+
+
+def _record(ids) -> dict:
+    from ..contracts.provenance import provenance_record
+
+    return provenance_record(ids)
 
 
 def fit_confidence_model(annotations, config: FitConfig | None = None, **kwargs

@@ -60,6 +60,7 @@ def score_table(models: Sequence[MarcConfidence], table: pa.Table, source: str =
                                     row=int(np.flatnonzero(has_verdict)[error.row]),
                                     field=error.field, hint=error.hint) from error
         table = add_column(table, model.column, values)
+    table = fill_drawn_split(models, table)
     # the metadata of every scored output (in memory or batch by batch) comes from one place
     if not models:
         return table  # nothing scored: the table itself
@@ -81,7 +82,7 @@ def scored_schema(models: Sequence[MarcConfidence], schema: pa.Schema) -> pa.Sch
             schema = schema.set(schema.get_field_index(model.column), field)
         else:
             schema = schema.append(field)
-    metadata = confidence_models_metadata(models)
+    metadata = {**confidence_models_metadata(models), **scored_provenance(models, schema)}
     return schema.with_metadata({**(schema.metadata or {}), **metadata}) if metadata else schema
 
 
@@ -169,6 +170,54 @@ def _score(model_dirs, annotations_path, out_path) -> tuple[int, pa.Table | None
     scored = score_table(models, table, source)
     write_table_atomic(scored, out_path)
     return scored.num_rows, scored
+
+
+def scored_provenance(models: Sequence[MarcConfidence], schema: pa.Schema) -> dict[bytes, bytes]:
+    """Schema metadata carrying each confidence column's provenance (the rows its model was
+    trained and validated on), kept beside any the annotation file already carried."""
+    from ..contracts.provenance import (PROVENANCE_METADATA_KEY, provenance_metadata)
+
+    import json
+
+    existing = {}
+    raw = (schema.metadata or {}).get(PROVENANCE_METADATA_KEY)
+    if raw is not None:
+        try:
+            existing = json.loads(raw)
+        except ValueError:
+            existing = {}
+    by_column = {**existing, **{m.column: getattr(m, "provenance_", None) or {} for m in models}}
+    return provenance_metadata(by_column)
+
+
+def fill_drawn_split(models: Sequence[MarcConfidence], table: pa.Table) -> pa.Table:
+    """A null ``split`` of a row that a model's drawn split placed (``fit.split``) takes that
+    split: ``calibration`` (held out), ``train`` or ``valid`` (the rows the model saw).
+
+    Only files without a declared split get a drawn one, so a declared split is never changed;
+    rows the model never met (new data) stay null.
+    """
+    from ..contracts.provenance import seen_rows
+
+    drawn = [m for m in models if getattr(m, "drawn_split_", None)]
+    if not drawn or "split" not in table.column_names:
+        return table
+    splits = np.asarray(table.column("split").to_pylist(), dtype=object)
+    unset = np.equal(splits, None)
+    if not unset.any():
+        return table
+    ids = table.column("id")
+    for model in drawn:
+        provenance = model.provenance_
+        for value, record in (("calibration", model.drawn_split_["rows"]),
+                              ("train", provenance.get(f"{model.column}: trained")),
+                              ("valid", provenance.get(f"{model.column}: validated"))):
+            if record:
+                hit, _ = seen_rows({value: record}, ids)
+                splits[unset & hit] = value
+    position = table.schema.get_field_index("split")
+    column = pa.array(splits.tolist(), table.schema.field("split").type)
+    return table.set_column(position, table.schema.field("split"), column)
 
 
 def confidence_models_metadata(models: Sequence[MarcConfidence]) -> dict[bytes, bytes]:

@@ -60,6 +60,8 @@ def run_manifest(run_dir: str, certificate: Certificate, command: str | None) ->
         if exists(path):
             hashes[folder.relative(path)] = file_hash(path)
     hashes["calibration data (certificate)"] = certificate.data_hash
+    hashes["provenance: rows the model, measure and grid saw, disjoint from calibration"] = (
+        (certificate.provenance or {}).get("digest") or "not recorded")
     seeds = {"seed": config.get("seed"), "data.split_seed": (config.get("data") or {}).get("split_seed")}
     demo = (config.get("data") or {}).get("demo")
     if demo is not None:

@@ -30,7 +30,8 @@ def test_one_stage_cascade_equals_plain_calibration(procedure):
     assert (result.n, result.k, result.upper_bound) == (plain.n_, plain.k_, plain.upper_bound_)
     assert cascade.coverage_ == pytest.approx(plain.coverage_)
     assert cascade.deltas_.tolist() == [0.1]
-    assert np.array_equal(cascade.route([confidence], [pred]) == 0, plain.accept(confidence, pred=pred))
+    assert np.array_equal(cascade.route([confidence], [pred]).stage == 0, plain.accept(confidence, pred=pred))
+    assert np.array_equal(plain.route(confidence, pred).stage, cascade.route([confidence], [pred]).stage)
     certificate = cascade.certificate(data_hash="h", confidence_names=["conf"]).to_dict()
     single = plain.certificate(data_hash="h", confidence_name="conf", judge_name=name).to_dict()
     for key in ("threshold", "n", "k", "upper_bound", "coverage", "agreement", "delta"):
@@ -49,7 +50,7 @@ def test_two_stages_each_on_what_earlier_left():
     assert cascade.thresholds_[1] == second.threshold_
     assert cascade.stages_[1]["n_seen"] == left.sum()
 
-    route = cascade.route([stages[0][1], stages[1][1]], [stages[0][2], stages[1][2]])
+    route = cascade.route([stages[0][1], stages[1][1]], [stages[0][2], stages[1][2]]).stage
     expected = np.where(~left, 0, np.where(stages[1][1] >= second.threshold_, 1, -1))
     assert np.array_equal(route, expected)
     assert cascade.route_counts_.tolist() == [int((route == s).sum()) for s in (0, 1, -1)]
@@ -84,7 +85,7 @@ def test_cascade_guarantee_holds_in_repetition():
     for seed in range(repetitions):
         stages, human = _two_judges(n_items=1500, seed=1000 + seed)
         cascade = CascadeCalibrator(alpha=0.1, delta=0.1).calibrate(stages, human)
-        route = cascade.route(test_confidence, test_pred)
+        route = cascade.route(test_confidence, test_pred).stage
         if (route >= 0).any():
             agree = np.where(route == 0, test_agree[0], test_agree[1])[route >= 0]
             failures += np.mean(~agree) > 0.1 + 0.005  # 0.005: the test set's own noise

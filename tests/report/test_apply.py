@@ -150,7 +150,7 @@ def test_python_api_and_cli_route_an_item_without_a_verdict_alike(tmp_path):
     cli_cascade = pq.read_table(tmp_path / "cascade" / "decisions.parquet").column("stage").to_pylist()
 
     api_single = np.where(single.accept(new_conf, pred=new_pred), 0, -1)
-    api_cascade = cascade.route([new_conf, second_conf], [new_pred, second_pred])
+    api_cascade = cascade.route([new_conf, second_conf], [new_pred, second_pred]).stage
     assert cli_single == api_single.tolist()
     assert cli_cascade == api_cascade.tolist()
     assert api_single[:5].tolist() == [-1] * 5           # stage 1 never takes an item without a verdict

@@ -1,0 +1,192 @@
+"""The one certify path: every certificate marc_ray writes is made here.
+
+``marc-ray calibrate`` (one judge, ``--by`` groups, ``--cascade``), the pipeline's calibrate
+stage and the Python API all call :func:`certify`, which does, once and in this order:
+
+1. **provenance**: the rows that shaped what the certificate relies on (the fitted confidence
+   model's training and validation rows, the rows an ``auto`` choice of the measure read, the
+   rows a quantile grid was built from) are merged; calibration rows among them are refused
+   (``ContractError``: exit 2, one line with the count, the first id and the way out), or, with
+   ``exclude_seen``, left out and counted;
+2. **the grid check**: each calibrator refuses a grid taken from the calibration scores, with
+   the ids (single, cascade and per group alike);
+3. **calibration**: :class:`SelectiveCalibrator` (one judge), :class:`CascadeCalibrator`
+   (judges cheapest first, δ split across them) or :class:`GroupedCalibrator` (a threshold or a
+   cascade per group, δ split across groups, then stages);
+4. **binding and digest**: each stage's binding (``contracts.with_binding``: judge, model,
+   confidence column and model hash, run layout) and the provenance summary and its digest go
+   into the certificate, whose own digest then covers them.
+
+A test (``tests/calibrate/test_certify.py``) enumerates every path to a certificate and checks
+that each comes out bound and provenance-checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from ..contracts import BINDING_KEYS, table_hash, with_binding
+from ..contracts.provenance import (Provenance, check_unseen, merge_provenance,
+                                    provenance_record, provenance_summary)
+from .grid import as_grid
+
+__all__ = ["Stage", "Certified", "certify", "GRID_ROLE"]
+
+GRID_ROLE = "quantile grid: rows it was built from"
+
+
+@dataclass
+class Stage:
+    """One judge of what is certified, cheapest first.
+
+    name : the judge; confidence_name : the confidence column; confidence : shape (n,) floats;
+    pred : shape (n,), "a" / "b" / None (no verdict: never accepted); binding : what the stage
+    certifies (``contracts.BINDING_KEYS``; missing keys are not bound); provenance : the rows
+    that shaped this stage's confidence (its scored file's record, ``contracts.provenance``),
+    recorded in the certificate under ``"<name>: <role>"``.
+    """
+
+    name: str
+    confidence_name: str
+    confidence: np.ndarray
+    pred: np.ndarray
+    binding: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+
+
+@dataclass
+class Certified:
+    """What :func:`certify` made: one certificate and one calibrator per alpha (in the order
+    given), and the calibration rows it used and left out."""
+
+    certificates: dict
+    calibrators: dict
+    kept: np.ndarray          # mask over the rows given: True where the row was calibrated on
+    n_excluded: int           # rows left out because the provenance saw them (exclude_seen)
+
+
+def certify(stages: Sequence[Stage], human_label, ids, *, alpha=0.1, delta=0.1, grid=None,
+            n_grid: int = 200, procedure: str = "fixed_sequence", min_n="auto",
+            tie_policy: str = "drop", delta_split="equal", groups=None, by: str | None = None,
+            provenance: Provenance | None = None, exclude_seen: bool = False,
+            exclude_flag: str = "exclude_seen=True", hashed: pa.Table | None = None,
+            hash_columns: list[str] | None = None, model_hash: str | None = None,
+            extra: dict | None = None, source: str = "<calibration data>") -> Certified:
+    """Certify ``stages`` on the labelled rows ``ids``: the one way to a certificate.
+
+    Parameters
+    ----------
+    stages : sequence of :class:`Stage`, cheapest first (one: a single judge)
+    human_label : array-like of str, shape (n,)
+    ids : array-like of str, shape (n,)
+        Required: provenance and the grid check are by id.
+    alpha : float or sequence of float
+        One certificate per value (each its own ``1 - delta`` guarantee).
+    delta, grid, n_grid, procedure, min_n, tie_policy
+        As for :class:`SelectiveCalibrator`.
+    delta_split : "equal" or weights
+        Across a cascade's stages (within each group when ``groups`` is given).
+    groups : array-like of str, shape (n,), optional
+        A threshold (or cascade) per group; ``by`` names the column in the certificate.
+    provenance : dict, optional
+        ``contracts.provenance`` records of rows that shaped what every stage relies on (the
+        ``auto`` choice); each stage's own (``Stage.provenance``) and a quantile grid's source
+        ids are added to it.
+    exclude_seen : bool, default False
+        Leave out calibration rows the provenance saw instead of refusing them;
+        ``exclude_flag`` names the switch in the refusal's hint.
+    hashed, hash_columns : the calibration table and the columns whose hash is the
+        certificate's ``data_hash`` (only the kept rows are hashed); default: the arrays.
+    model_hash, extra : recorded in the certificate.
+    source : names the data in errors.
+
+    Returns
+    -------
+    Certified
+
+    Raises
+    ------
+    ContractError
+        Calibration rows that the provenance saw (without ``exclude_seen``), or none left.
+    ValueError
+        Bad parameters or inputs (from the calibrators), a grid built from calibration rows.
+    """
+    from .calibrator import SelectiveCalibrator
+    from .cascade import CascadeCalibrator
+    from .groups import GroupedCalibrator
+
+    human_label = np.asarray(human_label, dtype=object).ravel()
+    ids = np.asarray(ids, dtype=object).ravel()
+    if not stages:
+        raise ValueError("certify needs at least one stage")
+    if ids.size != human_label.size:
+        raise ValueError(f"ids ({ids.size}) and human_label ({human_label.size}) differ in length")
+    grid = as_grid(grid, n_grid)
+    grid_rows = ({GRID_ROLE: provenance_record(sorted(grid.source_ids))}
+                 if grid.kind == "quantile" and grid.source_ids else {})
+    per_stage = [{f"{s.name}: {role}": record for role, record in (s.provenance or {}).items()}
+                 for s in stages]
+    provenance = merge_provenance(provenance, grid_rows, *per_stage)
+    kept = check_unseen(provenance, ids, source, exclude_seen=exclude_seen, flag=exclude_flag)
+    n_excluded = int((~kept).sum())
+    ids, human_label = ids[kept], human_label[kept]
+    parsed = [(s.name, np.asarray(s.confidence, dtype=float).ravel()[kept],
+               np.asarray(s.pred, dtype=object).ravel()[kept]) for s in stages]
+    groups = None if groups is None else np.asarray(groups, dtype=object).ravel()[kept]
+    alphas = [alpha] if np.ndim(alpha) == 0 else list(alpha)
+    settings = dict(delta=delta, grid=grid, n_grid=n_grid, procedure=procedure, min_n=min_n,
+                    tie_policy=tie_policy)
+    if hashed is not None:
+        data_hash = table_hash(hashed.filter(pa.array(kept)) if n_excluded else hashed, hash_columns)
+    else:
+        data_hash = table_hash(_arrays_table(ids, human_label, parsed))
+    names = [s.confidence_name for s in stages]
+    record = dict(provenance_summary(provenance), n_excluded=n_excluded)
+    extra = dict(extra or {})
+
+    calibrators, certificates = {}, {}
+    if groups is None and len(stages) == 1:
+        single = SelectiveCalibrator(alpha=alphas if len(alphas) > 1 else alphas[0], **settings)
+        single.calibrate(parsed[0][1], parsed[0][2], human_label, ids=ids)
+    for value in alphas:
+        if groups is not None:
+            calibrator = GroupedCalibrator(alpha=value, stage_split=delta_split, **settings)
+            calibrator.calibrate_cascade(parsed, human_label, groups.astype(str), ids=ids)
+            certificate = calibrator.certificate(data_hash, by or "group", names, model_hash,
+                                                 extra=extra)
+        elif len(stages) == 1:
+            calibrator = single
+            certificate = single.certificate(data_hash, names[0], model_hash, stages[0].name,
+                                             alpha=value, extra=extra)
+        else:
+            calibrator = CascadeCalibrator(alpha=value, delta_split=delta_split, **settings)
+            calibrator.calibrate(parsed, human_label, ids=ids)
+            certificate = calibrator.certificate(data_hash, names, model_hash, extra=extra)
+        certificate = with_binding(certificate, [_binding(s) for s in stages])
+        certificate.provenance = record
+        calibrators[value], certificates[value] = calibrator, certificate
+    return Certified(certificates, calibrators, kept, n_excluded)
+
+
+def _binding(stage: Stage) -> dict:
+    """A stage's binding: what it was given; a key it was not given at all (the Python API
+    without a binding) binds the stage's name and confidence column. A key given as None (the
+    data does not show it) stays unbound."""
+    binding = {key: stage.binding.get(key) for key in BINDING_KEYS}
+    for key, value in (("judge", stage.name), ("confidence", stage.confidence_name)):
+        if key not in stage.binding:
+            binding[key] = value
+    return binding
+
+
+def _arrays_table(ids, human_label, parsed) -> pa.Table:
+    columns = {"id": pa.array([str(i) for i in ids], pa.string()),
+               "human_label": pa.array(human_label.tolist(), pa.string())}
+    for name, confidence, pred in parsed:
+        columns[f"pred:{name}"] = pa.array(pred.tolist(), pa.string())
+        columns[f"conf:{name}"] = pa.array(confidence)
+    return pa.table(columns)

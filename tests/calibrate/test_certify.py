@@ -1,0 +1,340 @@
+"""The one certify path (``calibrate.certify``): every way to a certificate is bound and
+provenance-checked, and no certificate's calibration rows meet the rows that shaped what it
+relies on (issue 20, "One certify path" and "Provenance by construction")."""
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from marc_ray import cli
+from marc_ray.calibrate import SelectiveCalibrator
+from marc_ray.calibrate.cascade import CascadeCalibrator
+from marc_ray.calibrate.certify import Stage, certify
+from marc_ray.calibrate.config import CalibrateConfig
+from marc_ray.calibrate.groups import GroupedCalibrator
+from marc_ray.calibrate.routing import Routing
+from marc_ray.calibrate.stage import calibrate_stage
+from marc_ray.cli import main
+from marc_ray.contracts import JUDGE_METADATA_KEY, Certificate, ContractError
+from marc_ray.contracts.provenance import (id_hashes, provenance_metadata, provenance_record,
+                                           seen_rows)
+
+CONF = "conf_simulated"
+
+
+@pytest.fixture(autouse=True)
+def only_calibration_commands(monkeypatch):
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("marc_ray.calibrate.cli", "marc_ray.pipeline_cli"))
+
+
+def _scored(path, judge, seed, n=900, seen=(), model="m1"):
+    """A scored file of one judge: items item-0..n-1, a third train, the rest calibration;
+    ``seen`` ids recorded in its provenance as training rows of its confidence column."""
+    rng = np.random.default_rng(seed)
+    confidence = rng.uniform(0.5, 1.0, n)
+    human = np.random.default_rng(99).choice(["a", "b", "tie"], n, p=[0.47, 0.47, 0.06])
+    # every judge labels the same items; its verdict agrees more often when it is confident
+    agree = rng.random(n) < 0.3 + 0.7 * confidence
+    pred = np.where(agree, np.where(human == "tie", "a", human), np.where(human == "a", "b", "a"))
+    ids = [f"item-{i}" for i in range(n)]
+    table = pa.table({"id": ids, "judge": [judge] * n, "pred": pred.tolist(), CONF: confidence,
+                      "human_label": human.tolist(),
+                      "split": ["train" if i % 3 == 0 else "calibration" for i in range(n)],
+                      "group": [f"g{i % 3 + i % 2}" for i in range(n)]})
+    metadata = {JUDGE_METADATA_KEY: json.dumps({"name": judge, "model": {"model": model}}).encode()}
+    if seen:
+        metadata.update(provenance_metadata({CONF: {f"{CONF}: trained": provenance_record(seen)}}))
+    pq.write_table(table.replace_schema_metadata(metadata), path)
+    return path
+
+
+def _assert_bound_and_recorded(certificate: Certificate, n_stages: int):
+    assert len(certificate.stages) == n_stages
+    for stage in certificate.stages:
+        assert isinstance(stage.get("binding"), dict), stage
+        assert stage["binding"]["judge"] and stage["binding"]["confidence"] == CONF
+    assert certificate.provenance and len(certificate.provenance["digest"]) == 64
+    # the digest covers the binding and provenance: written and read back, it verifies
+    Certificate.from_dict(certificate.to_dict())
+
+
+# ---- every path to a certificate -------------------------------------------------------------
+
+def _cli(args, out):
+    code = main(["calibrate", *args, "--confidence-column", CONF, "--out", str(out)])
+    return code, (Certificate.read(out / "certificate.json") if code == 0 else None)
+
+
+def _stage(settings, paths, out):
+    calibrate_stage(settings, [p.stem for p in paths], [str(p) for p in paths], str(out),
+                    model_folders=[None] * len(paths))
+    return Certificate.read(out)
+
+
+def _api(paths, **options):
+    tables = [pq.read_table(p) for p in paths]
+    calibration = [t.filter(pa.compute.equal(t.column("split"), "calibration")) for t in tables]
+    from marc_ray.calibrate.cli import scores_provenance
+
+    stages = [Stage(p.stem, CONF, t.column(CONF).to_numpy(), np.asarray(t.column("pred").to_pylist(), object),
+                    provenance=scores_provenance(str(p), CONF))
+              for p, t in zip(paths, calibration)]
+    first = calibration[0]
+    groups = np.asarray(first.column("group").to_pylist(), object) if options.pop("by", False) else None
+    certified = certify(stages, first.column("human_label").to_pylist(), first.column("id").to_pylist(),
+                        groups=groups, by="group" if groups is not None else None, **options)
+    return certified
+
+
+PATHS = {  # name -> (n_files, how it certifies: a function of (paths, out))
+    "cli single": (1, lambda paths, out: _cli([str(paths[0])], out)[1]),
+    "cli grouped": (1, lambda paths, out: _cli([str(paths[0]), "--by", "group"], out)[1]),
+    "cli cascade": (2, lambda paths, out: _cli([str(p) for p in paths] + ["--cascade"], out)[1]),
+    "stage single": (1, lambda paths, out: _stage(CalibrateConfig(confidence=CONF), paths, out)),
+    "stage cascade": (2, lambda paths, out: _stage(CalibrateConfig(confidence=CONF), paths, out)),
+    "stage grouped": (1, lambda paths, out: _stage(CalibrateConfig(confidence=CONF, by="group"),
+                                                   paths, out)),
+    "api single": (1, lambda paths, out: _api(paths).certificates[0.1]),
+    "api cascade": (2, lambda paths, out: _api(paths).certificates[0.1]),
+    "api grouped": (1, lambda paths, out: _api(paths, by=True).certificates[0.1]),
+}
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_every_path_to_a_certificate_is_bound_and_provenance_checked(path, tmp_path):
+    n_files, run = PATHS[path]
+    clean = [_scored(tmp_path / f"judge{l}.parquet", f"judge{l}", seed=l) for l in range(n_files)]
+    certificate = run(clean, tmp_path / "out.json" if path.startswith("stage") else tmp_path / "out")
+    _assert_bound_and_recorded(certificate, n_files)
+
+    # the same path with one calibration row among the confidence model's training rows: refused
+    dirty_dir = tmp_path / "dirty"
+    dirty_dir.mkdir()
+    seen = ["item-1", "item-2", "item-3"]  # item-3 is a train row, items 1 and 2 calibration
+    dirty = [_scored(dirty_dir / f"judge{l}.parquet", f"judge{l}", seed=l, seen=seen)
+             for l in range(n_files)]
+    out = dirty_dir / ("out.json" if path.startswith("stage") else "out")
+    if path.startswith("cli"):
+        code, _ = _cli_exit(run, dirty, out)
+        assert code == 2 and not out.exists()
+    else:
+        with pytest.raises(ContractError, match=r"2 of \d+ calibration rows .*first id 'item-1'"):
+            run(dirty, out)
+        assert not out.exists()
+
+
+def _cli_exit(run, paths, out):
+    try:
+        return 2 if run(paths, out) is None else 0, None
+    except SystemExit as exit_:
+        return exit_.code, None
+
+
+def test_cli_refusal_is_one_line_with_count_first_id_and_way_out(tmp_path, capsys):
+    path = _scored(tmp_path / "s.parquet", "judge0", 0, seen=["item-4", "item-5"])
+    assert main(["calibrate", str(path), "--confidence-column", CONF, "--out", str(tmp_path / "o")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert "2 of 600 calibration rows" in error and "first id 'item-4'" in error
+    assert "--exclude-seen-rows" in error
+    # the explicit flag leaves them out and says how many
+    assert main(["calibrate", str(path), "--confidence-column", CONF, "--exclude-seen-rows",
+                 "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "left out 2 calibration rows" in out
+    certificate = Certificate.read(tmp_path / "o" / "certificate.json")
+    assert certificate.n_calibration == 598 and certificate.provenance["n_excluded"] == 2
+    assert certificate.provenance["roles"][f"judge0: {CONF}: trained"]["count"] == 2
+
+
+def test_stage_excludes_seen_rows_only_when_configured(tmp_path):
+    path = _scored(tmp_path / "s.parquet", "judge0", 0, seen=["item-4"])
+    with pytest.raises(ContractError, match="calibrate.exclude_seen: true"):
+        _stage(CalibrateConfig(confidence=CONF), [path], tmp_path / "a.json")
+    certificate = _stage(CalibrateConfig(confidence=CONF, exclude_seen=True), [path], tmp_path / "b.json")
+    assert certificate.n_calibration == 599 and certificate.provenance["n_excluded"] == 1
+    # the drift reference holds the rows calibrated on, not the one left out
+    assert len(certificate.extra["calibration_confidence"]["s"]) == 599
+
+
+def test_a_quantile_grid_from_calibration_items_is_refused_on_the_grouped_path(tmp_path):
+    """Defect 4: GroupedCalibrator took no ids, so it could not refuse such a grid."""
+    from marc_ray.calibrate.grid import quantile_grid
+
+    rng = np.random.default_rng(0)
+    ids = np.array([f"i{k}" for k in range(600)], dtype=object)
+    confidence = rng.uniform(0.5, 1, 600)
+    pred = np.full(600, "a", dtype=object)
+    human = np.where(rng.random(600) < confidence, "a", "b").astype(object)
+    groups = np.array(["x", "y"] * 300, dtype=object)
+    grid = quantile_grid(confidence[:100], 20, ids=ids[:100])
+    with pytest.raises(ValueError, match="quantile grid was built from"):
+        GroupedCalibrator(grid=grid).calibrate(confidence, pred, human, groups, ids=ids)
+    # through certify the grid's rows are provenance: refused as such, or left out on request
+    with pytest.raises(ContractError, match="quantile grid"):
+        certify([Stage("j", CONF, confidence, pred)], human, ids, grid=grid, groups=groups)
+    certified = certify([Stage("j", CONF, confidence, pred)], human, ids, grid=grid, groups=groups,
+                        exclude_seen=True)
+    assert certified.n_excluded == 100 and not certified.kept[:100].any()
+
+
+# ---- defect 4: grouped certificates are bound; apply refuses other scores ---------------------
+
+def test_grouped_stage_certificate_refuses_another_judges_scores(tmp_path, capsys):
+    """The pipeline's calibrate.by certificate carried no binding, so apply accepted scores of
+    another judge or model (issue 20, defect 4). It is bound now, and apply refuses them."""
+    ours = _scored(tmp_path / "judge0.parquet", "judge0", 0)  # the pipeline names it by its judge
+    certificate_path = tmp_path / "certificate.json"
+    _stage(CalibrateConfig(confidence=CONF, by="group"), [ours], certificate_path)
+    assert main(["apply", str(certificate_path), str(ours), "--out", str(tmp_path / "ok")]) == 0
+    capsys.readouterr()
+    other_model = _scored(tmp_path / "other_model.parquet", "judge0", 0, model="m2")
+    assert main(["apply", str(certificate_path), str(other_model), "--out", str(tmp_path / "no")]) == 2
+    assert "model: certified" in capsys.readouterr().err
+    other_judge = _scored(tmp_path / "other_judge.parquet", "judge9", 0)
+    assert main(["apply", str(certificate_path), str(other_judge), "--out", str(tmp_path / "no2")]) == 2
+
+
+# ---- the property: no certificate's calibration ids meet its provenance ids --------------------
+
+def test_no_certificate_calibrates_on_its_provenance_rows_over_random_splits():
+    """Over random splits and provenance sets, every certify path (single, cascade, grouped;
+    refusing or excluding) gives a certificate whose calibration rows are disjoint from every
+    provenance row, or refuses."""
+    rng = np.random.default_rng(20)
+    for repetition in range(60):
+        n = int(rng.integers(80, 400))
+        ids = np.array([f"r{repetition}-{k}" for k in range(n)], dtype=object)
+        is_calibration = rng.random(n) < rng.uniform(0.2, 0.9)
+        # provenance: training rows, plus (sometimes) calibration rows leaking in
+        leak = is_calibration & (rng.random(n) < rng.choice([0.0, 0.05, 0.5]))
+        seen_ids = ids[(~is_calibration & (rng.random(n) < 0.8)) | leak]
+        provenance = {"model: trained": provenance_record(seen_ids)} if seen_ids.size else {}
+        cal = np.flatnonzero(is_calibration)
+        confidence = rng.uniform(0.5, 1, n)
+        pred = rng.choice(["a", "b"], n).astype(object)
+        human = np.where(rng.random(n) < confidence, pred, np.where(pred == "a", "b", "a")).astype(object)
+        groups = rng.choice(["u", "v"], n).astype(object)
+        mode = ("single", "cascade", "grouped")[repetition % 3]
+        stages = [Stage("j1", CONF, confidence[cal], pred[cal])]
+        if mode == "cascade":
+            stages.append(Stage("j2", CONF, rng.uniform(0.5, 1, cal.size), pred[cal]))
+        exclude = bool(repetition % 2)
+        try:
+            certified = certify(stages, human[cal], ids[cal], provenance=provenance,
+                                groups=groups[cal] if mode == "grouped" else None,
+                                exclude_seen=exclude)
+        except ContractError:
+            assert leak.any() and (not exclude or np.isin(ids[cal], seen_ids).all())
+            continue
+        used = ids[cal][certified.kept]
+        assert not np.isin(used, seen_ids).any()
+        assert certified.n_excluded == int(np.isin(ids[cal], seen_ids).sum())
+        certificate = certified.certificates[0.1]
+        assert certificate.n_calibration == used.size
+        assert certificate.provenance["n_excluded"] == certified.n_excluded
+
+
+# ---- one interface: route returns one type ----------------------------------------------------
+
+def test_the_three_calibrators_share_route_and_certificate():
+    rng = np.random.default_rng(1)
+    confidence = rng.uniform(0.5, 1, 800)
+    pred = rng.choice(["a", "b"], 800).astype(object)
+    human = np.where(rng.random(800) < confidence, pred, "tie").astype(object)
+    groups = np.array(["x", "y"] * 400, dtype=object)
+    single = SelectiveCalibrator().calibrate(confidence, pred, human)
+    cascade = CascadeCalibrator().calibrate([("j", confidence, pred)], human)
+    grouped = GroupedCalibrator().calibrate(confidence, pred, human, groups)
+    routes = [single.route(confidence, pred), cascade.route([confidence], [pred]),
+              grouped.route(confidence, pred, groups=groups)]
+    assert all(isinstance(r, Routing) for r in routes)
+    assert np.array_equal(routes[0].stage, routes[1].stage)
+    assert np.array_equal(routes[0].stage >= 0, single.accept(confidence, pred=pred))
+    # and one certificate call: data hash, confidence names, model hash, extra
+    for calibrator in (single, cascade, grouped):
+        certificate = calibrator.certificate("h", confidence_names=["c"], model_hash="m",
+                                             extra={"k": 1})
+        assert certificate.stages[0]["confidence"] == "c" and certificate.model_hash == "m"
+        assert certificate.extra["k"] == 1 and certificate.data_hash == "h"
+
+
+def test_provenance_hashes_are_exact_on_a_million_distinct_ids():
+    ids = np.array([f"pandalm-{k}" for k in range(200_000)], dtype=object)
+    assert np.unique(id_hashes(ids)).size == ids.size
+    record = provenance_record(ids[::2])
+    seen, per_role = seen_rows({"r": record}, ids[:10])
+    assert seen.tolist() == [True, False] * 5 and per_role == {"r": 5}
+    # the digest is of the set: order and repeats do not change it
+    assert provenance_record(list(ids[::2])[::-1] + ["pandalm-0"])["digest"] == record["digest"]
+
+
+# ---- cascades from the command line (issue 23, item 4) ----------------------------------------
+
+def test_cli_cascade_cheapest_first_with_the_delta_split_and_apply_accepts_it(tmp_path, capsys):
+    cheap = _scored(tmp_path / "cheap.parquet", "cheap", seed=3)
+    strong = _scored(tmp_path / "strong.parquet", "strong", seed=4)
+    out = tmp_path / "cal"
+    assert main(["calibrate", str(cheap), str(strong), "--cascade", "--delta-split", "1,3",
+                 "--confidence-column", CONF, "--alpha", "0.2", "--delta", "0.1",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "cascade, cheapest first: cheap:" in printed and "strong:" in printed
+    certificate = Certificate.read(out / "certificate.json")
+    assert [s["name"] for s in certificate.stages] == ["cheap", "strong"]
+    assert [s["delta"] for s in certificate.stages] == pytest.approx([0.025, 0.075])
+    assert "weights [1.0, 3.0]" in certificate.delta_split
+    _assert_bound_and_recorded(certificate, 2)
+    # the same numbers as the calibrator itself on the calibration rows
+    tables = [pq.read_table(p) for p in (cheap, strong)]
+    rows = [t.filter(pa.compute.equal(t.column("split"), "calibration")) for t in tables]
+    direct = CascadeCalibrator(alpha=0.2, delta=0.1, delta_split=[1, 3]).calibrate(
+        [(n, r.column(CONF).to_numpy(), np.asarray(r.column("pred").to_pylist(), object))
+         for n, r in zip(("cheap", "strong"), rows)], rows[0].column("human_label").to_pylist())
+    assert certificate.thresholds == direct.thresholds_.tolist()
+    assert certificate.coverage == pytest.approx(direct.coverage_)
+    assert json.loads((out / "summary.json").read_text())["judges"] == ["cheap", "strong"]
+
+    # apply takes the certificate with the matching scored files (a folder of both) ...
+    both = tmp_path / "scores"
+    both.mkdir()
+    for path in (cheap, strong):
+        (both / path.name).write_bytes(path.read_bytes())
+    assert main(["apply", str(out / "certificate.json"), str(both), "--out", str(tmp_path / "ap")]) == 0
+    assert "certificate provenance: digest" in capsys.readouterr().out
+    # ... and refuses them when one judge's file is another model's
+    _scored(both / "strong.parquet", "strong", seed=4, model="m2")
+    assert main(["apply", str(out / "certificate.json"), str(both), "--out", str(tmp_path / "ap2")]) == 2
+
+
+def test_cli_cascade_needs_two_files_and_several_files_need_cascade(tmp_path, capsys):
+    one = _scored(tmp_path / "one.parquet", "one", seed=1)
+    two = _scored(tmp_path / "two.parquet", "two", seed=2)
+    assert main(["calibrate", str(one), str(two), "--confidence-column", CONF,
+                 "--out", str(tmp_path / "a")]) == 2
+    assert "without --cascade" in capsys.readouterr().err
+    assert main(["calibrate", str(one), "--cascade", "--confidence-column", CONF,
+                 "--out", str(tmp_path / "b")]) == 2
+    assert "two or more scores files" in capsys.readouterr().err
+
+
+def test_each_calibrator_refuses_provenance_rows_on_its_own():
+    rng = np.random.default_rng(2)
+    ids = np.array([f"i{k}" for k in range(500)], dtype=object)
+    confidence = rng.uniform(0.5, 1, 500)
+    pred = np.full(500, "a", dtype=object)
+    human = np.where(rng.random(500) < confidence, "a", "b").astype(object)
+    provenance = {"model: trained": provenance_record(ids[[7, 300]])}
+    calls = [lambda: SelectiveCalibrator().calibrate(confidence, pred, human, ids=ids, provenance=provenance),
+             lambda: CascadeCalibrator().calibrate([("j", confidence, pred)], human, ids=ids,
+                                                   provenance=provenance),
+             lambda: GroupedCalibrator().calibrate(confidence, pred, human, np.array(["x"] * 500),
+                                                   ids=ids, provenance=provenance)]
+    for call in calls:
+        with pytest.raises(ContractError, match="2 of 500 calibration rows .*first id 'i7'"):
+            call()
+    with pytest.raises(ValueError, match="pass ids"):
+        SelectiveCalibrator().calibrate(confidence, pred, human, provenance=provenance)
