@@ -45,7 +45,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-from scipy.stats import betabinom, binom
+from scipy.special import betaln, gammaln
+from scipy.stats import binom
 
 from .bounds import max_disagreements, min_n_to_pass
 from .grid import ThresholdGrid, counts_at_thresholds, fixed_grid, quantile_grid
@@ -146,9 +147,24 @@ def predictive_pass_probability(n, k_train, n_train, alpha: float, delta: float)
     k_train = np.asarray(k_train, dtype=float)
     n_train = np.asarray(n_train, dtype=float)
     k_max = max_disagreements(np.maximum(n, 0), alpha, delta)
-    probability = betabinom.cdf(np.maximum(k_max, 0), np.maximum(n, 1), k_train + 1,
-                                n_train - k_train + 1)
+    probability = _beta_binomial_cdf(np.maximum(k_max, 0), np.maximum(n, 1), k_train + 1,
+                                     n_train - k_train + 1)
     return np.where(k_max < 0, 0.0, probability)
+
+
+def _beta_binomial_cdf(k, n, a, b) -> np.ndarray:
+    """``scipy.stats.betabinom.cdf`` summed directly from the log-pmf
+    ``ln C(n, i) + ln B(i + a, n - i + b) - ln B(a, b)`` (scipy's generic cdf sums its pmf one
+    point at a time: ~100× slower on a grid of thresholds)."""
+    k, n, a, b = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (k, n, a, b)))
+    i = np.arange(int(k.max(initial=0)) + 1, dtype=float)
+    inside = i <= np.minimum(k, n)[..., None]
+    safe = np.where(inside, i, 0.0)  # terms past k (or n) are masked: keep their logs finite
+    log_pmf = (gammaln(n[..., None] + 1) - gammaln(safe + 1) - gammaln(n[..., None] - safe + 1)
+               + betaln(safe + a[..., None], n[..., None] - safe + b[..., None])
+               - betaln(a, b)[..., None])
+    terms = np.where(inside, np.exp(log_pmf), 0.0)
+    return np.minimum(terms.sum(axis=-1), 1.0)
 
 
 def _scan_points(confidence, agree, grid, n_calibration: int, alpha: float, delta: float):
