@@ -12,7 +12,7 @@ item, for
 * the fixed design (every judge in the given order, δ split equally, a fixed grid of 200 or
   2,000 points, the minimum-n rule): what the project did before;
 * the design chosen on the training part (quantile grid, start at a predicted pass
-  probability of 0.9, stages kept and δ split to the cheapest design within 5% of the best
+  probability of 0.99, stages kept and δ split to the cheapest design within 2% of the best
   predicted coverage);
 * each judge alone, both ways.
 

@@ -34,7 +34,7 @@ share. The rules:
   stage); the order is the given one or by cost per predicted decided item; stages may be
   dropped (their δ goes to the others); δ is split equally, in proportion to each judge's
   predicted coverage, or by a search over a simplex grid. The largest predicted coverage wins,
-  or, given a cost per judge, the cheapest design within 5% of it.
+  or, given a cost per judge, the cheapest design within 2% of it.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ __all__ = ["DEFAULT_PASS_PROBABILITY", "DELTA_SPLITS", "ORDERS", "GridDesign", "
 
 DEFAULT_PASS_PROBABILITY = 0.99  # start where the training rows predict a pass at least this likely
 MIN_TRAINING_ROWS = 30          # fewer usable training rows: the fixed grid and the prior rule
-COVERAGE_TOLERANCE = 0.05       # with costs: the cheapest design within 5% of the best predicted coverage
+COVERAGE_TOLERANCE = 0.02       # with costs: the cheapest design within 2% of the best predicted coverage
 DELTA_SPLITS = {"equal": "delta / L per stage",
                 "coverage": "in proportion to each stage's predicted coverage",
                 "optimised": "the split on a simplex grid (steps of 1/10) with the largest "
