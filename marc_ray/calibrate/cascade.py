@@ -27,6 +27,7 @@ import numpy as np
 from ..contracts import ASSUMPTIONS, TIE_POLICIES, Certificate, agreement
 from .calibrator import (CalibrationResult, NotCalibratedError, SelectiveCalibrator, _grid_record,
                          _stage_record, check_alpha, check_delta, refuse_seen, verdict_mask)
+from .grid import ThresholdGrid
 from .routing import Routing, deciding_stage, route, stage_matrix
 
 __all__ = ["CascadeCalibrator", "DELTA_SPLITS"]
@@ -50,6 +51,9 @@ class CascadeCalibrator:
         "equal": delta / L per stage; a sequence: weights, normalised to sum to delta.
     grid, n_grid, procedure, min_n, tie_policy
         As for :class:`SelectiveCalibrator`, used for every stage.
+    stage_grids : sequence of (grid, min_n), optional
+        One per stage, replacing ``grid`` and ``min_n`` for that stage: a design chosen on
+        training rows (``calibrate.design``), each stage's thresholds and start its own.
 
     Attributes
     ----------
@@ -66,8 +70,9 @@ class CascadeCalibrator:
     """
 
     def __init__(self, alpha=0.1, delta=0.1, delta_split="equal", grid=None, n_grid=200,
-                 procedure="fixed_sequence", min_n="auto", tie_policy="drop"):
+                 procedure="fixed_sequence", min_n="auto", tie_policy="drop", stage_grids=None):
         self.alpha = alpha
+        self.stage_grids = stage_grids
         self.delta = delta
         self.delta_split = delta_split
         self.grid = grid
@@ -138,11 +143,14 @@ class CascadeCalibrator:
         confidences = np.stack([confidence for _, confidence, _, _ in parsed], axis=1)
         verdicts = np.stack([has_verdict for *_, has_verdict in parsed], axis=1)
         remaining = np.ones(n_items, dtype=bool)
-        records, thresholds = [], []
+        records, thresholds, stage_grids = [], [], []
+        if self.stage_grids is not None and len(self.stage_grids) != len(parsed):
+            raise ValueError(f"stage_grids has {len(self.stage_grids)} entries for {len(parsed)} stages")
         for position, (name, confidence, pred, has_verdict) in enumerate(parsed):
+            grid, min_n = (self.grid, self.min_n) if self.stage_grids is None else self.stage_grids[position]
             calibrator = SelectiveCalibrator(alpha=alpha[0], delta=float(deltas[position]),
-                                             grid=self.grid, n_grid=self.n_grid,
-                                             procedure=self.procedure, min_n=self.min_n,
+                                             grid=grid, n_grid=self.n_grid,
+                                             procedure=self.procedure, min_n=min_n,
                                              tie_policy=self.tie_policy)
             n_seen = int(remaining.sum())
             if not np.any(remaining & usable):  # nothing left to calibrate on: accept nothing
@@ -154,6 +162,7 @@ class CascadeCalibrator:
                 result = calibrator.results_[0]
                 threshold = result.threshold
                 self.grid_ = calibrator.grid_
+                stage_grids.append(calibrator.grid_)
             thresholds.append(threshold)
             decided_by = deciding_stage(confidences[:, :position + 1], verdicts[:, :position + 1],
                                         np.array(thresholds))
@@ -164,6 +173,12 @@ class CascadeCalibrator:
 
         if not hasattr(self, "grid_"):
             raise ValueError("no stage had calibration items")
+        if self.stage_grids is not None:  # every stage's thresholds, so each λ̂ lies on the grid
+            self.grid_ = ThresholdGrid(np.concatenate([np.asarray(g) for g in stage_grids]),
+                                       kind=stage_grids[0].kind)
+            for record, (grid, min_n) in zip(records, self.stage_grids):
+                record["grid"] = {"kind": grid.kind, "n_points": int(np.size(grid)),
+                                  "start": float(np.asarray(grid)[0]), "min_n": min_n}
         # overall agreement: each item judged by its deciding stage's verdict
         final_pred = np.full(n_items, None, dtype=object)
         for position, (_, _, pred, _) in enumerate(parsed):
@@ -235,6 +250,8 @@ class CascadeCalibrator:
             else:
                 entry = _stage_record(record["name"], confidence_name, result, record["delta"])
             entry.update(n_seen=record["n_seen"], n_decided=record["n_decided"])
+            if "grid" in record:
+                entry["grid"] = record["grid"]
             stage_records.append(entry)
         split = (f"equal: delta / {len(self.stages_)} per stage" if isinstance(self.delta_split, str)
                  else f"weights {list(map(float, self.delta_split))} normalised to sum to delta")
