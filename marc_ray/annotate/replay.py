@@ -437,14 +437,14 @@ def replay_stream(runs: pa.Table | str, judge: str, *, comparisons: pa.Table | N
 
 def replay_annotations(runs: pa.Table, judge: str, *, comparisons: pa.Table | None = None,
                        zero_shot: str | None = None, annotators: Sequence[str] | None = None,
-                       source: str = "<runs>", carry: Sequence[str] = (),
+                       source: str | None = None, carry: Sequence[str] = (),
                        labels: tuple[str, str] = ("A", "B")) -> pa.Table:
     """A run table → an annotation table (one row per item), the rows of ``assemble.annotation_row``.
 
     Parameters
     ----------
-    runs : pyarrow.Table
-        A run table in any shape of :mod:`marc_ray.annotate.run_table` (the canonical one:
+    runs : pyarrow.Table or str
+        A run table (or its path) in any shape of :mod:`marc_ray.annotate.run_table` (the canonical one:
         ``id``, ``annotator``, ``order``, optional ``subset``, and ``p_response_a`` or
         ``verdict``).
     judge : str

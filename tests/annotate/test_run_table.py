@@ -206,3 +206,39 @@ def test_malformed_answer_lines_name_the_row(tmp_path, line, message):
     path.write_text(json.dumps(good) + "\n" + json.dumps(line) + "\n")
     with pytest.raises(ContractError, match=message):
         replay_annotations(str(path), "judge", source=str(path))
+
+
+# ---- the documented examples replay as documented ------------------------------------------------
+
+def _documented_examples() -> dict[str, list[dict]]:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "engines.md").read_text()
+    section = text[text.index("## Replay"):]
+    blocks = {}
+    for shape in "abcd":
+        start = section.index(f"**({shape})")
+        block = re.search(r"```json\n(.*?)```", section[start:], re.S).group(1)
+        blocks[shape] = [json.loads(line) for line in block.splitlines() if line.strip()]
+    return blocks
+
+
+@pytest.mark.parametrize("shape", list("abcd"))
+def test_each_documented_five_line_example_replays(tmp_path, shape):
+    lines = _documented_examples()[shape]
+    assert len(lines) == 5
+    ids = sorted({line.get("id") or line["custom_id"].split("::")[0] for line in lines})
+    comparisons = validate_comparisons(pa.Table.from_pylist(
+        [{"id": i, "instruction": "q", "response_a": "r1", "response_b": "r2", "human_label": "a"}
+         for i in ids]))
+    path = tmp_path / "runs.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    table = replay_annotations(str(path), "judge", comparisons=comparisons)
+    statuses = [s for row in table.column("status").to_pylist() for s in row]
+    ok = statuses.count("ok")
+    missing_given = sum(1 for s in statuses if s.startswith("missing:") and s != "missing: not run")
+    assert ok + missing_given == 5  # every documented line is one run, read or missing with a reason
+    if shape == "c":  # q1 ab: P(A) = e^-0.2 / (e^-0.2 + e^-1.9) read at the answer position
+        p = table.column("probs").to_pylist()[0][0]
+        assert p == pytest.approx(math.exp(-0.2) / (math.exp(-0.2) + math.exp(-1.9)), abs=1e-6)
