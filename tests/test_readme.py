@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -42,7 +44,7 @@ def _command(commands: list[str], needle: str) -> str:
 
 def _run(script: str, folder: Path, timeout: float) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "PYTHONPATH": str(REPO), "RAY_TMPDIR": str(folder / "ray")}
+           "PYTHONPATH": str(REPO), "RAY_TMPDIR": (folder / "ray").read_text()}
     process = subprocess.Popen(["bash", "-e", "-c", script], cwd=folder, env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                start_new_session=True)
@@ -62,10 +64,13 @@ def readme_folder(tmp_path):
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder not found at {SHARED_DATA}")
     configs, commands = _blocks()
-    (tmp_path / "ray").mkdir()
+    # a Ray session of its own, under a short path (Ray's socket paths are limited to 107 bytes)
+    ray_tmp = tempfile.mkdtemp(prefix="ray-readme-", dir="/tmp")
+    (tmp_path / "ray").write_text(ray_tmp)
     result = _run(_command(commands, "datasets export pandalm pandalm.jsonl"), tmp_path, 300)
     assert result.returncode == 0, result.stdout[-3000:]
-    return tmp_path, configs, commands
+    yield tmp_path, configs, commands
+    shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def _certificate(folder: Path, run_dir: str) -> dict:
