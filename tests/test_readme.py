@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -20,9 +21,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SHARED_DATA, free_port
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
 
 SECTION = "### Bring your own judge"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _blocks() -> tuple[dict[str, str], list[str]]:
