@@ -133,4 +133,8 @@ def test_an_openai_compatible_server_as_written(readme_folder):
 
     (annotations,) = (folder / "runs/byoj-server/annotate").iterdir()  # the one judge's folder
     status = [s for row in pq.read_table(annotations).column("status").to_pylist() for s in row]
-    assert status.count("ok") == len(status)  # every run read from the server's log-probabilities
+    # every run read from the server's log-probabilities, but those of PandaLM's empty responses
+    # (likelihood mode has no token to score there: the engine says so)
+    assert set(status) <= {"ok", "missing: empty continuation_first",
+                           "missing: empty continuation_second"}
+    assert status.count("ok") >= 0.85 * len(status)
