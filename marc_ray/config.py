@@ -14,7 +14,8 @@ Example (``configs/demo.yaml`` is the complete, commented version)::
 
     run_dir: runs/demo
     data:
-      demo: {n_items: 240}          # the built-in benchmark (marc_ray.demo); or comparisons/pool
+      demo: {n_items: 240}          # the built-in benchmark (marc_ray.demo); or comparisons
+                                    # (and optionally pool, columns, labels: datasets.user_data)
     annotate: {model: smollm2, mode: likelihood, n_annotators: 3, k_shots: 2}
     fit: {epochs: 10}
     calibrate: {alpha: 0.15, delta: 0.1, confidence: conf_marc}
@@ -193,6 +194,7 @@ class PipelineConfig:
         self.report.validate(src)
         self.ray.validate(src)
         judges = self._validate_judges()
+        self._resolve_pool_size(judges)
         if "train" not in self.fit.model.train_splits:
             raise ValueError(f"{src}: fit.train_splits must include 'train' (the pipeline names its "
                              f"training split 'train'), got {list(self.fit.model.train_splits)}")
@@ -208,6 +210,13 @@ class PipelineConfig:
                              f"{self.fit.model.variant!r} writes {produced!r}; make them agree")
         self._judges = judges  # resolved once (cascade entries over annotate); judges() copies them
         return self
+
+    def _resolve_pool_size(self, judges: list[AnnotateConfig]) -> None:
+        """Without ``data.pool``, the pool drawn from the train split is what the judges need:
+        ``n_annotators * k_shots`` non-tie items (the largest over judges; none for replay)."""
+        if self.data.demo is None and not self.data.pool and not self.data.pool_size:
+            self.data.pool_size = max((judge.n_annotators * judge.k_shots for judge in judges
+                                       if judge.engine != "replay"), default=0)
 
     def _validate_judges(self) -> list[AnnotateConfig]:
         from .annotate.models import MODEL_ALIASES, check_model_spec
@@ -270,7 +279,8 @@ class PipelineConfig:
         data = read_run_config(run_dir)
         data["run_dir"] = run_dir
         data["data"] = {key: value for key, value in (data.get("data") or {}).items()
-                        if key not in ("demo", "comparisons", "pool", "max_items")}
+                        if key not in ("demo", "comparisons", "pool", "max_items", "columns",
+                                       "labels", "pool_size")}
         folder = RunFolder(run_dir)
         data["data"]["comparisons"], data["data"]["pool"] = folder.comparisons, folder.pool
         return cls.from_dict(data, source=folder.config)

@@ -7,7 +7,7 @@ N·(2^K − 1) runs per order) and per response order, which yields the run layo
 
 Annotators are the pool's real annotators when the pool has an ``annotator`` column (so each
 simulated annotator carries one human's preferences), else seeded random disjoint groups of
-the pool. The pool must be disjoint from the judged data by id (it would otherwise leak labels
+the pool: N pool partitions, not real annotators (single-label data; the report says so). The pool must be disjoint from the judged data by id (it would otherwise leak labels
 into calibration); :func:`check_pool_disjoint` refuses overlap.
 
 References
@@ -142,9 +142,29 @@ def build_annotators(pool: pa.Table, n_annotators: int, k_shots: int, seed: int 
             for j in range(n_annotators)]
 
 
+def pool_partition_notes(pool_path: str, judges: list[dict]) -> list[str]:
+    """The report's line when the simulated annotators are partitions of a pool without
+    annotator ids (single-label data), not real annotators; none otherwise.
+
+    ``judges`` are the run's resolved judge settings (``annotate`` over each cascade entry).
+    """
+    from ..contracts.io import exists, parquet_schema
+    from .config import AnnotateConfig
+
+    prompted = [judge for judge in judges if judge.get("engine", "transformers") != "replay"]
+    if not prompted or not exists(pool_path) or "annotator" in parquet_schema(pool_path).names:
+        return []
+    default = AnnotateConfig()
+    counts = sorted({int(judge.get("n_annotators", default.n_annotators)) for judge in prompted})
+    return [f"{' / '.join(map(str, counts))} pool partitions, not real annotators: the few-shot "
+            f"pool has no annotator ids, so each simulated annotator is a seeded random part of "
+            f"it, and their disagreement is the judge's sensitivity to its examples, not human "
+            f"disagreement."]
+
+
 def _example(row: dict) -> dict:
     return {name: row[name] for name in EXAMPLE_FIELDS}
 
 
 __all__ = ["SimulatedAnnotator", "shot_subsets", "run_layout", "read_pool", "build_annotators",
-           "check_pool_disjoint"]
+           "check_pool_disjoint", "pool_partition_notes"]

@@ -204,7 +204,7 @@ def engine_option_names(engine: str) -> list[str]:
         from .replay import replay_annotations
 
         keywords = inspect.signature(replay_annotations).parameters
-        own = ("runs", "judge", "comparisons", "source", "carry")  # set by the annotate job
+        own = ("runs", "judge", "comparisons", "source", "carry", "labels")  # set by the job
         return ["runs"] + [k for k in keywords if k not in own]
     return []
 

@@ -334,6 +334,20 @@ def _chat_top_logprobs(answer: dict[str, Any]) -> dict[str, float] | None:
     return {entry["token"]: entry["logprob"] for entry in content[0].get("top_logprobs", [])}
 
 
+def answer_top_logprobs(answer: dict[str, Any]) -> dict[str, float] | None:
+    """{token text: log-probability} of the answer token of a completion or a chat completion
+    (what a live request reads; the replay engine reads saved answers with it)."""
+    return _chat_top_logprobs(answer) if _is_chat(answer) else _completion_top_logprobs(answer)
+
+
+def _is_chat(answer: dict[str, Any]) -> bool:
+    """A chat completion: its choice holds a message (a completion's holds text)."""
+    try:
+        return "message" in answer["choices"][0]
+    except (KeyError, IndexError, TypeError):
+        return False
+
+
 def choice_from_top_logprobs(top: dict[str, float] | None, labels: tuple[str, str]) -> RunResult:
     """P(first) from the answer token's top log-probabilities (each label: "X" and " X" summed).
 

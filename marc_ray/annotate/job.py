@@ -464,6 +464,7 @@ def _replay(config: AnnotateConfig, start: float) -> AnnotateSummary:
     # streamed batch by batch from the run table's file into the shard (bounded memory)
     n_rows = write_replay(runs_path, config.judge_name or "replay", shard_path(config.output, 0),
                           comparisons=comparisons, source=runs_path, carry=config.carry,
+                          labels=config.labels,
                           metadata=judge_metadata(config, config.judge_name or "replay"), **options)
     return AnnotateSummary(config.output, n_rows, 1, shards_written=[0],
                            seconds=time.perf_counter() - start)

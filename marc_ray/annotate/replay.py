@@ -1,19 +1,12 @@
 """Replay: judge outputs computed elsewhere → the annotation contract, and judge panels.
 
-Two inputs are replayed, both long tables with one row per run:
-
-*run table* (any engine's output, or any judge's)
-    ``id``; ``annotator`` (the simulated annotator: a name); ``order`` ("ab": response_a shown
-    first, "ba": response_b shown first); optional ``subset`` (the shot subset, as
-    comma-separated 0-based shot indices such as "0,2"; one subset "0" when absent); and
-    exactly one value column: ``p_response_a`` (P(response_a better), already mapped back
-    from the order shown; null or NaN = missing run) or ``verdict`` ("a", "b", "tie"; null =
-    unusable). An optional ``raw`` column (the judge's original answer) goes into the status of
-    a missing run.
-*verdict table* (what the dataset loaders return for the judges they ship)
-    ``id``, ``judge``, ``variant`` (the prompt), ``order``, ``verdict``, ``raw``: the schema and
-    its validator are ``marc_ray.contracts.verdicts``, the builder the loaders use
-    ``marc_ray.datasets.verdicts.verdict_table``. :func:`panel_runs` turns it into a run table.
+The run table arrives in any shape :mod:`marc_ray.annotate.run_table` reads (the canonical long
+table, the verdict export, one judge's runs in both orders, OpenAI-compatible answers with top
+log-probabilities); this module turns its canonical batches into annotation rows, and builds
+judge panels from a *verdict table* (``id``, ``judge``, ``variant``, ``order``, ``verdict``,
+``raw``: the schema and its validator are ``marc_ray.contracts.verdicts``, the builder the
+loaders use ``marc_ray.datasets.verdicts.verdict_table``; :func:`panel_runs` turns it into a run
+table).
 
 How a discrete verdict becomes a probability
     A verdict is about the original responses (not the position shown), and becomes
@@ -50,42 +43,22 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pa_dataset
 import pyarrow.parquet as pq
 
-from ..contracts import (ORDERS, ContractError, RunLayout, annotation_schema, carried_names,
-                         read_table)
+from ..contracts import ORDERS, ContractError, RunLayout, annotation_schema, carried_names
 from ..contracts.io import write_atomic
 from ..contracts.verdicts import validate_verdicts
+from .run_table import (DEFAULT_SUBSET, NO_PROBABILITY, NOT_RUN, OK, RAW, STATUS_TEXT, UNUSABLE,
+                        VERDICT_PROBABILITY, RunBatches, codes, empty, encoded, first_true,
+                        member_name, parse_subset, raw_reasons, run_values, as_text,
+                        verdict_to_probability)
 
-VERDICT_PROBABILITY = {"a": 1.0, "b": 0.0, "tie": 0.5}  # P(response_a better) of a verdict
 REPLAY_METADATA_KEY = b"marc_ray.replay"
-DEFAULT_SUBSET = "0"
-
-
-def verdict_to_probability(verdict: str | None) -> float:
-    """P(response_a better) of a discrete verdict: a → 1, b → 0, tie → 0.5, None → NaN (missing).
-
-    Examples
-    --------
-    >>> verdict_to_probability("tie")
-    0.5
-    """
-    if verdict is None:
-        return math.nan
-    if verdict not in VERDICT_PROBABILITY:
-        raise ValueError(f"verdict must be one of {sorted(VERDICT_PROBABILITY)} or None, got {verdict!r}")
-    return VERDICT_PROBABILITY[verdict]
-
-
-def member_name(judge: str, variant: str) -> str:
-    return f"{judge}/{variant}"
 
 
 def panel_runs(verdicts: pa.Table, target: str, *, panel: Sequence[str] | None = None,
@@ -186,119 +159,11 @@ def panel_annotations(verdicts: pa.Table, target: str, *, comparisons: pa.Table 
 # ``max_dense_bytes`` (more ranges, one pass each, beyond it), not by runs × items.
 # ---------------------------------------------------------------------------------------------
 
-BATCH_ROWS = 1 << 18  # run rows per scanned batch (its temporaries are the transient memory)
-DICTIONARY_COLUMNS = ("id", "annotator", "subset", "order", "verdict")
 CHUNK_RUNS = 1 << 21  # runs per written chunk of annotation rows
 MAX_DENSE_BYTES = 2 << 30  # dense per-range arrays; beyond it the run table is scanned again
-_NOT_RUN, _OK, _NO_PROBABILITY, _UNUSABLE, _RAW = 0, 1, 2, 3, 255  # status codes
-_STATUS_TEXT = ["missing: not run", "ok", "missing: no probability", "missing: unusable verdict"]
 
 
-def _parse_subset(text, source: str, index: int) -> tuple[int, ...]:
-    try:
-        subset = tuple(sorted(int(part) for part in str(text).split(",")))
-    except ValueError as error:
-        raise ContractError(source, f"subset {text!r} is not comma-separated shot indices",
-                            row=index, field="subset") from error
-    if not subset or min(subset) < 0 or len(set(subset)) != len(subset):
-        raise ContractError(source, f"subset {text!r} must list distinct shot indices >= 0",
-                            row=index, field="subset")
-    return subset
-
-
-class _RunBatches:
-    """The run table as record batches in file order, each with the row offset of its first row."""
-
-    def __init__(self, runs: pa.Table | str, source: str):
-        self.source = source
-        if isinstance(runs, pa.Table):
-            self.table, self.dataset = runs, None
-            self.names = runs.column_names
-        else:
-            self.table, self.dataset = None, None
-            lower = str(runs).lower().rstrip("/")
-            if lower.endswith((".jsonl", ".json", ".ndjson")):
-                self.table = read_table(runs)  # line formats are small; read_table names the line
-            else:
-                try:
-                    # text columns decoded as dictionaries: a batch holds small indices, and the
-                    # lookups below run once per distinct value, not once per row
-                    parquet = pa_dataset.ParquetFileFormat(read_options=pa_dataset.ParquetReadOptions(
-                        dictionary_columns=list(DICTIONARY_COLUMNS)))
-                    self.dataset = pa_dataset.dataset(runs, format=parquet)
-                    schema = self.dataset.schema
-                except (pa.ArrowInvalid, OSError, FileNotFoundError) as error:
-                    read_table(runs)  # raises the contract's error (missing file, bad format)
-                    raise ContractError(source, f"not a readable Parquet file or folder: {error}") from error
-            self.names = (self.table.column_names if self.table is not None else schema.names)
-        if self.table is not None and self.table.num_rows == 0 or (
-                self.dataset is not None and self.dataset.count_rows() == 0):
-            raise ContractError(source, "the run table has no rows")
-
-    def type_of(self, name: str) -> pa.DataType:
-        schema = self.table.schema if self.table is not None else self.dataset.schema
-        return schema.field(name).type
-
-    def __call__(self, columns: Sequence[str]):
-        columns = [name for name in columns if name in self.names]
-        if self.table is not None:
-            batches = self.table.select(columns).to_batches(max_chunksize=BATCH_ROWS)
-        else:
-            # no read-ahead, no pre-buffering: the scan holds one batch, not the file
-            batches = self.dataset.to_batches(
-                columns=columns, batch_size=BATCH_ROWS, batch_readahead=0, fragment_readahead=0,
-                fragment_scan_options=pa_dataset.ParquetFragmentScanOptions(pre_buffer=False))
-        offset = 0
-        for batch in batches:
-            if batch.num_rows:
-                yield offset, batch
-            offset += batch.num_rows
-
-
-def _first(mask) -> int:
-    """Index of the first True of a boolean array (pyarrow or numpy); -1 when none."""
-    mask = np.asarray(mask.to_numpy(zero_copy_only=False) if isinstance(mask, (pa.Array, pa.ChunkedArray))
-                      else mask, dtype=bool)
-    hits = np.flatnonzero(mask)
-    return int(hits[0]) if hits.size else -1
-
-
-def _text(column) -> pa.Array:
-    """A column as plain strings (dictionary-decoded, numbers as text)."""
-    if pa.types.is_dictionary(column.type):
-        column = column.dictionary_decode()
-    return column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
-
-
-def _encoded(column) -> tuple[pa.Array, np.ndarray]:
-    """(distinct values as text, in first appearance; index of each row's value, -1 for null)."""
-    if not pa.types.is_dictionary(column.type):
-        column = pc.dictionary_encode(column)
-    indices = pc.fill_null(column.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-    return _text(column.dictionary), indices
-
-
-def _per_row(values: np.ndarray, indices: np.ndarray, null) -> np.ndarray:
-    """``values[index]`` for each row (``null`` where the index is -1)."""
-    return np.append(values, null)[indices]
-
-
-def _codes(column, values) -> np.ndarray:
-    """Index of each value of ``column`` in ``values`` (-1: not there, or null)."""
-    dictionary, indices = _encoded(column)
-    value_set = values if isinstance(values, pa.Array) else pa.array(list(values), pa.string())
-    found = pc.fill_null(pc.index_in(dictionary, value_set=value_set), -1)
-    return _per_row(found.to_numpy(zero_copy_only=False).astype(np.int64), indices, -1)
-
-
-def _empty(column) -> np.ndarray:
-    """Rows whose text is null or empty."""
-    dictionary, indices = _encoded(column)
-    blank = pc.fill_null(pc.equal(dictionary, ""), True).to_numpy(zero_copy_only=False)
-    return _per_row(blank, indices, True)
-
-
-def _layout_pass(batches: _RunBatches, zero_shot: str | None, annotators: Sequence[str] | None,
+def _layout_pass(batches: RunBatches, zero_shot: str | None, annotators: Sequence[str] | None,
                  need_ids: bool):
     """Pass 1: annotator names, the subsets of the layout, and the ids in first appearance."""
     names: dict[str, None] = {}
@@ -306,17 +171,17 @@ def _layout_pass(batches: _RunBatches, zero_shot: str | None, annotators: Sequen
     id_chunks = []
     has_subset = "subset" in batches.names
     for offset, batch in batches(["annotator", "subset"] + (["id"] if need_ids else [])):
-        bad = _first(_empty(batch.column("annotator")))
+        bad = first_true(empty(batch.column("annotator")))
         if bad >= 0:
             raise ContractError(batches.source, f"expected an annotator name, got "
                                 f"{batch.column('annotator')[bad].as_py()!r}", row=offset + bad,
                                 field="annotator")
-        annotator_values, annotator = _encoded(batch.column("annotator"))
+        annotator_values, annotator = encoded(batch.column("annotator"))
         if has_subset:
-            subset_values, subset = _encoded(batch.column("subset"))
-            bad = _first(subset < 0)
+            subset_values, subset = encoded(batch.column("subset"))
+            bad = first_true(subset < 0)
             if bad >= 0:
-                _parse_subset(None, batches.source, offset + bad)
+                parse_subset(None, batches.source, offset + bad)
         else:
             subset_values, subset = pa.array([DEFAULT_SUBSET]), np.zeros(batch.num_rows, np.int64)
         # distinct (annotator, subset) pairs and the first row of each, in first appearance
@@ -328,7 +193,7 @@ def _layout_pass(batches: _RunBatches, zero_shot: str | None, annotators: Sequen
             names.setdefault(name, None)
             pairs.setdefault(key, offset + row)
         if need_ids:
-            id_chunks.append(_encoded(batch.column("id"))[0])
+            id_chunks.append(encoded(batch.column("id"))[0])
     if annotators is None:
         annotators = [name for name in names if name != zero_shot]
     annotators = list(annotators)
@@ -337,60 +202,12 @@ def _layout_pass(batches: _RunBatches, zero_shot: str | None, annotators: Sequen
                             hint="the zero-shot annotator alone cannot fill a run layout")
     parsed = {}
     for (name, text), row in sorted(pairs.items(), key=lambda pair: pair[1]):
-        parsed[text] = _parse_subset(text, batches.source, row)  # refuses bad subsets, any annotator
+        parsed[text] = parse_subset(text, batches.source, row)  # refuses bad subsets, any annotator
     members = set(annotators)
     layout_subsets = sorted({parsed[text] for name, text in pairs if name in members},
                             key=lambda s: (len(s), s)) or [(0,)]
     ids = pc.unique(pa.chunked_array(id_chunks, pa.string()).combine_chunks()) if need_ids else None
     return annotators, layout_subsets, parsed, ids
-
-
-def _run_values(batch: pa.RecordBatch, value_column: str, offset: int, source: str,
-                check: bool) -> tuple[np.ndarray, np.ndarray, pa.Array | None]:
-    """P(response_a better) (NaN: missing), status code and, for missing runs with a raw
-    answer, the raw text (null elsewhere) of each row of ``batch``."""
-    column = batch.column(value_column)
-    if value_column == "p_response_a":
-        values = pc.cast(column, pa.float64()) if not pa.types.is_null(column.type) else \
-            pa.nulls(len(column), pa.float64())
-        p = pc.fill_null(values, math.nan).to_numpy(zero_copy_only=False)
-        missing = np.isnan(p)
-        if check:
-            bad = _first(~missing & ((p < 0.0) | (p > 1.0)))
-            if bad >= 0:
-                raise ContractError(source, f"probability {p[bad]} outside [0, 1]",
-                                    row=offset + bad, field="p_response_a")
-        code = np.where(missing, _NO_PROBABILITY, _OK).astype(np.uint8)
-    else:
-        found = _codes(column, list(VERDICT_PROBABILITY))
-        if check:
-            bad = _first((found < 0) & pc.is_valid(column).to_numpy(zero_copy_only=False))
-            if bad >= 0:
-                raise ContractError(source, f"verdict {column[bad].as_py()!r} is not one of "
-                                    f"{sorted(VERDICT_PROBABILITY)} (or null: unusable)",
-                                    row=offset + bad, field="verdict")
-        p = np.append(np.array(list(VERDICT_PROBABILITY.values())), math.nan)[found]
-        missing = found < 0
-        code = np.where(missing, _UNUSABLE, _OK).astype(np.uint8)
-    raw = None
-    if "raw" in batch.schema.names and missing.any():
-        rows = np.flatnonzero(missing)  # only the missing runs' answers are read
-        raw_text = _text(batch.column("raw").take(pa.array(rows)))
-        given = pc.fill_null(pc.not_equal(raw_text, ""), False).to_numpy(zero_copy_only=False)
-        if given.any():
-            code[rows[given]] = _RAW
-            raw = pa.nulls(batch.num_rows, pa.string())
-            raw = pc.replace_with_mask(raw, pa.array(np.isin(np.arange(batch.num_rows), rows[given])),
-                                       raw_text.filter(pa.array(given)))
-    return p, code, raw
-
-
-def _raw_reasons(raw: pa.Array, code: int) -> pa.Array:
-    """The status of missing runs with a raw answer: repr() of each distinct answer, once."""
-    distinct = pc.unique(raw)
-    text = "missing: no probability" if code == _NO_PROBABILITY else "missing: unusable verdict"
-    reasons = pa.array([f"{text} (raw {value!r})" for value in distinct.to_pylist()], pa.string())
-    return pc.take(reasons, pc.index_in(raw, value_set=distinct))
 
 
 class _Range:
@@ -415,10 +232,10 @@ def _duplicate(cells: np.ndarray, taken: np.ndarray) -> int:
     again = np.zeros(cells.size, dtype=bool)
     again[order[1:][ranked[1:] == ranked[:-1]]] = True
     again |= taken
-    return _first(again)
+    return first_true(again)
 
 
-def _scatter_pass(batches: _RunBatches, part: _Range, item_ids: pa.Array, value_column: str,
+def _scatter_pass(batches: RunBatches, part: _Range, item_ids: pa.Array, value_column: str,
                   zero_shot: str | None, annotators: list[str], subset_of: dict[str, int],
                   layout: RunLayout, known_ids: bool, check: bool) -> None:
     """Pass 2 over the whole run table for one item range (``check``: validate every row too)."""
@@ -429,20 +246,20 @@ def _scatter_pass(batches: _RunBatches, part: _Range, item_ids: pa.Array, value_
     for offset, batch in batches(["id", "annotator", "subset", "order", value_column, "raw"]):
         ids = batch.column("id")
         if check:
-            bad = _first(_empty(ids))
+            bad = first_true(empty(ids))
             if bad >= 0:
                 raise ContractError(source, "missing id", row=offset + bad, field="id")
         order_text = batch.column("order")
-        order = _codes(order_text, ORDERS)
+        order = codes(order_text, ORDERS)
         if check:
-            bad = _first(order < 0)
+            bad = first_true(order < 0)
             if bad >= 0:
                 raise ContractError(source, f"order {order_text[bad].as_py()!r} is not one of "
                                     f"{list(ORDERS)}", row=offset + bad, field="order")
-        p, code, raw = _run_values(batch, value_column, offset, source, check)
-        item = _codes(ids, item_ids)
+        p, code, raw = run_values(batch, value_column, offset, source, check)
+        item = codes(ids, item_ids)
         if check and known_ids:
-            bad = _first(item < 0)
+            bad = first_true(item < 0)
             if bad >= 0:
                 raise ContractError(source, f"id {ids[bad].as_py()!r} is not in the comparisons",
                                     row=offset + bad, field="id", hint="replay runs of the same data set")
@@ -450,7 +267,7 @@ def _scatter_pass(batches: _RunBatches, part: _Range, item_ids: pa.Array, value_
         p = np.where(order == 1, 1.0 - (1.0 - p), p)
         inside = (item >= part.lo) & (item < part.hi)
         local = item - part.lo
-        annotator = _codes(batch.column("annotator"), annotators)
+        annotator = codes(batch.column("annotator"), annotators)
         names = batch.column("annotator")
 
         def refuse(rows: np.ndarray, position: int) -> None:
@@ -460,35 +277,35 @@ def _scatter_pass(batches: _RunBatches, part: _Range, item_ids: pa.Array, value_
                                 row=offset + row, field="id")
 
         if zero_shot is not None:
-            rows = np.flatnonzero(inside & (_codes(names, [zero_shot]) == 0))
+            rows = np.flatnonzero(inside & (codes(names, [zero_shot]) == 0))
             cells = local[rows] * 2 + order[rows]
             bad = _duplicate(cells, part.zero_seen[cells])
             if bad >= 0:
                 refuse(rows, bad)
             part.zero_seen[cells] = True
-            ok = code[rows] == _OK
+            ok = code[rows] == OK
             part.zero_shot[cells[ok]] = p[rows[ok]]
         rows = np.flatnonzero(inside & (annotator >= 0))
         if rows.size == 0:
             continue
         if "subset" in batch.schema.names:
-            subset = subset_lookup[_codes(batch.column("subset"), subset_texts)[rows]]
+            subset = subset_lookup[codes(batch.column("subset"), subset_texts)[rows]]
         else:
             subset = np.full(rows.size, subset_of[DEFAULT_SUBSET], dtype=np.int64)
         run = (annotator[rows] * layout.n_subsets + subset) * len(layout.orders) + order[rows]
         cells = local[rows] * n_runs + run
-        bad = _duplicate(cells, part.status[cells] != _NOT_RUN)
+        bad = _duplicate(cells, part.status[cells] != NOT_RUN)
         if bad >= 0:
             refuse(rows, bad)
         part.status[cells] = code[rows]
-        part.probs[cells] = np.where(code[rows] == _OK, p[rows], np.nan)
+        part.probs[cells] = np.where(code[rows] == OK, p[rows], np.nan)
         if raw is not None:
-            with_raw = code[rows] == _RAW
+            with_raw = code[rows] == RAW
             if with_raw.any():
                 part.raw_cells.append(cells[with_raw])
-                part.raw_reasons.append(_raw_reasons(pc.take(raw, pa.array(rows[with_raw])),
-                                                     _NO_PROBABILITY if value_column == "p_response_a"
-                                                     else _UNUSABLE))
+                part.raw_reasons.append(raw_reasons(pc.take(raw, pa.array(rows[with_raw])),
+                                                     NO_PROBABILITY if value_column == "p_response_a"
+                                                     else UNUSABLE))
 
 
 def _mean_confidence(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -532,9 +349,9 @@ def _annotation_chunks(part: _Range, item_ids: pa.Array, judge: str, layout: Run
                         np.where(np.isfinite(p_pred), np.where(p_pred >= 0.5, 1, 2), 0))
         codes = part.status[a * n_runs:b * n_runs].astype(np.int32)
         first, last = np.searchsorted(raw_cells, [a * n_runs, b * n_runs])
-        dictionary = pa.concat_arrays([pa.array(_STATUS_TEXT, pa.string()),
+        dictionary = pa.concat_arrays([pa.array(STATUS_TEXT, pa.string()),
                                        raw_reasons.slice(first, last - first)])
-        codes[raw_cells[first:last] - a * n_runs] = len(_STATUS_TEXT) + np.arange(last - first)
+        codes[raw_cells[first:last] - a * n_runs] = len(STATUS_TEXT) + np.arange(last - first)
         status = pc.take(dictionary, pa.array(codes))
         columns = {
             "id": item_ids.slice(part.lo + a, m),
@@ -558,24 +375,21 @@ def _annotation_chunks(part: _Range, item_ids: pa.Array, judge: str, layout: Run
 def replay_stream(runs: pa.Table | str, judge: str, *, comparisons: pa.Table | None = None,
                   zero_shot: str | None = None, annotators: Sequence[str] | None = None,
                   source: str | None = None, max_dense_bytes: int = MAX_DENSE_BYTES,
-                  carry: Sequence[str] = ()):
+                  carry: Sequence[str] = (), labels: tuple[str, str] = ("A", "B")):
     """A run table → its annotation table in chunks: ``(schema, iterator of tables)``.
 
-    ``runs`` is a table or the path of a run table (Parquet file or folder, or JSONL), read
-    batch by batch. Same parameters, result and errors as :func:`replay_annotations`; the rows
-    come chunk by chunk, so a caller can write them without holding them all.
+    ``runs`` is a table or the path of a run table in any shape of
+    :mod:`marc_ray.annotate.run_table` (Parquet file or folder, JSONL or JSON), read batch by
+    batch. Same parameters, result and errors as :func:`replay_annotations`; the rows come chunk
+    by chunk, so a caller can write them without holding them all.
     """
     source = source or (str(runs) if not isinstance(runs, pa.Table) else "<runs>")
-    batches = _RunBatches(runs, source)
-    for name in ("id", "annotator", "order"):
-        if name not in batches.names:
-            raise ContractError(source, "missing column", field=name,
-                                hint=f"columns present: {', '.join(batches.names)}")
-    has_p, has_verdict = "p_response_a" in batches.names, "verdict" in batches.names
-    if has_p == has_verdict:
-        raise ContractError(source, "give exactly one value column", field="p_response_a",
-                            hint="p_response_a (probabilities) or verdict (a / b / tie)")
-    value_column = "p_response_a" if has_p else "verdict"
+    batches = RunBatches(runs, source, judge=judge, labels=tuple(labels))
+    if zero_shot is None and batches.zero_shot is not None:  # one judge: its own runs
+        zero_shot = batches.zero_shot
+        annotators = annotators if annotators is not None else [zero_shot]
+    value_column = "p_response_a" if "p_response_a" in batches.names else "verdict"
+    has_p = value_column == "p_response_a"
     if has_p:
         kind = batches.type_of("p_response_a")
         if not (pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_null(kind)):
@@ -589,7 +403,7 @@ def replay_stream(runs: pa.Table | str, judge: str, *, comparisons: pa.Table | N
     subset_of.setdefault(DEFAULT_SUBSET, subset_index.get((0,), -1))
     layout = RunLayout(len(annotators), tuple(layout_subsets))
     if comparisons is not None:
-        item_ids = _text(comparisons.column("id").combine_chunks())
+        item_ids = as_text(comparisons.column("id").combine_chunks())
     else:
         item_ids = first_ids
     if carry and comparisons is None:
@@ -623,14 +437,16 @@ def replay_stream(runs: pa.Table | str, judge: str, *, comparisons: pa.Table | N
 
 def replay_annotations(runs: pa.Table, judge: str, *, comparisons: pa.Table | None = None,
                        zero_shot: str | None = None, annotators: Sequence[str] | None = None,
-                       source: str = "<runs>", carry: Sequence[str] = ()) -> pa.Table:
+                       source: str | None = None, carry: Sequence[str] = (),
+                       labels: tuple[str, str] = ("A", "B")) -> pa.Table:
     """A run table → an annotation table (one row per item), the rows of ``assemble.annotation_row``.
 
     Parameters
     ----------
-    runs : pyarrow.Table
-        A run table (module docstring): ``id``, ``annotator``, ``order``, optional ``subset``,
-        and ``p_response_a`` or ``verdict``.
+    runs : pyarrow.Table or str
+        A run table (or its path) in any shape of :mod:`marc_ray.annotate.run_table` (the canonical one:
+        ``id``, ``annotator``, ``order``, optional ``subset``, and ``p_response_a`` or
+        ``verdict``).
     judge : str
         The judge name written in the annotations.
     comparisons : pyarrow.Table, optional
@@ -642,7 +458,10 @@ def replay_annotations(runs: pa.Table, judge: str, *, comparisons: pa.Table | No
         ``comparisons`` (``validate_comparisons(..., carry=carry)`` keeps them).
     zero_shot : str, optional
         The annotator whose runs are the zero-shot runs (predictive probability); none by default
-        (``conf_predictive`` is then NaN).
+        (``conf_predictive`` is then NaN), except for one judge's runs (no annotator column),
+        which are both its one simulated annotator and its zero-shot runs.
+    labels : (str, str)
+        OpenAI-compatible answers only: the labels of the first- and second-shown response.
     annotators : sequence of str, optional
         The simulated annotators in layout order; by default every other annotator, in order of
         first appearance.
@@ -657,11 +476,12 @@ def replay_annotations(runs: pa.Table, judge: str, *, comparisons: pa.Table | No
     Raises
     ------
     ContractError
-        Missing column, bad order / subset / value, a duplicate run, an id not in
-        ``comparisons``, no simulated annotator at all.
+        A table of no accepted shape, bad order / subset / value (NaN included), a duplicate
+        run, an id not in ``comparisons``, no simulated annotator at all.
     """
     schema, chunks = replay_stream(runs, judge, comparisons=comparisons, zero_shot=zero_shot,
-                                   annotators=annotators, source=source, carry=carry)
+                                   annotators=annotators, source=source, carry=carry,
+                                   labels=labels)
     return pa.Table.from_batches([b for chunk in chunks for b in chunk.to_batches()], schema=schema)
 
 

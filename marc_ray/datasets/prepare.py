@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +20,7 @@ from ..contracts import (ContractError, check_pool_disjoint, check_present, read
                          validate_comparisons, write_table_atomic)
 from ..contracts.io import parent
 from ..contracts.validation import check_number, check_section_types, fail, reject_unknown
+from .user_data import check_maps, named_as_in_the_file, read_user_table
 
 SPLITS = ("train", "calibration", "test")
 
@@ -28,8 +29,15 @@ SPLITS = ("train", "calibration", "test")
 class DataConfig:
     """Where the comparisons come from and how they are split."""
 
-    comparisons: str = ""      # comparisons (JSONL/JSON/Parquet, local path or pyarrow URI); "" with demo
-    pool: str = ""             # few-shot pool with annotator ids (never calibrated or tested on)
+    comparisons: str = ""      # comparisons (JSONL/JSON/CSV/Parquet, local path or pyarrow URI); "" with demo
+    pool: str = ""             # few-shot pool, annotator ids optional (never calibrated or tested on);
+                               # "" = pool_size items drawn from the train split (replay needs none)
+    columns: dict = field(default_factory=dict)  # contract field -> the files' column, e.g.
+                               # {instruction: query, human_label: human} (datasets.user_data)
+    labels: dict = field(default_factory=dict)   # the files' human_label values -> a / b / tie,
+                               # e.g. {model1: a, model2: b, TIE: tie}; {} = already a / b / tie
+    pool_size: int = 0         # items drawn from the train split when pool is "": set at load to
+                               # the judges' need (n_annotators * k_shots non-tie items; 0: replay)
     demo: dict | None = None   # generate the built-in benchmark instead: marc_ray.demo.DemoSpec fields
                                # ({} = defaults); writes run_dir/data/{comparisons,pool}.jsonl
     train_fraction: float = 0.4        # used when the comparisons have no `split` column: share of
@@ -52,13 +60,16 @@ class DataConfig:
                 raise ValueError(f"{source}: give either data.demo or data.comparisons/data.pool, "
                                  f"not both")
         else:
+            if not self.comparisons:
+                raise ValueError(f"{source}: data.comparisons is required (a file path or URI), or "
+                                 f"set data.demo: {{}} to generate the built-in benchmark")
             for name in ("comparisons", "pool"):
                 value = getattr(self, name)
-                if not value:
-                    raise ValueError(f"{source}: data.{name} is required (a file path or URI), or "
-                                     f"set data.demo: {{}} to generate the built-in benchmark")
-                if "://" not in value and not os.path.exists(value):
+                if value and "://" not in value and not os.path.exists(value):
                     raise ValueError(f"{source}: data.{name}: no such file {value!r}")
+        check_maps(self.columns, self.labels, source)
+        check_number("data.pool_size", self.pool_size, source, low=0, integer=True,
+                     what="an integer >= 0")
         fractions = (self.train_fraction, self.calibration_fraction, self.test_fraction)
         if any(f < 0 for f in fractions) or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6) \
                 or self.calibration_fraction <= 0:
@@ -101,6 +112,39 @@ def assign_splits(table: pa.Table, data: DataConfig, source: str,
     return table.set_column(table.column_names.index("split"), "split", column)
 
 
+def draw_pool(comparisons: pa.Table, size: int, seed: int, source: str) -> tuple[pa.Table, pa.Table]:
+    """``size`` non-tie items of the train split, seeded: (the comparisons without them, the pool).
+
+    The pool's items leave the comparisons altogether: they are never annotated, trained on,
+    calibrated or tested (their labels are in every prompt). Calibration and test rows are never
+    drawn. The pool has no annotator ids: the simulated annotators are seeded partitions of it
+    (``annotate.annotators.build_annotators``).
+
+    Raises
+    ------
+    ContractError
+        The train split holds fewer than ``size`` items labelled "a" or "b".
+    """
+    columns = [name for name in ("id", "instruction", "response_a", "response_b", "human_label")
+               if name in comparisons.column_names]
+    if size == 0:
+        return comparisons, comparisons.select(columns).slice(0, 0)
+    split = comparisons.column("split").to_numpy(zero_copy_only=False)
+    label = comparisons.column("human_label").to_numpy(zero_copy_only=False)
+    eligible = np.flatnonzero((split == "train") & np.isin(label, ["a", "b"]))
+    if eligible.size < size:
+        raise ContractError(source, f"data.pool is not given, and the train split has "
+                            f"{eligible.size} items labelled 'a' or 'b' to draw a few-shot pool "
+                            f"of {size} from", field="data.pool",
+                            hint="give a pool file, raise data.train_fraction, or lower "
+                                 "annotate.n_annotators / k_shots")
+    drawn = np.sort(np.random.default_rng(seed).choice(eligible, size=size, replace=False))
+    keep = np.ones(comparisons.num_rows, dtype=bool)
+    keep[drawn] = False
+    return (comparisons.filter(pa.array(keep)),
+            comparisons.select(columns).take(pa.array(drawn)))
+
+
 def prepare(data: DataConfig, *, seed: int, comparisons_out: str, pool_out: str,
             extra_splits: tuple[str, ...] = (), group_column: str | None = None) -> dict:
     """Validate the comparisons and the pool (or generate the demo), assign splits, write Parquet.
@@ -129,14 +173,22 @@ def prepare(data: DataConfig, *, seed: int, comparisons_out: str, pool_out: str,
         comparisons_path, pool_path = write_demo(parent(comparisons_out), DemoSpec(**spec))
     else:
         comparisons_path, pool_path = data.comparisons, data.pool
-    comparisons = read_table(comparisons_path)
+    comparisons = read_user_table(comparisons_path, data.columns, data.labels)
     if data.max_items:
         comparisons = comparisons.slice(0, data.max_items)
-    comparisons = validate_comparisons(comparisons, comparisons_path, require_labels=True,
-                                       carry=(group_column,) if group_column else ())
-    pool = validate_comparisons(read_table(pool_path), pool_path, pool=True)
-    check_pool_disjoint(pool, comparisons, pool_path, comparisons_path)
-    comparisons = assign_splits(comparisons, data, comparisons_path, extra_splits)
+    with named_as_in_the_file(data.columns):
+        comparisons = validate_comparisons(comparisons, comparisons_path, require_labels=True,
+                                           carry=(group_column,) if group_column else ())
+        comparisons = assign_splits(comparisons, data, comparisons_path, extra_splits)
+    if pool_path:
+        pool = read_user_table(pool_path, data.columns, data.labels)
+        if pool.num_rows:  # annotator ids optional: without them, annotators are partitions
+            with named_as_in_the_file(data.columns):
+                pool = validate_comparisons(pool, pool_path, require_labels=True,
+                                            pool="annotator" in pool.column_names)
+        check_pool_disjoint(pool, comparisons, pool_path, comparisons_path)
+    else:
+        comparisons, pool = draw_pool(comparisons, data.pool_size, data.split_seed, comparisons_path)
     if group_column:
         calibration = pc.equal(comparisons.column("split"), "calibration").to_numpy(
             zero_copy_only=False)

@@ -13,6 +13,7 @@ import os
 import platform
 from dataclasses import dataclass
 
+from ..annotate.annotators import pool_partition_notes
 from ..config import read_run_config
 from ..contracts.redact import redact
 from ..contracts import Certificate, file_hash
@@ -184,6 +185,7 @@ def build_report(run_dir: str, evaluated: dict, command: str | None = None,
               if judge.get("engine", "transformers") != "replay"]
     if any(m in ("smollm2", "default") for m in models):
         notes.insert(0, TINY_JUDGE_NOTE)
+    notes += pool_partition_notes(folder.pool, judges)  # single-label data: say what annotators are
     if (config.get("data") or {}).get("demo") is not None:
         notes.insert(1 if notes and notes[0] == TINY_JUDGE_NOTE else 0, DEMO_NOTE)
     without = (certificate.extra or {}).get("n_without_verdict") or {}

@@ -1,5 +1,5 @@
 """The streaming, vectorised replay equals the per-row reference on small data: missing runs
-(NaN, null, raw answers, never run), shuffled rows, several shot subsets, zero-shot runs,
+(null, raw answers, never run), shuffled rows, several shot subsets, zero-shot runs,
 verdict tables through a panel, many batches and item ranges, and row numbers in errors."""
 
 import math
@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from marc_ray.annotate import replay
+from marc_ray.annotate import replay, run_table
 from marc_ray.annotate.replay import panel_runs, replay_annotations, write_replay
 from marc_ray.datasets.verdicts import verdict_table
 from marc_ray.contracts import ContractError, read_table, validate_comparisons
@@ -35,7 +35,7 @@ def _probability_runs(n_items, seed=0):
                     u = rng.random()
                     if u < 0.05:
                         continue  # never run
-                    p = None if u < 0.08 else math.nan if u < 0.12 else float(rng.random())
+                    p = None if u < 0.12 else float(rng.random())  # null: missing (NaN is refused)
                     if u > 0.97:
                         p = float(rng.choice([0.0, 1.0, 0.5]))
                     raw = str(rng.choice(["", "garbage", "no 'label'"])) if p is None or p != p else "A"
@@ -62,7 +62,7 @@ def _assert_same(table, expected):
 @pytest.fixture
 def small_batches(monkeypatch):
     """Batches of 37 rows, output chunks of 5 items, item ranges of 7 items."""
-    monkeypatch.setattr(replay, "BATCH_ROWS", 37)
+    monkeypatch.setattr(run_table, "BATCH_ROWS", 37)
     monkeypatch.setattr(replay, "CHUNK_RUNS", 5 * 18)
     return 7 * (5 * 18 + 10)
 
