@@ -2,10 +2,15 @@
 
 Each stage owns its subcommands in a ``cli`` module exposing ``register(subparsers)``; this file
 only wires them together, importing nothing heavy, so ``marc-ray --help`` is instant.
-A subcommand returns an exit code. Bad input — a :class:`~marc_ray.contracts.ContractError`, a
-``ValueError`` from parameter validation, a file that cannot be read or written, a request too
-large for memory — exits with status 2 and one line naming the file, row and field, never a
-traceback; ``marc-ray --debug COMMAND`` shows the traceback as well.
+A subcommand returns an exit code (``contracts.errors.EXIT_CODES``). Bad input — a
+:class:`~marc_ray.contracts.ContractError`, a ``ValueError`` from parameter validation, a file
+that cannot be read or written, a request too large for memory — exits with status 2 and one
+line naming the file, row and field. A failure of the cluster or the judge engine — Ray not
+starting, a worker killed for memory or lost with its node beyond the retries, an HTTP judge
+answering 4xx/5xx or unreachable (an :class:`~marc_ray.contracts.InfrastructureError`, or Ray's
+own exception, unwrapped from Ray's wrappers by ``ray_cluster.user_failure``) — exits with
+status 5 and one line that says "rerun to resume" where that is true. An interrupt exits with
+130. Never a traceback: ``marc-ray --debug COMMAND`` shows it as well.
 """
 
 from __future__ import annotations
@@ -61,16 +66,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"marc-ray {args.command}: interrupted; finished outputs are kept, rerun to resume",
               file=sys.stderr)
         return EXIT_INTERRUPTED
-    except InfrastructureError as error:
+    except Exception as raised:  # noqa: BLE001 - classified below; anything else re-raised
         if args.debug:
             raise
-        print(f"marc-ray {args.command}: failed: {describe_error(error)}", file=sys.stderr)
-        return EXIT_INFRASTRUCTURE
-    except (ContractError, ValueError, OSError, MemoryError) as error:
-        if args.debug:
-            raise
-        print(f"marc-ray {args.command}: error: {describe_error(error)}", file=sys.stderr)
-        return EXIT_INPUT
+        error = _user_failure(raised)
+        if isinstance(error, InfrastructureError):
+            print(f"marc-ray {args.command}: failed: {describe_error(error)}", file=sys.stderr)
+            return EXIT_INFRASTRUCTURE
+        if isinstance(error, (ContractError, ValueError, OSError, MemoryError)):
+            print(f"marc-ray {args.command}: error: {describe_error(error)}", file=sys.stderr)
+            return EXIT_INPUT
+        raise
+
+
+def _user_failure(error: BaseException) -> BaseException:
+    """``error`` with Ray's wrappers taken off (``ray_cluster.user_failure``), when Ray ran."""
+    if "ray" not in sys.modules:  # nothing wrapped it; no need to import Ray for an input error
+        return error
+    from .ray_cluster import user_failure
+
+    return user_failure(error)
 
 
 def describe_error(error: BaseException) -> str:
