@@ -16,8 +16,11 @@ status 5 and one line that says "rerun to resume" where that is true. An interru
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
+import tempfile
 
 from . import __version__
 from .contracts import ContractError, InfrastructureError
@@ -48,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"marc_ray {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="show the Python traceback of an error (for bug reports)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show Ray's own log lines on the terminal (by default they go to "
+                             "Ray's session logs and $TMPDIR/marc-ray-logs-UID/COMMAND-PID.log)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
@@ -60,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    with quiet_ray(enabled=not args.verbose, command=args.command):
+        return _run_command(args)
+
+
+def _run_command(args) -> int:
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
@@ -86,6 +97,61 @@ def _user_failure(error: BaseException) -> BaseException:
     from .ray_cluster import user_failure
 
     return user_failure(error)
+
+
+RAY_DATA_QUIET_LOGGING = """\
+# marc_ray: Ray Data logs to its session file only (marc-ray --verbose restores the console)
+version: 1
+disable_existing_loggers: false
+formatters:
+  ray: {format: "%(asctime)s\\t%(levelname)s %(filename)s:%(lineno)s -- %(message)s"}
+handlers:
+  file: {class: ray.data._internal.logging.SessionFileHandler, formatter: ray,
+         filename: ray-data.log}
+loggers:
+  ray.data: {level: DEBUG, handlers: [file], propagate: false}
+"""
+
+
+@contextlib.contextmanager
+def quiet_ray(enabled: bool, command: str):
+    """Keep Ray's own messages off the terminal while a command runs; yields the log file.
+
+    marc_ray's stage lines, its progress bar and its error line stay on the terminal. Ray Data's
+    log (execution plans, "Progress bars disabled", the stack traces it prints) goes only to its
+    session file (``logs/ray-data/ray-data.log``); Ray's Python logger shows errors only; what
+    Ray's C++ core writes to the process's stderr (the E-level "constructor arguments in the
+    object store" line) goes to ``$TMPDIR/marc-ray-logs-<uid>/<command>-<pid>.log`` (removed
+    when empty). Only when this process's stderr is the real one (not when a test captures it).
+    """
+    if not enabled or sys.stderr is not sys.__stderr__ or sys.__stderr__ is None:
+        yield None
+        return
+    folder = os.path.join(tempfile.gettempdir(), f"marc-ray-logs-{os.getuid()}")
+    os.makedirs(folder, exist_ok=True)
+    config = os.path.join(folder, "ray-data-logging.yaml")
+    if not os.path.exists(config):
+        with open(config + f".{os.getpid()}", "w", encoding="utf-8") as stream:
+            stream.write(RAY_DATA_QUIET_LOGGING)
+        os.replace(config + f".{os.getpid()}", config)
+    os.environ.setdefault("RAY_DATA_LOGGING_CONFIG", config)
+    os.environ.setdefault("MARC_RAY_QUIET", "1")  # ray_cluster.ensure_ray: Ray's logger at ERROR
+    log = os.path.join(folder, f"{command}-{os.getpid()}.log")
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    with open(log, "ab", buffering=0) as stream:
+        os.dup2(stream.fileno(), 2)  # fd 2 (Ray's C++ core writes there): the log file
+    sys.stderr = open(terminal, "w", buffering=1, encoding="utf-8", errors="replace",
+                      closefd=False)  # Python's stderr (ours, tqdm's): still the terminal
+    try:
+        yield log
+    finally:
+        sys.stderr.flush()
+        os.dup2(terminal, 2)
+        os.close(terminal)
+        sys.stderr = sys.__stderr__
+        if not os.path.getsize(log):
+            os.remove(log)
 
 
 def describe_error(error: BaseException) -> str:

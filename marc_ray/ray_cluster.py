@@ -25,6 +25,9 @@ LOST_WORKER_ERRORS = ("RayActorError", "ActorDiedError", "ActorUnavailableError"
                       "WorkerCrashedError", "ObjectLostError", "OwnerDiedError",
                       "ObjectReconstructionFailedError", "LocalRayletDiedError", "RaySystemError",
                       "ObjectFetchTimedOutError")
+# A Ray Data UDF's exception reaches the driver as itself (an HTTP judge's InfrastructureError, a
+# ValueError), not as a UserCodeException whose cause is lost on the way (read at ray.data import)
+os.environ.setdefault("RAY_DATA_RAISE_ORIGINAL_MAP_EXCEPTION", "1")
 MEMORY_HINT = ("lower annotate.batch_size or num_workers, or give the node more memory")
 LOST_HINT = ("check the cluster (`ray status`); raise annotate.max_restarts to survive more losses")
 
@@ -48,6 +51,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """
     import ray
 
+    if "ray.data" in sys.modules:  # imported before this module set the default above
+        sys.modules["ray.data"].DataContext.get_current().raise_original_map_exception = True
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
@@ -63,14 +68,16 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
 
 def _init_ray(ray, address: str | None, num_cpus: int | None) -> None:
+    # the CLI keeps Ray's own lines off the terminal unless --verbose (cli.quiet_ray)
+    level = logging.ERROR if os.environ.get("MARC_RAY_QUIET") else logging.INFO
     if address:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        ray.init(address=address, log_to_driver=False, logging_level=level)
     else:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local cluster needs no token
         # address="local": always a new embedded cluster, never one that `ray start` left running
         # on this machine (ray.init() without an address would join the latest such cluster)
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.WARNING)
+                 logging_level=level)
 
 
 def ray_start_failure(address: str | None, error: BaseException) -> InfrastructureError:

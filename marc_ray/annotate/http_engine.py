@@ -62,7 +62,7 @@ class HttpJudgeError(InfrastructureError):
     message is redacted, and finished shards are kept: rerun to resume)."""
 
     def __init__(self, message: str):
-        super().__init__(redact_text(message))
+        super().__init__(redact_text(message))  # redacted here, before Ray logs it
 
 
 HTTP_OPTIONS = ("base_url", "endpoint", "api_key_env", "top_logprobs", "concurrency", "timeout",

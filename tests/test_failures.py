@@ -1,0 +1,187 @@
+"""Every failure is one line with a documented exit code, and no secret reaches any output.
+
+Real parts only: the ``marc-ray`` command in its own process, a real local Ray cluster (its
+session folder under the test's ``RAY_TMPDIR``, grepped for secrets), real HTTP servers on
+127.0.0.1 answering 401 / 500 (or a closed port), a Ray worker really killed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from marc_ray.contracts.errors import EXIT_INFRASTRUCTURE, EXIT_INPUT
+from marc_ray.demo import DemoSpec, write_demo
+
+REPO = Path(__file__).resolve().parents[1]
+KEY_ENV = "MARC_RAY_TEST_JUDGE_KEY"
+CLI_TIMEOUT_S = 600  # a Ray start on a loaded machine can take a minute; the work is tiny
+
+
+class Server:
+    """A real HTTP server on 127.0.0.1 answering every POST with ``status``; its body echoes the
+    request's headers (as careless servers do) and ``on_request`` runs first when given."""
+
+    def __init__(self, status: int, on_request=None):
+        owner = self
+        self.requests = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                owner.requests += 1
+                if on_request is not None:
+                    on_request(self)
+                body = json.dumps({"error": {"message": "rejected request with headers "
+                                             + json.dumps(dict(self.headers)) + " "
+                                             + str(self.headers)}}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def closed_port_url() -> str:
+    import socket
+
+    with socket.socket() as sock:  # bound, never listening: a connection is refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+@pytest.fixture(scope="module")
+def demo_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("failures-data")
+    comparisons, pool = write_demo(folder, DemoSpec(n_items=8, seed=0))
+    return {"input": comparisons, "pool": pool}
+
+
+@pytest.fixture
+def ray_tmp():
+    """A short RAY_TMPDIR of this test's own (Ray's socket paths must stay under 107 bytes)."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="mrf", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def marc_ray(args, tmp_path, ray_tmp, env=None, timeout=CLI_TIMEOUT_S):
+    """Run ``marc-ray ARGS`` in its own process, in tmp_path, Ray's session folder in ray_tmp."""
+    full_env = dict(os.environ, PYTHONPATH=str(REPO), RAY_TMPDIR=str(ray_tmp),
+                    RAY_AUTH_MODE="disabled")
+    full_env.pop("RAY_ADDRESS", None)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "marc_ray.cli", *args], capture_output=True,
+                          text=True, env=full_env, cwd=tmp_path, timeout=timeout)
+
+
+def annotate_args(files, tmp_path, base_url, **options):
+    engine_options = {"base_url": base_url, "max_retries": 1, "backoff": 0.01, "timeout": 10}
+    engine_options.update(options)
+    return ["annotate", "--input", str(files["input"]), "--pool", str(files["pool"]),
+            "--output", str(tmp_path / "out"), "--engine", "http", "--model", "judge",
+            "--mode", "choice", "--n-annotators", "1", "--k-shots", "1", "--num-workers", "1",
+            "--shard-size", "4", "--no-progress", "--engine-options", json.dumps(engine_options)]
+
+
+RAY_NOISE = ("constructor arguments in the object store", "Progress bars disabled",
+             "Execution plan of Dataset")
+
+
+def marc_ray_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("marc-ray ")]
+
+
+def assert_one_line_failure(result, code: int, *words: str) -> str:
+    """Exit ``code``, exactly one line from marc_ray on stderr, no traceback; the line."""
+    assert result.returncode == code, (result.returncode, result.stderr[-3000:])
+    lines = marc_ray_lines(result.stderr)
+    assert len(lines) == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def files_holding(folder: Path, secret: str) -> list[str]:
+    """Every file under ``folder`` whose bytes hold ``secret`` (Ray's logs included)."""
+    found = []
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            try:
+                if secret.encode() in path.read_bytes():
+                    found.append(str(path))
+            except OSError:
+                pass
+    return found
+
+
+# ---- engine failures: exit 5, one line, no traceback, the key nowhere -------------------------
+
+def test_a_401_that_echoes_the_key_is_one_line_and_the_key_is_nowhere(demo_files, tmp_path,
+                                                                      ray_tmp):
+    key = "sk-proj-Zq81NeverPrintMe0x7f"
+    with Server(401) as server:
+        result = marc_ray(annotate_args(demo_files, tmp_path, server.base_url,
+                                        api_key_env=KEY_ENV), tmp_path, ray_tmp,
+                          env={KEY_ENV: key})
+    line = assert_one_line_failure(result, EXIT_INFRASTRUCTURE, "answered 401",
+                                   "check the API key", "rerun to resume")
+    assert server.requests >= 1  # the request really reached the server, with the key
+    for noise in RAY_NOISE:  # a quiet terminal: Ray's own lines went to its logs
+        assert noise not in result.stderr, noise
+    assert key not in result.stdout + result.stderr, line
+    assert list(ray_tmp.rglob("*.log")), "Ray's session logs should be there to grep"
+    assert files_holding(tmp_path, key) == []  # the output folder
+    assert files_holding(ray_tmp, key) == []  # Ray's session logs (Ray Data's and the workers')
+
+
+def test_a_server_error_after_the_retries_is_one_line(demo_files, tmp_path, ray_tmp):
+    with Server(500) as server:
+        result = marc_ray(annotate_args(demo_files, tmp_path, server.base_url), tmp_path, ray_tmp)
+    assert server.requests >= 2  # retried once (max_retries 1), then gave up
+    assert_one_line_failure(result, EXIT_INFRASTRUCTURE, "failed after 2 attempts", "500",
+                            "rerun to resume")
+
+
+def test_an_unreachable_server_is_one_line(demo_files, tmp_path, ray_tmp):
+    result = marc_ray(annotate_args(demo_files, tmp_path, closed_port_url()), tmp_path, ray_tmp)
+    assert_one_line_failure(result, EXIT_INFRASTRUCTURE, "failed after 2 attempts",
+                            "refused", "rerun to resume")
+
+
+def test_verbose_shows_rays_own_lines(demo_files, tmp_path, ray_tmp):
+    result = marc_ray(["--verbose"] + annotate_args(demo_files, tmp_path, closed_port_url()),
+                      tmp_path, ray_tmp)
+    assert result.returncode == EXIT_INFRASTRUCTURE
+    assert "Execution plan of Dataset" in result.stderr and "Progress bars disabled" in result.stderr
