@@ -124,12 +124,9 @@ def user_failure(error: BaseException) -> BaseException:
     current = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        mapped = _ray_failure(current)
-        if mapped is not None:
-            return mapped
-        cause = _ray_wrapped_cause(current)
+        cause = _ray_wrapped_cause(current)  # first: a wrapper is also an instance of its cause
         if cause is None:
-            return current
+            return _ray_failure(current) or current
         current = cause
     return error
 
@@ -138,9 +135,7 @@ def _ray_failure(error: BaseException) -> InfrastructureError | None:
     """An ``InfrastructureError`` for Ray's own failures, None for anything else."""
     if isinstance(error, InfrastructureError):
         return error
-    ray_exceptions = sys.modules.get("ray.exceptions")
-    if ray_exceptions is None or isinstance(error, (ray_exceptions.RayTaskError,
-                                                     ray_exceptions.UserCodeException)):
+    if "ray.exceptions" not in sys.modules:
         return None
     names = {cls.__name__ for cls in type(error).__mro__}
     if "OutOfMemoryError" in names or ("RayActorError" in names and "memory" in str(error).lower()):

@@ -185,3 +185,59 @@ def test_verbose_shows_rays_own_lines(demo_files, tmp_path, ray_tmp):
                       tmp_path, ray_tmp)
     assert result.returncode == EXIT_INFRASTRUCTURE
     assert "Execution plan of Dataset" in result.stderr and "Progress bars disabled" in result.stderr
+
+
+# ---- a refused run leaves nothing behind --------------------------------------------------------
+
+def refused_run_config(tmp_path, comparisons, pool, run_dir) -> Path:
+    config = tmp_path / "run.yaml"
+    config.write_text(f"""
+run_dir: {run_dir}
+data: {{comparisons: {comparisons}, pool: {pool}}}
+annotate: {{engine: http, model: judge, mode: choice}}
+fit: {{enabled: false}}
+calibrate: {{confidence: conf_simulated, compare: [conf_simulated]}}
+""")
+    return config
+
+
+def duplicate_id(demo_files, tmp_path) -> Path:
+    rows = Path(demo_files["input"]).read_text().splitlines()
+    path = tmp_path / "dup.jsonl"
+    path.write_text("\n".join(rows + rows[:1]) + "\n")
+    return path
+
+
+def bad_label(demo_files, tmp_path) -> Path:
+    rows = [json.loads(line) for line in Path(demo_files["input"]).read_text().splitlines()]
+    rows[3]["human_votes"][0]["label"] = "maybe"
+    path = tmp_path / "bad_label.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def csv_data(demo_files, tmp_path) -> Path:
+    path = tmp_path / "comparisons.csv"
+    path.write_text("id,instruction,response_a,response_b\n1,a,b,c\n")
+    return path
+
+
+@pytest.mark.parametrize("make_data", [duplicate_id, bad_label, csv_data])
+def test_a_run_refused_after_load_leaves_nothing(demo_files, tmp_path, capsys, make_data):
+    from marc_ray.cli import main
+
+    comparisons = make_data(demo_files, tmp_path)
+    fresh = tmp_path / "fresh-run"
+    assert main(["run", str(refused_run_config(tmp_path, comparisons, demo_files["pool"],
+                                               fresh))]) == EXIT_INPUT
+    assert not fresh.exists()  # no run/config.yaml, no empty annotate/<judge>/
+    lines = marc_ray_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and str(comparisons.name) in lines[0], lines
+
+    earlier = tmp_path / "earlier-run"  # what an earlier run left is never touched
+    (earlier / "notes").mkdir(parents=True)
+    (earlier / "notes" / "mine.txt").write_text("kept")
+    assert main(["run", str(refused_run_config(tmp_path, comparisons, demo_files["pool"],
+                                               earlier))]) == EXIT_INPUT
+    assert sorted(p.relative_to(earlier).as_posix() for p in earlier.rglob("*")) == \
+        ["notes", "notes/mine.txt"]
