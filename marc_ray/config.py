@@ -94,7 +94,10 @@ class PipelineConfig:
         """Read and validate a YAML file."""
         import yaml
 
+        from .contracts.io import check_readable
+
         path = os.fspath(path)
+        check_readable(path)  # a FIFO would block forever; a symlink loop is named as such
         try:
             with open(path, encoding="utf-8") as stream:
                 data = yaml.safe_load(stream)

@@ -28,7 +28,7 @@ from .calibrate.stage import calibrate_stage
 from .config import PipelineConfig, judge_name
 from .contracts import (Certificate, ContractError, file_hash, write_json_atomic,
                         write_text_atomic)
-from .contracts.io import (check_location, exists, is_dir, is_uri, join, list_names, make_dirs,
+from .contracts.io import (check_location, check_readable, exists, is_dir, is_uri, join, list_names, make_dirs,
                            read_text, resolve)
 from .contracts.redact import redact, redact_text
 from .datasets.prepare import prepare
@@ -162,6 +162,15 @@ def check_storage(config: PipelineConfig) -> None:
     require_shared(locations, cluster_nodes())
 
 
+def check_inputs(config: PipelineConfig) -> None:
+    """Before anything runs (the plan included): the data files are files, not a FIFO that
+    would block forever nor a symlink loop (``contracts.io.check_readable``)."""
+    if config.data.demo is None:
+        for path in (config.data.comparisons, config.data.pool):
+            if path:
+                check_readable(path)
+
+
 def run_config_text(config: PipelineConfig) -> str:
     """The run folder's config.yaml: the resolved configuration with every secret redacted.
 
@@ -195,6 +204,7 @@ def run_pipeline(config: PipelineConfig, *, command: str | None = None, stream=N
     run folder is removed (only its empty folders once a stage has finished); what an earlier
     run left is never touched.
     """
+    check_inputs(config)
     check_storage(config)
     before = _entries(config.run_dir)  # what earlier runs left: never removed
     existed = exists(config.run_dir)

@@ -28,6 +28,8 @@ import time
 
 import numpy as np
 
+from .contracts.validation import check_number
+
 Z95 = 1.959963984540054  # standard normal 97.5% quantile
 
 
@@ -213,6 +215,9 @@ def build_plan(config, *, sample: int = 500, seed: int = 0, throughput: float | 
     """
     from .pipeline import prepare_data  # the plan prepares the data as the run does
 
+    if throughput is not None:  # a rate: -5 would print negative hours, nan would print nan
+        check_number("--throughput", throughput, low=0, low_open=True,
+                     what=f"a positive, finite number ({throughput_unit}/s of one engine worker)")
     if throughput_unit not in ("tokens", "runs"):
         raise ValueError(f"--throughput-unit must be 'tokens' or 'runs', got {throughput_unit!r}")
     if not 0 < expected_coverage <= 1:

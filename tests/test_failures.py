@@ -241,3 +241,42 @@ def test_a_run_refused_after_load_leaves_nothing(demo_files, tmp_path, capsys, m
                                                earlier))]) == EXIT_INPUT
     assert sorted(p.relative_to(earlier).as_posix() for p in earlier.rglob("*")) == \
         ["notes", "notes/mine.txt"]
+
+
+# ---- residue: throughput, special files, symlink loops ------------------------------------------
+
+@pytest.mark.parametrize("value", ["-5", "0", "nan", "inf"])
+def test_plan_throughput_must_be_positive_and_finite(demo_files, tmp_path, capsys, value):
+    from marc_ray.cli import main
+
+    config = refused_run_config(tmp_path, demo_files["input"], demo_files["pool"], tmp_path / "r")
+    assert main(["plan", str(config), "--throughput", value, "--throughput-unit", "runs"]) \
+        == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert marc_ray_lines(err) == [line for line in err.splitlines() if line]
+    assert "--throughput must be a positive, finite number" in err and "hours" not in err
+
+
+def test_a_fifo_as_data_or_config_is_refused_not_waited_on(demo_files, tmp_path):
+    fifo = tmp_path / "comparisons.jsonl"
+    os.mkfifo(fifo)  # nobody ever writes: a reader that opened it would wait forever
+    config = refused_run_config(tmp_path, fifo, demo_files["pool"], tmp_path / "run")
+    result = marc_ray(["run", str(config)], tmp_path, tmp_path, timeout=120)
+    line = assert_one_line_failure(result, EXIT_INPUT, "not a regular file (a FIFO")
+    assert str(fifo) in line
+    config_fifo = tmp_path / "config.yaml"
+    os.mkfifo(config_fifo)
+    result = marc_ray(["run", str(config_fifo)], tmp_path, tmp_path, timeout=120)
+    assert_one_line_failure(result, EXIT_INPUT, "config.yaml", "not a regular file (a FIFO")
+
+
+def test_a_symlink_loop_is_named_as_such(demo_files, tmp_path, capsys):
+    from marc_ray.cli import main
+
+    loop = tmp_path / "loop.jsonl"
+    loop.symlink_to(loop)
+    config = refused_run_config(tmp_path, loop, demo_files["pool"], tmp_path / "run")
+    assert main(["run", str(config)]) == EXIT_INPUT
+    assert main(["run", str(loop)]) == EXIT_INPUT  # as the config, too
+    lines = marc_ray_lines(capsys.readouterr().err)
+    assert len(lines) == 2 and all("symlink loop" in line for line in lines), lines

@@ -57,7 +57,7 @@ class DataConfig:
                 if not value:
                     raise ValueError(f"{source}: data.{name} is required (a file path or URI), or "
                                      f"set data.demo: {{}} to generate the built-in benchmark")
-                if "://" not in value and not os.path.exists(value):
+                if "://" not in value and not os.path.lexists(value):  # a loop: named later
                     raise ValueError(f"{source}: data.{name}: no such file {value!r}")
         fractions = (self.train_fraction, self.calibration_fraction, self.test_fraction)
         if any(f < 0 for f in fractions) or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6) \
