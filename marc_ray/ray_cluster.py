@@ -29,7 +29,8 @@ LOST_WORKER_ERRORS = ("RayActorError", "ActorDiedError", "ActorUnavailableError"
 # ValueError), not as a UserCodeException whose cause is lost on the way (read at ray.data import)
 os.environ.setdefault("RAY_DATA_RAISE_ORIGINAL_MAP_EXCEPTION", "1")
 MEMORY_HINT = ("lower annotate.batch_size or num_workers, or give the node more memory")
-LOST_HINT = ("check the cluster (`ray status`); raise annotate.max_restarts to survive more losses")
+LOST_HINT = ("check the cluster (`ray status`) and the machine's memory (the kernel's OOM killer "
+             "ends a worker the same way); raise annotate.max_restarts to survive more losses")
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -138,7 +139,8 @@ def _ray_failure(error: BaseException) -> InfrastructureError | None:
     if "ray.exceptions" not in sys.modules:
         return None
     names = {cls.__name__ for cls in type(error).__mro__}
-    if "OutOfMemoryError" in names or ("RayActorError" in names and "memory" in str(error).lower()):
+    # Ray's memory monitor says so; a SIGKILL from the kernel's OOM killer reads like any loss
+    if "OutOfMemoryError" in names or "running low on memory" in str(error):
         return InfrastructureError(f"a Ray worker was killed for running out of memory "
                                    f"({_first_line(error, 160)})", hint=MEMORY_HINT)
     if names & set(LOST_WORKER_ERRORS):

@@ -280,3 +280,144 @@ def test_a_symlink_loop_is_named_as_such(demo_files, tmp_path, capsys):
     assert main(["run", str(loop)]) == EXIT_INPUT  # as the config, too
     lines = marc_ray_lines(capsys.readouterr().err)
     assert len(lines) == 2 and all("symlink loop" in line for line in lines), lines
+
+
+# ---- secrets: four configurations, 60 generated shapes ------------------------------------------
+
+def secret_shapes() -> list[str]:
+    """60 secrets as users hold them: provider keys, bearer tokens, passwords with URL-special
+    characters (#, /, ?, @, %, :, &, =, +, !) in every position."""
+    import random
+
+    rng = random.Random(21)
+    alnum = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+    def word(n):
+        return "".join(rng.choice(alnum) for _ in range(n))
+
+    shapes = [f"sk-{word(40)}", f"sk-proj-{word(30)}_{word(8)}", f"sk-ant-api03-{word(40)}",
+              f"sk_live_{word(24)}", f"ghp_{word(36)}", f"github_pat_{word(22)}_{word(30)}",
+              f"hf_{word(34)}", f"xoxb-{word(10)}-{word(12)}", f"AKIA{word(16).upper()}",
+              f"AIza{word(35)}", f"eyJ{word(20)}.eyJ{word(30)}.{word(20)}", word(32), word(12)]
+    specials = "#/?@%:&=+!$*,;"
+    while len(shapes) < 60:
+        chars = [rng.choice(alnum) for _ in range(rng.randint(10, 24))]
+        for _ in range(rng.randint(1, 4)):
+            chars.insert(rng.randrange(len(chars) + 1), rng.choice(specials))
+        shapes.append("".join(chars))
+    return shapes
+
+
+SECRETS = secret_shapes()
+
+
+def test_there_are_sixty_distinct_secret_shapes():
+    assert len(set(SECRETS)) == 60
+    assert all(any(c in s for s in SECRETS) for c in "#/?@%")
+
+
+def http_config(tmp_path, engine_options: dict, name: str) -> Path:
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(f"""
+run_dir: {tmp_path / "run"}
+data: {{demo: {{n_items: 40}}}}
+annotate: {{engine: http, model: judge, mode: choice, engine_options: {json.dumps(engine_options)}}}
+fit: {{enabled: false}}
+calibrate: {{confidence: conf_simulated, compare: [conf_simulated]}}
+""")
+    return config
+
+
+@pytest.mark.parametrize("secret", SECRETS)
+def test_a_secret_in_the_config_is_refused_and_never_shown(secret, tmp_path, capsys):
+    # `plan` for every shape; `run` (the same load, then a run folder) for every sixth
+    from marc_ray.cli import main
+
+    configs = [  # 1. an api_key inside engine_options; 2 and 4. user:password@ in base_url
+        http_config(tmp_path, {"api_key": secret, "base_url": "http://127.0.0.1:9/v1"}, "one"),
+        http_config(tmp_path, {"base_url": f"http://user:{secret}@127.0.0.1:9/v1"}, "two"),
+        http_config(tmp_path, {"base_url": f"https://{secret}@127.0.0.1:9/v1"}, "four"),
+    ]
+    commands = (["plan"], ["run"]) if SECRETS.index(secret) % 6 == 0 else (["plan"],)
+    for config in configs[:1]:
+        for command in commands:  # plan first: it never starts Ray
+            assert main(command + [str(config)]) == EXIT_INPUT
+            captured = capsys.readouterr()
+            assert secret not in captured.out + captured.err
+            assert "'api_key': ..." in captured.err  # the key's name, never its value
+    for config in configs[1:]:
+        for command in commands:
+            assert main(command + [str(config)]) == EXIT_INPUT
+            captured = capsys.readouterr()
+            assert secret not in captured.out + captured.err
+            assert "carries credentials" in captured.err and "api_key_env" in captured.err
+    assert not (tmp_path / "run").exists()  # nothing stored: no run/config.yaml
+
+
+@pytest.mark.parametrize("secret", SECRETS)
+def test_redaction_finds_every_shape_wherever_it_is_written(secret):
+    from marc_ray.contracts.redact import redact, redact_text
+
+    texts = [f"https://user:{secret}@host.example:8443/v1?x=1",
+             f"s3://{secret}@bucket/key", f"Authorization: Bearer {secret}",
+             f'{{"headers": {{"Authorization": "Bearer {secret}"}}}}',
+             f"{{'api_key': {secret!r}, 'base_url': 'http://h/v1'}}",
+             f"password={secret}&user=x" if "&" not in secret else f"password={secret!r}",
+             f"token: {secret!r}"]
+    for text in texts:
+        assert secret not in redact_text(text), text
+        assert redact_text(redact_text(text)) == redact_text(text)
+    stored = redact({"engine_options": {"api_key": secret},
+                     "data": {"comparisons": f"https://u:{secret}@h/c.jsonl"}})
+    assert secret not in json.dumps(stored)
+
+
+def test_a_server_body_echoing_any_key_shape_is_scrubbed(monkeypatch):
+    from marc_ray.annotate.http_engine import HttpEngine, HttpJudgeError
+
+    with Server(401) as server:
+        for secret in SECRETS:
+            monkeypatch.setenv(KEY_ENV, secret)
+            engine = HttpEngine(server.base_url, "judge", api_key_env=KEY_ENV, max_retries=0,
+                                concurrency=1)
+            run = {"id": "x", "run": 0, "mode": "choice", "prefix": "Q", "suffix": "A or B?",
+                   "label_first": "A", "label_second": "B"}
+            with pytest.raises(HttpJudgeError) as raised:
+                engine.judge([run])
+            engine.close()
+            assert "answered 401" in str(raised.value)
+            assert secret not in str(raised.value) and secret not in repr(raised.value.args)
+    assert server.requests == len(SECRETS)
+
+
+# ---- Ray failing to start, a worker lost beyond the retries -------------------------------------
+
+def test_ray_failing_to_start_is_retried_once_then_one_line_with_a_hint(demo_files, tmp_path):
+    not_a_folder = tmp_path / "ray-tmp-is-a-file"
+    not_a_folder.write_text("")  # Ray cannot make its session folder here: a real start failure
+    with Server(500) as server:
+        result = marc_ray(annotate_args(demo_files, tmp_path, server.base_url), tmp_path,
+                          not_a_folder)
+    assert server.requests == 0
+    assert_one_line_failure(result, EXIT_INFRASTRUCTURE, "Ray could not start a local cluster "
+                            "after 2 tries", "RAY_TMPDIR", "rerun to resume")
+
+
+def kill_the_client(handler) -> None:
+    """Kill (SIGKILL) the Ray worker process that sent this request: a worker lost mid-batch."""
+    import psutil
+
+    port = handler.client_address[1]
+    for connection in psutil.net_connections(kind="tcp"):
+        if connection.laddr and connection.laddr.port == port and connection.pid \
+                and connection.pid != os.getpid():
+            os.kill(connection.pid, signal.SIGKILL)
+
+
+def test_a_worker_lost_beyond_the_retries_is_one_line(demo_files, tmp_path, ray_tmp):
+    with Server(200, on_request=kill_the_client) as server:
+        result = marc_ray(annotate_args(demo_files, tmp_path, server.base_url)
+                          + ["--max-restarts", "0", "--max-task-retries", "0"], tmp_path, ray_tmp)
+    assert server.requests >= 1
+    assert_one_line_failure(result, EXIT_INFRASTRUCTURE, "lost beyond the retries",
+                            "max_restarts", "rerun to resume")

@@ -52,12 +52,15 @@ _KEY_SHAPES = re.compile(
     r"|eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*"  # a JWT
     r")")
 # "Bearer <token>" (and Basic / Token): the credential of an Authorization header
-_SCHEME_CREDENTIAL = re.compile(r"\b(Bearer|Basic|Token)(\s+)(?!<redacted>)[^\s'\",;}\]]+", re.I)
+_SCHEME_CREDENTIAL = re.compile(r"\b(Bearer|Basic|Token)(\s+)(?!<redacted>)[^\s'\"]+", re.I)
+# an Authorization header written as a header line: its whole value, to the end of the line
+_AUTH_HEADER = re.compile(r"\b((?:proxy-)?authorization)(\s*:\s*)(?![\s'\"])(?!<redacted>)[^\r\n'\"]+",
+                          re.I)
 # name <: or => value, the value quoted or up to a separator; the name decides (is_secret_name)
 _ASSIGNMENT = re.compile(
     r"(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)(?P<sep>['\"]?\s*[:=]\s*)"
     r"(?P<value>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|"
-    r"(?:(?:Bearer|Basic|Token)\s+)?(?!<redacted>|\.\.\.)[^\s'\",;}&\]]+)", re.I)
+    r"(?:(?:Bearer|Basic|Token)\s+)?(?!<redacted>|\.\.\.)[^\s'\"][^\s'\",;}&\]]*)", re.I)
 
 
 def is_secret_name(name: str) -> bool:
@@ -74,7 +77,7 @@ def split_userinfo(url: str) -> tuple[str, str | None, str]:
 
     The user-info ends at the last ``@`` that is followed by a host and the end of the authority.
     An ``@`` inside a path (``https://host/@name``) is not user-info: there the part before it
-    holds a ``/`` but no ``:``.
+    holds a ``/`` but no ``:``, and what follows it is no host name (no dot).
     """
     match = _SCHEME.fullmatch(url)
     if not match:
@@ -84,7 +87,10 @@ def split_userinfo(url: str) -> tuple[str, str | None, str]:
     if not ends:
         return scheme, None, rest
     userinfo = rest[:ends[-1].start()]
-    if not userinfo or ("/" in userinfo and ":" not in userinfo):
+    host = ends[-1].group(0)[1:]
+    path_like = scheme.lower().startswith("http") and "/" in userinfo and ":" not in userinfo \
+        and "." not in host and not host.startswith(("localhost", "["))
+    if not userinfo or path_like:
         return scheme, None, rest
     return scheme, userinfo, rest[ends[-1].start() + 1:]
 
@@ -130,6 +136,7 @@ def redact_text(text: str) -> str:
     (``api_key=...``, ``"Authorization": "..."``, ``'password': '...'``), and key-shaped strings.
     """
     text = _URL.sub(lambda match: redact_url(match.group(1)), str(text))
+    text = _AUTH_HEADER.sub(lambda m: f"{m[1]}{m[2]}{REDACTED}", text)
     text = _SCHEME_CREDENTIAL.sub(lambda m: f"{m[1]}{m[2]}{REDACTED}", text)
     text = _ASSIGNMENT.sub(_redact_assignment, text)
     return _KEY_SHAPES.sub(REDACTED, text)
