@@ -421,3 +421,16 @@ def test_a_worker_lost_beyond_the_retries_is_one_line(demo_files, tmp_path, ray_
     assert server.requests >= 1
     assert_one_line_failure(result, EXIT_INFRASTRUCTURE, "lost beyond the retries",
                             "max_restarts", "rerun to resume")
+
+
+def test_a_worker_killed_for_memory_is_one_line(demo_files, tmp_path, ray_tmp):
+    # Ray's own memory monitor, told that 2% of the node's memory is the limit, kills the workers
+    # as it would on a node that really runs out (no retries allowed, so the job ends)
+    low_memory = {"RAY_memory_usage_threshold": "0.02", "RAY_memory_monitor_refresh_ms": "100",
+                  "RAY_task_oom_retries": "0"}
+    with Server(500) as server:
+        result = marc_ray(annotate_args(demo_files, tmp_path, server.base_url)
+                          + ["--max-restarts", "0", "--max-task-retries", "0"], tmp_path, ray_tmp,
+                          env=low_memory)
+    assert_one_line_failure(result, EXIT_INFRASTRUCTURE, "killed for running out of memory",
+                            "OutOfMemoryError", "batch_size", "rerun to resume")
