@@ -66,8 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
-    with quiet_ray(enabled=not args.verbose, command=args.command):
-        return _run_command(args)
+    with quiet_ray(enabled=not args.verbose, command=args.command) as ray_log:
+        code = _run_command(args)
+        if code == 0 and ray_log:  # kept only when the command failed (where it can help)
+            open(ray_log, "wb").close()  # emptied: removed on the way out
+        return code
 
 
 def _run_command(args) -> int:
@@ -121,8 +124,8 @@ def quiet_ray(enabled: bool, command: str):
     log (execution plans, "Progress bars disabled", the stack traces it prints) goes only to its
     session file (``logs/ray-data/ray-data.log``); Ray's Python logger shows errors only; what
     Ray's C++ core writes to the process's stderr (the E-level "constructor arguments in the
-    object store" line) goes to ``$TMPDIR/marc-ray-logs-<uid>/<command>-<pid>.log`` (removed
-    when empty). Only when this process's stderr is the real one (not when a test captures it).
+    object store" line) goes to ``$TMPDIR/marc-ray-logs-<uid>/<command>-<pid>.log`` (kept only
+    when the command failed; the line is also in Ray's session log ``python-core-driver-*.log``). Only when this process's stderr is the real one (not when a test captures it).
     """
     if not enabled or sys.stderr is not sys.__stderr__ or sys.__stderr__ is None:
         yield None
