@@ -95,7 +95,10 @@ class PipelineConfig:
         """Read and validate a YAML file."""
         from .contracts.yaml_file import load_yaml
 
+        from .contracts.io import check_readable
+
         path = os.fspath(path)
+        check_readable(path)  # a FIFO would block forever; a symlink loop is named as such
         try:
             with open(path, encoding="utf-8") as stream:
                 data = load_yaml(stream.read(), path)
@@ -229,6 +232,14 @@ class PipelineConfig:
                 judge.validate()
             except ValueError as error:
                 raise ValueError(f"{self.source}: {where}: {error}") from error
+            if judge.engine == "http":  # credentials in base_url: refused before anything runs
+                from .annotate.http_engine import HttpEngine, check_base_url
+
+                try:
+                    check_base_url(judge.engine_options.get("base_url", HttpEngine().base_url))
+                except ValueError as error:
+                    raise ValueError(f"{self.source}: {where}.engine_options.base_url: "
+                                     f"{error}") from error
             # A local run checks the model here; on a cluster the paths name the cluster's
             # storage, and the annotate job checks them there before any engine starts.
             local = not (self.ray.address or os.environ.get("RAY_ADDRESS"))

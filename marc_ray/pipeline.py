@@ -26,8 +26,10 @@ from typing import Callable
 from .annotate.stage import annotate_stage, judge_input_files
 from .calibrate.stage import calibrate_stage
 from .config import PipelineConfig, judge_name
-from .contracts import Certificate, file_hash, write_json_atomic, write_text_atomic
-from .contracts.io import check_location, exists, is_dir, is_uri, join, list_names, make_dirs, read_text
+from .contracts import (Certificate, ContractError, file_hash, write_json_atomic,
+                        write_text_atomic)
+from .contracts.io import (check_location, check_readable, exists, is_dir, is_uri, join, list_names, make_dirs,
+                           read_text, resolve)
 from .contracts.redact import redact, redact_text
 from .datasets.prepare import prepare
 from .fit.stage import fit_stage, score_stage
@@ -160,6 +162,15 @@ def check_storage(config: PipelineConfig) -> None:
     require_shared(locations, cluster_nodes())
 
 
+def check_inputs(config: PipelineConfig) -> None:
+    """Before anything runs (the plan included): the data files are files, not a FIFO that
+    would block forever nor a symlink loop (``contracts.io.check_readable``)."""
+    if config.data.demo is None:
+        for path in (config.data.comparisons, config.data.pool):
+            if path:
+                check_readable(path)
+
+
 def run_config_text(config: PipelineConfig) -> str:
     """The run folder's config.yaml: the resolved configuration with every secret redacted.
 
@@ -187,18 +198,67 @@ def run_pipeline(config: PipelineConfig, *, command: str | None = None, stream=N
     -------
     dict
         ``run_dir``, ``certificate``, ``report`` (paths) and ``ran`` (the stages that ran).
+
+    A run refused for its input (a ``ContractError`` or ``ValueError``: a bad label, a duplicate
+    id, an unreadable data file) leaves nothing behind: what this invocation created under the
+    run folder is removed (only its empty folders once a stage has finished); what an earlier
+    run left is never touched.
     """
+    check_inputs(config)
+    check_storage(config)
+    before = _entries(config.run_dir)  # what earlier runs left: never removed
+    existed = exists(config.run_dir)
+    ran: list[str] = []
+    try:
+        return _run_stages(config, command, stream, ran)
+    except (ContractError, ValueError):  # refused input: leave nothing this invocation made
+        _remove_new_entries(config.run_dir, before, existed, everything=not ran)
+        raise
+
+
+def _entries(run_dir: str) -> set[str]:
+    """Every file and folder under ``run_dir`` (full paths of its filesystem); empty if absent."""
+    from pyarrow import fs
+
+    filesystem, path = resolve(run_dir)
+    if filesystem.get_file_info(path).type != fs.FileType.Directory:
+        return set()
+    return {info.path for info in filesystem.get_file_info(fs.FileSelector(path, recursive=True))}
+
+
+def _remove_new_entries(run_dir: str, before: set[str], existed: bool, everything: bool) -> None:
+    """After a refusal: remove what this invocation created under ``run_dir`` (all of it when
+    no stage finished, else only its empty folders, e.g. an ``annotate/<judge>/`` never
+    written); what was there before is kept. Best effort: a cleanup never hides the refusal."""
+    from pyarrow import fs
+
+    filesystem, root = resolve(run_dir)
+    try:
+        new = sorted(_entries(run_dir) - before, key=lambda p: p.count("/"), reverse=True)
+        for path in new:  # deepest first, so a folder is empty when its turn comes
+            info = filesystem.get_file_info(path)
+            if info.type == fs.FileType.File and everything:
+                filesystem.delete_file(path)
+            elif info.type == fs.FileType.Directory and (
+                    everything or not filesystem.get_file_info(fs.FileSelector(path))):
+                filesystem.delete_dir(path)
+        if not existed and not filesystem.get_file_info(fs.FileSelector(root)):
+            filesystem.delete_dir(root)
+    except OSError:
+        pass
+
+
+def _run_stages(config: PipelineConfig, command: str | None, stream, ran: list[str]) -> dict:
+    """The stages of :func:`run_pipeline`, appending each stage that ran to ``ran``."""
     from .report.stage import report_stage
 
     run_dir = config.run_dir
     folder = RunFolder(run_dir)
-    check_storage(config)
     make_dirs(run_dir)
     write_text_atomic(run_config_text(config), folder.config)
     progress = Progress(stream)
     judges = config.judges()
     names = [judge_name(j) for j in judges]
-    ran = []
 
     # [1] prepare: the comparisons and the pool, validated and split, as Parquet in data/
     data_outputs = [folder.comparisons, folder.pool]

@@ -79,8 +79,10 @@ def _run(args) -> int:
         changes["ray"] = dict(config.to_dict()["ray"], address=args.address)
     if changes:
         config = config.replace(**changes)
+    from .pipeline import check_inputs
     from .plan import print_run_plan
 
+    check_inputs(config)  # a FIFO as data would block the plan forever
     planned = True if args.no_plan and not args.plan else print_run_plan(config)
     if args.plan:
         return 0 if planned else 2

@@ -33,6 +33,8 @@ import time
 
 import numpy as np
 
+from .contracts.validation import check_number
+
 Z95 = 1.959963984540054  # standard normal 97.5% quantile
 TOKEN_SAMPLE = 200  # items whose prompts are tokenised by default (a seeded sample; --exact-tokens: all)
 PROBE_ITEMS = 2     # items the automatic probe judges (transformers, http): a few seconds
@@ -337,6 +339,9 @@ def build_plan(config, *, sample: int | None = TOKEN_SAMPLE, seed: int = 0,
 
     if gpu is not None and gpu not in EFFECTIVE_PREFILL_FLOPS:
         raise ValueError(f"--gpu must be one of {sorted(set(EFFECTIVE_PREFILL_FLOPS) - {'cpu'})}, got {gpu!r}")
+    if throughput is not None:  # a rate: -5 would print negative hours, nan would print nan
+        check_number("--throughput", throughput, low=0, low_open=True,
+                     what=f"a positive, finite number ({throughput_unit}/s of one engine worker)")
     if throughput_unit not in ("tokens", "runs"):
         raise ValueError(f"--throughput-unit must be 'tokens' or 'runs', got {throughput_unit!r}")
     if not 0 < expected_coverage <= 1:

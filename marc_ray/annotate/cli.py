@@ -13,6 +13,7 @@ from dataclasses import MISSING, fields
 from .config import ENGINES, MODES, AnnotateConfig
 
 _TUPLES = ("labels", "orders", "carry")
+_CHOICES = {"engine": ENGINES, "mode": MODES}  # flags whose help lists the valid values
 
 
 def _field_help(name: str) -> str:
@@ -42,7 +43,11 @@ def register(subparsers) -> None:
         default = spec.default if spec.default is not MISSING else spec.default_factory()
         kwargs = {"dest": spec.name, "default": None, "help": f"{_field_help(spec.name)} "
                                                               f"(default: {default!r})"}
-        if isinstance(default, bool):
+        if spec.name in _CHOICES:
+            choices = _CHOICES[spec.name]
+            kwargs.update(type=str, choices=list(choices),
+                          help=f"one of {', '.join(choices)} (default: {default!r})")
+        elif isinstance(default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
         elif spec.name in _TUPLES:
             kwargs["type"] = str
@@ -67,6 +72,10 @@ def config_from_args(args: argparse.Namespace) -> AnnotateConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    if config.engine == "http":  # its settings (base_url, the key's variable) before Ray starts
+        from .http_engine import HttpEngine
+
+        HttpEngine.from_config(config)
     from .job import annotate  # heavy imports only when the command runs
 
     summary = annotate(config)

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..contracts.schemas import carry_problem
 from ..contracts.validation import is_safe_name, reject_unknown
+from ..contracts.redact import shown
 
 ENGINES = {
     "transformers": "local transformers model, CPU or GPU, shared-prefix KV reuse",
@@ -83,7 +84,7 @@ class AnnotateConfig:
         """
         def fail(name: str, allowed: str, hint: str = "") -> None:
             value = getattr(self, name)
-            raise ValueError(f"annotate config: {name} must be {allowed}, got {value!r}"
+            raise ValueError(f"annotate config: {name} must be {allowed}, got {shown(value)}"
                              + (f"; {hint}" if hint else ""))
 
         if self.engine not in ENGINES:

@@ -22,7 +22,10 @@ With ``tokenizer`` set (a local model folder or spec), prompts are sent as **tok
 text and the server tokenises them.
 
 The API key is read from the environment variable named by ``api_key_env`` when a request is
-made; it is never stored in a manifest, printed, logged, or put into an error message.
+made; it is never stored in a manifest, printed, logged, or put into an error message. A
+``base_url`` with ``user:password@`` is refused (urllib would not authenticate with it anyway),
+and every error this engine raises is redacted here, before Ray logs it: a server's error body
+that echoes the ``Authorization`` header or a key is scrubbed (``contracts.redact.redact_text``).
 Transient failures (429, 5xx, timeouts, refused connections) are retried with exponential
 backoff and jitter (``Retry-After`` honoured); a 400 answer to one request records that run as
 missing with the server's reason; other errors (401, 403, 404, ...) stop the job with a message
@@ -42,6 +45,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
+from ..contracts.errors import InfrastructureError
+from ..contracts.redact import has_userinfo, redact_text, redact_url
 from .engine import RunResult, encode_parts, p_first_from_label_probs, p_first_from_loglik
 
 ENDPOINTS = {
@@ -52,8 +57,12 @@ RETRY_STATUS = (429, 500, 502, 503, 504)  # rate limits and transient server fai
 MISSING_TOP_K = "labels not in top-k logprobs"
 
 
-class HttpJudgeError(RuntimeError):
-    """The server refused the judge's requests for good, or retries ran out."""
+class HttpJudgeError(InfrastructureError):
+    """The server refused the judge's requests for good, or retries ran out (exit code 5; the
+    message is redacted, and finished shards are kept: rerun to resume)."""
+
+    def __init__(self, message: str):
+        super().__init__(redact_text(message))  # redacted here, before Ray logs it
 
 
 HTTP_OPTIONS = ("base_url", "endpoint", "api_key_env", "top_logprobs", "concurrency", "timeout",
@@ -145,9 +154,7 @@ class HttpEngine:
         if self.endpoint not in ENDPOINTS:
             raise ValueError(f"http engine: endpoint must be one of {sorted(ENDPOINTS)}, "
                              f"got {self.endpoint!r}")
-        if not str(self.base_url).startswith(("http://", "https://")):
-            raise ValueError(f"http engine: base_url must start with http:// or https://, got "
-                             f"{self.base_url!r} (e.g. http://localhost:8000/v1)")
+        check_base_url(self.base_url)
         if not self.model:
             raise ValueError("http engine: model must name the served model (the server's "
                              "/v1/models lists them)")
@@ -274,7 +281,7 @@ class HttpEngine:
                     self.n_requests_ += 1
                 return answer
             except urllib.error.HTTPError as error:
-                detail = _error_detail(error)
+                detail = _error_detail(error, secret=headers.get("Authorization", "")[7:])
                 if error.code == 400:
                     return f"http 400: {detail}"
                 if error.code not in RETRY_STATUS:
@@ -288,11 +295,10 @@ class HttpEngine:
                 if retry_after and retry_after.replace(".", "", 1).isdigit():
                     delay = min(float(retry_after), 60.0)
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as error:
-                problem = f"{type(error).__name__}: {getattr(error, 'reason', error)}"
+                problem = redact_text(f"{type(error).__name__}: {getattr(error, 'reason', error)}")
             if attempt == self.max_retries:
                 raise HttpJudgeError(f"{url} failed after {self.max_retries + 1} attempts (last: "
-                                     f"{problem}); the server is down or overloaded, rerun to "
-                                     f"resume")
+                                     f"{problem}); the server is down or overloaded") from None
             with self._count_lock:
                 self.n_retries_ += 1
             time.sleep(delay)
@@ -303,15 +309,37 @@ class HttpEngine:
 # Reading answers (pure functions over the parsed JSON)
 # ---------------------------------------------------------------------------------------------
 
-def _error_detail(error: urllib.error.HTTPError) -> str:
+def check_base_url(base_url: str) -> None:
+    """Refuse a ``base_url`` that is not http(s) or that carries ``user:password@`` (the key
+    comes from the environment, named by ``api_key_env``); the message never holds the password.
+    """
+    if not str(base_url).startswith(("http://", "https://")):
+        raise ValueError(f"http engine: base_url must start with http:// or https://, got "
+                         f"{redact_url(str(base_url))!r} (e.g. http://localhost:8000/v1)")
+    if has_userinfo(str(base_url)):
+        raise ValueError(f"http engine: base_url {redact_url(str(base_url))!r} carries "
+                         f"credentials (user:password@); remove them, export the API key in an "
+                         f"environment variable and name it in engine_options.api_key_env")
+
+
+def _error_detail(error: urllib.error.HTTPError, secret: str = "") -> str:
+    """The server's reason, one line, scrubbed: an error body may echo the request's
+    ``Authorization`` header or a key, and this text reaches the terminal and Ray's logs."""
     try:
         text = error.read().decode(errors="replace")
-        message = json.loads(text).get("error", text)
+        try:
+            message = json.loads(text).get("error", text)
+        except (ValueError, AttributeError):
+            message = text
         if isinstance(message, dict):
             message = message.get("message", message)
-        return str(message)[:300]
+        detail = " ".join(str(message).split())
+        if secret:  # the key itself, whatever its shape, wherever the server echoed it
+            detail = detail.replace(secret, "<redacted>")
+        detail = redact_text(detail)  # whole, before it is cut short
     except Exception:  # noqa: BLE001 - any unreadable body: fall back to the reason phrase
-        return str(error.reason)
+        detail = str(error.reason)
+    return redact_text(detail)[:300]
 
 
 def _completion_top_logprobs(answer: dict[str, Any]) -> dict[str, float] | None:

@@ -57,6 +57,16 @@ class InfrastructureError(RuntimeError):
             text += "; finished outputs are kept, rerun to resume"
         super().__init__(text)
 
+    def __reduce__(self):  # across processes (a Ray worker's error) the text arrives as it was
+        return _restore_error, (type(self), self.args, self.__dict__)
+
+
+def _restore_error(cls: type, args: tuple, state: dict) -> BaseException:
+    error = cls.__new__(cls)
+    BaseException.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 EXIT_OK = 0
 EXIT_INPUT = 2            # bad input or configuration: the message names the file, row and field

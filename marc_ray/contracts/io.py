@@ -183,7 +183,41 @@ def remove(location: str | os.PathLike) -> None:
         filesystem.delete_file(path)
 
 
+def check_readable(location: str | os.PathLike, folder_ok: bool = False) -> None:
+    """Refuse, before opening it, a local input that would not read as a file: a symlink loop
+    (named as such, not "no such file"), or a FIFO, socket or device, which would block or
+    stream forever ("not a regular file"). Object-store locations hold only regular objects.
+
+    Raises
+    ------
+    ContractError
+        Naming the path and what it is.
+    """
+    import errno
+    import stat
+
+    location = os.fspath(location)
+    if is_uri(location):
+        return
+    try:
+        mode = os.stat(location).st_mode
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise ContractError(location, "a symlink loop (a link that leads back to itself)",
+                                hint="point the link at a real file") from None
+        return  # missing or unreadable: the reader says so in its own words
+    if stat.S_ISDIR(mode) and folder_ok:
+        return
+    if not stat.S_ISREG(mode):
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "a device")
+        raise ContractError(location, f"not a regular file ({kind})",
+                            hint="give a file" + (" or a folder of Parquet shards" if folder_ok
+                                                  else ""))
+
+
 def read_bytes(location: str | os.PathLike) -> bytes:
+    check_readable(location)
     filesystem, path = resolve(location)
     with filesystem.open_input_stream(path) as stream:
         return stream.read()
@@ -202,6 +236,7 @@ def read_table(path: str | os.PathLike) -> pa.Table:
         If the file is missing, empty, of an unknown format, or a JSON line is malformed.
     """
     path = os.fspath(path)
+    check_readable(path, folder_ok=True)
     filesystem, resolved = resolve(path)
     from pyarrow import fs
 
@@ -574,6 +609,7 @@ def _hash_columns(names: list[str], slices: Callable[[str], Iterable[pa.Array]])
 
 def file_hash(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes (for manifests); any location."""
+    check_readable(path)
     digest = hashlib.sha256()
     filesystem, resolved = resolve(path)
     with filesystem.open_input_stream(resolved) as stream:

@@ -17,6 +17,8 @@ import math
 import re
 from typing import Any, Iterable
 
+from .redact import shown
+
 
 def _where(source: str) -> str:
     return f"{source}: " if source else ""
@@ -43,7 +45,7 @@ def is_integer(value: Any) -> bool:
 
 def fail(name: str, what: str, value: Any, source: str = "") -> None:
     """Raise the package's one configuration error: ``<source>: <name> must be <what>, got <value>``."""
-    raise ValueError(f"{_where(source)}{name} must be {what}, got {value!r}")
+    raise ValueError(f"{_where(source)}{name} must be {what}, got {shown(value)}")
 
 
 def check_number(name: str, value: Any, source: str = "", *, low: float | None = None,

@@ -65,7 +65,7 @@ class DataConfig:
                                  f"set data.demo: {{}} to generate the built-in benchmark")
             for name in ("comparisons", "pool"):
                 value = getattr(self, name)
-                if value and "://" not in value and not os.path.exists(value):
+                if value and "://" not in value and not os.path.lexists(value):  # a loop: named later
                     raise ValueError(f"{source}: data.{name}: no such file {value!r}")
         check_maps(self.columns, self.labels, source)
         check_number("data.pool_size", self.pool_size, source, low=0, integer=True,
