@@ -336,7 +336,7 @@ def run_vector_summary(probs) -> dict:
 
 
 def escalation_examples(certificate: Certificate, items: ItemSet, runs: pa.Table | None = None,
-                        per_kind: int = 3) -> dict:
+                        per_kind: int = 3, run_vectors=None) -> dict:
     """A few escalated items per reason kind, with their reason and run-vector summary.
 
     Parameters
@@ -347,9 +347,14 @@ def escalation_examples(certificate: Certificate, items: ItemSet, runs: pa.Table
     runs : pyarrow.Table with ``id`` and ``probs``, optional
         The first judge's run vectors (P(response a) per simulated-annotator run); gives the
         no-verdict counts (``reasons.count_unreadable``, vectorised) and, for the examples
-        only, :func:`run_vector_summary`.
+        only, :func:`run_vector_summary`. Or ``id`` and the counts already taken
+        (``run_counts.COUNT_COLUMNS``, streamed from a file by ``run_counts.file_run_counts``),
+        with ``run_vectors`` for the examples' vectors.
     per_kind : int, default=3
         The first ``per_kind`` escalated items of each kind, in item order.
+    run_vectors : callable, optional
+        ids → {id: run vector} (``run_counts.file_run_vectors`` of the scored file): the
+        examples' vectors when ``runs`` holds counts, not vectors.
 
     Returns
     -------
@@ -370,7 +375,12 @@ def escalation_examples(certificate: Certificate, items: ItemSet, runs: pa.Table
                            value_set=runs.column("id").cast(pa.string())).to_numpy(zero_copy_only=False)
         found = ~np.isnan(rows.astype(float))
         rows = np.where(found, rows, -1).astype(np.int64)
-        bad, count = count_unreadable(runs.column("probs"))
+        if "probs" in runs.column_names:
+            bad, count = count_unreadable(runs.column("probs"))
+        else:  # counts streamed from the file (run_counts.file_run_counts)
+            from .run_counts import COUNT_COLUMNS
+
+            bad, count = (runs.column(c).to_numpy(zero_copy_only=False) for c in COUNT_COLUMNS)
         unreadable = np.where(found, bad[np.maximum(rows, 0)], 0)
         total = np.where(found, count[np.maximum(rows, 0)], 0)
     groups = items.groups if items.groups is not None else np.full(n, None, dtype=object)
@@ -385,14 +395,25 @@ def escalation_examples(certificate: Certificate, items: ItemSet, runs: pa.Table
         if len(examples.setdefault(kind, [])) < per_kind:
             confidence = float(items.confidence[position, 0])
             vector = None
-            if rows is not None and rows[position] >= 0:
+            if rows is not None and rows[position] >= 0 and "probs" in runs.column_names:
                 vector = run_vector_summary(runs.column("probs")[int(rows[position])].as_py())
             examples[kind].append({
                 "id": ids[position],
                 "group": None if groups[position] is None else str(groups[position]),
                 "confidence": confidence if math.isfinite(confidence) else None,
                 "reason": str(decided.reason[position]), "runs": vector})
+    if run_vectors is not None and runs is not None and "probs" not in runs.column_names:
+        _add_run_summaries(examples, run_vectors)
     return {"item_set": items.name, "counts": counts, "examples": examples}
+
+
+def _add_run_summaries(examples: dict, run_vectors) -> None:
+    """Each example's run-vector summary, its vector fetched by id (one streamed pass)."""
+    vectors = run_vectors([example["id"] for chosen in examples.values() for example in chosen])
+    for chosen in examples.values():
+        for example in chosen:
+            if example["id"] in vectors:
+                example["runs"] = run_vector_summary(vectors[example["id"]])
 
 
 def evaluate_run(certificate: Certificate, sets: dict, score_path: str,
@@ -415,16 +436,32 @@ def evaluate_run(certificate: Certificate, sets: dict, score_path: str,
         None without per-group thresholds) and ``escalations`` (:func:`escalation_examples` on
         the test split, else the calibration split).
     """
-    from ..contracts import read_columns
-
     compare = list(compare or [certificate.stages[0]["confidence"]])
     deployment = sets.get("test")
     evaluation = evaluate_certificate(certificate, sets["calibration"], deployment,
                                       drift_significance)
-    # one read: the scalar columns, and probs for the escalated items' run summaries
-    scores = read_columns(score_path, also=["probs"])
-    runs = scores.select(["id", "probs"]) if "probs" in scores.column_names else None
+    scores, runs, run_vectors = read_run_scores(score_path, compare)
     return {"evaluation": evaluation,
             "measures": compare_certified_measures(scores, compare, certificate),
             "groups": evaluate_groups(certificate, sets["calibration"], deployment),
-            "escalations": escalation_examples(certificate, deployment or sets["calibration"], runs)}
+            "escalations": escalation_examples(certificate, deployment or sets["calibration"], runs,
+                                               run_vectors=run_vectors)}
+
+
+def read_run_scores(score_path: str, measures: Sequence[str]):
+    """What :func:`evaluate_run` reads of the first judge's scored file, and no more: the
+    columns the measures' comparison needs; each item's unreadable and total run counts,
+    streamed batch by batch from ``probs`` (``run_counts.file_run_counts``: the run vectors,
+    most of the file, are never held whole); and a reader of the few examples' vectors.
+
+    Returns
+    -------
+    scores : pyarrow.Table (``split``, ``human_label``, ``pred`` and the measures' columns)
+    runs : pyarrow.Table of ``id`` and the counts, or None (no ``probs``)
+    run_vectors : callable ids → {id: run vector}
+    """
+    from ..contracts import read_columns
+    from .run_counts import file_run_counts, file_run_vectors
+
+    scores = read_columns(score_path, ["split", "human_label", "pred", *measures])
+    return scores, file_run_counts(score_path), lambda ids: file_run_vectors(score_path, ids)
