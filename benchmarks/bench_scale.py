@@ -132,7 +132,13 @@ def measure(command: list[str], log: str) -> dict:
             "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2), "tree_rss_gb": round(tree_peak[0] / 2**30, 2)}
 
 
-def run_size(n_items: int, root: str, python: str, stages=STAGES) -> dict:
+# fit as the benchmark runs it (Ray Train, 1 worker, 5 epochs); the suite's memory guard
+# (tests/test_scale_memory.py) fits locally for 1 epoch: the same data path, minutes less
+FIT_RAY = ("--backend", "ray", "--num-workers", "1", "--epochs", "5", "--address", "local")
+FIT_LOCAL = ("--backend", "local", "--epochs", "1")
+
+
+def run_size(n_items: int, root: str, python: str, stages=STAGES, fit_options=FIT_RAY) -> dict:
     folder = os.path.join(root, f"n{n_items}")
     os.makedirs(folder, exist_ok=True)
     start = time.perf_counter()
@@ -140,6 +146,21 @@ def run_size(n_items: int, root: str, python: str, stages=STAGES) -> dict:
     if "annotate" in stages or not os.path.exists(runs):  # later stages alone reuse the inputs
         comparisons, runs = write_inputs(folder, n_items)
     generate_s = time.perf_counter() - start
+    commands = stage_commands(folder, n_items, comparisons, runs, python, fit_options)
+    result = {"n_items": n_items, "runs": os.path.getsize(runs), "generate_s": round(generate_s, 1)}
+    for stage in stages:
+        result[stage] = measure(commands[stage], os.path.join(folder, f"{stage}.log"))
+        print(f"  {n_items:>8} {stage:<10} {json.dumps(result[stage])}", flush=True)
+        if result[stage]["rc"] != 0:
+            with open(os.path.join(folder, f"{stage}.log")) as stream:
+                print(stream.read()[-3000:])
+            break
+    return result
+
+
+def stage_commands(folder: str, n_items: int, comparisons: str, runs: str, python: str,
+                   fit_options=FIT_RAY) -> dict[str, list[str]]:
+    """Each stage's CLI command on the inputs in ``folder`` (the run folder: ``folder/run``)."""
     run_dir = os.path.join(folder, "run")
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "config.yaml"), "w") as stream:  # what `report` reads
@@ -154,7 +175,7 @@ def run_size(n_items: int, root: str, python: str, stages=STAGES) -> dict:
                            "--engine-options", json.dumps({"runs": runs, "zero_shot": "zero-shot"}),
                            "--output", os.path.join(run_dir, "annotate")],
         "fit": cli + ["fit", os.path.join(run_dir, "annotate"), "--out", os.path.join(run_dir, "fit", JUDGE),
-                      "--backend", "ray", "--num-workers", "1", "--epochs", "5", "--address", "local"],
+                      *fit_options],
         "score": cli + ["score", os.path.join(run_dir, "annotate"), "--model",
                         os.path.join(run_dir, "fit", JUDGE), "--out", score],
         "calibrate": cli + ["calibrate", score, "--confidence-column", "conf_marc", "--grid-size", "5000",
@@ -164,15 +185,7 @@ def run_size(n_items: int, root: str, python: str, stages=STAGES) -> dict:
         "apply": cli + ["apply", os.path.join(run_dir, "calibrate", "certificate.json"), score,
                         "--out", os.path.join(run_dir, "applied")],
     }
-    result = {"n_items": n_items, "runs": os.path.getsize(runs), "generate_s": round(generate_s, 1)}
-    for stage in stages:
-        result[stage] = measure(commands[stage], os.path.join(folder, f"{stage}.log"))
-        print(f"  {n_items:>8} {stage:<10} {json.dumps(result[stage])}", flush=True)
-        if result[stage]["rc"] != 0:
-            with open(os.path.join(folder, f"{stage}.log")) as stream:
-                print(stream.read()[-3000:])
-            break
-    return result
+    return commands
 
 
 def main(argv=None) -> int:

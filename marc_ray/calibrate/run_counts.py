@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from ..contracts.io import is_parquet, parquet_batches, parquet_schema, read_columns
 from .reasons import count_unreadable
 
-RUN_BATCH_ROWS = 1 << 14  # rows of run vectors held at once (~5M values at 312 runs per item)
+RUN_BATCH_ROWS = 1 << 12  # rows of run vectors held at once (~1.3M values at 312 runs per item)
 COUNT_COLUMNS = ("runs_unreadable", "runs_total")  # per row: unreadable runs, runs
 
 

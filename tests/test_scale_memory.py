@@ -1,0 +1,156 @@
+"""Bounded memory at scale (issue 22): report and apply stream the run vectors, fit builds its
+features batch by batch, and a guard that fails when a stage holds a whole file again.
+
+The small tests check that the streamed paths give what the one-table paths gave; the slow one
+runs every CLI stage on 100,000 generated items (``benchmarks/bench_scale.py``) and compares each
+stage's peak RSS with the ceiling recorded below.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from marc_ray.calibrate.reasons import count_unreadable
+from marc_ray.calibrate.run_counts import COUNT_COLUMNS, file_run_counts, file_run_vectors
+from marc_ray.contracts import ContractError
+from marc_ray.fit import FitConfig
+from marc_ray.fit.data import file_arrays, labelled_arrays, prepare, read_rows
+from marc_ray.fit.synthetic import all_subsets_layout, trap_annotations
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def annotations():
+    table = trap_annotations(300, layout=all_subsets_layout(3, 3), seed=3, missing_rate=0.2,
+                             splits={"train": 0.5, "calibration": 0.3, "test": 0.2})
+    assert table.num_rows == 300
+    return table
+
+
+def test_streamed_run_counts_equal_the_whole_column(annotations, tmp_path):
+    path = tmp_path / "scores.parquet"
+    pq.write_table(annotations, path, row_group_size=40)
+    bad, total = count_unreadable(annotations.column("probs"))
+    assert bad.sum() > 0  # missing runs exist, so the counts are not trivially equal
+    counts = file_run_counts(path, batch_rows=7)  # several batches per row group
+    assert counts.column("id").to_pylist() == annotations.column("id").to_pylist()
+    np.testing.assert_array_equal(counts.column(COUNT_COLUMNS[0]).to_numpy(), bad)
+    np.testing.assert_array_equal(counts.column(COUNT_COLUMNS[1]).to_numpy(), total)
+    ids = annotations.column("id").to_pylist()
+    wanted = [ids[5], ids[250], "not-an-id"]
+    vectors = file_run_vectors(path, wanted, batch_rows=7)
+    assert sorted(vectors) == sorted(wanted[:2])
+    np.testing.assert_array_equal(np.array(vectors[ids[250]], dtype=float),
+                                  np.array(annotations.column("probs")[250].as_py(), dtype=float))
+    without = annotations.drop_columns(["probs"])
+    pq.write_table(without, tmp_path / "no_runs.parquet")
+    assert file_run_counts(tmp_path / "no_runs.parquet") is None
+
+
+def test_apply_reads_counts_not_vectors_and_decides_alike(annotations, tmp_path):
+    """apply_file on a scored file (its probs streamed into counts, never read whole) decides
+    every item, with the same reasons, as apply_certificate on the whole table did."""
+    from marc_ray.apply import apply_certificate, apply_file, read_for_apply
+    from marc_ray.calibrate.calibrator import SelectiveCalibrator
+    from marc_ray.calibrate.grid import fixed_grid
+
+    table = annotations
+    n = table.num_rows
+    no_verdict = np.zeros(n, bool)
+    no_verdict[[3, 40, 41, 299]] = True  # every run unreadable: no verdict, escalated with counts
+    probs = [[None] * len(row) if no_verdict[i] else row
+             for i, row in enumerate(table.column("probs").to_pylist())]
+    pred = [None if no_verdict[i] else p for i, p in enumerate(table.column("pred").to_pylist())]
+    table = table.set_column(table.column_names.index("probs"), "probs",
+                             pa.array(probs, table.schema.field("probs").type))
+    table = table.set_column(table.column_names.index("pred"), "pred", pa.array(pred, pa.string()))
+    cal = np.asarray(table.column("split").to_pylist()) == "calibration"
+    agree = np.asarray(pred, dtype=object) == np.asarray(table.column("human_label").to_pylist())
+    conf = np.clip(np.where(agree, 0.8, 0.55) + np.random.default_rng(0).normal(0, 0.05, n), 0, 1)
+    conf[no_verdict] = np.nan
+    table = table.append_column("conf_marc", pa.array(conf))
+    calibrator = SelectiveCalibrator(alpha=0.2, delta=0.1, grid=fixed_grid(50, 0.5, 1.0)).calibrate(
+        conf[cal], np.asarray(pred, dtype=object)[cal],
+        np.asarray(table.column("human_label").to_pylist(), dtype=object)[cal])
+    certificate = calibrator.certificate("sha256:t", "conf_marc", judge_name="synthetic")
+    certificate.write(tmp_path / "certificate.json")
+    path = tmp_path / "scored.parquet"
+    pq.write_table(table, path, row_group_size=25)
+
+    read = read_for_apply(str(path))
+    assert "probs" not in read.column_names and set(COUNT_COLUMNS) <= set(read.column_names)
+    apply_file(tmp_path / "certificate.json", path, tmp_path / "out")
+    streamed = pq.read_table(tmp_path / "out" / "decisions.parquet")
+    whole, _ = apply_certificate(certificate, pq.read_table(path), str(path))
+    assert streamed.drop_columns(["confidence"]).equals(whole.drop_columns(["confidence"]))
+    np.testing.assert_array_equal(streamed.column("confidence").to_numpy(),
+                                  whole.column("confidence").to_numpy())  # NaN where no verdict
+    reasons = streamed.column("reason").to_pylist()
+    assert all(streamed.column("verdict")[i].as_py() == "escalate" for i in (3, 40, 41, 299))
+    assert calibrator.coverage_ > 0 and "unreadable" in reasons[3] and reasons[3] != reasons[0]
+
+
+def test_fit_features_batch_by_batch_equal_one_table(annotations, tmp_path):
+    path = tmp_path / "ann.parquet"
+    pq.write_table(annotations, path, row_group_size=30)
+    config = FitConfig()
+    mask = np.asarray([s == "train" for s in annotations.column("split").to_pylist()])
+    streamed, layout = file_arrays(str(path), mask, config, str(path), batch_rows=11)
+    whole, _ = labelled_arrays(read_rows(str(path), mask), config, str(path))
+    np.testing.assert_array_equal(streamed.features, whole.features)
+    np.testing.assert_array_equal(streamed.agree, whole.agree)
+    np.testing.assert_array_equal(streamed.soft, whole.soft)
+    np.testing.assert_array_equal(streamed.ids, whole.ids)
+
+
+def test_fit_refuses_a_training_id_repeated_across_batches(annotations, tmp_path):
+    splits = annotations.column("split").to_pylist()
+    train = [i for i, s in enumerate(splits) if s == "train"]
+    first, last = train[0], train[-1]
+    ids = annotations.column("id").to_pylist()
+    ids[last] = ids[first]
+    table = annotations.set_column(0, "id", pa.array(ids, pa.string()))
+    path = tmp_path / "dup.parquet"
+    pq.write_table(table, path, row_group_size=30)  # the two rows are in different batches
+    with pytest.raises(ContractError, match=rf"row {last}, field 'id': duplicate \(id, judge\)"):
+        prepare(path, FitConfig())
+
+
+# ---------------------------------------------------------------------------------------------
+# The guard: every stage at 100,000 items under its ceiling
+# ---------------------------------------------------------------------------------------------
+
+GUARD_ITEMS = 100_000
+# Peak RSS (GB) of each stage process at 100k items: measured on the commit that bounded
+# report and apply (docs/benchmarks_scale.md, "Issue 22"), plus a margin. Holding the whole
+# annotation or scored file again (31M run values: >= 0.25 GB per list column) crosses them.
+CEILINGS_GB = {"annotate": 1.1, "fit": 0.9, "score": 1.5, "calibrate": 0.6, "report": 0.7,
+               "apply": 0.6}
+
+
+def _bench_scale():
+    spec = importlib.util.spec_from_file_location("bench_scale", REPO / "benchmarks" / "bench_scale.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_every_stage_stays_under_its_memory_ceiling_at_100k_items(tmp_path):
+    bench = _bench_scale()
+    result = bench.run_size(GUARD_ITEMS, str(tmp_path), sys.executable, fit_options=bench.FIT_LOCAL)
+    failed = {stage: result.get(stage, {}).get("rc") for stage in bench.STAGES
+              if result.get(stage, {}).get("rc") != 0}
+    assert not failed, f"stages that did not finish: {failed}"
+    peaks = {stage: result[stage]["peak_rss_gb"] for stage in bench.STAGES}
+    over = {stage: f"{peaks[stage]} GB > {CEILINGS_GB[stage]} GB" for stage in bench.STAGES
+            if peaks[stage] > CEILINGS_GB[stage]}
+    assert not over, f"peak RSS over the ceiling at {GUARD_ITEMS:,} items: {over} (all: {peaks})"
