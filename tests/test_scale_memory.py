@@ -1,16 +1,8 @@
-"""Bounded memory at scale (issue 22): report and apply stream the run vectors, fit builds its
-features batch by batch, and a guard that fails when a stage holds a whole file again.
-
-The small tests check that the streamed paths give what the one-table paths gave; the slow one
-runs every CLI stage on 100,000 generated items (``benchmarks/bench_scale.py``) and compares each
-stage's peak RSS with the ceiling recorded below.
-"""
+"""Bounded memory at scale (issue 22): report and apply stream the run vectors and fit builds
+its features batch by batch; each streamed path gives what the one-table path gave. The guard
+on peak memory at 100k items is tests/test_scale_guard.py."""
 
 from __future__ import annotations
-
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -23,8 +15,6 @@ from marc_ray.contracts import ContractError
 from marc_ray.fit import FitConfig
 from marc_ray.fit.data import file_arrays, labelled_arrays, prepare, read_rows
 from marc_ray.fit.synthetic import all_subsets_layout, trap_annotations
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -122,35 +112,3 @@ def test_fit_refuses_a_training_id_repeated_across_batches(annotations, tmp_path
     pq.write_table(table, path, row_group_size=30)  # the two rows are in different batches
     with pytest.raises(ContractError, match=rf"row {last}, field 'id': duplicate \(id, judge\)"):
         prepare(path, FitConfig())
-
-
-# ---------------------------------------------------------------------------------------------
-# The guard: every stage at 100,000 items under its ceiling
-# ---------------------------------------------------------------------------------------------
-
-GUARD_ITEMS = 100_000
-# Peak RSS (GB) of each stage process at 100k items: measured on the commit that bounded
-# report and apply (docs/benchmarks_scale.md, "Issue 22"), plus a margin. Holding the whole
-# annotation or scored file again (31M run values: >= 0.25 GB per list column) crosses them.
-CEILINGS_GB = {"annotate": 1.1, "fit": 0.9, "score": 1.5, "calibrate": 0.6, "report": 0.7,
-               "apply": 0.6}
-
-
-def _bench_scale():
-    spec = importlib.util.spec_from_file_location("bench_scale", REPO / "benchmarks" / "bench_scale.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.mark.slow
-def test_every_stage_stays_under_its_memory_ceiling_at_100k_items(tmp_path):
-    bench = _bench_scale()
-    result = bench.run_size(GUARD_ITEMS, str(tmp_path), sys.executable, fit_options=bench.FIT_LOCAL)
-    failed = {stage: result.get(stage, {}).get("rc") for stage in bench.STAGES
-              if result.get(stage, {}).get("rc") != 0}
-    assert not failed, f"stages that did not finish: {failed}"
-    peaks = {stage: result[stage]["peak_rss_gb"] for stage in bench.STAGES}
-    over = {stage: f"{peaks[stage]} GB > {CEILINGS_GB[stage]} GB" for stage in bench.STAGES
-            if peaks[stage] > CEILINGS_GB[stage]}
-    assert not over, f"peak RSS over the ceiling at {GUARD_ITEMS:,} items: {over} (all: {peaks})"

@@ -121,7 +121,8 @@ def risk_coverage(certificate: Certificate, items: ItemSet, stage: int):
 
     Returns
     -------
-    curve : (coverage, risk) arrays, or None when no item has a finite confidence
+    curve : (coverage, risk) arrays (at most ``CURVE_POINTS`` points of the exact curve,
+        :func:`thin_curve`), or None when no item has a finite confidence
     point : (coverage, risk) at λ̂, or None (nothing accepted, or λ̂ = inf)
     """
     threshold = float(certificate.stages[stage]["threshold"])
@@ -129,13 +130,26 @@ def risk_coverage(certificate: Certificate, items: ItemSet, stage: int):
     finite = np.isfinite(confidence)
     if not finite.any():
         return None, None
-    curve = risk_coverage_curve(confidence[finite], agree[finite])
+    curve = thin_curve(*risk_coverage_curve(confidence[finite], agree[finite]))
     point = None
     if math.isfinite(threshold):
         accepted = confidence[finite] >= threshold
         if accepted.any():
             point = (float(accepted.mean()), float(1 - agree[finite][accepted].mean()))
     return curve, point
+
+
+CURVE_POINTS = 2_000  # points of a risk–coverage curve the report draws (one per item before)
+
+
+def thin_curve(coverage: np.ndarray, risk: np.ndarray, points: int = CURVE_POINTS
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``points`` evenly spaced points of an exact curve, its first and last kept: a
+    figure of a million items needs no million-vertex line (what the report draws)."""
+    if coverage.size <= points:
+        return coverage, risk
+    keep = np.unique(np.linspace(0, coverage.size - 1, points).round().astype(np.int64))
+    return coverage[keep], risk[keep]
 
 
 def evaluate_certificate(certificate: Certificate, calibration_items: ItemSet,
