@@ -112,3 +112,41 @@ def test_fit_refuses_a_training_id_repeated_across_batches(annotations, tmp_path
     pq.write_table(table, path, row_group_size=30)  # the two rows are in different batches
     with pytest.raises(ContractError, match=rf"row {last}, field 'id': duplicate \(id, judge\)"):
         prepare(path, FitConfig())
+
+
+def _hold_out_reference(table, candidates, config):
+    """fit.data._hold_out_groups before it was column-wise (one Python object per row)."""
+    ids = table.column("id").to_pylist()
+    groups = table.column("group").to_pylist()
+    keys = np.array([str(g) if g is not None else f"id:{i}" for g, i in zip(groups, ids)], dtype=object)
+    labels = np.asarray(table.column("human_label").to_pylist(), dtype=object)
+    pred = np.asarray(table.column("pred").to_pylist(), dtype=object)
+    counted = np.isin(labels, ["a", "b"]) | ((labels == "tie") & (config.tie_policy == "disagree"))
+    disagrees = counted & (labels != pred) & candidates
+    with_disagreement = set(keys[disagrees])
+    rng = np.random.default_rng(config.random_state)
+    chosen: set = set()
+    for stratum in (with_disagreement, set(keys[candidates]) - with_disagreement):
+        ordered = rng.permutation(np.array(sorted(stratum), dtype=object))
+        n_valid = int(round(config.valid_fraction * len(ordered)))
+        if len(ordered) >= 2:
+            n_valid = min(max(1, n_valid), len(ordered) - 1)
+        chosen.update(ordered[:n_valid])
+    return candidates & np.array([k in chosen for k in keys])
+
+
+@pytest.mark.parametrize("tie_policy", ["drop", "disagree"])
+def test_column_wise_hold_out_picks_the_groups_the_row_wise_one_did(tie_policy):
+    from marc_ray.fit.data import _hold_out_groups
+
+    rng = np.random.default_rng(4)
+    n = 500
+    groups = [None if rng.random() < 0.3 else f"g{rng.integers(60)}" for _ in range(n)]
+    table = pa.table({"id": [f"item-{i}" for i in range(n)], "group": pa.array(groups, pa.string()),
+                      "human_label": rng.choice(["a", "b", "tie"], n).tolist(),
+                      "pred": [None if rng.random() < 0.05 else p for p in rng.choice(["a", "b"], n)]})
+    candidates = rng.random(n) < 0.7
+    config = FitConfig(tie_policy=tie_policy, random_state=7)
+    held = _hold_out_groups(table, candidates, config)
+    np.testing.assert_array_equal(held, _hold_out_reference(table, candidates, config))
+    assert 0 < held.sum() < candidates.sum()
