@@ -13,7 +13,7 @@ from marc_ray.calibrate.reasons import count_unreadable
 from marc_ray.calibrate.run_counts import COUNT_COLUMNS, file_run_counts, file_run_vectors
 from marc_ray.contracts import ContractError
 from marc_ray.fit import FitConfig
-from marc_ray.fit.data import file_arrays, labelled_arrays, prepare, read_rows
+from marc_ray.fit.data import prepare
 from marc_ray.fit.synthetic import all_subsets_layout, trap_annotations
 
 
@@ -86,19 +86,6 @@ def test_apply_reads_counts_not_vectors_and_decides_alike(annotations, tmp_path)
     reasons = streamed.column("reason").to_pylist()
     assert all(streamed.column("verdict")[i].as_py() == "escalate" for i in (3, 40, 41, 299))
     assert calibrator.coverage_ > 0 and "unreadable" in reasons[3] and reasons[3] != reasons[0]
-
-
-def test_fit_features_batch_by_batch_equal_one_table(annotations, tmp_path):
-    path = tmp_path / "ann.parquet"
-    pq.write_table(annotations, path, row_group_size=30)
-    config = FitConfig()
-    mask = np.asarray([s == "train" for s in annotations.column("split").to_pylist()])
-    streamed, layout = file_arrays(str(path), mask, config, str(path), batch_rows=11)
-    whole, _ = labelled_arrays(read_rows(str(path), mask), config, str(path))
-    np.testing.assert_array_equal(streamed.features, whole.features)
-    np.testing.assert_array_equal(streamed.agree, whole.agree)
-    np.testing.assert_array_equal(streamed.soft, whole.soft)
-    np.testing.assert_array_equal(streamed.ids, whole.ids)
 
 
 def test_fit_refuses_a_training_id_repeated_across_batches(annotations, tmp_path):

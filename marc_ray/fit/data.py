@@ -22,7 +22,6 @@ import pyarrow.compute as pc
 from ..contracts import ContractError, read_columns, read_table, table_hash
 from ..contracts.io import is_parquet, parquet_batches, parquet_schema
 from ..contracts.io import file_table_hash
-from ..contracts.schemas import check_annotation_keys
 from .config import FitConfig
 from .features import FeatureLayout, build_features
 from .labels import human_labels, simulated_view
@@ -107,10 +106,14 @@ def prepare(table_or_path, config: FitConfig, source: str | None = None) -> Prep
         is_valid = _hold_out_groups(table, is_train, config)
         is_train &= ~is_valid
     if path is not None:
-        # each set's features built batch by batch: memory holds its features and one batch
+        # each set's rows read on their own: memory holds one set's runs, then its features.
+        # (Building them batch by batch instead, issue 22, peaked higher at 1M: 3.60 against
+        # 3.29 GB on the same files; docs/benchmarks_scale.md.)
         data_hash = file_table_hash(path, ["id", "probs", "pred"])
-        train, layout = file_arrays(path, is_train, config, source, keys=table)
-        valid, _ = file_arrays(path, is_valid, config, source, layout, keys=table)
+        train, layout = _file_rows(is_train, lambda rows: labelled_arrays(
+            read_rows(path, rows), config, source))
+        valid, _ = _file_rows(is_valid, lambda rows: labelled_arrays(
+            read_rows(path, rows), config, source, layout))
     else:
         data_hash = table_hash(table, ["id", "probs", "pred"])
         train, layout = _file_rows(is_train, lambda rows: labelled_arrays(
@@ -133,51 +136,6 @@ def _parquet_path(table_or_path) -> str | None:
         return None
     location = os.fspath(table_or_path)
     return location if is_parquet(location) else None
-
-
-# annotation rows read (and their runs turned into features) at once: ~1.3M run values at 312
-# runs per item, so build_features' float64 temporaries hold ~10 MB each (one block)
-FIT_BATCH_ROWS = 1 << 12
-
-
-def file_arrays(path: str, mask: np.ndarray, config: FitConfig, source: str,
-                layout: FeatureLayout | None = None, keys: pa.Table | None = None,
-                batch_rows: int = FIT_BATCH_ROWS) -> tuple[Arrays, FeatureLayout]:
-    """:func:`labelled_arrays` of the rows of a Parquet file where ``mask`` holds, built batch
-    by batch: memory holds the rows' features (float32) and one batch of runs, never the
-    rows' run vectors all at once. Every row's features, label and id are those of the
-    one-table computation (each depends on its own row only), so the model is the same.
-
-    ``keys`` (the file's scalar columns, every row) checks (id, judge) over the kept rows at
-    once, as validating them as one table did. Errors name the file's row.
-    """
-    if not mask.any():  # nothing to stream: the one-table path says what is wrong
-        return _file_rows(mask, lambda rows: labelled_arrays(read_rows(path, rows), config, source,
-                                                             layout))
-    if keys is not None:
-        _file_rows(mask, lambda rows: check_annotation_keys(keys.filter(pa.array(rows)), source))
-    schema = parquet_schema(path)
-    features, labels, filled, start = None, [], 0, 0
-    for batch in parquet_batches(path, batch_rows):
-        part = mask[start:start + batch.num_rows]
-        if part.any():
-            table = pa.Table.from_batches([batch.filter(pa.array(part))], schema=schema)
-            try:
-                block, layout = labelled_arrays(table, config, source, layout)
-            except ContractError as error:  # the batch's kept row → the file's row
-                if error.row is None:
-                    raise
-                raise ContractError(error.source, error.problem,
-                                    row=start + int(np.flatnonzero(part)[error.row]),
-                                    field=error.field, hint=error.hint) from error
-            if features is None:
-                features = np.empty((int(mask.sum()), block.features.shape[1]), np.float32)
-            features[filled:filled + len(block)] = block.features
-            filled += len(block)
-            labels.append((block.agree, block.soft, block.ids))  # not the batch's features
-        start += batch.num_rows
-    agree, soft, ids = (np.concatenate(column) for column in zip(*labels))
-    return Arrays(features[:filled], agree, soft, ids), layout
 
 
 def read_rows(path: str, mask: np.ndarray) -> pa.Table:
