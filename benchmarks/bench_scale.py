@@ -8,7 +8,8 @@ Stages: annotate (engine replay, a generated run table in Parquet) -> fit (Ray T
 chunk by chunk with numpy (a vectorised form of ``fit.synthetic.trap_annotations``: few-shot runs
 that contradict confident many-shot runs on "trap" items), so generation itself holds one chunk.
 
-Peak RSS: ``stage`` is the stage process (``os.wait4``); ``tree`` is the most the stage's
+Peak RSS: ``stage`` is the stage process (``os.wait4`` in a small launcher that forks it: see
+``LAUNCHER``); ``tree`` is the most the stage's
 process tree held at once, sampled every 0.2 s with psutil (it includes the Ray runtime the
 stage starts: raylet, GCS, workers). Targets (issue 11): every stage completes at 1M; stage
 peak <= 4 GB at 1M; time 100k -> 1M grows <= 12x. Prints a ratio per target.
@@ -97,13 +98,30 @@ def write_inputs(folder: str, n_items: int, seed: int = 0) -> tuple[str, str]:
     return comparisons_path, runs_path
 
 
+# A child's ru_maxrss starts at its parent's peak RSS (Linux keeps the pre-exec memory's high
+# water mark), so a stage started straight from this process (or from pytest) would report at
+# least what this process once held. The stage runs under a fresh small launcher instead, which
+# forks it and writes the stage's own peak (ru_maxrss, KiB) to a file.
+LAUNCHER = """import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as stream:
+    stream.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def measure(command: list[str], log: str) -> dict:
     """Run a stage; its wall time, exit code, its own peak RSS and its process tree's."""
     import psutil
 
     start = time.perf_counter()
+    peak_file = log + ".maxrss"
     with open(log, "w") as stream:
-        process = subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([sys.executable, "-c", LAUNCHER, peak_file, *command],
+                                   stdout=stream, stderr=subprocess.STDOUT)
     tree_peak = [0]
     done = threading.Event()
 
@@ -125,14 +143,24 @@ def measure(command: list[str], log: str) -> dict:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    _, status, usage = os.wait4(process.pid, 0)
+    _, status, _ = os.wait4(process.pid, 0)
     done.set()
     sampler.join()
+    peak_kib = 0  # no file: the launcher itself failed (the exit code says so)
+    if os.path.exists(peak_file):
+        with open(peak_file) as stream:
+            peak_kib = int(stream.read() or 0)
     return {"seconds": round(time.perf_counter() - start, 1), "rc": os.waitstatus_to_exitcode(status),
-            "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2), "tree_rss_gb": round(tree_peak[0] / 2**30, 2)}
+            "peak_rss_gb": round(peak_kib / 2**20, 2), "tree_rss_gb": round(tree_peak[0] / 2**30, 2)}
 
 
-def run_size(n_items: int, root: str, python: str, stages=STAGES) -> dict:
+# fit as the benchmark runs it (Ray Train, 1 worker, 5 epochs); the suite's memory guard
+# (tests/test_scale_memory.py) fits locally for 1 epoch: the same data path, minutes less
+FIT_RAY = ("--backend", "ray", "--num-workers", "1", "--epochs", "5", "--address", "local")
+FIT_LOCAL = ("--backend", "local", "--epochs", "1")
+
+
+def run_size(n_items: int, root: str, python: str, stages=STAGES, fit_options=FIT_RAY) -> dict:
     folder = os.path.join(root, f"n{n_items}")
     os.makedirs(folder, exist_ok=True)
     start = time.perf_counter()
@@ -140,6 +168,21 @@ def run_size(n_items: int, root: str, python: str, stages=STAGES) -> dict:
     if "annotate" in stages or not os.path.exists(runs):  # later stages alone reuse the inputs
         comparisons, runs = write_inputs(folder, n_items)
     generate_s = time.perf_counter() - start
+    commands = stage_commands(folder, n_items, comparisons, runs, python, fit_options)
+    result = {"n_items": n_items, "runs": os.path.getsize(runs), "generate_s": round(generate_s, 1)}
+    for stage in stages:
+        result[stage] = measure(commands[stage], os.path.join(folder, f"{stage}.log"))
+        print(f"  {n_items:>8} {stage:<10} {json.dumps(result[stage])}", flush=True)
+        if result[stage]["rc"] != 0:
+            with open(os.path.join(folder, f"{stage}.log")) as stream:
+                print(stream.read()[-3000:])
+            break
+    return result
+
+
+def stage_commands(folder: str, n_items: int, comparisons: str, runs: str, python: str,
+                   fit_options=FIT_RAY) -> dict[str, list[str]]:
+    """Each stage's CLI command on the inputs in ``folder`` (the run folder: ``folder/run``)."""
     run_dir = os.path.join(folder, "run")
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "config.yaml"), "w") as stream:  # what `report` reads
@@ -154,7 +197,7 @@ def run_size(n_items: int, root: str, python: str, stages=STAGES) -> dict:
                            "--engine-options", json.dumps({"runs": runs, "zero_shot": "zero-shot"}),
                            "--output", os.path.join(run_dir, "annotate")],
         "fit": cli + ["fit", os.path.join(run_dir, "annotate"), "--out", os.path.join(run_dir, "fit", JUDGE),
-                      "--backend", "ray", "--num-workers", "1", "--epochs", "5", "--address", "local"],
+                      *fit_options],
         "score": cli + ["score", os.path.join(run_dir, "annotate"), "--model",
                         os.path.join(run_dir, "fit", JUDGE), "--out", score],
         "calibrate": cli + ["calibrate", score, "--confidence-column", "conf_marc", "--grid-size", "5000",
@@ -164,15 +207,7 @@ def run_size(n_items: int, root: str, python: str, stages=STAGES) -> dict:
         "apply": cli + ["apply", os.path.join(run_dir, "calibrate", "certificate.json"), score,
                         "--out", os.path.join(run_dir, "applied")],
     }
-    result = {"n_items": n_items, "runs": os.path.getsize(runs), "generate_s": round(generate_s, 1)}
-    for stage in stages:
-        result[stage] = measure(commands[stage], os.path.join(folder, f"{stage}.log"))
-        print(f"  {n_items:>8} {stage:<10} {json.dumps(result[stage])}", flush=True)
-        if result[stage]["rc"] != 0:
-            with open(os.path.join(folder, f"{stage}.log")) as stream:
-                print(stream.read()[-3000:])
-            break
-    return result
+    return commands
 
 
 def main(argv=None) -> int:

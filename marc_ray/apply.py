@@ -84,22 +84,35 @@ def stage_columns(certificate: Certificate, table: pa.Table, source: str = "<dat
     if certificate.groups and certificate.groups["column"] not in carry:
         carry += (certificate.groups["column"],)  # the column each item is routed by
     aligned = align_items(rows_by_stage, [stage["confidence"] for stage in stages], carry=carry)
-    if all("probs" in part.column_names for part in rows_by_stage):
+    if all(_has_run_counts(part) for part in rows_by_stage):
         aligned.extra.update(_run_counts(rows_by_stage, aligned.ids))
     return aligned.ids, aligned.confidence, aligned.pred, aligned.extra
 
 
+def _has_run_counts(part: pa.Table) -> bool:
+    """The rows carry their run vectors, or the counts streamed from them (``read_for_apply``)."""
+    from .calibrate.run_counts import COUNT_COLUMNS
+
+    return "probs" in part.column_names or all(c in part.column_names for c in COUNT_COLUMNS)
+
+
 def _run_counts(parts: list[pa.Table], ids: np.ndarray) -> dict[str, np.ndarray]:
-    """Unreadable and total runs per (item, stage), from each stage's ``probs`` run vectors."""
+    """Unreadable and total runs per (item, stage), from each stage's ``probs`` run vectors or
+    the counts ``read_for_apply`` streamed from them."""
     from .calibrate.reasons import count_unreadable
+    from .calibrate.run_counts import COUNT_COLUMNS
 
     unreadable = np.zeros((len(ids), len(parts)), dtype=np.int64)
     total = np.zeros((len(ids), len(parts)), dtype=np.int64)
     value_set = pa.array(ids.tolist(), pa.string())
     for l, part in enumerate(parts):
         rows = pc.index_in(part.column("id").cast(pa.string()), value_set=value_set).to_numpy()
-        status = part.column("status") if "status" in part.column_names else None  # "not run"
-        unreadable[rows, l], total[rows, l] = count_unreadable(part.column("probs"), status)
+        if "probs" in part.column_names:
+            status = part.column("status") if "status" in part.column_names else None  # "not run"
+            unreadable[rows, l], total[rows, l] = count_unreadable(part.column("probs"), status)
+        else:
+            unreadable[rows, l], total[rows, l] = (
+                part.column(c).to_numpy(zero_copy_only=False) for c in COUNT_COLUMNS)
     return {"runs_unreadable": unreadable, "runs_total": total}
 
 
@@ -166,9 +179,13 @@ def with_file_metadata(tables: list[pa.Table]) -> pa.Table:
 
 
 def read_for_apply(path: str) -> pa.Table:
-    """What apply reads of a scored file, in one read: every column but the per-run lists, and
-    ``probs`` (the reasons count each item's unreadable runs), metadata kept."""
-    return read_columns(path, also=["probs", "status"])
+    """What apply reads of a scored file: every column but the per-run lists (metadata kept),
+    and per row the counts of unreadable runs and of runs (the reasons' "no usable verdict";
+    a run the data never had counts as neither), streamed from ``probs`` and ``status`` batch
+    by batch (``calibrate.run_counts``): the run vectors, most of the file, are never held whole."""
+    from .calibrate.run_counts import with_run_counts
+
+    return with_run_counts(read_columns(path), path)
 
 
 def read_scored(path: str) -> pa.Table:

@@ -122,7 +122,8 @@ def risk_coverage(certificate: Certificate, items: ItemSet, stage: int):
 
     Returns
     -------
-    curve : (coverage, risk) arrays, or None when no item has a finite confidence
+    curve : (coverage, risk) arrays (at most ``CURVE_POINTS`` points of the exact curve,
+        :func:`thin_curve`), or None when no item has a finite confidence
     point : (coverage, risk) at λ̂, or None (nothing accepted, or λ̂ = inf)
     """
     threshold = float(certificate.stages[stage]["threshold"])
@@ -130,13 +131,26 @@ def risk_coverage(certificate: Certificate, items: ItemSet, stage: int):
     finite = np.isfinite(confidence)
     if not finite.any():
         return None, None
-    curve = risk_coverage_curve(confidence[finite], agree[finite])
+    curve = thin_curve(*risk_coverage_curve(confidence[finite], agree[finite]))
     point = None
     if math.isfinite(threshold):
         accepted = confidence[finite] >= threshold
         if accepted.any():
             point = (float(accepted.mean()), float(1 - agree[finite][accepted].mean()))
     return curve, point
+
+
+CURVE_POINTS = 2_000  # points of a risk–coverage curve the report draws (one per item before)
+
+
+def thin_curve(coverage: np.ndarray, risk: np.ndarray, points: int = CURVE_POINTS
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``points`` evenly spaced points of an exact curve, its first and last kept: a
+    figure of a million items needs no million-vertex line (what the report draws)."""
+    if coverage.size <= points:
+        return coverage, risk
+    keep = np.unique(np.linspace(0, coverage.size - 1, points).round().astype(np.int64))
+    return coverage[keep], risk[keep]
 
 
 def evaluate_certificate(certificate: Certificate, calibration_items: ItemSet,
@@ -346,7 +360,7 @@ def run_vector_summary(probs, status=None) -> dict:
 
 
 def escalation_examples(certificate: Certificate, items: ItemSet, runs=None,
-                        per_kind: int = 3) -> dict:
+                        per_kind: int = 3, run_vectors=None) -> dict:
     """A few escalated items per reason kind, with their reason and run-vector summary.
 
     An escalated item's reason quotes one stage (``reasons.explain``: the last one of a
@@ -361,9 +375,15 @@ def escalation_examples(certificate: Certificate, items: ItemSet, runs=None,
         Run vectors with ``id``, ``probs`` and optionally ``status`` (one table: the first
         judge's). They give the no-verdict counts (``reasons.count_unreadable``, vectorised)
         and, for the examples only, :func:`run_vector_summary` (None where the quoted stage's
-        runs are not given).
+        runs are not given). Or ``id`` and the counts already taken (``run_counts.
+        COUNT_COLUMNS``, streamed from a file by ``run_counts.file_run_counts``), with
+    run_vectors : list (per stage) of callables ids → {id: (vector, statuses)}, optional
+        The examples' vectors, fetched by id (``run_counts.file_run_vectors``).
     per_kind : int, default=3
         The first ``per_kind`` escalated items of each kind, in item order.
+    run_vectors : callable, optional
+        ids → {id: run vector} (``run_counts.file_run_vectors`` of the scored file): the
+        examples' vectors when ``runs`` holds counts, not vectors.
 
     Returns
     -------
@@ -403,6 +423,13 @@ def escalation_examples(certificate: Certificate, items: ItemSet, runs=None,
                 "confidence": confidence if math.isfinite(confidence) else None,
                 "reason": str(decided.reason[position]),
                 "runs": _run_summary_at(tables[quoted], located[quoted], position)})
+    fetch = (list(run_vectors) + [None] * len(names))[quoted] if run_vectors else None
+    if fetch is not None:  # counts were streamed: the few examples' vectors are read by id
+        chosen = [example for kind in examples.values() for example in kind if example["runs"] is None]
+        vectors = fetch([example["id"] for example in chosen]) if chosen else {}
+        for example in chosen:
+            if example["id"] in vectors:
+                example["runs"] = run_vector_summary(*vectors[example["id"]])
     return {"item_set": items.name, "counts": counts, "examples": examples}
 
 
@@ -418,14 +445,19 @@ def _runs_of(runs: pa.Table | None, ids: list[str]):
                        value_set=runs.column("id").cast(pa.string())).to_numpy(zero_copy_only=False)
     found = ~np.isnan(rows.astype(float))
     rows = np.where(found, rows, -1).astype(np.int64)
-    status = runs.column("status") if "status" in runs.column_names else None
-    bad, count = count_unreadable(runs.column("probs"), status)
+    if "probs" in runs.column_names:
+        status = runs.column("status") if "status" in runs.column_names else None
+        bad, count = count_unreadable(runs.column("probs"), status)
+    else:  # counts streamed from the file (run_counts.file_run_counts)
+        from .run_counts import COUNT_COLUMNS
+
+        bad, count = (runs.column(c).to_numpy(zero_copy_only=False) for c in COUNT_COLUMNS)
     return (rows, np.where(found, bad[np.maximum(rows, 0)], 0),
             np.where(found, count[np.maximum(rows, 0)], 0))
 
 
 def _run_summary_at(runs: pa.Table | None, located, position: int) -> dict | None:
-    if runs is None or located is None or located[0][position] < 0:
+    if runs is None or located is None or located[0][position] < 0 or "probs" not in runs.column_names:
         return None
     row = int(located[0][position])
     status = runs.column("status")[row].as_py() if "status" in runs.column_names else None
@@ -455,32 +487,23 @@ def evaluate_run(certificate: Certificate, sets: dict, score_path: str,
         None without per-group thresholds) and ``escalations`` (:func:`escalation_examples` on
         the test split, else the calibration split).
     """
-    from ..contracts import read_columns
-
     compare = list(compare or [certificate.stages[0]["confidence"]])
     deployment = sets.get("test")
     evaluation = evaluate_certificate(certificate, sets["calibration"], deployment,
                                       drift_significance)
-    # one read: the scalar columns, and probs for the escalated items' run summaries
-    scores = read_columns(score_path, also=["probs", "status"])
-    runs = (scores.select([c for c in ("id", "probs", "status") if c in scores.column_names])
-            if "probs" in scores.column_names else None)
+    # the scalar columns; each stage's run counts streamed batch by batch (the run vectors,
+    # most of a scored file, are never held whole: issue 22), and the examples' vectors by id
+    from .run_counts import file_run_counts, file_run_vectors
+
+    scores = read_columns(score_path, ["id", "split", "human_label", "pred", *compare])
+    paths = [score_path, *list(stage_score_paths or [])[1:]]
+    runs = [file_run_counts(path) for path in paths]
+    fetchers = [lambda wanted, path=path: file_run_vectors(path, wanted) for path in paths]
     return {"evaluation": evaluation,
             "measures": compare_certified_measures(scores, compare, certificate),
             "groups": evaluate_groups(certificate, sets["calibration"], deployment),
             "escalations": escalation_examples(certificate, deployment or sets["calibration"],
-                                               [runs] + _later_stage_runs(stage_score_paths))}
-
-
-def _later_stage_runs(paths: Sequence[str] | None) -> list:
-    """The run vectors (``id``, ``probs``, ``status``) of every stage after the first."""
-    from ..contracts import read_columns
-
-    out = []
-    for path in list(paths or [])[1:]:
-        table = read_columns(path, ["id"], also=["probs", "status"])
-        out.append(table if "probs" in table.column_names else None)
-    return out
+                                               runs, run_vectors=fetchers)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..contracts import ContractError, read_columns, read_table, table_hash
 from ..contracts.io import is_parquet, parquet_batches, parquet_schema
@@ -97,16 +98,15 @@ def prepare(table_or_path, config: FitConfig, source: str | None = None,
         table, source = load_annotations(table_or_path, source)
     if table.num_rows == 0:
         raise ContractError(source, "the table has no rows", hint="fit needs labelled annotations")
-    if splits is not None:
-        splits = list(splits)
-    else:
-        splits = (table.column("split").to_pylist() if "split" in table.column_names
-                  else [None] * table.num_rows)
+    if splits is not None:  # the split `marc-ray fit` drew stands for the file's split column
+        column = pa.array([None if s is None else str(s) for s in splits], pa.string())
+        table = (table.set_column(table.column_names.index("split"), "split", column)
+                 if "split" in table.column_names else table.append_column("split", column))
     # A row without a verdict (every run unreadable) has no features and no agreement label;
     # it is left out here and counted, and calibration and apply never accept it.
-    has_verdict = np.array([p is not None for p in table.column("pred").to_pylist()], dtype=bool)
-    is_train = has_verdict & np.array([s is None or s in config.train_splits for s in splits])
-    is_valid = has_verdict & np.array([s in config.valid_splits for s in splits])
+    has_verdict = _mask(pc.is_valid(table.column("pred")))
+    is_train = has_verdict & _in_splits(table, config.train_splits, null=True)
+    is_valid = has_verdict & _in_splits(table, config.valid_splits, null=False)
     if not is_train.any():
         raise ContractError(source, f"no row is in a training split {list(config.train_splits)}",
                             field="split", hint="set FitConfig.train_splits to the split names used")
@@ -114,7 +114,9 @@ def prepare(table_or_path, config: FitConfig, source: str | None = None,
         is_valid = _hold_out_groups(table, is_train, config)
         is_train &= ~is_valid
     if path is not None:
-        # each set's rows read on their own: memory holds one set's runs, then its features
+        # each set's rows read on their own: memory holds one set's runs, then its features.
+        # (Building them batch by batch instead, issue 22, peaked higher at 1M: 3.60 against
+        # 3.29 GB on the same files; docs/benchmarks_scale.md.)
         data_hash = file_table_hash(path, ["id", "probs", "pred"])
         train, layout = _file_rows(is_train, lambda rows: labelled_arrays(
             read_rows(path, rows), config, source))
@@ -173,38 +175,67 @@ def _file_rows(mask: np.ndarray, function):
                             hint=error.hint) from error
 
 
+def _mask(values) -> np.ndarray:
+    """A boolean Arrow array (nulls: False) as numpy."""
+    return pc.fill_null(values, False).to_numpy(zero_copy_only=False).astype(bool)
+
+
+def _in_splits(table: pa.Table, names, null: bool) -> np.ndarray:
+    """Rows whose ``split`` is one of ``names`` (a null split, or no split column: ``null``);
+    column-wise, no Python object per row (a million rows at scale)."""
+    if "split" not in table.column_names:
+        return np.full(table.num_rows, null)
+    split = pc.cast(table.column("split"), pa.string())
+    named = _mask(pc.is_in(split, value_set=pa.array(list(names), pa.string())))
+    return named | (_mask(pc.is_null(split)) & null)
+
+
+def _group_keys(table: pa.Table) -> pa.ChunkedArray:
+    """Each row's group: its ``group`` as text, else ``id:<id>`` (an item is its own group)."""
+    own = pc.binary_join_element_wise("id:", pc.cast(table.column("id"), pa.string()), "")
+    if "group" not in table.column_names:
+        return own
+    group = pc.cast(table.column("group"), pa.string())
+    return pc.if_else(pc.is_null(group), own, group)
+
+
 def _hold_out_groups(table: pa.Table, candidates: np.ndarray, config: FitConfig) -> np.ndarray:
     """Hold out ``valid_fraction`` of the candidate groups for model selection, stratified.
 
     Groups with a disagreement case and groups without one are drawn separately, so the
     validation set gets both kinds whenever there are two groups of each (a validation set of
     agreements only leaves the ranking risk undefined). Whole groups move, never single items.
+    Keys are matched column-wise (one Python string per distinct group, not per row).
     """
-    ids = table.column("id").to_pylist()
-    groups = (table.column("group").to_pylist() if "group" in table.column_names
-              else [None] * table.num_rows)
-    keys = np.array([str(g) if g is not None else f"id:{i}" for g, i in zip(groups, ids)],
-                    dtype=object)
+    keys = _group_keys(table)
     disagrees = _disagreement_rows(table, config) & candidates
-    with_disagreement = set(keys[disagrees])
+
+    def distinct(rows: np.ndarray) -> set:
+        return set(pc.unique(keys.filter(pa.array(rows))).to_pylist())
+
+    with_disagreement = distinct(disagrees)
+    every = distinct(candidates)
     rng = np.random.default_rng(config.random_state)
     chosen: set = set()
-    for stratum in (with_disagreement, set(keys[candidates]) - with_disagreement):
+    for stratum in (with_disagreement, every - with_disagreement):
         ordered = rng.permutation(np.array(sorted(stratum), dtype=object))
         n_valid = int(round(config.valid_fraction * len(ordered)))
         if len(ordered) >= 2:
             n_valid = min(max(1, n_valid), len(ordered) - 1)  # keep some of each kind to train on
         chosen.update(ordered[:n_valid])
     if not chosen:  # too few groups to stratify: one group, as before
-        chosen = {rng.permutation(np.array(sorted(set(keys[candidates])), dtype=object))[0]}
-    return candidates & np.array([k in chosen for k in keys])
+        chosen = {rng.permutation(np.array(sorted(every), dtype=object))[0]}
+    return candidates & _mask(pc.is_in(keys, value_set=pa.array(sorted(chosen), pa.string())))
 
 
 def _disagreement_rows(table: pa.Table, config: FitConfig) -> np.ndarray:
     """Rows whose verdict a human label contradicts (under the tie policy); False without labels."""
     if "human_label" not in table.column_names or config.label_mode != "human":
         return np.zeros(table.num_rows, dtype=bool)
-    labels = np.asarray(table.column("human_label").to_pylist(), dtype=object)
-    pred = np.asarray(table.column("pred").to_pylist(), dtype=object)
-    counted = np.isin(labels, ["a", "b"]) | ((labels == "tie") & (config.tie_policy == "disagree"))
-    return counted & (labels != pred)
+    labels = pc.cast(table.column("human_label"), pa.string())
+    pred = pc.cast(table.column("pred"), pa.string())
+    counted = _mask(pc.is_in(labels, value_set=pa.array(["a", "b"])))
+    if config.tie_policy == "disagree":
+        counted |= _mask(pc.equal(labels, "tie"))
+    differs = pc.fill_null(pc.not_equal(labels, pred), True)  # no verdict differs from a label
+    return counted & _mask(differs)

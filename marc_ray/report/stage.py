@@ -44,11 +44,24 @@ def advise(items: RunItems, measures: dict, model_folders: dict) -> dict | None:
                           fitted_validation_ids(model_folders.get(first)), grid)
 
 
+def data_note(items: RunItems) -> str:
+    """The one sentence that says what the report's figures and tables are drawn from."""
+    from ..calibrate.evaluation import CURVE_POINTS
+
+    counts = ", ".join(f"{len(s.confidence):,} {name}" for name, s in items.sets.items()
+                       if name != "train")
+    return (f"Every table and figure is computed from all scored items ({counts}); the "
+            f"risk-coverage curves are drawn at up to {CURVE_POINTS:,} evenly spaced points of "
+            f"the exact curve, the histograms bin every item.")
+
+
 def report_stage(run_dir: str, command: str | None = None, out_dir: str | None = None) -> dict:
     """Write the report of the run in ``run_dir``; return the paths written."""
     from ..run_folder import RunFolder
     from .winrate_section import write_winrate_section
 
     items = run_items(run_dir)
+    report = items.config["report"] = dict(items.config.get("report") or {})  # its notes are shown
+    report["notes"] = [*(report.get("notes") or []), data_note(items)]
     paths = build_report(run_dir, evaluate(items), command=command, out_dir=out_dir, items=items)
     return {**paths, **write_winrate_section(run_dir, out_dir or RunFolder(run_dir).report_dir)}
