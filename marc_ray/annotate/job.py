@@ -15,7 +15,10 @@ Steps (``annotate(config)``):
    ``ray.data.llm`` stage; HTTP: ``map_batches`` on an actor pool);
 4. results stream back to the driver (``iter_batches``); a shard is assembled
    (``assemble.annotation_row``) and written atomically as soon as all its runs are in, then
-   its marker ``_done/part-NNNNN.json`` (Parquet folder readers skip ``_`` names).
+   its marker ``_done/part-NNNNN.json`` (Parquet folder readers skip ``_`` names). Results
+   of shards not finished yet are persisted as they come (``_partial/``, at least every
+   ``PARTIAL_FLUSH_S``): a rerun takes them back and judges only the work units still missing
+   runs, so a stop at x% of the runs keeps about x% of them, whatever the shard size.
 
 The output is any location ``contracts.io`` takes: a local folder, a shared mount, or an object
 store URI (``s3://bucket/run/annotate/judge``). On an object store a shard is uploaded to its
@@ -26,7 +29,14 @@ node-local output is refused before anything runs (``storage.require_shared``).
 Exactly once: engine actors are restarted (``max_restarts``) and their unfinished batches
 retried (``max_task_retries``) when a worker dies; results are keyed by (id, run) on the
 driver, so a batch delivered twice is counted once, and a shard is written only when every run
-of every one of its items is in. A crash or interruption loses at most the shards in flight.
+of every one of its items is in. A crash or interruption loses at most the runs in flight.
+
+Node loss: when Ray Data gives up on lost actors (``ActorUnavailableError`` once a node is
+gone), the driver starts a new execution over the work units still missing runs, with as many
+actors as the alive nodes can host (1 to ``num_workers``), and repeats while that makes
+progress. It never waits forever: no node able to host an actor, or no progress, for
+``capacity_timeout_s`` (``ray.capacity_timeout_s``) raises ``InfrastructureError`` naming the
+missing resource (the CLI prints it on one line and exits 5).
 """
 
 from __future__ import annotations
@@ -453,9 +463,10 @@ def _judge_units(plan: Plan, units: list[dict], hostable: int, collector: "Resul
     # an interruption would lose them all. Small blocks stream results back batch by batch, so
     # each shard is written as soon as its runs are in (what resume relies on).
     context.target_max_block_size = RESULT_BLOCK_BYTES
-    # never wait forever: an actor pool that cannot start, or an execution that cannot move
-    # (no node left to host an actor), fails after the capacity timeout instead of hanging
-    context.wait_for_min_actors_s = int(math.ceil(capacity_timeout_s))
+    # never wait forever: an execution that cannot move (no node left to host an actor) fails
+    # after the capacity timeout instead of hanging. Actors are started without waiting for all
+    # of them (Ray Data's wait_for_min_actors_s stays off): a node just lost may still count as
+    # alive for a few seconds, and the actors that can start do the work meanwhile.
     context.execution_no_progress_timeout_s = float(capacity_timeout_s)
     runs_per_unit = config.shard_size * len(config.orders)
     units_per_block = max(1, RUN_ROWS_PER_BLOCK // runs_per_unit)
@@ -589,6 +600,8 @@ class PartialResults:
     def read(self) -> list[pa.Table]:
         tables = []
         for name in list_names(self.folder):
+            if not name.startswith("results-"):
+                continue  # a temporary file a killed run left behind
             try:
                 tables.append(read_table(join(self.folder, name)).select(list(RESULT_COLUMNS)))
             except (ContractError, KeyError, pa.ArrowInvalid):
