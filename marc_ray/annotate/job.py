@@ -333,14 +333,15 @@ def engine_stage(ds, config: AnnotateConfig, initial_actors: int | None = None):
     """
     import ray
 
+    initial = max(1, min(config.num_workers, initial_actors or config.num_workers))
     if config.engine == "vllm":
         from .vllm_engine import vllm_stage
 
-        return vllm_stage(ds, config)
+        # its replicas too: as many as the cluster can host now
+        return vllm_stage(ds, dataclasses.replace(config, num_workers=initial))
     factory = functools.partial(transformers_factory if config.engine == "transformers"
                                 else http_factory, config)
     num_gpus = engine_gpus(config)
-    initial = max(1, min(config.num_workers, initial_actors or config.num_workers))
     with warnings.catch_warnings():
         # Ray 2.60 flags max_restarts / max_task_retries (remote args) as deprecated but has no
         # named replacement yet; without them Ray Data restarts a dying actor forever.
@@ -396,6 +397,7 @@ RESULT_BLOCK_BYTES = 8 * 1024  # engine results reach the driver in small blocks
 PARTIAL_DIR = "_partial"  # results of shards not finished yet ("_": Parquet readers skip it)
 PARTIAL_FLUSH_S = 2.0  # results are persisted at least this often: a stop loses at most this
 CAPACITY_POLL_S = 1.0  # how often the driver looks for a node that can host an engine actor
+STALL_TIMEOUT_S = 1800.0  # an execution with capacity but no block moving fails after this
 
 
 def _run_pending(plan: Plan, pending: list[int], summary: AnnotateSummary,
@@ -422,16 +424,22 @@ def _run_pending(plan: Plan, pending: list[int], summary: AnnotateSummary,
         while units := collector.missing_units():
             hostable = wait_for_capacity(demand, capacity_timeout_s)
             before = collector.received
+            watch = CapacityWatch(demand, capacity_timeout_s)
             try:
-                _judge_units(plan, units, hostable, collector, partial, bar, summary,
-                             capacity_timeout_s)
+                with watch:
+                    _judge_units(plan, units, hostable, collector, partial, bar, summary,
+                                 capacity_timeout_s)
+            except KeyboardInterrupt:
+                if watch.expired:  # the watch stopped it: no node can host an actor any more
+                    raise _capacity_error(demand, capacity_timeout_s) from None
+                raise
             except Exception as error:  # noqa: BLE001  (sorted out just below)
                 cause = _infrastructure_cause(error)
                 if cause is None:
                     raise
-                if _is_stall(cause):
-                    raise _stalled(demand, capacity_timeout_s) from error
                 lost_in_a_row = 0 if collector.received > before else lost_in_a_row + 1
+                if _is_stall(cause) and hostable_actors(demand) == 0:
+                    raise _capacity_error(demand, capacity_timeout_s) from error
                 if lost_in_a_row > config.max_restarts:
                     raise InfrastructureError(
                         f"annotate lost its engine actors {lost_in_a_row} times in a row without "
@@ -463,11 +471,12 @@ def _judge_units(plan: Plan, units: list[dict], hostable: int, collector: "Resul
     # an interruption would lose them all. Small blocks stream results back batch by batch, so
     # each shard is written as soon as its runs are in (what resume relies on).
     context.target_max_block_size = RESULT_BLOCK_BYTES
-    # never wait forever: an execution that cannot move (no node left to host an actor) fails
-    # after the capacity timeout instead of hanging. Actors are started without waiting for all
-    # of them (Ray Data's wait_for_min_actors_s stays off): a node just lost may still count as
-    # alive for a few seconds, and the actors that can start do the work meanwhile.
-    context.execution_no_progress_timeout_s = float(capacity_timeout_s)
+    # Never wait forever. No node able to host an actor is caught by CapacityWatch after the
+    # capacity timeout; any other stall by Ray Data's guard, after at least its default 30 min
+    # (a large model may load for many minutes without a block moving). Actors are started
+    # without waiting for all of them (wait_for_min_actors_s stays off): a node just lost may
+    # still count as alive for a few seconds, and the actors that can start work meanwhile.
+    context.execution_no_progress_timeout_s = max(float(capacity_timeout_s), STALL_TIMEOUT_S)
     runs_per_unit = config.shard_size * len(config.orders)
     units_per_block = max(1, RUN_ROWS_PER_BLOCK // runs_per_unit)
     ds = ray.data.from_items(units, override_num_blocks=max(1, math.ceil(len(units) / units_per_block)))
@@ -556,12 +565,48 @@ def _capacity_error(demand: dict[str, float], timeout_s: float) -> Infrastructur
         "ray.capacity_timeout_s")
 
 
-def _stalled(demand: dict[str, float], timeout_s: float) -> InfrastructureError:
-    if hostable_actors(demand) == 0:
-        return _capacity_error(demand, timeout_s)
-    return InfrastructureError(
-        f"annotate made no progress for {timeout_s:g} s although the cluster can host an engine "
-        f"actor ({_describe(demand)})", hint="a batch slower than ray.capacity_timeout_s? raise it")
+class CapacityWatch:
+    """While an execution runs: when no alive node can host an engine actor for ``timeout_s``
+    in a row (the nodes were lost and none came back), stop it (``KeyboardInterrupt`` in the
+    main thread, with ``expired`` set) rather than let Ray wait for resources forever."""
+
+    def __init__(self, demand: dict[str, float], timeout_s: float):
+        import threading
+
+        self.demand, self.timeout_s, self.expired = demand, timeout_s, False
+        self._lock, self._active = threading.Lock(), False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="capacity-watch", daemon=True)
+
+    def __enter__(self) -> "CapacityWatch":
+        self._active = True
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:
+            self._active = False
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        import signal
+        import threading
+
+        since = None
+        while not self._stop.wait(CAPACITY_POLL_S):
+            try:
+                hostable = hostable_actors(self.demand)
+            except Exception:  # noqa: BLE001  (the GCS is busy: ask again next time)
+                continue
+            since = None if hostable else (since or time.monotonic())
+            if since is not None and time.monotonic() - since >= self.timeout_s:
+                with self._lock:
+                    if self._active:
+                        self.expired = True
+                        # a real SIGINT: it also wakes a main thread blocked in a system call
+                        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+                return
 
 
 def wait_for_capacity(demand: dict[str, float], timeout_s: float) -> int:

@@ -217,3 +217,16 @@ def test_infrastructure_failures_are_told_apart_from_engine_errors():
     assert job._infrastructure_cause(rex.NodeDiedError("node gone")) is not None
     assert job._is_stall(job._infrastructure_cause(ExecutionTimeoutError("stalled")))
     assert job._infrastructure_cause(ValueError("HTTP 401 from the judge")) is None
+
+
+@pytest.mark.slow
+def test_the_capacity_watch_stops_an_execution_no_node_can_host(ray_local):
+    watch = job.CapacityWatch({"GPU": 1.0}, timeout_s=2)  # the local cluster has no GPU
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        with watch:
+            time.sleep(60)  # an execution waiting for an actor that can never be placed
+    assert watch.expired and time.monotonic() - start < 30
+    with job.CapacityWatch({"CPU": 1.0}, timeout_s=1) as fine:
+        time.sleep(3)  # a node can host the actor: nothing is stopped
+    assert not fine.expired
