@@ -2,7 +2,7 @@
 what the rerun judges again.
 
     PYTHONPATH=$PWD python benchmarks/bench_resume.py [--config configs/demo.yaml]
-        [--items 64] [--at 0.5]
+        [--items 64] [--shard-size 0] [--k-shots 0] [--at 0.5]
 
 1. ``marc-ray run CONFIG`` (``data.demo.n_items`` set to ``--items``; the rest of the config as
    it is) runs in its own process group; the annotate folder is polled, counting the runs
@@ -46,6 +46,20 @@ def judged_runs(folder: Path, runs_per_item: int) -> int:
     return done + len(partial)
 
 
+def expected_runs(manifest: Path) -> tuple[int, int]:
+    """(runs in all, runs per item) from the annotate manifest (no tokenizer to load: the poll
+    must keep up with the run)."""
+    import json
+
+    written = json.loads(manifest.read_text())
+    layout = written["fingerprint"]["layout"]
+    layout = json.loads(layout) if isinstance(layout, str) else layout
+    n_orders = len(layout["orders"])
+    runs = len(written["fingerprint"]["annotators"]) * len(layout["subsets"]) * n_orders
+    runs += n_orders if written["fingerprint"]["zero_shot"] else 0
+    return written["n_items"] * runs, runs
+
+
 def kill_leftovers(marker: str) -> None:
     """SIGKILL the processes of the killed run's Ray cluster (their command lines name our
     temporary folder; nobody else's do)."""
@@ -67,6 +81,8 @@ def main() -> None:
     parser.add_argument("--config", default=str(REPO / "configs" / "demo.yaml"))
     parser.add_argument("--items", type=int, default=64, help="data.demo.n_items (0: as is)")
     parser.add_argument("--at", type=float, default=0.5, help="fraction of runs at the kill")
+    parser.add_argument("--shard-size", type=int, default=0, help="annotate.shard_size (0: as is)")
+    parser.add_argument("--k-shots", type=int, default=0, help="annotate.k_shots (0: as is)")
     args = parser.parse_args()
 
     from marc_ray.annotate.job import annotate, prepare
@@ -77,6 +93,9 @@ def main() -> None:
     if args.items:
         config["data"]["demo"]["n_items"] = args.items
     config["annotate"]["progress"] = False
+    for key, value in (("shard_size", args.shard_size), ("k_shots", args.k_shots)):
+        if value:
+            config["annotate"][key] = value
     config_path = work / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
     run_dir = work / "run"
@@ -98,9 +117,7 @@ def main() -> None:
                 if not names or not (names[0] / "_manifest.json").exists():
                     continue
                 folder = names[0]
-                plan = prepare(PipelineConfig.from_run(run_dir).judges()[0])
-                runs_per_item = plan.builder.runs_per_item
-                total = plan.n_items * runs_per_item
+                total, runs_per_item = expected_runs(folder / "_manifest.json")
             at_kill = judged_runs(folder, runs_per_item)
             if at_kill >= args.at * total:
                 break
@@ -122,10 +139,13 @@ def main() -> None:
     from marc_ray.ray_cluster import ensure_ray
 
     ensure_ray(num_cpus=config.get("ray", {}).get("num_cpus"))
+    plan = prepare(judge)
+    assert plan.n_items * plan.builder.runs_per_item == total, "expected_runs disagrees with prepare"
     rerun = annotate(judge)
     after = {name: (folder / name).read_bytes() for name in before}
     identical = all(after[name] == data for name, data in before.items())
-    print(f"config: {args.config} with data.demo.n_items={args.items or 'as is'}; "
+    print(f"config: {args.config} with data.demo.n_items={args.items or 'as is'}, annotate."
+          f"shard_size={args.shard_size or 'as is'}, annotate.k_shots={args.k_shots or 'as is'}; "
           f"{plan.n_items} items x {runs_per_item} runs = {total} runs in {plan.n_shards} shards")
     print(f"SIGKILL after {killed_after:.0f} s at {at_kill} runs judged ({at_kill / total:.1%}); "
           f"kept on disk: {kept} runs ({kept / total:.1%}), {len(before)} finished shards")
