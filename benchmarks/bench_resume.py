@@ -2,7 +2,7 @@
 what the rerun judges again.
 
     PYTHONPATH=$PWD python benchmarks/bench_resume.py [--config configs/demo.yaml]
-        [--items 64] [--shard-size 0] [--k-shots 0] [--at 0.5]
+        [--items 64] [--shard-size 0] [--k-shots 0] [--batch-size 0] [--at 0.5]
 
 1. ``marc-ray run CONFIG`` (``data.demo.n_items`` set to ``--items``; the rest of the config as
    it is) runs in its own process group; the annotate folder is polled, counting the runs
@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--at", type=float, default=0.5, help="fraction of runs at the kill")
     parser.add_argument("--shard-size", type=int, default=0, help="annotate.shard_size (0: as is)")
     parser.add_argument("--k-shots", type=int, default=0, help="annotate.k_shots (0: as is)")
+    parser.add_argument("--batch-size", type=int, default=0, help="annotate.batch_size (0: as is)")
     args = parser.parse_args()
 
     from marc_ray.annotate.job import annotate, prepare
@@ -93,7 +94,8 @@ def main() -> None:
     if args.items:
         config["data"]["demo"]["n_items"] = args.items
     config["annotate"]["progress"] = False
-    for key, value in (("shard_size", args.shard_size), ("k_shots", args.k_shots)):
+    for key, value in (("shard_size", args.shard_size), ("k_shots", args.k_shots),
+                       ("batch_size", args.batch_size)):
         if value:
             config["annotate"][key] = value
     config_path = work / "config.yaml"
@@ -145,7 +147,8 @@ def main() -> None:
     after = {name: (folder / name).read_bytes() for name in before}
     identical = all(after[name] == data for name, data in before.items())
     print(f"config: {args.config} with data.demo.n_items={args.items or 'as is'}, annotate."
-          f"shard_size={args.shard_size or 'as is'}, annotate.k_shots={args.k_shots or 'as is'}; "
+          f"shard_size={args.shard_size or 'as is'}, annotate.k_shots={args.k_shots or 'as is'}, "
+          f"annotate.batch_size={args.batch_size or 'as is'}; "
           f"{plan.n_items} items x {runs_per_item} runs = {total} runs in {plan.n_shards} shards")
     print(f"SIGKILL after {killed_after:.0f} s at {at_kill} runs judged ({at_kill / total:.1%}); "
           f"kept on disk: {kept} runs ({kept / total:.1%}), {len(before)} finished shards")

@@ -34,15 +34,16 @@ of every one of its items is in. A crash or interruption loses at most the runs 
 Node loss: when Ray Data gives up on lost actors (``ActorUnavailableError`` once a node is
 gone), the driver starts a new execution over the work units still missing runs, with as many
 actors as the alive nodes can host (1 to ``num_workers``), and repeats while that makes
-progress. It never waits forever: no node able to host an actor, or no progress, for
-``capacity_timeout_s`` (``ray.capacity_timeout_s``) raises ``InfrastructureError`` naming the
-missing resource (the CLI prints it on one line and exits 5).
+progress. It never waits forever: no node able to host an actor for ``capacity_timeout_s``
+(``ray.capacity_timeout_s``) raises ``InfrastructureError`` naming the missing resource (the
+CLI prints it on one line and exits 5); any other stall fails after ``STALL_TIMEOUT_S``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import sys
 import time
@@ -53,8 +54,8 @@ from typing import Any, Callable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..contracts import (ContractError, InfrastructureError, check_pool_disjoint, extra_carried, read_table,
-                         table_hash, validate_comparisons, write_json_atomic, write_table_atomic)
+from ..contracts import (ContractError, InfrastructureError, check_pool_disjoint, extra_carried,
+                         read_table, table_hash, validate_comparisons, write_json_atomic, write_table_atomic)
 from ..contracts.io import is_file, join, list_names, make_dirs, read_text, remove
 from ..ray_cluster import CAPACITY_TIMEOUT_S, ensure_ray
 from ..storage import cluster_nodes, require_shared
@@ -197,8 +198,6 @@ def check_output(plan: Plan) -> list[int]:
     An earlier run that differs only in the carried columns (``AnnotateConfig.carry``, e.g. a
     new ``calibrate.by``) is the same run: its shards are kept and their carried columns
     rewritten (:func:`recarry`)."""
-    import json
-
     output = plan.config.output
     manifest = join(output, MANIFEST)
     changed: list[str] = []
@@ -268,7 +267,9 @@ def expand_units(batch: dict, plan: Plan, comparisons) -> list[dict]:
         _COMPARISONS.clear()
         _COMPARISONS[key] = ray.get(comparisons)
     items = plan.shard_items(int(batch["shard"]), _COMPARISONS[key])
-    return plan.builder.runs_for_group(items, int(batch["group"]))
+    rows = plan.builder.runs_for_group(items, int(batch["group"]))
+    done = {tuple(key) for key in json.loads(batch.get("done") or "[]")}
+    return [row for row in rows if (row["id"], row["run"]) not in done] if done else rows
 
 
 class EngineBatches:
@@ -362,8 +363,8 @@ def annotate(config: AnnotateConfig, capacity_timeout_s: float = CAPACITY_TIMEOU
     """Run the annotate stage (module docstring); resumes when ``config.output`` has shards.
 
     ``capacity_timeout_s`` (the pipeline's ``ray.capacity_timeout_s``): how long the job waits
-    for a node able to host an engine actor, or for a stalled execution to move, before it
-    fails with an ``InfrastructureError`` naming the missing resource.
+    for a node able to host an engine actor before it fails with an ``InfrastructureError``
+    naming the missing resource.
 
     Returns
     -------
@@ -728,14 +729,17 @@ class ResultCollector:
         return sum(self.expected[shard] - len(bucket) for shard, bucket in self.results.items())
 
     def missing_units(self) -> list[dict]:
-        """The work units (shard, prefix group) with a run not in yet, in shard order."""
+        """The work units (shard, prefix group) with a run not in yet, in shard order; a unit
+        partly judged lists its runs already in (``done``, JSON), which are not judged again."""
         size, ids = self.plan.config.shard_size, self.ids
         units = []
         for shard, bucket in sorted(self.results.items()):
             items = ids[shard * size:(shard + 1) * size]
             for group, (_, _, runs) in enumerate(self.plan.builder.groups):
-                if any((item, run) not in bucket for item in items for run, _ in runs):
-                    units.append({"shard": shard, "group": group})
+                keys = [(item, run) for item in items for run, _ in runs]
+                done = [key for key in keys if key in bucket]
+                if len(done) < len(keys):
+                    units.append({"shard": shard, "group": group, "done": json.dumps(done)})
         return units
 
     def check_complete(self) -> None:
