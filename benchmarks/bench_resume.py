@@ -34,8 +34,11 @@ def judged_runs(folder: Path, runs_per_item: int) -> int:
     """Runs with a result on disk: rows of finished shards, and distinct persisted results."""
     import pyarrow.parquet as pq
 
-    done = sum(pq.read_metadata(p).num_rows for p in folder.glob("part-*.parquet")
-               if (folder / "_done" / f"{p.stem}.json").exists()) * runs_per_item
+    finished = [p for p in folder.glob("part-*.parquet")
+                if (folder / "_done" / f"{p.stem}.json").exists()]
+    finished_ids = {item for p in finished
+                    for item in pq.read_table(p, columns=["id"]).column("id").to_pylist()}
+    done = len(finished_ids) * runs_per_item
     partial = set()
     for path in (folder / "_partial").glob("*.parquet"):
         try:
@@ -43,7 +46,8 @@ def judged_runs(folder: Path, runs_per_item: int) -> int:
         except OSError:
             continue  # being renamed into place
         partial.update(zip(table.column("id").to_pylist(), table.column("run").to_pylist()))
-    return done + len(partial)
+    # persisted results of a shard finished since count once, in the shard
+    return done + sum(item not in finished_ids for item, _ in partial)
 
 
 def expected_runs(manifest: Path) -> tuple[int, int]:
