@@ -31,6 +31,7 @@ os.environ.setdefault("RAY_DATA_RAISE_ORIGINAL_MAP_EXCEPTION", "1")
 MEMORY_HINT = ("lower annotate.batch_size or num_workers, or give the node more memory")
 LOST_HINT = ("check the cluster (`ray status`) and the machine's memory (the kernel's OOM killer "
              "ends a worker the same way); raise annotate.max_restarts to survive more losses")
+CAPACITY_TIMEOUT_S = 300.0  # longest wait for a node able to host the work (ray.capacity_timeout_s)
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -155,6 +156,8 @@ class RayConfig:
 
     address: str | None = None  # None: $RAY_ADDRESS if set, else an embedded local cluster
     num_cpus: int | None = None  # local cluster only: CPUs it may use (None: all)
+    capacity_timeout_s: float = CAPACITY_TIMEOUT_S  # no node can host the work (lost nodes,
+                               # too small a cluster) or nothing moves this long: exit 5, not a hang
 
     def validate(self, source: str = "") -> "RayConfig":
         if self.address is not None and not isinstance(self.address, str):
@@ -162,6 +165,8 @@ class RayConfig:
         if self.num_cpus is not None:
             check_number("ray.num_cpus", self.num_cpus, source, low=1, integer=True,
                          what="an integer >= 1 (or leave it out for all CPUs)")
+        check_number("ray.capacity_timeout_s", self.capacity_timeout_s, source, low=1,
+                     what="a number of seconds >= 1")
         return self
 
     def join(self) -> None:

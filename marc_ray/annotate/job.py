@@ -15,7 +15,10 @@ Steps (``annotate(config)``):
    ``ray.data.llm`` stage; HTTP: ``map_batches`` on an actor pool);
 4. results stream back to the driver (``iter_batches``); a shard is assembled
    (``assemble.annotation_row``) and written atomically as soon as all its runs are in, then
-   its marker ``_done/part-NNNNN.json`` (Parquet folder readers skip ``_`` names).
+   its marker ``_done/part-NNNNN.json`` (Parquet folder readers skip ``_`` names). Results
+   of shards not finished yet are persisted as they come (``_partial/``, at least every
+   ``PARTIAL_FLUSH_S``): a rerun takes them back and judges only the work units still missing
+   runs, so a stop at x% of the runs keeps about x% of them, whatever the shard size.
 
 The output is any location ``contracts.io`` takes: a local folder, a shared mount, or an object
 store URI (``s3://bucket/run/annotate/judge``). On an object store a shard is uploaded to its
@@ -26,14 +29,23 @@ node-local output is refused before anything runs (``storage.require_shared``).
 Exactly once: engine actors are restarted (``max_restarts``) and their unfinished batches
 retried (``max_task_retries``) when a worker dies; results are keyed by (id, run) on the
 driver, so a batch delivered twice is counted once, and a shard is written only when every run
-of every one of its items is in. A crash or interruption loses at most the shards in flight.
+of every one of its items is in. A crash or interruption loses at most the runs in flight.
+
+Node loss: when Ray Data gives up on lost actors (``ActorUnavailableError`` once a node is
+gone), the driver starts a new execution over the work units still missing runs, with as many
+actors as the alive nodes can host (1 to ``num_workers``), and repeats while that makes
+progress. It never waits forever: no node able to host an actor for ``capacity_timeout_s``
+(``ray.capacity_timeout_s``) raises ``InfrastructureError`` naming the missing resource (the
+CLI prints it on one line and exits 5); any other stall fails after ``STALL_TIMEOUT_S``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -42,10 +54,10 @@ from typing import Any, Callable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..contracts import (ContractError, check_pool_disjoint, extra_carried, read_table,
-                         table_hash, validate_comparisons, write_json_atomic, write_table_atomic)
+from ..contracts import (ContractError, InfrastructureError, check_pool_disjoint, extra_carried,
+                         read_table, table_hash, validate_comparisons, write_json_atomic, write_table_atomic)
 from ..contracts.io import is_file, join, list_names, make_dirs, read_text, remove
-from ..ray_cluster import ensure_ray
+from ..ray_cluster import CAPACITY_TIMEOUT_S, ensure_ray
 from ..storage import cluster_nodes, require_shared
 from .annotators import build_annotators, read_pool, run_layout
 from ..contracts.redact import redact
@@ -186,8 +198,6 @@ def check_output(plan: Plan) -> list[int]:
     An earlier run that differs only in the carried columns (``AnnotateConfig.carry``, e.g. a
     new ``calibrate.by``) is the same run: its shards are kept and their carried columns
     rewritten (:func:`recarry`)."""
-    import json
-
     output = plan.config.output
     manifest = join(output, MANIFEST)
     changed: list[str] = []
@@ -257,7 +267,9 @@ def expand_units(batch: dict, plan: Plan, comparisons) -> list[dict]:
         _COMPARISONS.clear()
         _COMPARISONS[key] = ray.get(comparisons)
     items = plan.shard_items(int(batch["shard"]), _COMPARISONS[key])
-    return plan.builder.runs_for_group(items, int(batch["group"]))
+    rows = plan.builder.runs_for_group(items, int(batch["group"]))
+    done = {tuple(key) for key in json.loads(batch.get("done") or "[]")}
+    return [row for row in rows if (row["id"], row["run"]) not in done] if done else rows
 
 
 class EngineBatches:
@@ -289,28 +301,55 @@ def http_factory(config: AnnotateConfig):
     return HttpEngine.from_config(config)
 
 
-def engine_stage(ds, config: AnnotateConfig):
-    """Attach the configured engine to a dataset of run rows."""
+def engine_gpus(config: AnnotateConfig) -> float:
+    """GPUs one transformers or HTTP engine actor asks Ray for (0: it takes one CPU instead)."""
     import ray
 
-    if config.engine == "vllm":
-        from .vllm_engine import vllm_stage
-
-        return vllm_stage(ds, config)
-    factory = functools.partial(transformers_factory if config.engine == "transformers"
-                                else http_factory, config)
     num_gpus = config.num_gpus_per_worker
     if config.engine == "transformers" and not num_gpus and str(config.device).startswith("cuda"):
         num_gpus = 1.0
     if config.engine == "transformers" and config.device == "auto" and not num_gpus:
         num_gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= config.num_workers else 0.0
+    return float(num_gpus or 0.0)
+
+
+def actor_demand(config: AnnotateConfig) -> dict[str, float]:
+    """The resources one engine actor needs on a single node (what capacity is measured in)."""
+    if config.engine == "vllm":
+        from .vllm_engine import use_gpu
+
+        return {"GPU": 1.0} if use_gpu(config.device) else {"CPU": 1.0}
+    gpus = engine_gpus(config)
+    return {"GPU": gpus} if gpus else {"CPU": 1.0}
+
+
+def engine_stage(ds, config: AnnotateConfig, initial_actors: int | None = None):
+    """Attach the configured engine to a dataset of run rows.
+
+    The actor pool has ``initial_actors`` actors (what the cluster can host when the execution
+    starts, between 1 and ``num_workers``): a cluster smaller than ``num_workers`` still makes
+    progress. It is fixed for one execution: Ray Data's own autoscaling (``min_size`` <
+    ``max_size``) shrinks a pool to its share of the cluster's CPUs and would halve the demo's
+    speed; the job re-sizes it instead when it starts an execution again after losing actors.
+    """
+    import ray
+
+    initial = max(1, min(config.num_workers, initial_actors or config.num_workers))
+    if config.engine == "vllm":
+        from .vllm_engine import vllm_stage
+
+        # its replicas too: as many as the cluster can host now
+        return vllm_stage(ds, dataclasses.replace(config, num_workers=initial))
+    factory = functools.partial(transformers_factory if config.engine == "transformers"
+                                else http_factory, config)
+    num_gpus = engine_gpus(config)
     with warnings.catch_warnings():
         # Ray 2.60 flags max_restarts / max_task_retries (remote args) as deprecated but has no
         # named replacement yet; without them Ray Data restarts a dying actor forever.
         warnings.simplefilter("ignore", DeprecationWarning)
         return ds.map_batches(
             EngineBatches, fn_constructor_kwargs={"factory": factory},
-            compute=ray.data.ActorPoolStrategy(size=config.num_workers),
+            compute=ray.data.ActorPoolStrategy(size=initial),
             batch_size=config.batch_size * ROWS_PER_CALL_FACTOR,
             num_cpus=1 if not num_gpus else 0, num_gpus=num_gpus or None,
             max_restarts=config.max_restarts, max_task_retries=config.max_task_retries)
@@ -320,8 +359,12 @@ def engine_stage(ds, config: AnnotateConfig):
 # The job
 # ---------------------------------------------------------------------------------------------
 
-def annotate(config: AnnotateConfig) -> AnnotateSummary:
+def annotate(config: AnnotateConfig, capacity_timeout_s: float = CAPACITY_TIMEOUT_S) -> AnnotateSummary:
     """Run the annotate stage (module docstring); resumes when ``config.output`` has shards.
+
+    ``capacity_timeout_s`` (the pipeline's ``ray.capacity_timeout_s``): how long the job waits
+    for a node able to host an engine actor before it fails with an ``InfrastructureError``
+    naming the missing resource.
 
     Returns
     -------
@@ -342,7 +385,7 @@ def annotate(config: AnnotateConfig) -> AnnotateSummary:
                        "n_items": plan.n_items, "n_shards": plan.n_shards,
                        "complete": not pending}, join(config.output, MANIFEST))
     if pending:
-        summary.n_runs = _run_pending(plan, pending, summary)
+        summary.n_runs = _run_pending(plan, pending, summary, capacity_timeout_s)
     write_json_atomic({"fingerprint": plan.fingerprint, "config": redact(config.to_dict()),
                        "n_items": plan.n_items, "n_shards": plan.n_shards, "complete": True,
                        "seconds_last_run": time.perf_counter() - start},
@@ -352,11 +395,74 @@ def annotate(config: AnnotateConfig) -> AnnotateSummary:
 
 
 RESULT_BLOCK_BYTES = 8 * 1024  # engine results reach the driver in small blocks (resume)
+PARTIAL_DIR = "_partial"  # results of shards not finished yet ("_": Parquet readers skip it)
+PARTIAL_FLUSH_S = 2.0  # results are persisted at least this often: a stop loses at most this
+CAPACITY_POLL_S = 1.0  # how often the driver looks for a node that can host an engine actor
+STALL_TIMEOUT_S = 1800.0  # an execution with capacity but no block moving fails after this
 
 
-def _run_pending(plan: Plan, pending: list[int], summary: AnnotateSummary) -> int:
-    import ray
+def _run_pending(plan: Plan, pending: list[int], summary: AnnotateSummary,
+                 capacity_timeout_s: float = CAPACITY_TIMEOUT_S) -> int:
+    """Judge every run of the pending shards; returns the runs the engine judged in this call.
+
+    Results already persisted by an interrupted run (``_partial/``) are taken back first, so
+    only the work units still missing runs are judged. When engine actors are lost (a node
+    dies), the units still missing runs are judged again, in the same call, by a new actor
+    pool sized to what the cluster has left; that is repeated while it makes progress (and at
+    most ``max_restarts`` times in a row without), and never waits for capacity longer than
+    ``capacity_timeout_s``.
+    """
     from tqdm.auto import tqdm
+
+    config = plan.config
+    collector = ResultCollector(plan, pending)
+    partial = PartialResults(config.output)
+    summary.shards_written.extend(collector.take(partial.read()))
+    bar = tqdm(total=collector.total, initial=collector.total - collector.missing_runs(),
+               unit="run", desc="annotate", disable=not config.progress)
+    demand, lost_in_a_row = actor_demand(config), 0
+    try:
+        while units := collector.missing_units():
+            hostable = wait_for_capacity(demand, capacity_timeout_s)
+            before = collector.received
+            watch = CapacityWatch(demand, capacity_timeout_s)
+            try:
+                with watch:
+                    _judge_units(plan, units, hostable, collector, partial, bar, summary,
+                                 capacity_timeout_s)
+            except KeyboardInterrupt:
+                if watch.expired:  # the watch stopped it: no node can host an actor any more
+                    raise _capacity_error(demand, capacity_timeout_s) from None
+                raise
+            except Exception as error:  # noqa: BLE001  (sorted out just below)
+                cause = _infrastructure_cause(error)
+                if cause is None:
+                    raise
+                lost_in_a_row = 0 if collector.received > before else lost_in_a_row + 1
+                if _is_stall(cause) and hostable_actors(demand) == 0:
+                    raise _capacity_error(demand, capacity_timeout_s) from error
+                if lost_in_a_row > config.max_restarts:
+                    raise InfrastructureError(
+                        f"annotate lost its engine actors {lost_in_a_row} times in a row without "
+                        f"progress: {_first_line(cause)}", hint="check the nodes' health "
+                        "and memory") from error
+                print(f"annotate: engine actors lost ({type(cause).__name__}); judging the "
+                      f"{len(collector.missing_units())} unfinished work units again on the "
+                      f"nodes left", file=sys.stderr, flush=True)
+            finally:
+                partial.flush(collector)
+    finally:
+        bar.close()
+    collector.check_complete()
+    partial.clear()
+    return collector.received
+
+
+def _judge_units(plan: Plan, units: list[dict], hostable: int, collector: "ResultCollector",
+                 partial: "PartialResults", bar, summary: AnnotateSummary,
+                 capacity_timeout_s: float) -> None:
+    """One Ray Data execution over ``units``: results stream into the collector."""
+    import ray
 
     config = plan.config
     context = ray.data.DataContext.get_current()
@@ -366,8 +472,12 @@ def _run_pending(plan: Plan, pending: list[int], summary: AnnotateSummary) -> in
     # an interruption would lose them all. Small blocks stream results back batch by batch, so
     # each shard is written as soon as its runs are in (what resume relies on).
     context.target_max_block_size = RESULT_BLOCK_BYTES
-    units = [{"shard": shard, "group": group} for shard in pending
-             for group in range(len(plan.builder.groups))]
+    # Never wait forever. No node able to host an actor is caught by CapacityWatch after the
+    # capacity timeout; any other stall by Ray Data's guard, after at least its default 30 min
+    # (a large model may load for many minutes without a block moving). Actors are started
+    # without waiting for all of them (wait_for_min_actors_s stays off): a node just lost may
+    # still count as alive for a few seconds, and the actors that can start work meanwhile.
+    context.execution_no_progress_timeout_s = max(float(capacity_timeout_s), STALL_TIMEOUT_S)
     runs_per_unit = config.shard_size * len(config.orders)
     units_per_block = max(1, RUN_ROWS_PER_BLOCK // runs_per_unit)
     ds = ray.data.from_items(units, override_num_blocks=max(1, math.ceil(len(units) / units_per_block)))
@@ -377,19 +487,192 @@ def _run_pending(plan: Plan, pending: list[int], summary: AnnotateSummary) -> in
     light = dataclasses.replace(plan, comparisons=plan.comparisons.slice(0, 0))
     ds = ds.flat_map(expand_units, fn_kwargs={"plan": light, "comparisons": ray.put(plan.comparisons)},
                      num_cpus=0)
-    ds = engine_stage(ds, config)
-
-    collector = ResultCollector(plan, pending)
-    bar = tqdm(total=collector.total, unit="run", desc="annotate", disable=not config.progress)
+    ds = engine_stage(ds, config, initial_actors=hostable)
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
         new, written = collector.add(batch)
+        partial.record(batch)
         bar.update(new)
         summary.shards_written.extend(written)
         if written:
-            bar.set_postfix(shards=f"{len(summary.shards_written)}/{len(pending)}")
-    bar.close()
-    collector.check_complete()
-    return collector.received
+            bar.set_postfix(shards=f"{len(summary.shards_written)}/{len(collector.expected)}")
+        partial.flush(collector, every_s=PARTIAL_FLUSH_S)
+
+
+# ---------------------------------------------------------------------------------------------
+# Losing nodes: what counts as an infrastructure failure, and waiting for capacity
+# ---------------------------------------------------------------------------------------------
+
+def _infrastructure_cause(error: BaseException) -> BaseException | None:
+    """The Ray failure of a node, an actor, a worker or the scheduler behind ``error``, if any.
+
+    Engine errors (bad answers, HTTP errors, a bug in a UDF) are not: judging them again would
+    fail the same way.
+    """
+    import ray.exceptions as rex
+    from ray.data.exceptions import ExecutionTimeoutError
+
+    kinds = (rex.RayActorError, rex.NodeDiedError, rex.ObjectLostError, rex.WorkerCrashedError,
+             rex.RaySystemError, rex.GetTimeoutError, ExecutionTimeoutError)
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, kinds):
+            return error
+        error = getattr(error, "cause", None) or error.__cause__ or error.__context__
+    return None
+
+
+def _is_stall(error: BaseException) -> bool:
+    """An execution that could not move or an actor pool that could not start in time."""
+    import ray.exceptions as rex
+    from ray.data.exceptions import ExecutionTimeoutError
+
+    return isinstance(error, (ExecutionTimeoutError, rex.GetTimeoutError))
+
+
+def _first_line(error: BaseException) -> str:
+    from ..contracts.redact import redact_text
+
+    text = str(error).strip().splitlines()
+    return redact_text(text[0] if text else type(error).__name__)
+
+
+def hostable_actors(demand: dict[str, float]) -> int:
+    """How many engine actors the alive nodes can host in all (each on one node)."""
+    import ray
+
+    total = 0
+    for node in ray.nodes():
+        if node.get("Alive"):
+            resources = node.get("Resources", {})
+            total += min(int(resources.get(name, 0.0) // amount) for name, amount in demand.items())
+    return total
+
+
+def _describe(demand: dict[str, float]) -> str:
+    return " and ".join(f"{amount:g} {name}" for name, amount in demand.items())
+
+
+def _capacity_error(demand: dict[str, float], timeout_s: float) -> InfrastructureError:
+    import ray
+
+    alive = [node for node in ray.nodes() if node.get("Alive")]
+    have = {name: sum(node.get("Resources", {}).get(name, 0.0) for node in alive)
+            for name in demand}
+    return InfrastructureError(
+        f"no capacity: no node of the cluster has {_describe(demand)} for an engine actor "
+        f"(alive nodes: {len(alive)}, with {_describe(have) if have else 'nothing'} in all) "
+        f"for {timeout_s:g} s", hint=f"add a node with {_describe(demand)}, or raise "
+        "ray.capacity_timeout_s")
+
+
+class CapacityWatch:
+    """While an execution runs: when no alive node can host an engine actor for ``timeout_s``
+    in a row (the nodes were lost and none came back), stop it (``KeyboardInterrupt`` in the
+    main thread, with ``expired`` set) rather than let Ray wait for resources forever."""
+
+    def __init__(self, demand: dict[str, float], timeout_s: float):
+        import threading
+
+        self.demand, self.timeout_s, self.expired = demand, timeout_s, False
+        self._lock, self._active = threading.Lock(), False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="capacity-watch", daemon=True)
+
+    def __enter__(self) -> "CapacityWatch":
+        self._active = True
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:
+            self._active = False
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        import signal
+        import threading
+
+        since = None
+        while not self._stop.wait(CAPACITY_POLL_S):
+            try:
+                hostable = hostable_actors(self.demand)
+            except Exception:  # noqa: BLE001  (the GCS is busy: ask again next time)
+                continue
+            since = None if hostable else (since or time.monotonic())
+            if since is not None and time.monotonic() - since >= self.timeout_s:
+                with self._lock:
+                    if self._active:
+                        self.expired = True
+                        # a real SIGINT: it also wakes a main thread blocked in a system call
+                        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+                return
+
+
+def wait_for_capacity(demand: dict[str, float], timeout_s: float) -> int:
+    """Wait (at most ``timeout_s``) until a node can host an engine actor; how many it can host.
+
+    Raises
+    ------
+    InfrastructureError
+        No alive node has the resources of one actor after ``timeout_s``: names the resource.
+    """
+    deadline = time.monotonic() + timeout_s
+    while (hostable := hostable_actors(demand)) == 0:
+        if time.monotonic() >= deadline:
+            raise _capacity_error(demand, timeout_s)
+        time.sleep(CAPACITY_POLL_S)
+    return hostable
+
+
+class PartialResults:
+    """Results of shards not finished yet, persisted as they come (``_partial/``): a stop keeps
+    them, so a rerun judges only the work units still missing runs, not whole shards again.
+
+    Each flush writes one small Parquet file atomically; the folder is removed once every shard
+    is written. Files are named by a per-run token, so a rerun never overwrites one.
+    """
+
+    def __init__(self, output: str):
+        import uuid
+
+        self.folder = join(output, PARTIAL_DIR)
+        self.token = uuid.uuid4().hex[:12]
+        self.buffer: list[pa.Table] = []
+        self.sequence = 0
+        self.last_flush = time.monotonic()
+
+    def read(self) -> list[pa.Table]:
+        tables = []
+        for name in list_names(self.folder):
+            if not name.startswith("results-"):
+                continue  # a temporary file a killed run left behind
+            try:
+                tables.append(read_table(join(self.folder, name)).select(list(RESULT_COLUMNS)))
+            except (ContractError, KeyError, pa.ArrowInvalid):
+                continue  # cached work only: an unreadable file is judged again
+        return tables
+
+    def record(self, batch: pa.Table) -> None:
+        self.buffer.append(batch.select(list(RESULT_COLUMNS)))
+
+    def flush(self, collector: "ResultCollector", every_s: float = 0.0) -> None:
+        """Persist the buffered results of shards still unfinished (at most every ``every_s``)."""
+        if not self.buffer or time.monotonic() - self.last_flush < every_s:
+            return
+        table = pa.concat_tables(self.buffer, promote_options="permissive")
+        self.buffer, self.last_flush = [], time.monotonic()
+        keep = [collector.shard_of.get(item) in collector.results
+                for item in table.column("id").to_pylist()]
+        table = table.filter(pa.array(keep, pa.bool_()))
+        if table.num_rows:
+            write_table_atomic(table, join(self.folder, f"results-{self.token}-{self.sequence:06d}.parquet"))
+            self.sequence += 1
+
+    def clear(self) -> None:
+        for name in list_names(self.folder):
+            remove(join(self.folder, name))
 
 
 class ResultCollector:
@@ -403,7 +686,7 @@ class ResultCollector:
     def __init__(self, plan: Plan, pending: list[int], write: Callable | None = None):
         self.plan, self.write = plan, write or _write_shard
         size = plan.config.shard_size
-        ids = plan.comparisons.column("id").to_pylist()
+        self.ids = ids = plan.comparisons.column("id").to_pylist()
         self.shard_of = {ids[index]: shard for shard in pending
                          for index in range(shard * size, min((shard + 1) * size, len(ids)))}
         self.expected = {shard: min(size, len(ids) - shard * size) * plan.builder.runs_per_item
@@ -431,6 +714,33 @@ class ResultCollector:
                 written.append(shard)
         self.received += new
         return new, written
+
+    def take(self, tables: list[pa.Table]) -> list[int]:
+        """Results persisted by an earlier, interrupted run (not counted as judged now);
+        returns the shards they complete (written at once)."""
+        received, written = self.received, []
+        for table in tables:
+            keep = [self.shard_of.get(item) in self.results for item in table.column("id").to_pylist()]
+            written += self.add(table.filter(pa.array(keep, pa.bool_())))[1]
+        self.received = received
+        return written
+
+    def missing_runs(self) -> int:
+        return sum(self.expected[shard] - len(bucket) for shard, bucket in self.results.items())
+
+    def missing_units(self) -> list[dict]:
+        """The work units (shard, prefix group) with a run not in yet, in shard order; a unit
+        partly judged lists its runs already in (``done``, JSON), which are not judged again."""
+        size, ids = self.plan.config.shard_size, self.ids
+        units = []
+        for shard, bucket in sorted(self.results.items()):
+            items = ids[shard * size:(shard + 1) * size]
+            for group, (_, _, runs) in enumerate(self.plan.builder.groups):
+                keys = [(item, run) for item in items for run, _ in runs]
+                done = [key for key in keys if key in bucket]
+                if len(done) < len(keys):
+                    units.append({"shard": shard, "group": group, "done": json.dumps(done)})
+        return units
 
     def check_complete(self) -> None:
         if self.results:

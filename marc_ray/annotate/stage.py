@@ -15,7 +15,7 @@ def annotate_stage(judge: AnnotateConfig, ray) -> dict:
 
     if judge.engine != "replay":
         ray.join()
-    summary = annotate(judge)
+    summary = annotate(judge, capacity_timeout_s=ray.capacity_timeout_s)
     return {"items": summary.n_items, "shards written": len(summary.shards_written),
             "shards resumed": len(summary.shards_skipped)}
 

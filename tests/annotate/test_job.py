@@ -157,3 +157,77 @@ def test_replay_engine_writes_annotations(toy_files, tmp_path):
     table = check_output(config.output, [f"item-{i}" for i in range(12)], (2, 1, 2))
     assert summary.shards_written == [0]
     assert table.column("conf_simulated").to_pylist() == [0.5] * 12  # one vote each way
+
+
+@pytest.mark.slow
+def test_a_stop_keeps_the_runs_judged_so_far(ray_local, tmp_path, tiny_model, monkeypatch):
+    """Results are persisted as they come (``_partial/``): a run stopped half-way through its
+    only shard is resumed by judging the other half, not the whole shard again."""
+    files = {"input": write_jsonl(tmp_path / "items.jsonl", arithmetic_rows("item-", 0, 12)),
+             "pool": write_jsonl(tmp_path / "pool.jsonl", arithmetic_rows("pool-", 500, 8)),
+             "output": str(tmp_path / "annotations")}
+    config = config_for(files, tiny_model, shard_size=12, batch_size=2)
+    real_add = job.ResultCollector.add
+    stopped: dict = {}
+
+    def add_then_stop(self, batch):
+        out = real_add(self, batch)
+        if self.received >= self.total // 2:
+            stopped.update(received=self.received, total=self.total)
+            raise KeyboardInterrupt  # Ctrl-C half-way through the only shard
+        return out
+
+    monkeypatch.setattr(job.ResultCollector, "add", add_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        annotate(config)
+    monkeypatch.setattr(job.ResultCollector, "add", real_add)
+    assert not os.path.exists(job.shard_path(config.output, 0))  # the shard was not finished
+    rerun = annotate(config)
+    runs_per_unit = 12 * len(config.orders)  # a work unit: one prefix group of the shard
+    assert rerun.shards_written == [0]
+    # judged again: the runs never judged, and at most the batch in hand at the stop
+    assert rerun.n_runs <= stopped["total"] - stopped["received"] + runs_per_unit
+    assert rerun.n_runs < stopped["total"] * 0.8  # before: the whole shard again (100%)
+    check_output(config.output, [f"item-{i}" for i in range(12)], (2, 3, 2))
+    assert not os.listdir(os.path.join(config.output, job.PARTIAL_DIR))  # cleared once done
+
+
+@pytest.mark.slow
+def test_no_node_able_to_host_an_engine_actor_is_one_infrastructure_error(ray_local, toy_files,
+                                                                          tiny_model):
+    from marc_ray.contracts import InfrastructureError
+
+    config = config_for(toy_files, tiny_model, num_gpus_per_worker=1, device="cpu")
+    start = time.monotonic()
+    with pytest.raises(InfrastructureError) as raised:
+        annotate(config, capacity_timeout_s=3)
+    assert time.monotonic() - start < 120  # it waited the timeout, not forever
+    message = str(raised.value)
+    assert message.startswith("no capacity: no node of the cluster has 1 GPU for an engine actor")
+    assert "for 3 s" in message and "rerun to resume" in message and "\n" not in message
+
+
+def test_infrastructure_failures_are_told_apart_from_engine_errors():
+    import ray.exceptions as rex
+    from ray.data.exceptions import ExecutionTimeoutError
+
+    lost = rex.ActorUnavailableError("the actor is temporarily unavailable", None)
+    wrapped = RuntimeError("dataset execution failed")
+    wrapped.__cause__ = lost
+    assert job._infrastructure_cause(wrapped) is lost
+    assert job._infrastructure_cause(rex.NodeDiedError("node gone")) is not None
+    assert job._is_stall(job._infrastructure_cause(ExecutionTimeoutError("stalled")))
+    assert job._infrastructure_cause(ValueError("HTTP 401 from the judge")) is None
+
+
+@pytest.mark.slow
+def test_the_capacity_watch_stops_an_execution_no_node_can_host(ray_local):
+    watch = job.CapacityWatch({"GPU": 1.0}, timeout_s=2)  # the local cluster has no GPU
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        with watch:
+            time.sleep(60)  # an execution waiting for an actor that can never be placed
+    assert watch.expired and time.monotonic() - start < 30
+    with job.CapacityWatch({"CPU": 1.0}, timeout_s=1) as fine:
+        time.sleep(3)  # a node can host the actor: nothing is stopped
+    assert not fine.expired

@@ -43,7 +43,7 @@ class MultiNode:
         self.cluster.remove_node(node, allow_graceful=False)
         self.workers.remove(node)
 
-    def wait_until_idle(self, timeout_s: float = 90) -> None:
+    def wait_until_idle(self, timeout_s: float = 240) -> None:
         """Wait until every CPU of the alive nodes is free (actors of an earlier test gone)."""
         import time
 

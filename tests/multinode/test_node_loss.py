@@ -1,65 +1,125 @@
-"""Losing a worker node: the annotate job survives it (the fit's case: test_node_loss_fit.py).
+"""Losing a worker node during annotate: the same `marc-ray run` finishes (the fit's case:
+test_node_loss_fit.py).
 
-The test adds a spare node to the module's cluster and removes a node that hosts the work.
-Timings are printed (run with -s) for docs/benchmarks.md.
+Each test runs the CI demo pipeline (`marc-ray run`, a subprocess joined to the module's
+cluster through ``ray.address``) and removes a node hosting an engine actor once the first
+annotation shard is written:
+
+- with a spare node, and with none (the cluster shrinks below ``num_workers``): the run exits 0
+  and every item is annotated exactly once; the shards written before the loss are kept
+  byte-identical;
+- when no node is left that can host an engine actor (it needs a GPU only the lost node had):
+  the run exits 5 after ``ray.capacity_timeout_s`` with one line naming the missing resource.
+
+Timings are printed (run with -s) for docs/benchmarks_annotate.md.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 
-from conftest import annotate_files, remove_node_hosting
+from conftest import remove_node_hosting
 
 pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+JUDGE = "SmolLM2-135M-Instruct"
+TIME_LIMIT_S = 1200  # cluster events get generous time under load; the pipeline itself is small
+LOSS_DEADLINE_S = 600  # time for the first shard to appear (actor start-up under load)
+CAPACITY_TIMEOUT_S = 120  # a cluster event: generous, as actors start slowly under load
 
 
-def test_annotate_survives_losing_a_worker_node(multinode, tiny_model, tmp_path):
-    from marc_ray.annotate.config import AnnotateConfig
-    from marc_ray.annotate.job import annotate
-    from marc_ray.contracts import read_table
+def pipeline_config(folder: Path, address: str, **annotate) -> Path:
+    """The CI demo, on the cluster, with shards small enough that the loss lands mid-annotate."""
+    config = yaml.safe_load((REPO / "configs" / "ci_demo.yaml").read_text())
+    config["annotate"].update(num_workers=2, shard_size=4, batch_size=8, **annotate)
+    config["fit"]["backend"] = "local"  # the fit's node loss is test_node_loss_fit.py's
+    config["ray"] = {"address": address, "capacity_timeout_s": CAPACITY_TIMEOUT_S}
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
 
-    multinode.add_worker()  # a spare node: the lost engine actor has somewhere to go
-    multinode.wait_until_idle()
-    n_items = 40
-    config = AnnotateConfig(**annotate_files(tmp_path, n_items), model=tiny_model,
-                            n_annotators=2, k_shots=1, shard_size=2, batch_size=2,
-                            mode="choice", num_workers=2, device="cpu", progress=False)
 
-    def finished_shards() -> dict[str, bytes]:
-        if not os.path.isdir(config.output):
-            return {}
-        names = [n for n in os.listdir(config.output) if n.startswith("part-")]
-        return {n: open(os.path.join(config.output, n), "rb").read() for n in names}
+def shard_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.glob("part-*.parquet")} if folder.is_dir() else {}
 
+
+def run_losing_a_node(multinode, tmp_path: Path, **annotate) -> dict:
+    """`marc-ray run` while a node hosting an engine actor is removed after the first shard."""
+    run_dir = tmp_path / "run"
+    shards = run_dir / "annotate" / JUDGE
+    config = pipeline_config(tmp_path, multinode.cluster.address, **annotate)
+    env = dict(os.environ, PYTHONPATH=str(REPO), RAY_AUTH_MODE="disabled",
+               TOKENIZERS_PARALLELISM="false")
     lost: dict = {}
     killer = threading.Thread(target=remove_node_hosting, daemon=True,
-                              args=(multinode, "EngineBatches", finished_shards, 180, lost))
+                              args=(multinode, "EngineBatches", lambda: shard_bytes(shards),
+                                    LOSS_DEADLINE_S, lost))
     start = time.monotonic()
     killer.start()
-    try:
-        summary = annotate(config)
-        outcome = "finished on the remaining nodes"
-    except Exception as error:  # a clean failure: the rerun below resumes
-        outcome = f"failed cleanly ({type(error).__name__}), resumed on rerun"
-        summary = None
-    first_run = time.monotonic() - start
+    result = subprocess.run([sys.executable, "-m", "marc_ray.cli", "run", str(config), "--out",
+                             str(run_dir)], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=TIME_LIMIT_S - 60)
+    wall = time.monotonic() - start
     killer.join(timeout=60)
-    assert "node" in lost, "no node hosting an engine actor was seen"
-    before = lost["before"]
-    assert 0 < len(before) < n_items // 2  # lost mid-run
-    rerun = annotate(config)  # resumes: writes what is missing, skips what is there
-    assert sorted(rerun.shards_skipped + rerun.shards_written) == list(range(n_items // 2))
-    if summary is not None:
-        assert rerun.shards_written == []
-    after = finished_shards()
-    assert all(after[name] == data for name, data in before.items())  # byte-identical
-    ids = read_table(config.output).column("id").to_pylist()
-    assert sorted(ids) == sorted(f"item-{i}" for i in range(n_items))  # each item exactly once
-    print(f"\nannotate node loss: {n_items} items / {n_items // 2} shards; node lost after "
-          f"{lost['at'] - start:.1f} s with {len(before)} shards written; {outcome}; first run "
-          f"{first_run:.1f} s; rerun wrote {len(rerun.shards_written)} shards; "
-          f"{len(ids)} rows, {len(set(ids))} distinct ids")
+    assert "node" in lost, f"no node hosting an engine actor was seen\n{result.stderr[-3000:]}"
+    return {"result": result, "lost": lost, "wall": wall, "start": start, "shards": shards,
+            "run_dir": run_dir}
+
+
+def check_every_item_once(run: dict) -> None:
+    from marc_ray.contracts import read_table
+
+    result, lost = run["result"], run["lost"]
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "engine actors lost" in result.stderr  # the loss hit annotate, which carried on
+    expected = read_table(str(run["run_dir"] / "data" / "comparisons.parquet")).column("id")
+    ids = read_table(str(run["shards"])).column("id").to_pylist()
+    assert sorted(ids) == sorted(expected.to_pylist())  # every item exactly once
+    after = shard_bytes(run["shards"])
+    assert all(after[name] == data for name, data in lost["before"].items())  # kept as written
+    assert (run["run_dir"] / "report").is_dir()  # and the rest of the pipeline ran
+    print(f"\nnode loss during `marc-ray run`: {len(ids)} items, node lost "
+          f"{lost['at'] - run['start']:.1f} s in with {len(lost['before'])} shards written; "
+          f"run exited 0 after {run['wall']:.1f} s")
+
+
+def test_run_survives_losing_a_worker_node(multinode, tmp_path):
+    multinode.add_worker()  # a spare node: the lost engine actor has somewhere to go
+    multinode.wait_until_idle()
+    check_every_item_once(run_losing_a_node(multinode, tmp_path))
+
+
+def test_run_completes_on_a_cluster_shrunk_below_num_workers(multinode, tmp_path):
+    while len(multinode.workers) > 1:  # head + one worker: 2 CPUs for num_workers 2
+        multinode.remove(multinode.workers[0])
+    if not multinode.workers:
+        multinode.add_worker()
+    multinode.wait_until_idle()
+    run = run_losing_a_node(multinode, tmp_path)  # the head's 1 CPU is all that is left
+    check_every_item_once(run)
+
+
+def test_no_node_left_for_an_engine_actor_exits_with_one_line(multinode, tmp_path):
+    # The engine actor asks for a GPU; only the added node declares one (a Ray resource: the
+    # model itself runs on its CPU). Losing that node leaves no node that can host an actor.
+    multinode.add_worker(num_gpus=1)
+    multinode.wait_until_idle()
+    run = run_losing_a_node(multinode, tmp_path, num_workers=1, num_gpus_per_worker=1,
+                            device="cpu")
+    result = run["result"]
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 5, result.stderr[-4000:]
+    assert "Traceback" not in result.stderr
+    assert lines[-1].startswith("marc-ray run: failed: no capacity: no node of the cluster has "
+                                "1 GPU for an engine actor"), lines[-1]
+    assert "rerun to resume" in lines[-1]
+    print(f"\nno capacity after the loss: exit 5 {run['wall'] - (run['lost']['at'] - run['start']):.1f}"
+          f" s after the node was lost (ray.capacity_timeout_s: {CAPACITY_TIMEOUT_S})")
