@@ -234,7 +234,7 @@ def predicted_coverage(confidence, agree, n_calibration: int, alpha: float, delt
     stays near 1 until the disagreement rate nears α and then falls fast: one half marks the
     median stop; a threshold at ``probability`` would stop at every small dip). The predicted
     coverage is the training rows' coverage at the last point before the stop (0 and +inf when
-    no point can pass at all).
+    no point is more likely to pass than to fail).
     """
     confidence = np.asarray(confidence, dtype=float)
     agree = np.asarray(agree, dtype=bool)
@@ -244,10 +244,10 @@ def predicted_coverage(confidence, agree, n_calibration: int, alpha: float, delt
         return 0.0, float("inf")
     grid = quantile_grid(confidence, designed_points(n_grid, n_calibration))
     coverage, passes = _scan_points(confidence, agree, grid, n_calibration, alpha, delta)
-    if passes.max() <= 0:
+    if passes.max() < 0.5:  # even the best start is more likely to fail than to pass
         return 0.0, float("inf")
     start = int(np.flatnonzero(passes >= min(probability, passes.max()))[0])
-    falls = np.flatnonzero(passes[start:] < 0.5)
+    falls = np.flatnonzero(passes[start:] < 0.5)  # passes[start] >= 0.5: falls[0] >= 1
     last = start + (int(falls[0]) - 1 if falls.size else len(passes) - start - 1)
     return float(coverage[last]), float(grid[last])
 
