@@ -144,3 +144,15 @@ def test_the_whole_design_then_calibrate_procedure_keeps_the_guarantee(design):
     slack = 3 * np.sqrt(DELTA * (1 - DELTA) / repetitions)
     assert result["success_rate"] >= 1 - DELTA - slack
     assert result["mean_coverage"] > 0.3  # it certifies something, not vacuously safe
+
+
+def test_a_judge_that_cannot_pass_is_predicted_to_certify_nothing():
+    """Regression: a start less likely to pass than to fail predicts nothing (it once wrapped
+    around to the last grid point and predicted full coverage, so the cascade design kept a
+    judge that certifies nothing and dropped the one that certifies)."""
+    from marc_ray.calibrate.design import predicted_coverage
+
+    rng = np.random.default_rng(0)
+    confidence = rng.choice([0.5, 0.75, 1.0], size=350, p=[0.3, 0.05, 0.65])
+    agree = rng.random(350) < 0.58  # far above alpha's disagreement everywhere
+    assert predicted_coverage(confidence, agree, 260, 0.25, 0.1 / 3) == (0.0, float("inf"))
