@@ -37,6 +37,7 @@ from .grid import as_grid
 __all__ = ["Stage", "Certified", "certify", "GRID_ROLE"]
 
 GRID_ROLE = "quantile grid: rows it was built from"
+DESIGN_ROLE = "design: rows it read"  # the training rows a design (calibrate.design) read
 
 
 @dataclass
@@ -75,7 +76,8 @@ def certify(stages: Sequence[Stage], human_label, ids, *, alpha=0.1, delta=0.1, 
             provenance: Provenance | None = None, exclude_seen: bool = False,
             exclude_flag: str = "exclude_seen=True", hashed: pa.Table | None = None,
             hash_columns: list[str] | None = None, model_hash: str | None = None,
-            extra: dict | None = None, source: str = "<calibration data>") -> Certified:
+            extra: dict | None = None, source: str = "<calibration data>",
+            design: dict | None = None) -> Certified:
     """Certify ``stages`` on the labelled rows ``ids``: the one way to a certificate.
 
     Parameters
@@ -103,6 +105,14 @@ def certify(stages: Sequence[Stage], human_label, ids, *, alpha=0.1, delta=0.1, 
         certificate's ``data_hash`` (only the kept rows are hashed); default: the arrays.
     model_hash, extra : recorded in the certificate.
     source : names the data in errors.
+    design : dict, optional
+        Choose the test's design on training rows (``calibrate.design.design_stages``):
+        ``{"train": {"confidence": (m, L), "pred": (m, L), "human_label": (m,), "ids": (m,)},
+        **options}`` (``costs``, ``order``, ``delta_split``, ``drop``, ``probability``). The
+        judges kept and their order, δ's split and each stage's grid and start come from those
+        rows; they join the provenance ("design: rows it read"), so a calibration row among them
+        is refused like any other. The design is recorded in the certificate (``extra.design``).
+        One alpha at a time; not with ``groups``.
 
     Returns
     -------
@@ -128,6 +138,11 @@ def certify(stages: Sequence[Stage], human_label, ids, *, alpha=0.1, delta=0.1, 
     grid = as_grid(grid, n_grid)
     grid_rows = ({GRID_ROLE: provenance_record(sorted(grid.source_ids))}
                  if grid.kind == "quantile" and grid.source_ids else {})
+    designed = None
+    if design is not None:
+        designed, stages = _design(stages, design, len(ids), alpha, delta, n_grid, tie_policy,
+                                   groups)
+        grid_rows[DESIGN_ROLE] = provenance_record(sorted(str(i) for i in design["train"]["ids"]))
     per_stage = [{f"{s.name}: {role}": record for role, record in (s.provenance or {}).items()}
                  for s in stages]
     provenance = merge_provenance(provenance, grid_rows, *per_stage)
@@ -148,6 +163,15 @@ def certify(stages: Sequence[Stage], human_label, ids, *, alpha=0.1, delta=0.1, 
     record = dict(provenance_summary(provenance), n_excluded=n_excluded)
     extra = dict(extra or {})
 
+    if designed is not None:
+        chosen, grid_designs = designed
+        extra["design"] = {**chosen.record(list(design["names"])),
+                           "stage_grids": [g.record() for g in grid_designs]}
+        if len(stages) == 1:  # one judge kept: its designed grid and start
+            settings.update(grid=grid_designs[0].grid, min_n=grid_designs[0].min_n)
+        else:
+            settings["stage_grids"] = [(g.grid, g.min_n) for g in grid_designs]
+            delta_split = chosen.delta_weights
     calibrators, certificates = {}, {}
     if groups is None and len(stages) == 1:
         single = SelectiveCalibrator(alpha=alphas if len(alphas) > 1 else alphas[0], **settings)
@@ -170,6 +194,26 @@ def certify(stages: Sequence[Stage], human_label, ids, *, alpha=0.1, delta=0.1, 
         certificate.provenance = record
         calibrators[value], certificates[value] = calibrator, certificate
     return Certified(certificates, calibrators, kept, n_excluded)
+
+
+def _design(stages, design: dict, n_calibration: int, alpha, delta: float, n_grid: int,
+            tie_policy: str, groups):
+    """``certify``'s ``design``: the judges kept, in order, and each stage's designed grid."""
+    from .design import design_stages
+
+    if groups is not None:
+        raise ValueError("a design chosen on training rows is not available with per-group "
+                         "certificates yet; leave calibrate.by out or the design off")
+    if np.ndim(alpha) != 0:
+        raise ValueError("a design chosen on training rows certifies one alpha at a time")
+    options = {k: v for k, v in design.items() if k not in ("train", "names")}
+    train = design["train"]
+    if train.get("ids") is None or len(train["human_label"]) == 0:
+        raise ValueError("a design needs labelled training rows with their ids")
+    design["names"] = [s.name for s in stages]
+    chosen, grids = design_stages(train, n_calibration, float(alpha), float(delta), n_grid=n_grid,
+                                  tie_policy=tie_policy, **options)
+    return (chosen, grids), [stages[j] for j in chosen.order]
 
 
 def _binding(stage: Stage) -> dict:

@@ -54,6 +54,10 @@ class CalibrateConfig:
                                # delta split across groups by the union bound (calibrate/groups.py)
     exclude_seen: bool = False  # calibration rows that trained the confidence model, chose the
                                # measure or built the grid: refused (False) or left out and counted
+    design: bool = False       # choose the grid, its start and a cascade's judges, order and delta
+                               # split on the train split (calibrate/design.py); the guarantee holds
+    costs: list | None = None  # with design: a relative cost per judge (e.g. price per 1k tokens);
+                               # the cheapest design within 2% of the best predicted coverage wins
 
     def validate(self, source: str = "", n_judges: int = 1) -> "CalibrateConfig":
         """Check every field; raise ``ValueError`` in the package's one error form."""
@@ -86,6 +90,16 @@ class CalibrateConfig:
                          what="'auto' or an integer >= 1")
         check_number("calibrate.drift_significance", self.drift_significance, source, low=0,
                      high=1, low_open=True, high_open=True, what="a number in (0, 1)")
+        if not isinstance(self.design, bool):
+            fail("calibrate.design", "true or false", self.design, source)
+        if self.costs is not None and (not isinstance(self.costs, list) or len(self.costs) != n_judges
+                                       or not all(isinstance(c, (int, float)) and not isinstance(c, bool)
+                                                  and c >= 0 for c in self.costs)):
+            fail("calibrate.costs", f"a list of {n_judges} numbers >= 0 (one per judge, cheapest first)",
+                 self.costs, source)
+        if self.design and self.by is not None:
+            fail("calibrate.design", "false with calibrate.by (per-group designs are not built yet)",
+                 self.design, source)
         if not isinstance(self.delta_split, str) and (
                 not isinstance(self.delta_split, list) or len(self.delta_split) != n_judges):
             fail("calibrate.delta_split", f"'equal' or a list of {n_judges} weights (one per judge)",

@@ -53,7 +53,7 @@ from .grid import ThresholdGrid, counts_at_thresholds, fixed_grid, quantile_grid
 
 __all__ = ["DEFAULT_PASS_PROBABILITY", "DELTA_SPLITS", "ORDERS", "GridDesign", "CascadeDesign",
            "pass_probability", "predictive_pass_probability", "min_n_for_pass", "design_grid", "predicted_coverage",
-           "design_cascade", "design_and_calibrate", "cascade_outcome", "design_validity",
+           "design_cascade", "design_stages", "design_and_calibrate", "cascade_outcome", "design_validity",
            "rows_record"]
 
 DEFAULT_PASS_PROBABILITY = 0.99  # start where the training rows predict a pass at least this likely
@@ -367,21 +367,19 @@ def design_cascade(train_confidences, train_agrees, train_verdicts, n_calibratio
                           "predicted_coverage_alone": [float(x) for x in alone]})
 
 
-def design_and_calibrate(train: dict, calibration: dict, alpha: float, delta: float, *,
-                         costs=None, order: str = "given", delta_split: str = "equal",
-                         drop: bool = True, n_grid: int = 200,
-                         probability: float = DEFAULT_PASS_PROBABILITY, tie_policy: str = "drop"):
-    """The whole procedure: design on ``train``, then calibrate the designed cascade on
-    ``calibration`` (what the validity study repeats).
+def design_stages(train: dict, n_calibration: int, alpha: float, delta: float, *, costs=None,
+                  order: str = "given", delta_split: str = "equal", drop: bool = True,
+                  n_grid: int = 200, probability: float = DEFAULT_PASS_PROBABILITY,
+                  tie_policy: str = "drop") -> tuple[CascadeDesign, list[GridDesign]]:
+    """The design of a cascade (one judge: a cascade of one) from its training rows alone.
 
-    ``train`` and ``calibration``: dicts of ``confidence`` (n, L), ``pred`` (n, L) of
-    "a" / "b" / None, ``human_label`` (n,), and optionally ``ids`` (n,). One judge is a
-    cascade of one (L = 1). Returns ``(calibrator, design)``: a fitted
-    :class:`~marc_ray.calibrate.cascade.CascadeCalibrator` whose stages follow the design,
-    each on its own designed grid, and the :class:`CascadeDesign`.
+    ``train``: a dict of ``confidence`` (n, L), ``pred`` (n, L) of "a" / "b" / None,
+    ``human_label`` (n,) and optionally ``ids`` (n,). ``n_calibration``: the calibration rows
+    the stages will see (a count). Returns the :class:`CascadeDesign` (kept judges in order, δ
+    weights) and each kept stage's :class:`GridDesign` (its grid and start), designed on the
+    training rows the earlier stages are predicted to leave.
     """
     from ..contracts import agreement
-    from .cascade import CascadeCalibrator
 
     confidence = np.asarray(train["confidence"], dtype=float)
     pred = np.asarray(train["pred"], dtype=object)
@@ -395,7 +393,6 @@ def design_and_calibrate(train: dict, calibration: dict, alpha: float, delta: fl
         usable &= kept
     confidence, agrees, verdicts = confidence[usable], agrees[usable], verdicts[usable]
     train_ids = None if train.get("ids") is None else np.asarray(train["ids"], dtype=object)[usable]
-    n_calibration = len(calibration["human_label"])
     design = design_cascade(confidence, agrees, verdicts, n_calibration, alpha, delta, costs=costs,
                             order=order, delta_split=delta_split, drop=drop, n_grid=n_grid,
                             probability=probability)
@@ -404,17 +401,31 @@ def design_and_calibrate(train: dict, calibration: dict, alpha: float, delta: fl
     remaining = np.ones(len(confidence), dtype=bool)
     for position, judge in enumerate(design.order):
         seen = remaining & verdicts[:, judge]
-        grid_design = design_grid(alpha, float(deltas[position]),
-                                  int(round(n_calibration * max(seen.mean(), 1e-9))),
-                                  train_confidence=confidence[seen, judge],
-                                  train_agree=agrees[seen, judge],
-                                  train_ids=None if train_ids is None else train_ids[seen],
-                                  n_grid=n_grid, probability=probability)
-        grids.append(grid_design)
-        _, threshold = predicted_coverage(confidence[seen, judge], agrees[seen, judge],
-                                          int(round(n_calibration * max(seen.mean(), 1e-9))), alpha,
-                                          float(deltas[position]), n_grid, probability)
+        expected = int(round(n_calibration * max(seen.mean(), 1e-9)))
+        grids.append(design_grid(alpha, float(deltas[position]), expected,
+                                 train_confidence=confidence[seen, judge],
+                                 train_agree=agrees[seen, judge],
+                                 train_ids=None if train_ids is None else train_ids[seen],
+                                 n_grid=n_grid, probability=probability))
+        _, threshold = predicted_coverage(confidence[seen, judge], agrees[seen, judge], expected,
+                                          alpha, float(deltas[position]), n_grid, probability)
         remaining &= ~(verdicts[:, judge] & (confidence[:, judge] >= threshold))
+    return design, grids
+
+
+def design_and_calibrate(train: dict, calibration: dict, alpha: float, delta: float, *,
+                         tie_policy: str = "drop", **options):
+    """The whole procedure: design on ``train`` (:func:`design_stages`), then calibrate the
+    designed cascade on ``calibration`` (what the validity study repeats).
+
+    ``calibration``: the same keys as ``train``. Returns ``(calibrator, design)``: a fitted
+    :class:`~marc_ray.calibrate.cascade.CascadeCalibrator` whose stages follow the design,
+    each on its own designed grid, and the :class:`CascadeDesign`.
+    """
+    from .cascade import CascadeCalibrator
+
+    design, grids = design_stages(train, len(calibration["human_label"]), alpha, delta,
+                                  tie_policy=tie_policy, **options)
     cal_confidence = np.asarray(calibration["confidence"], dtype=float)
     cal_pred = np.asarray(calibration["pred"], dtype=object)
     calibrator = CascadeCalibrator(alpha=alpha, delta=delta, delta_split=design.delta_weights,

@@ -95,6 +95,18 @@ def calibrate_stage(settings: CalibrateConfig, names: list[str], score_paths: li
             raise ContractError(score_paths[0], f"calibrate.by is {cal.by!r} but calibration item "
                                 f"{ids[missing[0]]!r} has no {cal.by}", field=cal.by,
                                 hint="give every comparison a group, or remove calibrate.by")
+    design = None
+    if cal.design:  # grid, start and the cascade's shape chosen on the train split only
+        if train is None or not len(train.ids):
+            raise ContractError(out_path, "calibrate.design needs scored training items",
+                                hint="give the data a train split, or set calibrate.design: false")
+        design = {"train": {"confidence": train.confidence, "pred": train.pred,
+                            "human_label": train.human_label,
+                            "ids": np.asarray(train.ids, dtype=object)},
+                  "costs": cal.costs,
+                  # every judge stays a stage (apply routes the run's judges in order); a judge
+                  # the train split says certifies little gets a small share of delta instead
+                  "drop": False, "delta_split": "optimised" if len(names) > 1 else "equal"}
     # the one certify path (calibrate.certify): provenance, grid check, binding, digest
     bindings = stage_bindings(score_paths, names, confidence)
     certified = certify([Stage(name, confidence, conf[:, l], pred[:, l], bindings[l],
@@ -105,7 +117,7 @@ def calibrate_stage(settings: CalibrateConfig, names: list[str], score_paths: li
                         groups=None if cal.by is None else calibration.groups, by=cal.by,
                         provenance=provenance, exclude_seen=cal.exclude_seen,
                         exclude_flag="calibrate.exclude_seen: true", hashed=pa.table(columns),
-                        model_hash=model_hash, extra=extra, source=score_paths[0])
+                        model_hash=model_hash, extra=extra, source=score_paths[0], design=design)
     certificate = certified.certificates[cal.alpha]
     if certified.n_excluded:  # the drift reference is the rows calibrated on, not those left out
         kept = certified.kept

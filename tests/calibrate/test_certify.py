@@ -100,6 +100,10 @@ PATHS = {  # name -> (n_files, how it certifies: a function of (paths, out))
     "api single": (1, lambda paths, out: _api(paths).certificates[0.1]),
     "api cascade": (2, lambda paths, out: _api(paths).certificates[0.1]),
     "api grouped": (1, lambda paths, out: _api(paths, by=True).certificates[0.1]),
+    "stage designed single": (1, lambda paths, out: _stage(
+        CalibrateConfig(confidence=CONF, design=True), paths, out)),
+    "stage designed cascade": (2, lambda paths, out: _stage(
+        CalibrateConfig(confidence=CONF, design=True, costs=[1, 10]), paths, out)),
 }
 
 
@@ -338,3 +342,32 @@ def test_each_calibrator_refuses_provenance_rows_on_its_own():
             call()
     with pytest.raises(ValueError, match="pass ids"):
         SelectiveCalibrator().calibrate(confidence, pred, human, provenance=provenance)
+
+
+def test_a_designed_certificate_records_its_design_and_refuses_design_rows(tmp_path):
+    """calibrate.design: the grid, start and delta split come from the train split; they are
+    recorded, the design rows join the provenance, and a calibration set sharing one is refused."""
+    paths = [_scored(tmp_path / f"judge{l}.parquet", f"judge{l}", seed=l) for l in range(2)]
+    certificate = _stage(CalibrateConfig(confidence=CONF, design=True, costs=[1, 10]), paths,
+                         tmp_path / "out.json")
+    design = certificate.extra["design"]
+    assert design["order"] == ["judge0", "judge1"] and design["dropped"] == []
+    assert sum(design["delta_weights"]) == pytest.approx(1.0)
+    assert [s["delta"] for s in certificate.stages] == pytest.approx(
+        [0.1 * w for w in design["delta_weights"]])
+    for stage_grid in design["stage_grids"]:
+        # the train split's 300 rows less human ties, and for the second stage those the first
+        # is predicted to leave
+        assert stage_grid["source"] == "training rows" and 0 < stage_grid["rows"]["count"] <= 300
+    assert certificate.provenance["roles"]["design: rows it read"]["count"] == 300
+    # the Python API: a design whose rows include calibration ids is refused like any provenance
+    tables = [pq.read_table(p) for p in paths]
+    stages = [Stage(p.stem, CONF, t.column(CONF).to_numpy(), np.asarray(t.column("pred").to_pylist(), object))
+              for p, t in zip(paths, tables)]
+    everything = {"confidence": np.stack([t.column(CONF).to_numpy() for t in tables], axis=1),
+                  "pred": np.stack([np.asarray(t.column("pred").to_pylist(), object) for t in tables], axis=1),
+                  "human_label": np.asarray(tables[0].column("human_label").to_pylist(), object),
+                  "ids": np.asarray(tables[0].column("id").to_pylist(), object)}
+    with pytest.raises(ContractError, match="calibration rows"):
+        certify(stages, tables[0].column("human_label").to_pylist(), tables[0].column("id").to_pylist(),
+                design={"train": everything})
