@@ -19,7 +19,7 @@ import os
 import numpy as np
 
 from ..contracts.outputs import check_output_dir
-from .wording import calibrated_on_line, result_sentence
+from .wording import calibrated_on_line, result_sentence, share_phrase
 from ..contracts import (TIE_POLICIES, ContractError, metadata_binding, read_table, table_hash,
                          validate_scores, write_json_atomic)
 from ..contracts.provenance import provenance_from_metadata
@@ -486,9 +486,10 @@ def _cascade_summary(certified, alphas):
                         "delta_split": certificate.delta_split, "stages": certificate.stages})
         parts = [f"{s['name']}: threshold {float(s['threshold']):.4g} (delta {s['delta']:.3g}, "
                  f"decides {s.get('n_decided', 0)})" for s in certificate.stages]
+        decided = int(round(certificate.coverage * certificate.n_calibration))
         lines.append(f"alpha={alpha:g} cascade, cheapest first: " + "; ".join(parts)
-                     + f"; coverage {certificate.coverage:.1%} (delta split: "
-                       f"{certificate.delta_split})")
+                     + f"; decides {share_phrase(decided, certificate.n_calibration, 'calibration items', 'the ')}"
+                       f" (delta split: {certificate.delta_split})")
     return {"judges": [s["name"] for s in certified.certificates[alphas[0]].stages],
             "results": results}, lines
 
@@ -507,7 +508,9 @@ def _grouped_summary(args, certified, alphas):
                         + (f"about {int(need)} labelled items" if need and np.isfinite(need)
                            else "a better judge (the rate is not below alpha)"))
             else:
-                what = (f"threshold {float(stage['threshold']):.3f}, coverage {entry['coverage']:.1%}, "
+                decided = int(round(entry["coverage"] * entry["n_calibration"]))
+                what = (f"threshold {float(stage['threshold']):.3f}, decides "
+                        f"{share_phrase(decided, entry['n_calibration'], article='the ')}, "
                         f"agreement {entry['agreement']:.1%}")
             lines.append(f"alpha={alpha:g} {args.by}={name!r} ({entry['n_calibration']} items, "
                          f"delta {entry['delta']:.3g}): {what}")
