@@ -91,3 +91,14 @@ def test_every_yaml_the_repository_ships_loads():
     assert len(files) >= 5
     for path in files:
         load_yaml(path.read_text(encoding="utf-8"), str(path))
+
+
+def test_a_json_annotate_config_with_a_duplicate_key_is_refused(tmp_path):
+    from marc_ray.annotate.config import AnnotateConfig
+
+    path = tmp_path / "annotate.json"
+    path.write_text('{"model": "smollm2",\n "n_annotators": 2,\n "n_annotators": 5}\n')
+    with pytest.raises(ValueError, match=r"line 3.*duplicate key 'n_annotators'"):
+        AnnotateConfig.from_file(path)
+    path.write_text('{"model": "smollm2", "n_annotators": 2}')
+    assert AnnotateConfig.from_file(path).n_annotators == 2

@@ -176,12 +176,11 @@ class AnnotateConfig:
                 text = stream.read()
         except FileNotFoundError as error:
             raise ValueError(f"{path}: no such config file") from error
-        if path.endswith(".json"):
-            data = json.loads(text)
-        else:
-            from ..contracts.yaml_file import load_yaml
+        from ..contracts.yaml_file import load_yaml
 
-            data = load_yaml(text, path) or {}
+        # JSON is read by the strict YAML loader too (JSON is YAML's flow style): a duplicate
+        # key is refused naming the line, never silently taken as the last one
+        data = load_yaml(text, path) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: a config file must hold a mapping of settings")
         if isinstance(data.get("annotate"), dict):
