@@ -8,7 +8,6 @@ once, at the boundary (the job), before any data is read or any engine starts.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
