@@ -218,8 +218,6 @@ def _judge_plan(judge, sample: int, seed: int) -> dict:
     from .annotate.models import load_tokenizer
 
     if judge.engine == "replay":
-        import pyarrow.dataset as pa_dataset
-
         runs = judge.engine_options.get("runs")
         return {"judge": judge.judge_name or "replay", "engine": "replay", "runs_table": runs,
                 "total_runs": _count_rows(runs), "note": "replay: no engine runs, no tokens"}

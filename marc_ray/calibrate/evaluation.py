@@ -493,6 +493,7 @@ def evaluate_run(certificate: Certificate, sets: dict, score_path: str,
                                       drift_significance)
     # the scalar columns; each stage's run counts streamed batch by batch (the run vectors,
     # most of a scored file, are never held whole: issue 22), and the examples' vectors by id
+    from ..contracts import read_columns
     from .run_counts import file_run_counts, file_run_vectors
 
     scores = read_columns(score_path, ["id", "split", "human_label", "pred", *compare])

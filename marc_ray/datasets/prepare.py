@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..contracts import (ContractError, check_pool_disjoint, check_present, read_table,
+from ..contracts import (ContractError, check_pool_disjoint, check_present,
                          validate_comparisons, write_table_atomic)
 from ..contracts.io import parent
 from ..contracts.validation import check_number, check_section_types, fail, reject_unknown
