@@ -278,7 +278,8 @@ def test_report_shows_the_cascade_routing(run):
     assert routing.startswith("On the calibration items: small decided")
     assert "went to humans" in routing
     page = (run_dir / "report" / "report.html").read_text()
-    assert routing.split(" On the ")[1].split(" decided")[0] in page  # "On the 32 test items"
+    # "It decided 25 of the 32 test items (78.1%)": the deployment figure is on the page too
+    assert routing.split(" It decided ")[1].split(" and agreed")[0].rstrip(".") in page
     assert "On the calibration items: small decided" in page
     assert "decided by small" in page and "decided by large" in page
     assert "Delta split across stages" in page
