@@ -78,7 +78,7 @@ def write_inputs(folder: str, n_items: int, seed: int = 0) -> tuple[str, str]:
             p_zero = 1 / (1 + np.exp(-(mu_zero[:, None] + rng.normal(0, 0.5, (m, 2)))))
             p_zero = np.where(verdict_a[:, None], p_zero, 1 - p_zero)
             p = np.concatenate([p_runs, p_zero], axis=1).astype(np.float32)
-            p[rng.random(p.shape) < 0.02] = np.nan  # missing runs
+            missing = rng.random(p.shape) < 0.02  # missing runs: null (a NaN is refused, as 1.5 is)
             item = np.repeat(np.arange(m), per_item)
             runs.write_table(pa.table({
                 "id": pa.DictionaryArray.from_arrays(pa.array(item.astype(np.int32)), ids),
@@ -88,7 +88,7 @@ def write_inputs(folder: str, n_items: int, seed: int = 0) -> tuple[str, str]:
                     pa.array(np.tile(run_subset, m).astype(np.int32)), pa.array(subset_text)),
                 "order": pa.DictionaryArray.from_arrays(
                     pa.array(np.tile(run_order, m).astype(np.int32)), pa.array(["ab", "ba"])),
-                "p_response_a": pa.array(p.reshape(-1))}).cast(runs_schema))
+                "p_response_a": pa.array(p.reshape(-1), mask=missing.reshape(-1))}).cast(runs_schema))
             split = rng.choice(["train", "calibration", "test"], size=m, p=[0.3, 0.5, 0.2])
             comparisons.write_table(pa.table({
                 "id": ids, "instruction": pa.array(["q"] * m), "response_a": pa.array(["r1"] * m),

@@ -38,7 +38,9 @@ def test_streamed_run_counts_equal_the_whole_column(annotations, tmp_path):
     wanted = [ids[5], ids[250], "not-an-id"]
     vectors = file_run_vectors(path, wanted, batch_rows=7)
     assert sorted(vectors) == sorted(wanted[:2])
-    np.testing.assert_array_equal(np.array(vectors[ids[250]], dtype=float),
+    vector, statuses = vectors[ids[250]]  # the run vector and its runs' statuses
+    assert len(statuses) == len(vector)
+    np.testing.assert_array_equal(np.array(vector, dtype=float),
                                   np.array(annotations.column("probs")[250].as_py(), dtype=float))
     without = annotations.drop_columns(["probs"])
     pq.write_table(without, tmp_path / "no_runs.parquet")

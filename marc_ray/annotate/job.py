@@ -444,8 +444,9 @@ def _run_pending(plan: Plan, pending: list[int], summary: AnnotateSummary,
                 if lost_in_a_row > config.max_restarts:
                     raise InfrastructureError(
                         f"annotate lost its engine actors {lost_in_a_row} times in a row without "
-                        f"progress: {_first_line(cause)}", hint="check the nodes' health "
-                        "and memory") from error
+                        f"progress, beyond the retries: {_first_line(cause)}",
+                        hint="check the nodes' health and memory; raise annotate.max_restarts "
+                             "to survive more losses") from error
                 print(f"annotate: engine actors lost ({type(cause).__name__}); judging the "
                       f"{len(collector.missing_units())} unfinished work units again on the "
                       f"nodes left", file=sys.stderr, flush=True)

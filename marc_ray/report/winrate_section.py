@@ -15,8 +15,14 @@ from ..run_folder import RunFolder
 
 
 def names_models(run_dir: str) -> bool:
-    """Whether any comparison of the run names its models."""
-    table = read_columns(RunFolder(run_dir).comparisons, ["id", "model_a"])
+    """Whether any comparison of the run names its models (False for a run folder without the
+    prepared comparisons, e.g. one assembled from stage outputs: the report is made without)."""
+    from ..contracts.io import exists
+
+    path = RunFolder(run_dir).comparisons
+    if not exists(path):
+        return False
+    table = read_columns(path, ["id", "model_a"])
     return "model_a" in table.column_names and table.column("model_a").null_count < table.num_rows
 
 
