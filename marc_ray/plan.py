@@ -38,6 +38,7 @@ from .contracts.validation import check_number
 Z95 = 1.959963984540054  # standard normal 97.5% quantile
 TOKEN_SAMPLE = 200  # items whose prompts are tokenised by default (a seeded sample; --exact-tokens: all)
 PROBE_ITEMS = 2     # items the automatic probe judges (transformers, http): a few seconds
+PROBE_SECONDS = 3.0  # the automatic probe stops after this much engine time (plan answers in ~10 s)
 
 # The prior used when no probe can run: the effective prefill throughput of one device, in
 # FLOP/s. Prefill costs about 2 FLOP per parameter per token (Kaplan et al., "Scaling laws for
@@ -114,8 +115,12 @@ def token_counts(job_plan, tokenizer, sample: int | None = TOKEN_SAMPLE, seed: i
             "mean_prompt_tokens_per_run": float(no_reuse.mean() / max(sum(runs_per_group), 1))}
 
 
-def probe(job_plan, n_items: int) -> dict:
-    """Time the configured engine on the runs of the first ``n_items`` items, in this process."""
+def probe(job_plan, n_items: int, max_seconds: float | None = None) -> dict:
+    """Time the configured engine on the runs of the first ``n_items`` items, in this process.
+
+    With ``max_seconds``, the probe stops after the first engine call that ends past it (at least
+    one call runs): the rate is measured on the runs done, which is all a rate needs.
+    """
     from .annotate import job
 
     config = job_plan.config
@@ -141,7 +146,12 @@ def probe(job_plan, n_items: int) -> dict:
         rows = job_plan.builder.runs_for_group(items, group)
         for lo in range(0, len(rows), batch):
             engine.judge(rows[lo:lo + batch])
-        n_runs += len(rows)
+            n_runs += len(rows[lo:lo + batch])
+            if max_seconds is not None and time.perf_counter() - start >= max_seconds:
+                break
+        else:
+            continue
+        break
     seconds = time.perf_counter() - start
     out = {"items": len(items), "runs": n_runs, "seconds": round(seconds, 2),
            "load_seconds": round(load_s, 2), "runs_per_s": n_runs / seconds}
@@ -263,7 +273,7 @@ def _estimate(judge_plan: dict, throughput: float | None, unit: str, probe_items
         rate, source = float(throughput), "given"
     elif probe_items:
         try:
-            measured = probe(job_plan, probe_items)
+            measured = probe(job_plan, probe_items, PROBE_SECONDS if automatic else None)
         except Exception as error:  # noqa: BLE001 - an automatic probe only informs the plan
             if not automatic:
                 raise
