@@ -74,29 +74,13 @@ def real_data(name: str) -> dict:
             "ids": np.array(common, dtype=object)}
 
 
-def generated_data(n_items: int = 1000, seed: int = 0) -> dict:
-    """Three judges whose confidences pile up near 1; agreement at confidence 1 is 0.80, 0.93
-    and 0.95 (the weakest can certify nothing at α = 0.15)."""
-    rng = np.random.default_rng(seed)
-    quality = np.array([0.80, 0.93, 0.95])
-    human = np.where(rng.random(n_items) < 0.5, "a", "b").astype(object)
-    confidence = np.empty((n_items, 3))
-    pred = np.empty((n_items, 3), dtype=object)
-    for j in range(3):
-        c = np.clip(1 - rng.beta(0.3, 3 + 3 * j, n_items) * 0.5, 0.5, 1.0)
-        agree = rng.random(n_items) < 0.5 + (c - 0.5) * 2 * (quality[j] - 0.5)
-        pred[:, j] = np.where(agree, human, np.where(human == "a", "b", "a"))
-        confidence[:, j] = c
-    return {"confidence": confidence, "pred": pred, "human_label": human,
-            "ids": np.array([f"g{i}" for i in range(n_items)], dtype=object)}
-
-
 def column(data: dict, j: int) -> dict:
     return {k: (v[:, [j]] if k in ("confidence", "pred") else v) for k, v in data.items()}
 
 
 def main() -> None:
     from marc_ray.calibrate.design import design_validity
+    from marc_ray.calibrate.generated import piled_up_judges
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repetitions", type=int, default=200)
@@ -111,7 +95,7 @@ def main() -> None:
     for name in args.datasets:
         started = time.perf_counter()
         alpha = ALPHAS[name]
-        data = generated_data() if name == "generated" else real_data(name)
+        data = piled_up_judges() if name == "generated" else real_data(name)
         judges = ["weak", "middle", "strong"] if name == "generated" else DATASETS[name]["judges"]
         costs = [1.0, 3.0, 30.0] if name == "generated" else DATASETS[name]["costs"]
         label = ", ".join(f"{j} ({c:g})" for j, c in zip(judges, costs))

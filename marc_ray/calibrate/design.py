@@ -225,7 +225,8 @@ def designed_points(n_grid: int, n_calibration: int) -> int:
 
 
 def predicted_coverage(confidence, agree, n_calibration: int, alpha: float, delta: float,
-                       n_grid: int = 200, probability: float = DEFAULT_PASS_PROBABILITY) -> tuple[float, float]:
+                       n_grid: int = 200, probability: float = DEFAULT_PASS_PROBABILITY,
+                       *, counts: tuple | None = None) -> tuple[float, float]:
     """The certified coverage (and threshold) the training rows predict for one judge.
 
     The scan is run on the training rows' predicted pass probabilities: it starts at the
@@ -234,22 +235,63 @@ def predicted_coverage(confidence, agree, n_calibration: int, alpha: float, delt
     stays near 1 until the disagreement rate nears α and then falls fast: one half marks the
     median stop; a threshold at ``probability`` would stop at every small dip). The predicted
     coverage is the training rows' coverage at the last point before the stop (0 and +inf when
-    no point is more likely to pass than to fail).
+    no point is more likely to pass than to fail). ``counts``: :func:`_grid_counts` of the same
+    rows, when the caller keeps them (a cascade design tries many δ on the same rows).
     """
-    confidence = np.asarray(confidence, dtype=float)
-    agree = np.asarray(agree, dtype=bool)
-    finite = np.isfinite(confidence)
-    confidence, agree = confidence[finite], agree[finite]
-    if confidence.size < MIN_TRAINING_ROWS or n_calibration < 1:
+    if counts is None:
+        counts = _grid_counts(confidence, agree, n_calibration, n_grid)
+    if counts is None:
         return 0.0, float("inf")
-    grid = quantile_grid(confidence, designed_points(n_grid, n_calibration))
-    coverage, passes = _scan_points(confidence, agree, grid, n_calibration, alpha, delta)
+    grid, coverage, n_train, k_train = counts
+    passes = predictive_pass_probability(n_calibration * coverage, k_train, n_train, alpha, delta)
     if passes.max() < 0.5:  # even the best start is more likely to fail than to pass
         return 0.0, float("inf")
     start = int(np.flatnonzero(passes >= min(probability, passes.max()))[0])
     falls = np.flatnonzero(passes[start:] < 0.5)  # passes[start] >= 0.5: falls[0] >= 1
     last = start + (int(falls[0]) - 1 if falls.size else len(passes) - start - 1)
     return float(coverage[last]), float(grid[last])
+
+
+def _grid_counts(confidence, agree, n_calibration: int, n_grid: int) -> tuple | None:
+    """The designed quantile grid of one judge's training rows, the rows' coverage and ``n``,
+    ``k`` above each point (what :func:`predicted_coverage` reads; δ does not enter); None
+    with too few rows."""
+    confidence = np.asarray(confidence, dtype=float)
+    agree = np.asarray(agree, dtype=bool)
+    finite = np.isfinite(confidence)
+    confidence, agree = confidence[finite], agree[finite]
+    if confidence.size < MIN_TRAINING_ROWS or n_calibration < 1:
+        return None
+    grid = quantile_grid(confidence, designed_points(n_grid, n_calibration))
+    n_train, k_train = counts_at_thresholds(confidence, agree, grid)
+    return grid, n_train / confidence.size, n_train, k_train
+
+
+class _StageMemo:
+    """A stage's prediction on a judge's training rows, each computed once: a cascade design
+    simulates every subset and δ split, and most of them show a stage the same rows (every
+    split of a subset shares its first stage; later stages differ only where an earlier
+    threshold does). The grid and counts are kept per (judge, rows, calibration size), the
+    predicted coverage and threshold per δ as well."""
+
+    def __init__(self, confidences, agrees, n_grid: int, alpha: float, probability: float):
+        self.confidences, self.agrees, self.n_grid = confidences, agrees, n_grid
+        self.alpha, self.probability = alpha, probability
+        self.counts: dict = {}
+        self.predictions: dict = {}
+
+    def __call__(self, judge: int, rows: np.ndarray, n_calibration: int, delta: float
+                 ) -> tuple[float, float]:
+        """:func:`predicted_coverage` of judge ``judge`` on the training rows ``rows`` (mask)."""
+        key = (judge, n_calibration, hashlib.blake2b(np.packbits(rows).tobytes(), digest_size=16).digest())
+        if key not in self.counts:
+            self.counts[key] = _grid_counts(self.confidences[rows, judge], self.agrees[rows, judge],
+                                            n_calibration, self.n_grid)
+        if (key, delta) not in self.predictions:
+            self.predictions[key, delta] = predicted_coverage(
+                None, None, n_calibration, self.alpha, delta, self.n_grid, self.probability,
+                counts=self.counts[key])
+        return self.predictions[key, delta]
 
 
 @dataclass
@@ -269,8 +311,7 @@ class CascadeDesign:
                 "expected_cost_per_item": self.expected_cost, **self.rule}
 
 
-def _simulate(confidences, agrees, verdicts, order, deltas, n_calibration, alpha, n_grid,
-              probability, costs):
+def _simulate(confidences, verdicts, order, deltas, n_calibration, costs, predict: _StageMemo):
     """Predicted coverage and cost of a cascade on the training rows (stage by stage)."""
     n_items = confidences.shape[0]
     remaining = np.ones(n_items, dtype=bool)
@@ -282,9 +323,8 @@ def _simulate(confidences, agrees, verdicts, order, deltas, n_calibration, alpha
         seen = remaining & verdicts[:, judge]
         if not seen.any():
             continue
-        _, threshold = predicted_coverage(confidences[seen, judge], agrees[seen, judge],
-                                          int(round(n_calibration * seen.mean())), alpha,
-                                          deltas[position], n_grid, probability)
+        _, threshold = predict(judge, seen, int(round(n_calibration * seen.mean())),
+                               float(deltas[position]))
         remaining &= ~(verdicts[:, judge] & (confidences[:, judge] >= threshold))
     return 1.0 - remaining.mean(), (cost if costs is not None else None)
 
@@ -330,10 +370,9 @@ def design_cascade(train_confidences, train_agrees, train_verdicts, n_calibratio
     if order == "cost" and costs is None:
         raise ValueError("order 'cost' needs a cost per judge")
     cost_array = None if costs is None else np.asarray(costs, dtype=float)
-    alone = np.array([predicted_coverage(confidences[verdicts[:, j], j], agrees[verdicts[:, j], j],
-                                         int(round(n_calibration * verdicts[:, j].mean())), alpha,
-                                         delta, n_grid, probability)[0] * verdicts[:, j].mean()
-                      for j in range(n_judges)])
+    predict = _StageMemo(confidences, agrees, n_grid, alpha, probability)
+    alone = np.array([predict(j, verdicts[:, j], int(round(n_calibration * verdicts[:, j].mean())),
+                              float(delta))[0] * verdicts[:, j].mean() for j in range(n_judges)])
     ranked = list(range(n_judges))
     if order == "cost":
         ranked.sort(key=lambda j: cost_array[j] / max(alone[j], 1e-9))
@@ -349,8 +388,8 @@ def design_cascade(train_confidences, train_agrees, train_verdicts, n_calibratio
         else:
             splits = _simplex(len(subset))
         for weights in splits:
-            coverage, cost = _simulate(confidences, agrees, verdicts, subset, delta * weights,
-                                       n_calibration, alpha, n_grid, probability, cost_array)
+            coverage, cost = _simulate(confidences, verdicts, subset, delta * weights,
+                                       n_calibration, cost_array, predict)
             designs.append((coverage, cost, subset, weights))
     best_coverage = max(d[0] for d in designs)
     if cost_array is None:
