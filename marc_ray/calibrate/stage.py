@@ -85,6 +85,8 @@ def calibrate_stage(settings: CalibrateConfig, names: list[str], score_paths: li
              "run_dir": absolute(run_dir) if run_dir else ""}
     if confidence_choice is not None:
         extra["confidence_choice"] = confidence_choice
+    if cal.costs is not None:  # the report's cost-coverage frontier reads them from here
+        extra["costs"] = {name: float(cost) for name, cost in zip(names, cal.costs)}
     provenance = ({AUTO_ROLE: confidence_choice.pop("rows_read")}
                   if confidence_choice is not None else {})
     if cal.by is not None:
