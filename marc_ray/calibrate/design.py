@@ -49,6 +49,8 @@ from scipy.special import betaln, gammaln
 from scipy.stats import binom
 
 from .bounds import max_disagreements, min_n_to_pass
+from .config import DEFAULT_PASS_PROBABILITY, DESIGN_DELTA_SPLITS, DESIGN_ORDERS
+from .cost_coverage import expected_cost, reach_shares
 from .grid import ThresholdGrid, counts_at_thresholds, fixed_grid, quantile_grid
 
 __all__ = ["DEFAULT_PASS_PROBABILITY", "DELTA_SPLITS", "ORDERS", "GridDesign", "CascadeDesign",
@@ -56,17 +58,10 @@ __all__ = ["DEFAULT_PASS_PROBABILITY", "DELTA_SPLITS", "ORDERS", "GridDesign", "
            "design_cascade", "design_stages", "design_and_calibrate", "cascade_outcome", "design_validity",
            "rows_record"]
 
-DEFAULT_PASS_PROBABILITY = 0.99  # start where the training rows predict a pass at least this likely
 MIN_TRAINING_ROWS = 30          # fewer usable training rows: the fixed grid and the prior rule
 STEP_ITEMS = 5                  # a designed grid adds about this many calibration items per step
 COVERAGE_TOLERANCE = 0.02       # with costs: the cheapest design within 2% of the best predicted coverage
-DELTA_SPLITS = {"equal": "delta / L per stage",
-                "coverage": "in proportion to each stage's predicted coverage",
-                "optimised": "the split on a simplex grid (steps of 1/10) with the largest "
-                             "predicted cascade coverage"}
-ORDERS = {"given": "the order the judges are listed in (cheapest first)",
-          "cost": "by cost per predicted decided item (cheapest per decision first)"}
-
+DELTA_SPLITS, ORDERS = DESIGN_DELTA_SPLITS, DESIGN_ORDERS  # the choices (calibrate/config.py)
 
 def rows_record(ids: Sequence[str] | None, count: int) -> dict:
     """What a design read: the number of rows and a SHA-256 digest of their sorted ids."""
@@ -304,29 +299,31 @@ class CascadeDesign:
     predicted_coverage: float
     expected_cost: float | None   # per item: Σ_l cost_l × share of items reaching stage l
     rule: dict                    # the rules used (order, delta split, p)
+    predicted_reach: list[float] = field(default_factory=list)  # per kept stage: the share of
+                                  # training rows predicted to reach it (the first: all)
 
     def record(self, names: Sequence[str]) -> dict:
         return {"order": [names[i] for i in self.order], "dropped": [names[i] for i in self.dropped],
                 "delta_weights": self.delta_weights, "predicted_coverage": self.predicted_coverage,
+                "predicted_reach": self.predicted_reach,
                 "expected_cost_per_item": self.expected_cost, **self.rule}
 
 
 def _simulate(confidences, verdicts, order, deltas, n_calibration, costs, predict: _StageMemo):
-    """Predicted coverage and cost of a cascade on the training rows (stage by stage)."""
-    n_items = confidences.shape[0]
-    remaining = np.ones(n_items, dtype=bool)
-    cost = 0.0
+    """Predicted coverage, cost and per-stage reach of a cascade on the training rows (stage
+    by stage)."""
+    remaining = np.ones(confidences.shape[0], dtype=bool)
+    reach = []
     for position, judge in enumerate(order):
-        share = remaining.mean()
-        if costs is not None:
-            cost += costs[judge] * share
+        reach.append(float(remaining.mean()))
         seen = remaining & verdicts[:, judge]
         if not seen.any():
             continue
         _, threshold = predict(judge, seen, int(round(n_calibration * seen.mean())),
                                float(deltas[position]))
         remaining &= ~(verdicts[:, judge] & (confidences[:, judge] >= threshold))
-    return 1.0 - remaining.mean(), (cost if costs is not None else None)
+    cost = None if costs is None else expected_cost(costs[list(order)], reach)
+    return 1.0 - remaining.mean(), cost, reach
 
 
 def _simplex(n_stages: int, steps: int = 10) -> list[np.ndarray]:
@@ -388,22 +385,22 @@ def design_cascade(train_confidences, train_agrees, train_verdicts, n_calibratio
         else:
             splits = _simplex(len(subset))
         for weights in splits:
-            coverage, cost = _simulate(confidences, verdicts, subset, delta * weights,
-                                       n_calibration, cost_array, predict)
-            designs.append((coverage, cost, subset, weights))
+            coverage, cost, reach = _simulate(confidences, verdicts, subset, delta * weights,
+                                              n_calibration, cost_array, predict)
+            designs.append((coverage, cost, subset, weights, reach))
     best_coverage = max(d[0] for d in designs)
     if cost_array is None:
-        coverage, cost, subset, weights = max(designs, key=lambda d: (d[0], -len(d[2])))
+        coverage, cost, subset, weights, reach = max(designs, key=lambda d: (d[0], -len(d[2])))
     else:
         near = [d for d in designs if d[0] >= (1 - coverage_tolerance) * best_coverage - 1e-12]
-        coverage, cost, subset, weights = min(near, key=lambda d: (d[1], -d[0]))
+        coverage, cost, subset, weights, reach = min(near, key=lambda d: (d[1], -d[0]))
     return CascadeDesign(list(subset), [j for j in range(n_judges) if j not in subset],
                          [float(w) for w in weights], float(coverage),
                          None if cost is None else float(cost),
                          {"order_rule": order, "delta_split_rule": delta_split, "drop": drop,
                           "pass_probability": probability,
                           "coverage_tolerance": coverage_tolerance if cost_array is not None else None,
-                          "predicted_coverage_alone": [float(x) for x in alone]})
+                          "predicted_coverage_alone": [float(x) for x in alone]}, reach)
 
 
 def design_stages(train: dict, n_calibration: int, alpha: float, delta: float, *, costs=None,
@@ -493,13 +490,8 @@ def cascade_outcome(calibrator, design: CascadeDesign, data: dict, alpha: float,
     final = np.where(decided, pred[np.arange(len(stage)), np.maximum(stage, 0)], None)
     agree, _ = agreement(final[decided], np.asarray(data["human_label"], dtype=object)[decided], tie_policy)
     rate = float(agree.mean()) if agree.size else float("nan")
-    cost = None
-    if costs is not None:
-        reached = np.ones(len(stage), dtype=bool)
-        cost = 0.0
-        for position, judge in enumerate(design.order):
-            cost += float(np.asarray(costs)[judge]) * reached.mean()
-            reached &= stage != position
+    cost = None if costs is None else expected_cost(np.asarray(costs, dtype=float)[design.order],
+                                                    reach_shares(stage, len(design.order)))
     return {"coverage": float(decided.mean()), "agreement": rate,
             "success": bool(agree.size == 0 or agree.sum() >= (1 - alpha) * agree.size - 1e-9),
             "expected_cost": cost}
