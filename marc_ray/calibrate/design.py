@@ -512,9 +512,13 @@ def design_validity(data: dict, alpha: float, delta: float, *, repetitions: int 
     :func:`design_and_calibrate` (order, delta_split, costs, n_grid, probability, tie_policy).
     ``fixed``: the procedure without a design, for comparison on the same draws (every judge
     in the given order, δ split equally, the fixed grid of ``n_grid`` points, the minimum-n
-    rule; the training part is left unused).
+    rule; the training part is left unused). With ``data["groups"]``: the per-group procedure
+    (``group_design.design_and_calibrate_groups``: a design per group on its own training rows,
+    a threshold or cascade per group, δ split across groups), and success means *every* group's
+    agreement on its decided items is at least 1 - alpha (``group_design.grouped_outcome``).
     """
     from .bounds import clopper_pearson_interval
+    from .group_design import design_and_calibrate_groups, grouped_outcome
 
     n_items = len(data["human_label"])
     rng = np.random.default_rng(seed)
@@ -534,13 +538,18 @@ def design_validity(data: dict, alpha: float, delta: float, *, repetitions: int 
         calibration_data = take(calibration)
         if design == "population":  # draws with replacement: each draw its own id
             calibration_data["ids"] = np.array([f"draw-{i}" for i in range(calibration.size)])
-        if fixed:
+        if "groups" in data:
+            calibrator = design_and_calibrate_groups(take(train), calibration_data, alpha, delta,
+                                                     fixed=fixed, **options)
+            outcome = grouped_outcome(calibrator, take(test), alpha, options.get("tie_policy", "drop"))
+        elif fixed:
             calibrator, chosen = _fixed_cascade(calibration_data, alpha, delta, **options)
         else:
             calibrator, chosen = design_and_calibrate(take(train), calibration_data, alpha, delta,
                                                       **options)
-        outcome = cascade_outcome(calibrator, chosen, take(test), alpha,
-                                  options.get("tie_policy", "drop"), options.get("costs"))
+        if "groups" not in data:
+            outcome = cascade_outcome(calibrator, chosen, take(test), alpha,
+                                      options.get("tie_policy", "drop"), options.get("costs"))
         success.append(outcome["success"])
         coverage.append(outcome["coverage"])
         cost.append(outcome["expected_cost"])
