@@ -63,6 +63,7 @@ STEP_ITEMS = 5                  # a designed grid adds about this many calibrati
 COVERAGE_TOLERANCE = 0.02       # with costs: the cheapest design within 2% of the best predicted coverage
 DELTA_SPLITS, ORDERS = DESIGN_DELTA_SPLITS, DESIGN_ORDERS  # the choices (calibrate/config.py)
 
+
 def rows_record(ids: Sequence[str] | None, count: int) -> dict:
     """What a design read: the number of rows and a SHA-256 digest of their sorted ids."""
     if ids is None:

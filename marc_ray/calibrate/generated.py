@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["piled_up_judges", "PILED_UP_QUALITY"]
+__all__ = ["piled_up_judges", "piled_up_groups", "PILED_UP_QUALITY"]
 
 # agreement at confidence 1 of a weak, middle and strong judge: the weak one certifies nothing
 # at alpha 0.15, the middle one a large share, the strong one nearly everything
@@ -44,3 +44,17 @@ def piled_up_judges(n_items: int = 1000, seed: int = 0, *, prefix: str = "g",
         confidence[:, j] = c
     return {"confidence": confidence, "pred": pred, "human_label": human,
             "ids": np.array([f"{prefix}{i}" for i in range(n_items)], dtype=object)}
+
+
+def piled_up_groups(sizes: dict[str, int], seed: int = 0, *, prefix: str = "g",
+                    qualities: dict[str, Sequence[float]] | None = None) -> dict:
+    """:func:`piled_up_judges` per group, stacked, with a ``groups`` column: the same judges
+    are weaker on one group than on another (default: group "A" (0.86, 0.95), group "B"
+    (0.93, 0.97), two judges). Group ``g`` is drawn with seed ``seed + 500 * position``."""
+    qualities = qualities or {"A": (0.86, 0.95), "B": (0.93, 0.97)}
+    parts = [piled_up_judges(n, seed + 500 * position, prefix=f"{prefix}{group}",
+                             quality=qualities[group])
+             for position, (group, n) in enumerate(sizes.items())]
+    data = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    data["groups"] = np.concatenate([np.full(n, group, dtype=object) for group, n in sizes.items()])
+    return data

@@ -15,7 +15,7 @@ import pytest
 from marc_ray.calibrate.certify import Stage, certify
 from marc_ray.calibrate.config import CalibrateConfig
 from marc_ray.calibrate.design import MIN_TRAINING_ROWS, design_stages, design_validity
-from marc_ray.calibrate.generated import piled_up_judges
+from marc_ray.calibrate.generated import piled_up_groups
 from marc_ray.calibrate.group_design import FALLBACK, design_groups
 from marc_ray.calibrate.groups import group_deltas
 from marc_ray.calibrate.stage import calibrate_stage
@@ -26,12 +26,8 @@ ALPHA, DELTA = 0.15, 0.1
 
 def two_groups(n_a: int, n_b: int, seed: int, prefix: str) -> dict:
     """Group "A": judges piled up near 1 (a weak and a strong one); group "B": the same judges
-    on other items, much stronger there."""
-    a = piled_up_judges(n_a, seed, prefix=f"{prefix}a", quality=(0.86, 0.95))
-    b = piled_up_judges(n_b, seed + 500, prefix=f"{prefix}b", quality=(0.93, 0.97))
-    data = {key: np.concatenate([a[key], b[key]]) for key in a}
-    data["groups"] = np.array(["A"] * n_a + ["B"] * n_b, dtype=object)
-    return data
+    on other items, much stronger there (``calibrate.generated``, as the benchmark)."""
+    return piled_up_groups({"A": n_a, "B": n_b}, seed, prefix=prefix)
 
 
 def test_each_group_is_designed_on_its_own_training_rows():
