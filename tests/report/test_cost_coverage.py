@@ -121,3 +121,26 @@ def test_the_pipeline_records_calibrate_costs_in_the_certificate(tmp_path):
     calibrate_stage(CalibrateConfig(confidence="conf_simulated", costs=[1, 10]), ["judge0", "judge1"],
                     paths, out, model_folders=[None, None])
     assert Certificate.read(out).extra["costs"] == {"judge0": 1.0, "judge1": 10.0}
+
+
+def test_a_grouped_cascade_compares_each_judge_certified_per_group():
+    from marc_ray.calibrate.generated import piled_up_groups
+    from marc_ray.calibrate.groups import GroupedCalibrator
+
+    data = piled_up_groups({"A": 500, "B": 400}, seed=3)
+    names = ["weak", "strong"]
+    grouped = GroupedCalibrator(alpha=0.15, delta=0.1).calibrate_cascade(
+        [(n, data["confidence"][:, j], data["pred"][:, j]) for j, n in enumerate(names)],
+        data["human_label"], data["groups"])
+    certificate = grouped.certificate("sha256:toy", "group", ["conf_simulated"] * 2)
+    items = ItemSet("calibration", data["confidence"], data["pred"], data["human_label"],
+                    groups=data["groups"])
+    figures = cost_coverage(certificate, items, costs=[1.0, 10.0])
+    assert figures["rows"][0]["sets"]["calibration"]["coverage"] == pytest.approx(certificate.coverage)
+    for j, row in enumerate(figures["rows"][1:]):
+        alone = GroupedCalibrator(alpha=0.15, delta=0.1, grid=ThresholdGrid(certificate.grid["values"], kind="fixed")
+                                  ).calibrate(data["confidence"][:, j], data["pred"][:, j],
+                                              data["human_label"], data["groups"])
+        assert row["thresholds"] == {g: float(t[0]) for g, t in alone.thresholds_.items()}
+        assert row["sets"]["calibration"]["coverage"] == pytest.approx(alone.coverage_overall_)
+    assert "per group" in figures["judges_alone"]
