@@ -125,7 +125,7 @@ def cost_coverage(certificate: Certificate, calibration_items: ItemSet,
     return {"costs": dict(zip(names, per_stage.tolist())), "costs_given": given,
             "unit": "cost per item" if given else "judge calls per item",
             "sets": [s.name for s in item_sets], "rows": rows, "frontier": frontier(points),
-            "judges_alone": ("each judge certified alone on the same calibration items with the "
+            "judges_alone": ("certified on the same calibration items with the "
                              "certificate's alpha, the whole delta, its procedure, tie policy and "
                              "grid" + (" (per group, delta split equally across groups)"
                                        if certificate.groups else ""))}

@@ -270,8 +270,8 @@ def cost_coverage_section(summary: dict) -> tuple[str, tuple[list[str], list[lis
                 "expected number of judge calls per item. Give calibrate.costs (e.g. a price per "
                 "1k tokens) to compare prices.")
     text += (f" A cascade runs a judge only on the items no earlier judge decided: its expected "
-             f"cost is the sum over judges of cost x share of items reaching it. Each judge alone: "
-             f"{frontier['judges_alone']}; a comparison, not a certificate. On the frontier "
+             f"cost is the sum over judges of cost x share of items reaching it. Each judge alone is "
+             f"{frontier['judges_alone']} and runs on every item: a comparison, not a certificate. On the frontier "
              f"(nothing cheaper decides more): {', '.join(frontier['frontier'])}.")
     headers = ["", "threshold(s)"]
     for set_name in frontier["sets"]:
