@@ -35,6 +35,9 @@ share. The rules:
   dropped (their δ goes to the others); δ is split equally, in proportion to each judge's
   predicted coverage, or by a search over a simplex grid. The largest predicted coverage wins,
   or, given a cost per judge, the cheapest design within 2% of it.
+
+A design per group (with ``calibrate.by``) is :mod:`marc_ray.calibrate.group_design`; what a
+design costs per item, beside what it certifies, is :mod:`marc_ray.calibrate.cost_coverage`.
 """
 
 from __future__ import annotations
