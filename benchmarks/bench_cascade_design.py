@@ -20,6 +20,11 @@ Costs per item are relative prices, stated per data set below (a judge's price p
 times the same prompt length): an assumption of this benchmark, not a measurement.
 ``--validity R`` then runs the validity study of the whole design-then-calibrate procedure for
 the designed cascade, R repetitions in both designs (split and population).
+``--group-validity R`` runs it for per-group designs (``calibrate.design`` with ``calibrate.by``):
+generated judges on two groups (``calibrate.generated.piled_up_groups``: 1,200 items where the
+judges are weaker, 800 where they are stronger), a design per group on that group's training
+rows, a cascade per group, δ split across groups; success when every group's agreement holds.
+The fixed per-group procedure runs on the same draws for comparison.
 """
 
 from __future__ import annotations
@@ -36,11 +41,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DELTA = 0.1
 # α per data set: the generated judges are built for 0.15; at 0.15 the real judges' panels
 # certify next to nothing either way (LLMBar's GPT-4 alone: 5.5% of items), so they run at 0.25
-ALPHAS = {"generated": 0.15, "llmbar": 0.25, "pandalm": 0.25}
+ALPHAS = {"generated": 0.15, "llmbar": 0.25, "llmbar-palm2": 0.25, "pandalm": 0.25}
 # relative cost per item (cheapest first): open 7B-13B models 1, GPT-3.5-class 2, PaLM2 4, GPT-4 30
 DATASETS = {
     "llmbar": {"judges": ["LLaMA2", "ChatGPT", "GPT-4"], "costs": [1.0, 2.0, 30.0], "split_by": "item"},
     "pandalm": {"judges": ["pandalm-7b", "gpt-3.5-turbo"], "costs": [1.0, 2.0], "split_by": "item"},
+    # LLMBar's panel with PaLM2 between ChatGPT and GPT-4: the one cheaper judge there that
+    # certifies something alone (so the only chance of a cascade cheaper than GPT-4 alone)
+    "llmbar-palm2": {"dataset": "llmbar", "judges": ["LLaMA2", "ChatGPT", "PaLM2", "GPT-4"],
+                     "costs": [1.0, 2.0, 4.0, 30.0], "split_by": "item"},
 }
 
 
@@ -52,6 +61,7 @@ def real_data(name: str) -> dict:
     from marc_ray.datasets import get_dataset
 
     spec_fields = DATASETS[name]
+    name = spec_fields.get("dataset", name)
     config = BenchmarkConfig.from_dict({
         "datasets": [{"name": name, "target": spec_fields["judges"][-1], "panel": "self",
                       "split_by": spec_fields["split_by"]}],
@@ -74,36 +84,26 @@ def real_data(name: str) -> dict:
             "ids": np.array(common, dtype=object)}
 
 
-def generated_data(n_items: int = 1000, seed: int = 0) -> dict:
-    """Three judges whose confidences pile up near 1; agreement at confidence 1 is 0.80, 0.93
-    and 0.95 (the weakest can certify nothing at α = 0.15)."""
-    rng = np.random.default_rng(seed)
-    quality = np.array([0.80, 0.93, 0.95])
-    human = np.where(rng.random(n_items) < 0.5, "a", "b").astype(object)
-    confidence = np.empty((n_items, 3))
-    pred = np.empty((n_items, 3), dtype=object)
-    for j in range(3):
-        c = np.clip(1 - rng.beta(0.3, 3 + 3 * j, n_items) * 0.5, 0.5, 1.0)
-        agree = rng.random(n_items) < 0.5 + (c - 0.5) * 2 * (quality[j] - 0.5)
-        pred[:, j] = np.where(agree, human, np.where(human == "a", "b", "a"))
-        confidence[:, j] = c
-    return {"confidence": confidence, "pred": pred, "human_label": human,
-            "ids": np.array([f"g{i}" for i in range(n_items)], dtype=object)}
-
-
 def column(data: dict, j: int) -> dict:
     return {k: (v[:, [j]] if k in ("confidence", "pred") else v) for k, v in data.items()}
 
 
 def main() -> None:
     from marc_ray.calibrate.design import design_validity
+    from marc_ray.calibrate.generated import piled_up_judges
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repetitions", type=int, default=200)
     parser.add_argument("--validity", type=int, default=0, metavar="R",
                         help="also the designed cascade's validity study, R repetitions per design")
+    parser.add_argument("--group-validity", type=int, default=0, metavar="R",
+                        help="the per-group procedure's validity study, R repetitions per design")
     parser.add_argument("--datasets", nargs="+", default=["generated", "llmbar", "pandalm"])
     args = parser.parse_args()
+    if args.group_validity:
+        group_validity(args.group_validity)
+        if not args.repetitions:
+            return
     print(f"delta {DELTA}, {args.repetitions} repetitions; load {os.getloadavg()[0]:.1f}")
     print("| data | α | judges (relative cost) | procedure | grid | coverage | expected cost | success (split) |")
     print("|---|---|---|---|---|---|---|---|")
@@ -111,7 +111,7 @@ def main() -> None:
     for name in args.datasets:
         started = time.perf_counter()
         alpha = ALPHAS[name]
-        data = generated_data() if name == "generated" else real_data(name)
+        data = piled_up_judges() if name == "generated" else real_data(name)
         judges = ["weak", "middle", "strong"] if name == "generated" else DATASETS[name]["judges"]
         costs = [1.0, 3.0, 30.0] if name == "generated" else DATASETS[name]["costs"]
         label = ", ".join(f"{j} ({c:g})" for j, c in zip(judges, costs))
@@ -138,6 +138,28 @@ def main() -> None:
         print("| data | α | design | repetitions | success (95% interval) | mean coverage |")
         print("|---|---|---|---|---|---|")
         print("\n".join(validity))
+
+
+def group_validity(repetitions: int) -> None:
+    """Per-group designs against the fixed per-group procedure, both validity designs."""
+    from marc_ray.calibrate.design import design_validity
+    from marc_ray.calibrate.generated import piled_up_groups
+
+    alpha = ALPHAS["generated"]
+    data = piled_up_groups({"A": 1200, "B": 800}, seed=0)
+    print(f"\nPer-group designs (generated, groups A 1,200 / B 800 items, alpha {alpha}, delta {DELTA}), "
+          f"{repetitions} repetitions; success = every group's agreement >= {1 - DELTA:g}:\n")
+    print("| design | procedure | success (95% interval) | mean coverage | seconds |")
+    print("|---|---|---|---|---|")
+    for design in ("split", "population"):
+        for fixed in (True, False):
+            started = time.perf_counter()
+            result = design_validity(data, alpha, DELTA, repetitions=repetitions, design=design,
+                                     fixed=fixed, costs=[1.0, 10.0], seed=2)
+            low, high = result["success_interval_95"]
+            print(f"| {design} | {'fixed per group' if fixed else 'designed per group'} | "
+                  f"{result['success_rate']:.3f} ({low:.3f}-{high:.3f}) | "
+                  f"{result['mean_coverage']:.3f} | {time.perf_counter() - started:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,10 @@ For each judge of a pipeline configuration:
 * the **state of the run folder**: which stages a previous run finished, and how many annotate
   shards each judge already has (a rerun resumes from there);
 * the **human labels** the calibration split needs for the chosen alpha and delta
-  (:func:`marc_ray.calibrate.diagnostics.calibration_size`: the Clopper–Pearson bound).
+  (:func:`marc_ray.calibrate.diagnostics.calibration_size`: the Clopper–Pearson bound);
+* the **expected cost per item** at deployment, per judge and for the cascade: the judge's cost
+  (``calibrate.costs``; 1 per judge without them: judge calls per item) times the predicted
+  share of items reaching it (:func:`expected_costs`).
 """
 
 from __future__ import annotations
@@ -367,7 +370,79 @@ def build_plan(config, *, sample: int | None = TOKEN_SAMPLE, seed: int = 0,
             "splits": {s: counts[s] for s in ("train", "calibration", "test")},
             "judges": judges,
             "calibration": labels_needed(float(calibrate.alpha), float(calibrate.delta),
-                                         expected_risk, expected_coverage, counts["calibration"])}
+                                         expected_risk, expected_coverage, counts["calibration"]),
+            "expected_cost": expected_costs(config, counts["calibration"])}
+
+
+WORST_CASE = ("worst case: every item reaches every judge (no scored training items in the run "
+              "folder yet to predict from; after a run, `marc-ray plan` predicts from them)")
+
+
+def expected_costs(config, n_calibration: int) -> dict:
+    """Expected cost per item at deployment, per judge and for the cascade.
+
+    Judge ``l`` runs only on the items no earlier judge decided, so its expected cost per item
+    is ``cost_l`` × the share of items reaching it, and the cascade's is the sum
+    (``calibrate.cost_coverage.expected_cost``). The shares are predicted by the test design
+    (``calibrate.design.design_stages``, with the run's ``calibrate.design`` options) on the
+    scored training items a previous run left in the run folder; without them, the worst case
+    (every item reaches every judge) is stated. Without ``calibrate.costs`` every judge counts
+    1 (the cost is then judge calls per item).
+    """
+    from .annotate.config import judge_name
+    from .calibrate.cost_coverage import DEFAULT_COST, expected_cost
+
+    cal = config.calibrate
+    names = [judge_name(j) for j in config.judges()]
+    costs = [float(c) for c in cal.costs] if cal.costs is not None else [DEFAULT_COST] * len(names)
+    reach, source = _predicted_reach(config, names, n_calibration)
+    return {"costs_given": cal.costs is not None,
+            "unit": "cost per item" if cal.costs is not None else "judge calls per item",
+            "source": source,
+            "judges": [{"judge": name, "cost": cost, "reach": share, "expected_cost": cost * share}
+                       for name, cost, share in zip(names, costs, reach)],
+            "cascade": expected_cost(costs, reach)}
+
+
+def _predicted_reach(config, names: list[str], n_calibration: int) -> tuple[list[float], str]:
+    """Per judge, the share of items predicted to reach it, and where the prediction comes from."""
+    from .calibrate.design import MIN_TRAINING_ROWS, design_stages
+    from .calibrate.stage import design_options, design_rows
+    from .contracts import ContractError
+    from .contracts.align import aligned_sets
+    from .contracts.io import exists
+    from .run_folder import RunFolder
+
+    cal = config.calibrate
+    worst = [1.0] * len(names)
+    if len(names) == 1:
+        return worst, "one judge: it sees every item"
+    folder = RunFolder(config.run_dir)
+    paths = [folder.scores(name) for name in names]
+    measure = cal.confidence
+    if not all(exists(path) for path in paths):
+        return worst, WORST_CASE
+    if measure == "auto":  # the measure is chosen in the calibrate stage; predict on the choice
+        from .contracts import Certificate
+
+        if not exists(folder.certificate):
+            return worst, WORST_CASE
+        measure = Certificate.read(folder.certificate).stages[0]["confidence"]
+    try:
+        train = aligned_sets(paths, names, measure, cal.by or "group").get("train")
+    except (ContractError, OSError, KeyError) as error:
+        return worst, f"worst case: every item reaches every judge (the scored files: {error})"
+    if train is None or len(train.ids) < MIN_TRAINING_ROWS:
+        return worst, (f"worst case: every item reaches every judge (fewer than "
+                       f"{MIN_TRAINING_ROWS} scored training items to predict from)")
+    design, _ = design_stages(design_rows(train), max(n_calibration, 1), float(cal.alpha),
+                              float(cal.delta), n_grid=cal.n_grid, tie_policy=cal.tie_policy,
+                              **design_options(cal, len(names)))
+    reach = [1.0] * len(names)
+    for position, judge in enumerate(design.order):
+        reach[judge] = design.predicted_reach[position]
+    return reach, (f"predicted by calibrate.design on the {len(train.ids):,} scored training items "
+                   f"of {measure} in {folder.path('score')}")
 
 
 def run_folder_state(config, judges: list[dict]) -> dict:
@@ -464,7 +539,24 @@ def format_plan(plan: dict) -> str:
                  + (f"{needed:,} human-labelled calibration items at {cal['expected_coverage']:.0%} "
                     f"coverage" if not math.isinf(needed) else "no finite number of labels")
                  + f" (configured: {cal['calibration_items_configured']:,})")
+    lines += _cost_lines(plan.get("expected_cost"))
     return "\n".join(lines)
+
+
+def _cost_lines(cost: dict | None) -> list[str]:
+    if not cost or (len(cost["judges"]) == 1 and not cost["costs_given"]):
+        return []  # one judge without a price: nothing to say beyond "1 call per item"
+    unit = cost["unit"]
+    head = (f"expected {unit} at deployment ({cost['source']}"
+            + ("" if cost["costs_given"] else "; no calibrate.costs given: every judge counts 1")
+            + "):")
+    lines = [head]
+    for judge in cost["judges"]:
+        lines.append(f"  {judge['judge']}: cost {judge['cost']:g} x {judge['reach']:.1%} of items "
+                     f"reaching it = {judge['expected_cost']:.3g}")
+    if len(cost["judges"]) > 1:
+        lines.append(f"  cascade: {cost['cascade']:.3g} per item (each judge alone: its own cost)")
+    return lines
 
 
 def print_run_plan(config) -> bool:

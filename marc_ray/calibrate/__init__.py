@@ -60,6 +60,7 @@ _LAZY = {
                      "thresholds_per_item"], "groups"),
     **dict.fromkeys(["explain", "count_unreadable", "KINDS"], "reasons"),
     **dict.fromkeys(["decide", "Decisions"], "decide"),
+    **dict.fromkeys(["piled_up_judges", "piled_up_groups"], "generated"),
     **dict.fromkeys(["group_validity_study", "GroupValidityResult", "judge_thresholds"],
                     "group_validity"),
 }

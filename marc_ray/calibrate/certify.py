@@ -112,7 +112,8 @@ def certify(stages: Sequence[Stage], human_label, ids, *, alpha=0.1, delta=0.1, 
         judges kept and their order, δ's split and each stage's grid and start come from those
         rows; they join the provenance ("design: rows it read"), so a calibration row among them
         is refused like any other. The design is recorded in the certificate (``extra.design``).
-        One alpha at a time; not with ``groups``.
+        One alpha at a time. With ``groups``: a design per group on that group's training rows
+        (``train["groups"]``; ``calibrate.group_design``), recorded in each group's entry.
 
     Returns
     -------
@@ -163,7 +164,10 @@ def certify(stages: Sequence[Stage], human_label, ids, *, alpha=0.1, delta=0.1, 
     record = dict(provenance_summary(provenance), n_excluded=n_excluded)
     extra = dict(extra or {})
 
-    if designed is not None:
+    if designed is not None and groups is not None:  # a design per group (calibrate.group_design)
+        settings["group_designs"] = designed
+        extra["design"] = {"per_group": True, "recorded": "in each group's design field"}
+    elif designed is not None:
         chosen, grid_designs = designed
         extra["design"] = {**chosen.record(list(design["names"])),
                            "stage_grids": [g.record() for g in grid_designs]}
@@ -201,9 +205,6 @@ def _design(stages, design: dict, n_calibration: int, alpha, delta: float, n_gri
     """``certify``'s ``design``: the judges kept, in order, and each stage's designed grid."""
     from .design import design_stages
 
-    if groups is not None:
-        raise ValueError("a design chosen on training rows is not available with per-group "
-                         "certificates yet; leave calibrate.by out or the design off")
     if np.ndim(alpha) != 0:
         raise ValueError("a design chosen on training rows certifies one alpha at a time")
     options = {k: v for k, v in design.items() if k not in ("train", "names")}
@@ -211,6 +212,14 @@ def _design(stages, design: dict, n_calibration: int, alpha, delta: float, n_gri
     if train.get("ids") is None or len(train["human_label"]) == 0:
         raise ValueError("a design needs labelled training rows with their ids")
     design["names"] = [s.name for s in stages]
+    if groups is not None:  # every group keeps every stage, in order: only grids and splits vary
+        from .group_design import design_groups
+        from .groups import group_deltas
+
+        groups = np.asarray([str(g) for g in groups], dtype=object)
+        deltas = group_deltas(sorted(set(groups.tolist())), delta)
+        return design_groups(train, groups, float(alpha), deltas, tie_policy=tie_policy,
+                             names=design["names"], n_grid=n_grid, **options), stages
     chosen, grids = design_stages(train, n_calibration, float(alpha), float(delta), n_grid=n_grid,
                                   tie_policy=tie_policy, **options)
     return (chosen, grids), [stages[j] for j in chosen.order]

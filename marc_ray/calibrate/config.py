@@ -23,6 +23,17 @@ CONFIDENCE_MEASURES: dict[str, str] = {
 }
 LEARNED_MEASURES = ("conf_marc", "conf_vanilla")
 AUTO = "auto"  # calibrate.confidence: chosen on the training split's validation part (select.py)
+# calibrate.design (calibrate/design.py): how a designed cascade splits delta across its stages,
+# and how likely the training rows must predict the first tested threshold to pass
+DESIGN_DELTA_SPLITS: dict[str, str] = {
+    "equal": "delta / L per stage",
+    "coverage": "in proportion to each stage's predicted coverage",
+    "optimised": "the split on a simplex grid (steps of 1/10) with the largest predicted cascade "
+                 "coverage (with costs: the cheapest within 2% of it)"}
+DESIGN_ORDERS: dict[str, str] = {
+    "given": "the order the judges are listed in (cheapest first)",
+    "cost": "by cost per predicted decided item (cheapest per decision first)"}
+DEFAULT_PASS_PROBABILITY = 0.99  # start where the training rows predict a pass at least this likely
 GRIDS: dict[str, str] = {
     "fixed": "evenly spaced thresholds between grid_low and grid_high, fixed in advance",
     "quantile": "quantiles of the training split's scores (disjoint from calibration)",
@@ -56,8 +67,12 @@ class CalibrateConfig:
                                # measure or built the grid: refused (False) or left out and counted
     design: bool = False       # choose the grid, its start and a cascade's judges, order and delta
                                # split on the train split (calibrate/design.py); the guarantee holds
-    costs: list | None = None  # with design: a relative cost per judge (e.g. price per 1k tokens);
-                               # the cheapest design within 2% of the best predicted coverage wins
+    costs: list | None = None  # a relative cost per judge (e.g. price per 1k tokens), cheapest
+                               # first: the report's cost-coverage frontier, the plan's expected
+                               # cost, and with design the cheapest design within 2% of the best
+    design_delta_split: str = "optimised"  # with design, a cascade's delta split (DESIGN_DELTA_SPLITS)
+    design_pass_probability: float = DEFAULT_PASS_PROBABILITY  # with design: the scan starts where
+                               # the train split predicts a pass at least this likely
 
     def validate(self, source: str = "", n_judges: int = 1) -> "CalibrateConfig":
         """Check every field; raise ``ValueError`` in the package's one error form."""
@@ -97,9 +112,10 @@ class CalibrateConfig:
                                                   and c >= 0 for c in self.costs)):
             fail("calibrate.costs", f"a list of {n_judges} numbers >= 0 (one per judge, cheapest first)",
                  self.costs, source)
-        if self.design and self.by is not None:
-            fail("calibrate.design", "false with calibrate.by (per-group designs are not built yet)",
-                 self.design, source)
+        check_choice("calibrate.design_delta_split", self.design_delta_split, DESIGN_DELTA_SPLITS,
+                     source)
+        check_number("calibrate.design_pass_probability", self.design_pass_probability, source,
+                     low=0, high=1, low_open=True, high_open=True, what="a number in (0, 1)")
         if not isinstance(self.delta_split, str) and (
                 not isinstance(self.delta_split, list) or len(self.delta_split) != n_judges):
             fail("calibrate.delta_split", f"'equal' or a list of {n_judges} weights (one per judge)",

@@ -35,6 +35,9 @@ share. The rules:
   dropped (their δ goes to the others); δ is split equally, in proportion to each judge's
   predicted coverage, or by a search over a simplex grid. The largest predicted coverage wins,
   or, given a cost per judge, the cheapest design within 2% of it.
+
+A design per group (with ``calibrate.by``) is :mod:`marc_ray.calibrate.group_design`; what a
+design costs per item, beside what it certifies, is :mod:`marc_ray.calibrate.cost_coverage`.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ from scipy.special import betaln, gammaln
 from scipy.stats import binom
 
 from .bounds import max_disagreements, min_n_to_pass
+from .config import DEFAULT_PASS_PROBABILITY, DESIGN_DELTA_SPLITS, DESIGN_ORDERS
+from .cost_coverage import expected_cost, reach_shares
 from .grid import ThresholdGrid, counts_at_thresholds, fixed_grid, quantile_grid
 
 __all__ = ["DEFAULT_PASS_PROBABILITY", "DELTA_SPLITS", "ORDERS", "GridDesign", "CascadeDesign",
@@ -56,16 +61,10 @@ __all__ = ["DEFAULT_PASS_PROBABILITY", "DELTA_SPLITS", "ORDERS", "GridDesign", "
            "design_cascade", "design_stages", "design_and_calibrate", "cascade_outcome", "design_validity",
            "rows_record"]
 
-DEFAULT_PASS_PROBABILITY = 0.99  # start where the training rows predict a pass at least this likely
 MIN_TRAINING_ROWS = 30          # fewer usable training rows: the fixed grid and the prior rule
 STEP_ITEMS = 5                  # a designed grid adds about this many calibration items per step
 COVERAGE_TOLERANCE = 0.02       # with costs: the cheapest design within 2% of the best predicted coverage
-DELTA_SPLITS = {"equal": "delta / L per stage",
-                "coverage": "in proportion to each stage's predicted coverage",
-                "optimised": "the split on a simplex grid (steps of 1/10) with the largest "
-                             "predicted cascade coverage"}
-ORDERS = {"given": "the order the judges are listed in (cheapest first)",
-          "cost": "by cost per predicted decided item (cheapest per decision first)"}
+DELTA_SPLITS, ORDERS = DESIGN_DELTA_SPLITS, DESIGN_ORDERS  # the choices (calibrate/config.py)
 
 
 def rows_record(ids: Sequence[str] | None, count: int) -> dict:
@@ -225,7 +224,8 @@ def designed_points(n_grid: int, n_calibration: int) -> int:
 
 
 def predicted_coverage(confidence, agree, n_calibration: int, alpha: float, delta: float,
-                       n_grid: int = 200, probability: float = DEFAULT_PASS_PROBABILITY) -> tuple[float, float]:
+                       n_grid: int = 200, probability: float = DEFAULT_PASS_PROBABILITY,
+                       *, counts: tuple | None = None) -> tuple[float, float]:
     """The certified coverage (and threshold) the training rows predict for one judge.
 
     The scan is run on the training rows' predicted pass probabilities: it starts at the
@@ -234,22 +234,63 @@ def predicted_coverage(confidence, agree, n_calibration: int, alpha: float, delt
     stays near 1 until the disagreement rate nears α and then falls fast: one half marks the
     median stop; a threshold at ``probability`` would stop at every small dip). The predicted
     coverage is the training rows' coverage at the last point before the stop (0 and +inf when
-    no point is more likely to pass than to fail).
+    no point is more likely to pass than to fail). ``counts``: :func:`_grid_counts` of the same
+    rows, when the caller keeps them (a cascade design tries many δ on the same rows).
     """
-    confidence = np.asarray(confidence, dtype=float)
-    agree = np.asarray(agree, dtype=bool)
-    finite = np.isfinite(confidence)
-    confidence, agree = confidence[finite], agree[finite]
-    if confidence.size < MIN_TRAINING_ROWS or n_calibration < 1:
+    if counts is None:
+        counts = _grid_counts(confidence, agree, n_calibration, n_grid)
+    if counts is None:
         return 0.0, float("inf")
-    grid = quantile_grid(confidence, designed_points(n_grid, n_calibration))
-    coverage, passes = _scan_points(confidence, agree, grid, n_calibration, alpha, delta)
+    grid, coverage, n_train, k_train = counts
+    passes = predictive_pass_probability(n_calibration * coverage, k_train, n_train, alpha, delta)
     if passes.max() < 0.5:  # even the best start is more likely to fail than to pass
         return 0.0, float("inf")
     start = int(np.flatnonzero(passes >= min(probability, passes.max()))[0])
     falls = np.flatnonzero(passes[start:] < 0.5)  # passes[start] >= 0.5: falls[0] >= 1
     last = start + (int(falls[0]) - 1 if falls.size else len(passes) - start - 1)
     return float(coverage[last]), float(grid[last])
+
+
+def _grid_counts(confidence, agree, n_calibration: int, n_grid: int) -> tuple | None:
+    """The designed quantile grid of one judge's training rows, the rows' coverage and ``n``,
+    ``k`` above each point (what :func:`predicted_coverage` reads; δ does not enter); None
+    with too few rows."""
+    confidence = np.asarray(confidence, dtype=float)
+    agree = np.asarray(agree, dtype=bool)
+    finite = np.isfinite(confidence)
+    confidence, agree = confidence[finite], agree[finite]
+    if confidence.size < MIN_TRAINING_ROWS or n_calibration < 1:
+        return None
+    grid = quantile_grid(confidence, designed_points(n_grid, n_calibration))
+    n_train, k_train = counts_at_thresholds(confidence, agree, grid)
+    return grid, n_train / confidence.size, n_train, k_train
+
+
+class _StageMemo:
+    """A stage's prediction on a judge's training rows, each computed once: a cascade design
+    simulates every subset and δ split, and most of them show a stage the same rows (every
+    split of a subset shares its first stage; later stages differ only where an earlier
+    threshold does). The grid and counts are kept per (judge, rows, calibration size), the
+    predicted coverage and threshold per δ as well."""
+
+    def __init__(self, confidences, agrees, n_grid: int, alpha: float, probability: float):
+        self.confidences, self.agrees, self.n_grid = confidences, agrees, n_grid
+        self.alpha, self.probability = alpha, probability
+        self.counts: dict = {}
+        self.predictions: dict = {}
+
+    def __call__(self, judge: int, rows: np.ndarray, n_calibration: int, delta: float
+                 ) -> tuple[float, float]:
+        """:func:`predicted_coverage` of judge ``judge`` on the training rows ``rows`` (mask)."""
+        key = (judge, n_calibration, hashlib.blake2b(np.packbits(rows).tobytes(), digest_size=16).digest())
+        if key not in self.counts:
+            self.counts[key] = _grid_counts(self.confidences[rows, judge], self.agrees[rows, judge],
+                                            n_calibration, self.n_grid)
+        if (key, delta) not in self.predictions:
+            self.predictions[key, delta] = predicted_coverage(
+                None, None, n_calibration, self.alpha, delta, self.n_grid, self.probability,
+                counts=self.counts[key])
+        return self.predictions[key, delta]
 
 
 @dataclass
@@ -262,31 +303,31 @@ class CascadeDesign:
     predicted_coverage: float
     expected_cost: float | None   # per item: Σ_l cost_l × share of items reaching stage l
     rule: dict                    # the rules used (order, delta split, p)
+    predicted_reach: list[float] = field(default_factory=list)  # per kept stage: the share of
+                                  # training rows predicted to reach it (the first: all)
 
     def record(self, names: Sequence[str]) -> dict:
         return {"order": [names[i] for i in self.order], "dropped": [names[i] for i in self.dropped],
                 "delta_weights": self.delta_weights, "predicted_coverage": self.predicted_coverage,
+                "predicted_reach": self.predicted_reach,
                 "expected_cost_per_item": self.expected_cost, **self.rule}
 
 
-def _simulate(confidences, agrees, verdicts, order, deltas, n_calibration, alpha, n_grid,
-              probability, costs):
-    """Predicted coverage and cost of a cascade on the training rows (stage by stage)."""
-    n_items = confidences.shape[0]
-    remaining = np.ones(n_items, dtype=bool)
-    cost = 0.0
+def _simulate(confidences, verdicts, order, deltas, n_calibration, costs, predict: _StageMemo):
+    """Predicted coverage, cost and per-stage reach of a cascade on the training rows (stage
+    by stage)."""
+    remaining = np.ones(confidences.shape[0], dtype=bool)
+    reach = []
     for position, judge in enumerate(order):
-        share = remaining.mean()
-        if costs is not None:
-            cost += costs[judge] * share
+        reach.append(float(remaining.mean()))
         seen = remaining & verdicts[:, judge]
         if not seen.any():
             continue
-        _, threshold = predicted_coverage(confidences[seen, judge], agrees[seen, judge],
-                                          int(round(n_calibration * seen.mean())), alpha,
-                                          deltas[position], n_grid, probability)
+        _, threshold = predict(judge, seen, int(round(n_calibration * seen.mean())),
+                               float(deltas[position]))
         remaining &= ~(verdicts[:, judge] & (confidences[:, judge] >= threshold))
-    return 1.0 - remaining.mean(), (cost if costs is not None else None)
+    cost = None if costs is None else expected_cost(costs[list(order)], reach)
+    return 1.0 - remaining.mean(), cost, reach
 
 
 def _simplex(n_stages: int, steps: int = 10) -> list[np.ndarray]:
@@ -330,10 +371,9 @@ def design_cascade(train_confidences, train_agrees, train_verdicts, n_calibratio
     if order == "cost" and costs is None:
         raise ValueError("order 'cost' needs a cost per judge")
     cost_array = None if costs is None else np.asarray(costs, dtype=float)
-    alone = np.array([predicted_coverage(confidences[verdicts[:, j], j], agrees[verdicts[:, j], j],
-                                         int(round(n_calibration * verdicts[:, j].mean())), alpha,
-                                         delta, n_grid, probability)[0] * verdicts[:, j].mean()
-                      for j in range(n_judges)])
+    predict = _StageMemo(confidences, agrees, n_grid, alpha, probability)
+    alone = np.array([predict(j, verdicts[:, j], int(round(n_calibration * verdicts[:, j].mean())),
+                              float(delta))[0] * verdicts[:, j].mean() for j in range(n_judges)])
     ranked = list(range(n_judges))
     if order == "cost":
         ranked.sort(key=lambda j: cost_array[j] / max(alone[j], 1e-9))
@@ -349,22 +389,22 @@ def design_cascade(train_confidences, train_agrees, train_verdicts, n_calibratio
         else:
             splits = _simplex(len(subset))
         for weights in splits:
-            coverage, cost = _simulate(confidences, agrees, verdicts, subset, delta * weights,
-                                       n_calibration, alpha, n_grid, probability, cost_array)
-            designs.append((coverage, cost, subset, weights))
+            coverage, cost, reach = _simulate(confidences, verdicts, subset, delta * weights,
+                                              n_calibration, cost_array, predict)
+            designs.append((coverage, cost, subset, weights, reach))
     best_coverage = max(d[0] for d in designs)
     if cost_array is None:
-        coverage, cost, subset, weights = max(designs, key=lambda d: (d[0], -len(d[2])))
+        coverage, cost, subset, weights, reach = max(designs, key=lambda d: (d[0], -len(d[2])))
     else:
         near = [d for d in designs if d[0] >= (1 - coverage_tolerance) * best_coverage - 1e-12]
-        coverage, cost, subset, weights = min(near, key=lambda d: (d[1], -d[0]))
+        coverage, cost, subset, weights, reach = min(near, key=lambda d: (d[1], -d[0]))
     return CascadeDesign(list(subset), [j for j in range(n_judges) if j not in subset],
                          [float(w) for w in weights], float(coverage),
                          None if cost is None else float(cost),
                          {"order_rule": order, "delta_split_rule": delta_split, "drop": drop,
                           "pass_probability": probability,
                           "coverage_tolerance": coverage_tolerance if cost_array is not None else None,
-                          "predicted_coverage_alone": [float(x) for x in alone]})
+                          "predicted_coverage_alone": [float(x) for x in alone]}, reach)
 
 
 def design_stages(train: dict, n_calibration: int, alpha: float, delta: float, *, costs=None,
@@ -454,13 +494,8 @@ def cascade_outcome(calibrator, design: CascadeDesign, data: dict, alpha: float,
     final = np.where(decided, pred[np.arange(len(stage)), np.maximum(stage, 0)], None)
     agree, _ = agreement(final[decided], np.asarray(data["human_label"], dtype=object)[decided], tie_policy)
     rate = float(agree.mean()) if agree.size else float("nan")
-    cost = None
-    if costs is not None:
-        reached = np.ones(len(stage), dtype=bool)
-        cost = 0.0
-        for position, judge in enumerate(design.order):
-            cost += float(np.asarray(costs)[judge]) * reached.mean()
-            reached &= stage != position
+    cost = None if costs is None else expected_cost(np.asarray(costs, dtype=float)[design.order],
+                                                    reach_shares(stage, len(design.order)))
     return {"coverage": float(decided.mean()), "agreement": rate,
             "success": bool(agree.size == 0 or agree.sum() >= (1 - alpha) * agree.size - 1e-9),
             "expected_cost": cost}
@@ -481,9 +516,13 @@ def design_validity(data: dict, alpha: float, delta: float, *, repetitions: int 
     :func:`design_and_calibrate` (order, delta_split, costs, n_grid, probability, tie_policy).
     ``fixed``: the procedure without a design, for comparison on the same draws (every judge
     in the given order, δ split equally, the fixed grid of ``n_grid`` points, the minimum-n
-    rule; the training part is left unused).
+    rule; the training part is left unused). With ``data["groups"]``: the per-group procedure
+    (``group_design.design_and_calibrate_groups``: a design per group on its own training rows,
+    a threshold or cascade per group, δ split across groups), and success means *every* group's
+    agreement on its decided items is at least 1 - alpha (``group_design.grouped_outcome``).
     """
     from .bounds import clopper_pearson_interval
+    from .group_design import design_and_calibrate_groups, grouped_outcome
 
     n_items = len(data["human_label"])
     rng = np.random.default_rng(seed)
@@ -503,13 +542,18 @@ def design_validity(data: dict, alpha: float, delta: float, *, repetitions: int 
         calibration_data = take(calibration)
         if design == "population":  # draws with replacement: each draw its own id
             calibration_data["ids"] = np.array([f"draw-{i}" for i in range(calibration.size)])
-        if fixed:
+        if "groups" in data:
+            calibrator = design_and_calibrate_groups(take(train), calibration_data, alpha, delta,
+                                                     fixed=fixed, **options)
+            outcome = grouped_outcome(calibrator, take(test), alpha, options.get("tie_policy", "drop"))
+        elif fixed:
             calibrator, chosen = _fixed_cascade(calibration_data, alpha, delta, **options)
         else:
             calibrator, chosen = design_and_calibrate(take(train), calibration_data, alpha, delta,
                                                       **options)
-        outcome = cascade_outcome(calibrator, chosen, take(test), alpha,
-                                  options.get("tie_policy", "drop"), options.get("costs"))
+        if "groups" not in data:
+            outcome = cascade_outcome(calibrator, chosen, take(test), alpha,
+                                      options.get("tie_policy", "drop"), options.get("costs"))
         success.append(outcome["success"])
         coverage.append(outcome["coverage"])
         cost.append(outcome["expected_cost"])

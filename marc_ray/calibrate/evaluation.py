@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from ..contracts import Certificate, ItemSet, agreement
 from .bounds import clopper_pearson_upper
+from .cost_coverage import certificate_costs, cost_coverage
 from .diagnostics import calibration_size, drift, monotonicity
 from .calibrator import SelectiveCalibrator
 from .grid import ThresholdGrid, counts_at_thresholds, quantile_grid
@@ -484,8 +485,10 @@ def evaluate_run(certificate: Certificate, sets: dict, score_path: str,
     dict
         ``evaluation`` (:func:`evaluate_certificate` on the calibration and test splits),
         ``measures`` (:func:`compare_certified_measures`), ``groups`` (:func:`evaluate_groups`;
-        None without per-group thresholds) and ``escalations`` (:func:`escalation_examples` on
-        the test split, else the calibration split).
+        None without per-group thresholds), ``escalations`` (:func:`escalation_examples` on
+        the test split, else the calibration split) and ``cost_coverage``
+        (:func:`~marc_ray.calibrate.cost_coverage.cost_coverage` with the certificate's
+        ``extra.costs``; None for one judge).
     """
     compare = list(compare or [certificate.stages[0]["confidence"]])
     deployment = sets.get("test")
@@ -504,7 +507,9 @@ def evaluate_run(certificate: Certificate, sets: dict, score_path: str,
             "measures": compare_certified_measures(scores, compare, certificate),
             "groups": evaluate_groups(certificate, sets["calibration"], deployment),
             "escalations": escalation_examples(certificate, deployment or sets["calibration"],
-                                               runs, run_vectors=fetchers)}
+                                               runs, run_vectors=fetchers),
+            "cost_coverage": cost_coverage(certificate, sets["calibration"], deployment,
+                                           certificate_costs(certificate))}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -174,6 +174,11 @@ class GroupedCalibrator:
         (``CascadeCalibrator.delta_split``).
     grid, n_grid, procedure, min_n, tie_policy
         As for :class:`SelectiveCalibrator`, used in every group.
+    group_designs : mapping group -> dict, optional
+        Per-group designs chosen on each group's training rows (``group_design.design_groups``):
+        ``{"delta_split", "stage_grids", "record"}``; a group's ``stage_grids`` replace
+        ``grid`` and ``min_n`` there and its ``delta_split`` replaces ``stage_split`` (None:
+        that group keeps the fixed procedure). The record goes into the group's certificate.
 
     Attributes
     ----------
@@ -191,7 +196,9 @@ class GroupedCalibrator:
     """
 
     def __init__(self, alpha=0.1, delta=0.1, delta_split="equal", stage_split="equal", grid=None,
-                 n_grid=200, procedure="fixed_sequence", min_n="auto", tie_policy="drop"):
+                 n_grid=200, procedure="fixed_sequence", min_n="auto", tie_policy="drop",
+                 group_designs=None):
+        self.group_designs = group_designs
         self.alpha = alpha
         self.delta = delta
         self.delta_split = delta_split
@@ -252,9 +259,12 @@ class GroupedCalibrator:
         decided_agree = []
         for g in names:
             rows = groups == g
-            cascade = CascadeCalibrator(alpha=alpha, delta=deltas[g], delta_split=self.stage_split,
+            designed = (self.group_designs or {}).get(g) or {}
+            split = self.stage_split if designed.get("stage_grids") is None else designed["delta_split"]
+            cascade = CascadeCalibrator(alpha=alpha, delta=deltas[g], delta_split=split,
                                         grid=self.grid, n_grid=self.n_grid, procedure=self.procedure,
-                                        min_n=self.min_n, tie_policy=self.tie_policy)
+                                        min_n=self.min_n, tie_policy=self.tie_policy,
+                                        stage_grids=designed.get("stage_grids"))
             _, usable = agreement(np.full(rows.sum(), "a", dtype=object), human_label[rows], self.tie_policy)
             if usable.any():
                 cascade.calibrate([(n, c[rows], p[rows]) for n, c, p in parsed], human_label[rows],
@@ -374,6 +384,9 @@ def groups_record(calibrator: GroupedCalibrator, column: str,
         split += "; each group's delta_g split across its stages (" + (
             f"delta_g / {n_stages} per stage" if isinstance(calibrator.stage_split, str)
             else f"weights {list(map(float, calibrator.stage_split))}") + ")"
+    if calibrator.group_designs:
+        split += ("; per-group designs: each group's grid, start and stage split chosen on its "
+                  "own training rows (its design field)")
     values = {}
     for g in calibrator.groups_:
         cascade = calibrator.calibrators_[g]
@@ -390,6 +403,9 @@ def groups_record(calibrator: GroupedCalibrator, column: str,
                      "agreement": None if np.isnan(agreement_g) else agreement_g,
                      "abstains": calibrator.abstains_[g],
                      "labels_needed": calibrator.labels_needed_.get(g), "stages": stages}
+        designed = (calibrator.group_designs or {}).get(g)
+        if designed is not None:
+            values[g]["design"] = designed["record"]
     return {"column": column, "delta_split": split, "unseen": "escalate", "values": values}
 
 

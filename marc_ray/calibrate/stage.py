@@ -85,6 +85,8 @@ def calibrate_stage(settings: CalibrateConfig, names: list[str], score_paths: li
              "run_dir": absolute(run_dir) if run_dir else ""}
     if confidence_choice is not None:
         extra["confidence_choice"] = confidence_choice
+    if cal.costs is not None:  # the report's cost-coverage frontier reads them from here
+        extra["costs"] = {name: float(cost) for name, cost in zip(names, cal.costs)}
     provenance = ({AUTO_ROLE: confidence_choice.pop("rows_read")}
                   if confidence_choice is not None else {})
     if cal.by is not None:
@@ -100,13 +102,7 @@ def calibrate_stage(settings: CalibrateConfig, names: list[str], score_paths: li
         if train is None or not len(train.ids):
             raise ContractError(out_path, "calibrate.design needs scored training items",
                                 hint="give the data a train split, or set calibrate.design: false")
-        design = {"train": {"confidence": train.confidence, "pred": train.pred,
-                            "human_label": train.human_label,
-                            "ids": np.asarray(train.ids, dtype=object)},
-                  "costs": cal.costs,
-                  # every judge stays a stage (apply routes the run's judges in order); a judge
-                  # the train split says certifies little gets a small share of delta instead
-                  "drop": False, "delta_split": "optimised" if len(names) > 1 else "equal"}
+        design = {"train": design_rows(train), **design_options(cal, len(names))}
     # the one certify path (calibrate.certify): provenance, grid check, binding, digest
     bindings = stage_bindings(score_paths, names, confidence)
     certified = certify([Stage(name, confidence, conf[:, l], pred[:, l], bindings[l],
@@ -135,6 +131,25 @@ def calibrate_stage(settings: CalibrateConfig, names: list[str], score_paths: li
     return {"lambda_hat": " ".join(f"{t:.4g}" for t in thresholds),
             "coverage": round(certificate.coverage, 4), "n_calibration": certificate.n_calibration,
             **excluded}
+
+
+def design_options(settings: CalibrateConfig, n_judges: int) -> dict:
+    """``calibrate.design``'s options for a run's judges (``certify``'s ``design`` less its
+    rows; the plan predicts with the same). Every judge stays a stage, in the order given: the
+    run's apply routes its judges in that order; a judge the train split says certifies little
+    gets a small share of delta instead."""
+    return {"costs": settings.costs, "drop": False, "order": "given",
+            "delta_split": settings.design_delta_split if n_judges > 1 else "equal",
+            "probability": settings.design_pass_probability}
+
+
+def design_rows(train) -> dict:
+    """The train split's items as ``calibrate.design`` reads them (an aligned ``ItemSet``)."""
+    rows = {"confidence": train.confidence, "pred": train.pred, "human_label": train.human_label,
+            "ids": np.asarray(train.ids, dtype=object)}
+    if train.groups is not None:
+        rows["groups"] = np.asarray(train.groups, dtype=object)
+    return rows
 
 
 def _calibration_sample(conf: np.ndarray, has_verdict: np.ndarray, names: list[str], seed: int

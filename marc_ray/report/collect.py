@@ -203,5 +203,6 @@ def build_report(run_dir: str, evaluated: dict, command: str | None = None,
                           notes=notes, drift_significance=drift_significance(config),
                           evaluation=evaluated["evaluation"], groups=evaluated.get("groups"),
                           escalations=evaluated.get("escalations"), fit=evaluated.get("fit"),
-                          advice=evaluated.get("advice"))
+                          advice=evaluated.get("advice"),
+                          cost_coverage=evaluated.get("cost_coverage"))
     return write_report(inputs, out_dir or folder.report_dir)

@@ -206,3 +206,40 @@ def plot_measures(measures: dict[str, dict], title: str = "Confidence measures c
     # beside the axes: inside, it covered the value printed at the end of a long bar
     axis.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
     return figure
+
+
+def plot_cost_coverage(points: dict[str, dict[str, tuple[float, float]]], frontier: list[str],
+                       unit: str, title: str = "Cost against certified coverage"):
+    """Expected cost per item against certified coverage: the cascade and each judge alone.
+
+    Parameters
+    ----------
+    points : dict point name → {item-set name: (cost, coverage)}; the first is the cascade
+    frontier : names on the frontier (of the first item set), cheapest first: joined by a line
+    unit : the cost axis' unit ("cost per item", "judge calls per item")
+    """
+    figure, axis = plt.subplots(figsize=(6.2, 4.2))
+    palette = ["#c0392b", "#1e8449", "#2874a6", "#8e44ad", "#d68910", "#16a085"]
+    markers = {"calibration": "o", "test": "s", "deployment": "s"}
+    for index, (name, by_set) in enumerate(points.items()):
+        for set_name, (cost, coverage) in by_set.items():
+            color = palette[index % len(palette)]
+            filled = set_name == "calibration"
+            axis.plot([cost], [coverage], markers.get(set_name, "o"), color=color,
+                      markersize=11 if index == 0 else 8, markeredgewidth=1 if filled else 2,
+                      markeredgecolor="black" if filled else color,
+                      fillstyle="full" if filled else "none", label=f"{name} ({set_name})")
+    first = next(iter(next(iter(points.values()))), None)
+    if first is not None and len(frontier) > 1:
+        line = [points[name][first] for name in frontier]
+        # a step: between two frontier points the cheaper one's coverage is what that cost buys
+        axis.plot([c for c, _ in line], [v for _, v in line], "--", color="#7f8c8d", linewidth=1,
+                  drawstyle="steps-post", label=f"frontier ({first})")
+    axis.set_xlabel(f"expected {unit}")
+    axis.set_ylabel("certified coverage (share of items decided)")
+    axis.set_ylim(-0.02, 1.02)
+    axis.set_xlim(left=0)
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    return figure

@@ -23,7 +23,8 @@ from ..contracts import TIE_POLICIES, write_json_atomic, write_text_atomic
 from ..contracts.io import join, json_safe, write_bytes_atomic
 from ..contracts.redact import redact  # the one redaction, used everywhere a config is shown
 from . import plots
-from .summary import ReportInputs, advice_text, counts_line, evaluation_of, percent, summarize
+from .summary import (ReportInputs, advice_text, counts_line, evaluation_of, percent, share_phrase,
+                      summarize)
 
 
 CSS = """
@@ -129,6 +130,15 @@ def draw_figures(inputs: ReportInputs, summary: dict, curves_by_stage: list
                     plots.plot_routing(shares, [s["name"] for s in certificate.stages],
                                        title="Cascade routing" if len(certificate.stages) > 1
                                        else "Decided vs escalated")))
+    frontier = summary.get("cost_coverage")
+    if frontier:
+        points = {row["name"]: {set_name: (figures_["cost"], figures_["coverage"])
+                                for set_name, figures_ in row["sets"].items()}
+                  for row in frontier["rows"]}
+        figures.append(("cost_coverage", "Cost against certified coverage: the cascade and each judge "
+                        "alone (filled: calibration, open: test); the dashed line joins the points no "
+                        "other beats (cheaper and deciding more).",
+                        plots.plot_cost_coverage(points, frontier["frontier"], frontier["unit"])))
     if inputs.measures:
         figures.append(("measures", "Confidence measures compared on held-out items: AUROC of the "
                         "confidence for predicting agreement (ranking risk = 1 - AUROC).",
@@ -245,6 +255,44 @@ def groups_section(summary: dict) -> tuple[list[tuple[str, str]], tuple[list[str
                           f"threshold for all items, certified on the same calibration items with "
                           f"the whole delta: lambda-hat = {single}."))
     return paragraphs, (headers, rows)
+
+
+def cost_coverage_section(summary: dict) -> tuple[str, tuple[list[str], list[list[str]]]] | None:
+    """The cascade and each judge alone: expected cost per item beside certified coverage."""
+    frontier = summary.get("cost_coverage")
+    if not frontier:
+        return None
+    costs = ", ".join(f"{name} {_fmt(cost)}" for name, cost in frontier["costs"].items())
+    if frontier["costs_given"]:
+        text = f"Cost per item of each judge (calibrate.costs): {costs}."
+    else:
+        text = ("No costs were given (calibrate.costs): every judge counts 1, so the cost is the "
+                "expected number of judge calls per item. Give calibrate.costs (e.g. a price per "
+                "1k tokens) to compare prices.")
+    text += (f" A cascade runs a judge only on the items no earlier judge decided: its expected "
+             f"cost is the sum over judges of cost x share of items reaching it. Each judge alone is "
+             f"{frontier['judges_alone']} and runs on every item: a comparison, not a certificate. On the frontier "
+             f"(nothing cheaper decides more): {', '.join(frontier['frontier'])}.")
+    headers = ["", "threshold(s)"]
+    for set_name in frontier["sets"]:
+        headers += [f"{set_name}: expected {frontier['unit']}", f"{set_name}: coverage",
+                    f"{set_name}: agreement on decided"]
+    headers.append("on the frontier")
+    rows = []
+    for row in frontier["rows"]:
+        thresholds = row["thresholds"]
+        shown = (" then ".join(_fmt(t) for t in thresholds) if isinstance(thresholds, list)
+                 else "per group: " + ", ".join(f"{g} {_fmt(t)}" for g, t in thresholds.items()))
+        if row["kind"] == "cascade" and summary["certificate"].get("groups"):
+            shown = "per group (see above)"
+        cells = [row["name"], shown]
+        for set_name in frontier["sets"]:
+            figures = row["sets"][set_name]
+            cells += [_fmt(figures["cost"]), share_phrase(figures["n_decided"], figures["n"], "items"),
+                      percent(figures["agreement"]) if figures["agreement"] is not None else "n/a"]
+        cells.append("yes" if row["name"] in frontier["frontier"] else "no")
+        rows.append(cells)
+    return text, (headers, rows)
 
 
 def _runs_text(runs: dict | None) -> str:
@@ -385,7 +433,8 @@ def _reproducibility(summary: dict) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 def _extra_html(summary: dict) -> list[str]:
-    """Per-group certificates, the measure's choice, gamma per epoch, escalations by reason."""
+    """Per-group certificates, cost beside coverage, the measure's choice, gamma per epoch,
+    escalations by reason."""
     e = html.escape
     parts = []
     section = groups_section(summary)
@@ -395,6 +444,10 @@ def _extra_html(summary: dict) -> list[str]:
         parts += [f"<{'div' if c == 'warning' else 'p'} class='{c}'>{e(t)}</{'div' if c == 'warning' else 'p'}>"
                   for c, t in paragraphs]
         parts.append(_html_table(*table))
+    costs = cost_coverage_section(summary)
+    if costs:
+        parts.append("<h2 id='cost-coverage'>Cost beside coverage</h2>")
+        parts += [f"<p>{e(costs[0])}</p>", _html_table(*costs[1])]
     choice = choice_section(summary)
     if choice:
         parts.append("<h3 id='confidence-choice'>Choice of the confidence measure</h3>")
@@ -420,6 +473,9 @@ def _extra_markdown(summary: dict) -> list[str]:
         lines += ["## Per-group certificates", ""]
         lines += [("**Warning.** " if c == "warning" else "") + t + "\n" for c, t in paragraphs]
         lines += [_md_table(*table), ""]
+    costs = cost_coverage_section(summary)
+    if costs:
+        lines += ["## Cost beside coverage", "", costs[0], "", _md_table(*costs[1]), ""]
     choice = choice_section(summary)
     if choice:
         lines += ["### Choice of the confidence measure", "", choice[0], "", _md_table(*choice[1]), ""]

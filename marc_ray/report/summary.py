@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..calibrate.cost_coverage import certificate_costs, cost_coverage
 from ..calibrate.evaluation import (escalation_examples, evaluate_certificate, evaluate_groups,
                                     measure_advice)
 from ..calibrate.routing import certificate_thresholds
@@ -47,6 +48,7 @@ class ReportInputs:
     escalations: dict | None = None  # calibrate.evaluation.escalation_examples
     fit: dict | None = None          # per judge: gamma per epoch (fit.stage.fitted_margins)
     advice: dict | None = None       # calibrate.evaluation.measure_advice (rank, auto's choice)
+    cost_coverage: dict | None = None  # calibrate.cost_coverage.cost_coverage (a cascade)
 
 
 def decided_phrase(evaluated: dict) -> str:
@@ -79,6 +81,10 @@ def summarize(inputs: ReportInputs, evaluation: dict | None = None) -> dict:
         groups = evaluate_groups(certificate, inputs.calibration, inputs.deployment)
     if escalations is None:
         escalations = escalation_examples(certificate, inputs.deployment or inputs.calibration)
+    frontier = inputs.cost_coverage
+    if frontier is None:  # the costs the certificate records (calibrate.costs), else 1 per judge
+        frontier = cost_coverage(certificate, inputs.calibration, inputs.deployment,
+                                 certificate_costs(certificate))
     advice = inputs.advice if inputs.advice is not None else measure_advice(certificate,
                                                                           inputs.measures)
     notes = list(inputs.notes)
@@ -91,7 +97,7 @@ def summarize(inputs: ReportInputs, evaluation: dict | None = None) -> dict:
             "deployment": deployment, "consistency": evaluation["consistency"],
             "diagnostics": evaluation["diagnostics"], "measures": inputs.measures,
             "groups": groups, "escalations": escalations, "fit": inputs.fit,
-            "advice": advice,
+            "advice": advice, "cost_coverage": frontier,
             "confidence_choice": (certificate.extra or {}).get("confidence_choice"),
             "readings": threshold_readings(certificate, inputs.fit),
             "manifest": inputs.manifest}

@@ -13,23 +13,14 @@ from marc_ray.calibrate.bounds import clopper_pearson_upper, max_disagreements, 
 from marc_ray.calibrate.design import (design_and_calibrate, design_cascade, design_grid,
                                        design_validity, min_n_for_pass, pass_probability,
                                        predictive_pass_probability)
+from marc_ray.calibrate.generated import piled_up_judges
 
 ALPHA, DELTA = 0.15, 0.1
 
 
 def piled_up(n_items: int, seed: int, prefix: str, quality=(0.80, 0.88, 0.95)) -> dict:
-    """Judges whose confidences pile up near 1; agreement at confidence 1 is ``quality``."""
-    rng = np.random.default_rng(seed)
-    human = np.where(rng.random(n_items) < 0.5, "a", "b").astype(object)
-    confidence = np.empty((n_items, len(quality)))
-    pred = np.empty((n_items, len(quality)), dtype=object)
-    for j, q in enumerate(quality):
-        c = np.clip(1 - rng.beta(0.3, 3 + 3 * j, n_items) * 0.5, 0.5, 1.0)
-        agree = rng.random(n_items) < 0.5 + (c - 0.5) * 2 * (q - 0.5)
-        pred[:, j] = np.where(agree, human, np.where(human == "a", "b", "a"))
-        confidence[:, j] = c
-    return {"confidence": confidence, "pred": pred, "human_label": human,
-            "ids": np.array([f"{prefix}{i}" for i in range(n_items)], dtype=object)}
+    """Judges whose confidences pile up near 1 (``calibrate.generated``, as the benchmark)."""
+    return piled_up_judges(n_items, seed, prefix=prefix, quality=quality)
 
 
 def judge(data: dict, j: int) -> dict:
@@ -156,3 +147,25 @@ def test_a_judge_that_cannot_pass_is_predicted_to_certify_nothing():
     confidence = rng.choice([0.5, 0.75, 1.0], size=350, p=[0.3, 0.05, 0.65])
     agree = rng.random(350) < 0.58  # far above alpha's disagreement everywhere
     assert predicted_coverage(confidence, agree, 260, 0.25, 0.1 / 3) == (0.0, float("inf"))
+
+
+def test_design_cascade_computes_each_stage_grid_once(monkeypatch):
+    """The δ splits of a subset share their first stage's rows (and later stages mostly do):
+    its quantile grid and counts are computed once, and the prediction is the one
+    predicted_coverage gives on those rows."""
+    from marc_ray.calibrate import design as design_module
+
+    train = piled_up(1500, 4, "t", quality=(0.85, 0.93, 0.95))
+    agree = train["pred"] == train["human_label"][:, None]
+    built = []
+    real_grid = design_module.quantile_grid
+    monkeypatch.setattr(design_module, "quantile_grid",
+                        lambda *a, **k: built.append(1) or real_grid(*a, **k))
+    chosen = design_cascade(train["confidence"], agree, np.ones_like(agree), 400, ALPHA, DELTA,
+                            delta_split="optimised")
+    simulated_stages = sum(len(s) * len(design_module._simplex(len(s)))
+                           for s in ([0], [1], [2], [0, 1], [0, 2], [1, 2], [0, 1, 2]))
+    assert len(built) < simulated_stages / 20  # 36 splits of 3 stages, 9 of 2, ... once each
+    for j in range(3):
+        assert chosen.rule["predicted_coverage_alone"][j] == design_module.predicted_coverage(
+            train["confidence"][:, j], agree[:, j], 400, ALPHA, DELTA)[0]
