@@ -54,7 +54,7 @@ def test_small_group_abstains_and_says_how_many_labels_it_needs():
     need = grouped.labels_needed_["legal"]
     assert need["n_labelled"] > 15 and need["n_accepted"] >= min_n_to_pass(0.1, 0.05)
     assert need["n_accepted"] == n_needed_at_rate(need["observed_disagreement"], 0.1, 0.05)
-    assert not grouped.accept(np.ones(3), ["legal"] * 3).any()
+    assert not grouped.accept(np.ones(3), groups=["legal"] * 3).any()
 
 
 def test_labels_needed_rule():
