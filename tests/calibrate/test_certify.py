@@ -205,11 +205,12 @@ def test_grouped_stage_certificate_refuses_another_judges_scores(tmp_path, capsy
 # ---- the property: no certificate's calibration ids meet its provenance ids --------------------
 
 def test_no_certificate_calibrates_on_its_provenance_rows_over_random_splits():
-    """Over random splits and provenance sets, every certify path (single, cascade, grouped;
-    refusing or excluding) gives a certificate whose calibration rows are disjoint from every
+    """Over random splits and provenance sets, every certify path (single, cascade, grouped, a
+    cascade designed on training rows; refusing or excluding) gives a certificate whose calibration rows are disjoint from every
     provenance row, or refuses."""
     rng = np.random.default_rng(20)
-    for repetition in range(60):
+    certified_by_mode = dict.fromkeys(("single", "cascade", "grouped", "designed"), 0)
+    for repetition in range(80):
         n = int(rng.integers(80, 400))
         ids = np.array([f"r{repetition}-{k}" for k in range(n)], dtype=object)
         is_calibration = rng.random(n) < rng.uniform(0.2, 0.9)
@@ -222,15 +223,23 @@ def test_no_certificate_calibrates_on_its_provenance_rows_over_random_splits():
         pred = rng.choice(["a", "b"], n).astype(object)
         human = np.where(rng.random(n) < confidence, pred, np.where(pred == "a", "b", "a")).astype(object)
         groups = rng.choice(["u", "v"], n).astype(object)
-        mode = ("single", "cascade", "grouped")[repetition % 3]
+        mode = ("single", "cascade", "grouped", "designed")[repetition % 4]
+        second = rng.uniform(0.5, 1, n)
         stages = [Stage("j1", CONF, confidence[cal], pred[cal])]
-        if mode == "cascade":
-            stages.append(Stage("j2", CONF, rng.uniform(0.5, 1, cal.size), pred[cal]))
+        if mode in ("cascade", "designed"):
+            stages.append(Stage("j2", CONF, second[cal], pred[cal]))
+        design = None
+        if mode == "designed":  # a design read on training rows, and sometimes calibration rows
+            read = np.flatnonzero(~is_calibration | leak)
+            design = {"train": {"confidence": np.stack([confidence, second], axis=1)[read],
+                                "pred": np.stack([pred, pred], axis=1)[read],
+                                "human_label": human[read], "ids": ids[read]}, "drop": False}
+            seen_ids = np.union1d(seen_ids, ids[read])
         exclude = bool(repetition % 2)
         try:
             certified = certify(stages, human[cal], ids[cal], provenance=provenance,
                                 groups=groups[cal] if mode == "grouped" else None,
-                                exclude_seen=exclude)
+                                exclude_seen=exclude, design=design)
         except ContractError:
             assert leak.any() and (not exclude or np.isin(ids[cal], seen_ids).all())
             continue
@@ -240,6 +249,8 @@ def test_no_certificate_calibrates_on_its_provenance_rows_over_random_splits():
         certificate = certified.certificates[0.1]
         assert certificate.n_calibration == used.size
         assert certificate.provenance["n_excluded"] == certified.n_excluded
+        certified_by_mode[mode] += 1
+    assert min(certified_by_mode.values()) >= 3, certified_by_mode  # every path, not only refusals
 
 
 # ---- one interface: calibrate, route and certificate, the same on all three -------------------
