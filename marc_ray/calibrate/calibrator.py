@@ -270,7 +270,10 @@ class SelectiveCalibrator:
     alphas_ : tuple of float
     n_calibration_ : int
         Calibration items given (ties included).
-    n_ties_dropped_ : int
+    n_ties_dropped_, n_used_ : int
+        Items with a tied human label the tie policy dropped, and the items left.
+    stage_names_ : list of one str
+        The judge's name (``calibrate(..., names=...)``).
 
     Examples
     --------

@@ -68,6 +68,10 @@ class CascadeCalibrator:
         Agreement on everything the cascade accepts (NaN if nothing).
     route_counts_ : ndarray of int, shape (L + 1,)
         Calibration items decided by each stage, then escalated (last entry).
+    n_calibration_, n_used_, n_ties_dropped_ : int
+        Calibration items given (ties included), those the tie policy kept, those it dropped.
+    stage_names_ : list of str
+        The judges, cheapest first (``calibrate(..., names=...)``).
     """
 
     def __init__(self, alpha=0.1, delta=0.1, delta_split="equal", grid=None, n_grid=200,

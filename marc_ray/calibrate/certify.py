@@ -121,6 +121,8 @@ def certify(stages: Sequence[Stage], human_label, ids, *, alpha=0.1, delta=0.1, 
     Returns
     -------
     Certified
+        With the counts every summary states (``n_calibration``, ``n_ties_dropped``,
+        ``n_used``), the same for every kind of certificate.
 
     Raises
     ------

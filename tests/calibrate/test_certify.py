@@ -426,3 +426,29 @@ def test_a_designed_certificate_records_its_design_and_refuses_design_rows(tmp_p
     with pytest.raises(ContractError, match="calibration rows"):
         certify(stages, tables[0].column("human_label").to_pylist(), tables[0].column("id").to_pylist(),
                 design={"train": everything})
+
+
+@pytest.mark.parametrize("kind", ["single", "cascade", "grouped"])
+def test_the_stage_reports_one_shape_with_its_counts_for_every_kind(kind, tmp_path):
+    """calibrate_stage returned a different progress record per kind, without the ties dropped;
+    now one record (λ̂, coverage, calibration items, ties dropped, used) for every kind."""
+    paths = [_scored(tmp_path / f"judge{l}.parquet", f"judge{l}", seed=l)
+             for l in range(2 if kind == "cascade" else 1)]
+    settings = CalibrateConfig(confidence=CONF, by="group" if kind == "grouped" else None)
+    progress = calibrate_stage(settings, [p.stem for p in paths], [str(p) for p in paths],
+                               str(tmp_path / "c.json"), model_folders=[None] * len(paths))
+    table = pq.read_table(paths[0])
+    calibration = [h for h, s in zip(table.column("human_label").to_pylist(),
+                                     table.column("split").to_pylist()) if s == "calibration"]
+    ties = calibration.count("tie")
+    assert ties > 0
+    assert (progress["n_calibration"], progress["n_ties_dropped"], progress["n_used"]) == \
+        (len(calibration), ties, len(calibration) - ties)
+    certificate = Certificate.read(tmp_path / "c.json")
+    assert progress["coverage"] == round(certificate.coverage, 4)
+    assert certificate.extra["n_ties_dropped"] == ties
+    if kind == "grouped":
+        assert progress["groups"] == len(certificate.groups["values"])
+        assert all(f"{g}: " in progress["lambda_hat"] for g in certificate.groups["values"])
+    else:
+        assert progress["lambda_hat"].split() == [f"{t:.4g}" for t in certificate.thresholds]
