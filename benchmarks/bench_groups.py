@@ -87,7 +87,8 @@ def main() -> None:
             for alpha in ALPHAS:
                 result = group_validity_study(conf, agree_all, groups, alpha, DELTA,
                                               args.repetitions, calibration_size=0.5, random_state=0)
-                one_shot = GroupedCalibrator(alpha=alpha, delta=DELTA).calibrate(conf, pred, human, groups)
+                one_shot = GroupedCalibrator(alpha=alpha, delta=DELTA).calibrate(conf, pred, human,
+                                                                                 groups=groups)
                 for g in names:
                     s, p = result.single[g], result.per_group[g]
                     flag = " **(over-accepts)**" if s["success_rate"] < 1 - DELTA else ""

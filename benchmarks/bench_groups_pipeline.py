@@ -107,7 +107,7 @@ def main() -> int:
         record = Certificate.read(result["certificate"]).groups
         assert record["column"] == "subset"
         one_shot = GroupedCalibrator(alpha=alpha, delta=DELTA).calibrate(
-            direct["conf"], direct["pred"], direct["human"], direct["groups"])
+            direct["conf"], direct["pred"], direct["human"], groups=direct["groups"])
         for group in sorted(record["values"]):
             entry = record["values"][group]
             ours = float(entry["stages"][0]["threshold"])

@@ -40,10 +40,10 @@ def _oracle(confidences, agrees, alpha, delta, calibration, grid):
     success, coverage = [], []
     for rows in calibration:
         # agreement is encoded as the verdict "a" against a human label that is always "a"
-        stages = [(f"s{l}", confidences[l][rows], np.where(agrees[l][rows], "a", "b"))
-                  for l in range(len(confidences))]
         cascade = CascadeCalibrator(alpha=alpha, delta=delta, grid=grid).calibrate(
-            stages, np.full(len(rows), "a"))
+            [confidences[l][rows] for l in range(len(confidences))],
+            [np.where(agrees[l][rows], "a", "b") for l in range(len(confidences))],
+            np.full(len(rows), "a"))
         remaining = np.ones(confidences.shape[1], dtype=bool)
         accepted = wrong = 0
         for l, threshold in enumerate(cascade.thresholds_):

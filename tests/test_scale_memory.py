@@ -71,8 +71,8 @@ def test_apply_reads_counts_not_vectors_and_decides_alike(annotations, tmp_path)
     table = table.append_column("conf_marc", pa.array(conf))
     calibrator = SelectiveCalibrator(alpha=0.2, delta=0.1, grid=fixed_grid(50, 0.5, 1.0)).calibrate(
         conf[cal], np.asarray(pred, dtype=object)[cal],
-        np.asarray(table.column("human_label").to_pylist(), dtype=object)[cal])
-    certificate = calibrator.certificate("sha256:t", "conf_marc", judge_name="synthetic")
+        np.asarray(table.column("human_label").to_pylist(), dtype=object)[cal], names=["synthetic"])
+    certificate = calibrator.certificate("sha256:t", confidence_names=["conf_marc"])
     certificate.write(tmp_path / "certificate.json")
     path = tmp_path / "scored.parquet"
     pq.write_table(table, path, row_group_size=25)

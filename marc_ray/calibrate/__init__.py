@@ -55,7 +55,7 @@ _LAZY = {
                      "DESIGNS", "calibrate_batch"], "validity"),
     **dict.fromkeys(["audit", "AuditResult", "audit_p_value", "betting_e_values",
                      "sequential_rejections", "exact_power"], "audit"),
-    **dict.fromkeys(["GroupedCalibrator", "GroupRouting", "route_by_group", "group_deltas",
+    **dict.fromkeys(["GroupedCalibrator", "route_by_group", "group_deltas",
                      "labels_needed", "groups_record", "thresholds_from_record",
                      "thresholds_per_item"], "groups"),
     **dict.fromkeys(["explain", "count_unreadable", "KINDS"], "reasons"),

@@ -214,7 +214,7 @@ def decided_by_certificate(certificate: Certificate, inputs: StageInputs, source
 
     Returns
     -------
-    routing : groups.GroupRouting
+    routing : routing.Routing
     groups : ndarray of object, shape (n,), or None (a certificate without groups)
     """
     from .decide import thresholds_by_group

@@ -5,8 +5,18 @@ Usage, in three steps (scikit-learn style):
 1. ``calibrator = SelectiveCalibrator(alpha=0.1, delta=0.1)`` — only stores the settings;
 2. ``calibrator.calibrate(confidence, pred, human_label)`` — returns ``self`` and sets
    ``threshold_``, ``upper_bound_``, ``n_``, ``k_``, ``coverage_``, ``agreement_``, ``results_``;
-3. ``calibrator.accept(new_confidence)`` — which new verdicts to keep; the rest are escalated.
-   ``calibrator.certificate(data_hash=...)`` records everything needed to check the result.
+3. ``calibrator.route(new_confidence, new_pred)`` — which new verdicts to keep; the rest are
+   escalated. ``calibrator.certificate(data_hash)`` records everything needed to check the result.
+
+The three calibrators (this one, ``CascadeCalibrator``, ``GroupedCalibrator``) share one
+interface: ``calibrate(confidence, pred, human_label, *, ids=None, names=None,
+provenance=None)`` (``GroupedCalibrator`` adds ``groups=``), ``route(confidence, pred)`` returning
+a :class:`~marc_ray.calibrate.routing.Routing` (``GroupedCalibrator``: ``groups=`` again), and
+``certificate(data_hash, *, confidence_names=None, model_hash=None, extra=None, alpha=None)``.
+``confidence`` and ``pred`` are of shape (n,), (n, L) or a list of L arrays of shape (n,), one
+column per judge, cheapest first; ``names`` names the L judges. Each sets ``n_calibration_``
+(items given, ties included), ``n_used_`` (after the tie policy), ``n_ties_dropped_``,
+``coverage_``, ``agreement_`` and ``stage_names_``.
 
 The guarantee (``docs/guarantee.md``): with probability at least ``1 - delta`` over the draw
 of the calibration set, the judge agrees with the humans on at least ``1 - alpha`` of the
@@ -30,7 +40,7 @@ from ..metrics import as_confidence_and_agreement
 from .routing import Routing, deciding_stage, route, stage_matrix
 
 __all__ = ["SelectiveCalibrator", "CalibrationResult", "NotCalibratedError", "check_alpha",
-           "check_delta", "calibrate_counts"]
+           "check_delta", "calibrate_counts", "calibration_inputs"]
 
 
 class NotCalibratedError(ValueError, AttributeError):
@@ -159,6 +169,53 @@ def refuse_seen(provenance, ids, n_items: int) -> None:
                  flag="certify(..., exclude_seen=True)")
 
 
+def calibration_inputs(confidence, pred, human_label, ids, names):
+    """The calibrators' shared inputs, checked (``calibrate(confidence, pred, human_label, *,
+    ids, names)``, the same on all three).
+
+    Returns
+    -------
+    names : list of str, one per judge (default "judge", or "judge1".."judgeL")
+    confidence : ndarray of float, shape (n, L)
+    pred : ndarray of object, shape (n, L); every entry "a", "b" or None (``verdict_mask``)
+    human_label : ndarray of object, shape (n,)
+    ids : ndarray of object, shape (n,), or None
+    """
+    confidence, pred = stage_matrix(confidence, float), stage_matrix(pred, object)
+    human_label = np.asarray(human_label, dtype=object).ravel()
+    if not (len(confidence) == len(pred) == len(human_label)) or pred.shape != confidence.shape:
+        raise ValueError(f"confidence {confidence.shape}, pred {pred.shape} and human_label "
+                         f"({len(human_label)},) must have the same length and one column per "
+                         "judge")
+    n_stages = confidence.shape[1]
+    if n_stages == 0:
+        raise ValueError("at least one stage (judge) is needed: confidence and pred have no column")
+    if names is None:
+        names = ["judge"] if n_stages == 1 else [f"judge{l + 1}" for l in range(n_stages)]
+    names = [str(name) for name in ([names] if isinstance(names, str) else names)]
+    if len(names) != n_stages or len(set(names)) != n_stages:
+        raise ValueError(f"names must name each of the {n_stages} judges once, got {names}")
+    for column in pred.T:
+        verdict_mask(column)  # a verdict other than "a", "b" or None is refused
+    if ids is not None:
+        ids = np.asarray(ids, dtype=object).ravel()
+        if ids.size != human_label.size:
+            raise ValueError(f"ids ({ids.size}) and human_label ({human_label.size}) differ in length")
+    return names, confidence, pred, human_label, ids
+
+
+def check_calibrated_alpha(alpha, calibrated: float) -> None:
+    """``certificate(..., alpha=...)`` on a one-alpha calibrator: None, or the alpha calibrated."""
+    if alpha is not None and not np.isclose(float(alpha), calibrated, rtol=0, atol=1e-12):
+        raise ValueError(f"alpha={alpha!r} was not calibrated; calibrated: [{calibrated}]")
+
+
+def tie_counts(human_label, tie_policy: str) -> tuple[int, int]:
+    """(items used, ties dropped) under the tie policy: the same for every judge and kind."""
+    _, used = agreement(np.full(len(human_label), "a", dtype=object), human_label, tie_policy)
+    return int(used.sum()), int(len(human_label) - used.sum())
+
+
 def verdict_mask(pred) -> np.ndarray:
     """Which items have a verdict: pred "a" or "b" → True; None or NaN (no verdict) → False.
 
@@ -213,7 +270,10 @@ class SelectiveCalibrator:
     alphas_ : tuple of float
     n_calibration_ : int
         Calibration items given (ties included).
-    n_ties_dropped_ : int
+    n_ties_dropped_, n_used_ : int
+        Items with a tied human label the tie policy dropped, and the items left.
+    stage_names_ : list of one str
+        The judge's name (``calibrate(..., names=...)``).
 
     Examples
     --------
@@ -252,14 +312,14 @@ class SelectiveCalibrator:
             raise ValueError(f"tie_policy must be one of {sorted(TIE_POLICIES)}, got {self.tie_policy!r}")
         return alphas, delta, as_grid(self.grid, self.n_grid)
 
-    def calibrate(self, confidence, pred, human_label, *, ids=None, provenance=None
+    def calibrate(self, confidence, pred, human_label, *, ids=None, names=None, provenance=None
                   ) -> "SelectiveCalibrator":
         """Calibrate on human-labelled items.
 
         Parameters
         ----------
-        confidence : array-like of float, shape (n_items,)
-        pred : array-like of str, shape (n_items,)
+        confidence : array-like of float, shape (n_items,) (or (n_items, 1))
+        pred : array-like of str, shape (n_items,) (or (n_items, 1))
             The judge's verdicts, "a" or "b"; None where the judge gave no verdict (every run
             unreadable). Such an item is never accepted, as :mod:`marc_ray.apply` routes it (on
             to the next judge, or to humans), and its confidence (NaN allowed) is ignored. It
@@ -269,6 +329,8 @@ class SelectiveCalibrator:
             "a", "b" or "tie".
         ids : array-like of str, shape (n_items,), optional
             Item ids; checked against a quantile grid's source ids.
+        names : sequence of one str, optional
+            The judge's name (default "judge"), recorded in the certificate.
         provenance : dict, optional
             ``contracts.provenance`` records of rows that shaped what the result relies on
             (e.g. ``MarcConfidence.provenance_``); calibration ids among them are refused.
@@ -280,23 +342,26 @@ class SelectiveCalibrator:
         Raises
         ------
         ValueError
-            Bad parameters, inputs of different lengths, a verdict other than "a", "b" or None,
-            a non-finite confidence on an item with a verdict, no item left after the tie
-            policy, or a grid derived from the calibration scores.
+            Bad parameters, inputs of different lengths, more than one judge (use
+            ``CascadeCalibrator``), a verdict other than "a", "b" or None, a non-finite
+            confidence on an item with a verdict, no item left after the tie policy, or a grid
+            derived from the calibration scores.
         ContractError
             An id the provenance saw.
         """
-        confidence = np.asarray(confidence, dtype=float).ravel()
-        pred, human_label = np.asarray(pred, dtype=object).ravel(), np.asarray(human_label, dtype=object).ravel()
-        if not (len(confidence) == len(pred) == len(human_label)):
-            raise ValueError(f"confidence ({len(confidence)}), pred ({len(pred)}) and human_label "
-                             f"({len(human_label)}) must have the same length")
+        names, confidence, pred, human_label, ids = calibration_inputs(
+            confidence, pred, human_label, ids, names)
+        if confidence.shape[1] != 1:
+            raise ValueError(f"SelectiveCalibrator certifies one judge; got {confidence.shape[1]} "
+                             "columns (a cascade of judges: CascadeCalibrator)")
+        confidence, pred = confidence[:, 0], pred[:, 0]
         self._validated()  # parameters first, so a bad alpha is reported before the data
         refuse_seen(provenance, ids, len(confidence))
         has_verdict = verdict_mask(pred)
         # -inf: below every threshold, so never accepted (what _fit allows, and NaN is not)
         confidence = np.where(has_verdict, confidence, -np.inf)
         agree, kept = agreement(pred, human_label, self.tie_policy)
+        self.stage_names_ = names
         return self._fit(confidence[kept], agree, confidence, ids)
 
     def calibrate_agreement(self, confidence, agree, *, ids=None, provenance=None
@@ -315,6 +380,7 @@ class SelectiveCalibrator:
         """
         confidence, agree = as_confidence_and_agreement(confidence, agree)
         refuse_seen(provenance, ids, len(confidence))
+        self.stage_names_ = ["judge"]
         return self._fit(confidence, agree, confidence, ids)
 
     def _fit(self, confidence, agree, all_confidence, ids) -> "SelectiveCalibrator":
@@ -428,35 +494,31 @@ class SelectiveCalibrator:
         verdict_mask(verdicts[:, 0])
         return route(np.array([result.threshold]), matrix, verdicts)
 
-    def certificate(self, data_hash: str, confidence_name: str = "confidence",
-                    model_hash: str | None = None, judge_name: str = "judge", alpha=None,
-                    extra: dict | None = None, *, confidence_names=None) -> Certificate:
+    def certificate(self, data_hash: str, *, confidence_names=None, model_hash: str | None = None,
+                    extra: dict | None = None, alpha=None) -> Certificate:
         """The certificate of one calibrated alpha (:class:`marc_ray.contracts.Certificate`).
 
         Parameters
         ----------
         data_hash : str
             Hash of the calibration data (``marc_ray.contracts.table_hash``).
-        confidence_name : str
-            The confidence measure (column name or model description).
+        confidence_names : sequence of one str, optional
+            The confidence measure (column name or model description); default "confidence".
         model_hash : str, optional
             Hash of the confidence model's weights, if learned.
-        judge_name : str
-        alpha : float, optional
-            Required when several alphas were calibrated.
         extra : dict, optional
             Merged into the certificate's ``extra``.
-        confidence_names : sequence of one str, optional
-            The calibrators' shared keyword (``certificate(data_hash, confidence_names=...,
-            model_hash=..., extra=...)`` works on all three); overrides ``confidence_name``.
+        alpha : float, optional
+            Required when several alphas were calibrated.
 
-        The certificate is unbound and carries no provenance: ``calibrate.certify`` binds it.
+        The judge is named by ``calibrate(..., names=...)``. The certificate is unbound and
+        carries no provenance: ``calibrate.certify`` binds it.
         """
         from .. import __version__
         from .wording import result_sentence
 
-        if confidence_names is not None:
-            (confidence_name,) = confidence_names
+        (confidence_name,) = confidence_names or ["confidence"]
+        judge_name = self.stage_names_[0] if hasattr(self, "stage_names_") else "judge"
         result = self.result(alpha)
         stage = _stage_record(judge_name, confidence_name, result)
         details = {"min_n": result.min_n, "n_used": self.n_used_,

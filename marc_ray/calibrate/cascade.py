@@ -26,7 +26,8 @@ import numpy as np
 
 from ..contracts import ASSUMPTIONS, TIE_POLICIES, Certificate, agreement
 from .calibrator import (CalibrationResult, NotCalibratedError, SelectiveCalibrator, _grid_record,
-                         _stage_record, check_alpha, check_delta, refuse_seen, verdict_mask)
+                         _stage_record, calibration_inputs, check_alpha, check_calibrated_alpha,
+                         check_delta, refuse_seen, tie_counts, verdict_mask)
 from .grid import ThresholdGrid
 from .routing import Routing, deciding_stage, route, stage_matrix
 
@@ -67,6 +68,10 @@ class CascadeCalibrator:
         Agreement on everything the cascade accepts (NaN if nothing).
     route_counts_ : ndarray of int, shape (L + 1,)
         Calibration items decided by each stage, then escalated (last entry).
+    n_calibration_, n_used_, n_ties_dropped_ : int
+        Calibration items given (ties included), those the tie policy kept, those it dropped.
+    stage_names_ : list of str
+        The judges, cheapest first (``calibrate(..., names=...)``).
     """
 
     def __init__(self, alpha=0.1, delta=0.1, delta_split="equal", grid=None, n_grid=200,
@@ -94,19 +99,22 @@ class CascadeCalibrator:
                              f"{list(self.delta_split)!r}")
         return delta * weights / weights.sum()
 
-    def calibrate(self, stages: Sequence[tuple], human_label, *, ids=None, provenance=None
+    def calibrate(self, confidence, pred, human_label, *, ids=None, names=None, provenance=None
                   ) -> "CascadeCalibrator":
         """Calibrate every stage in cost order.
 
         Parameters
         ----------
-        stages : sequence of (name, confidence, pred)
-            One entry per judge, cheapest first; ``confidence`` of shape (n_items,),
-            ``pred`` of shape (n_items,) with "a"/"b", all for the same items in the same order.
-            A stage without a verdict on an item (pred None) never accepts it: the item moves
-            on to the next stage, as at deployment (see ``SelectiveCalibrator.calibrate``).
+        confidence : array-like of float, shape (n_items, L), or a list of L arrays (n_items,)
+            One column per judge, cheapest first, all for the same items in the same order
+            (shape (n_items,): one judge).
+        pred : the same shape, "a"/"b"
+            A stage without a verdict on an item (None) never accepts it: the item moves on to
+            the next stage, as at deployment (see ``SelectiveCalibrator.calibrate``).
         human_label : array-like of str, shape (n_items,)
         ids : array-like of str, optional
+        names : sequence of L str, optional
+            The judges' names (default "judge1".."judgeL"), recorded in the certificate.
         provenance : dict, optional
             Rows that shaped what the result relies on; calibration ids among them are refused
             (``SelectiveCalibrator.calibrate``).
@@ -120,22 +128,12 @@ class CascadeCalibrator:
             raise ValueError("a cascade takes one alpha; calibrate one cascade per alpha")
         if self.tie_policy not in TIE_POLICIES:
             raise ValueError(f"tie_policy must be one of {sorted(TIE_POLICIES)}, got {self.tie_policy!r}")
-        if len(stages) == 0:
-            raise ValueError("a cascade needs at least one stage (name, confidence, pred)")
-        human_label = np.asarray(human_label, dtype=object).ravel()
+        names, confidence, pred, human_label, ids = calibration_inputs(
+            confidence, pred, human_label, ids, names)
         n_items = len(human_label)
         refuse_seen(provenance, ids, n_items)
-        parsed = []
-        for position, stage in enumerate(stages):
-            if len(stage) != 3:
-                raise ValueError(f"stage {position} must be (name, confidence, pred), got {len(stage)} items")
-            name, confidence, pred = stage
-            confidence = np.asarray(confidence, dtype=float).ravel()
-            pred = np.asarray(pred, dtype=object).ravel()
-            if len(confidence) != n_items or len(pred) != n_items:
-                raise ValueError(f"stage {name!r}: confidence ({len(confidence)}) and pred ({len(pred)}) "
-                                 f"must have one entry per item ({n_items})")
-            parsed.append((str(name), confidence, pred, verdict_mask(pred)))
+        parsed = [(name, confidence[:, l], pred[:, l], verdict_mask(pred[:, l]))
+                  for l, name in enumerate(names)]
         deltas = self._stage_deltas(len(parsed))
 
         # items the tie policy keeps (the same for every stage: it depends on the label only)
@@ -158,7 +156,7 @@ class CascadeCalibrator:
                 threshold = float("inf")
             else:
                 calibrator.calibrate(confidence[remaining], pred[remaining], human_label[remaining],
-                                     ids=None if ids is None else np.asarray(ids)[remaining])
+                                     ids=None if ids is None else ids[remaining], names=[name])
                 result = calibrator.results_[0]
                 threshold = result.threshold
                 self.grid_ = calibrator.grid_
@@ -190,6 +188,7 @@ class CascadeCalibrator:
         self.deltas_ = deltas
         self.alpha_ = alpha[0]
         self.n_calibration_ = n_items
+        self.n_used_, self.n_ties_dropped_ = tie_counts(human_label, self.tie_policy)
         self.coverage_ = float(accepted_any.mean()) if n_items else 0.0
         self.agreement_ = float(agree.mean()) if agree.size else float("nan")
         self.route_counts_ = np.array([int((decided_by == s).sum()) for s in range(len(parsed))]
@@ -200,7 +199,7 @@ class CascadeCalibrator:
     def _check_calibrated(self) -> None:
         if not hasattr(self, "stages_"):
             raise NotCalibratedError("This CascadeCalibrator is not calibrated yet: call "
-                                     "calibrate(stages, human_label) first")
+                                     "calibrate(confidence, pred, human_label) first")
 
     def route(self, confidence, pred) -> Routing:
         """Which stage decides each item: the first whose threshold its confidence reaches and
@@ -231,13 +230,16 @@ class CascadeCalibrator:
             verdict_mask(column)  # refuse a verdict other than "a", "b" or None
         return route(self.thresholds_, matrix, verdicts)
 
-    def certificate(self, data_hash: str, confidence_names: Sequence[str] | None = None,
-                    model_hash: str | None = None, extra: dict | None = None) -> Certificate:
-        """The cascade's certificate: one stage record per judge, the delta split, coverage.
-        Unbound and without provenance: ``calibrate.certify`` binds it."""
+    def certificate(self, data_hash: str, *, confidence_names: Sequence[str] | None = None,
+                    model_hash: str | None = None, extra: dict | None = None, alpha=None
+                    ) -> Certificate:
+        """The cascade's certificate: one stage record per judge, the delta split, coverage
+        (the calibrators' shared ``certificate``; ``alpha``, if given, must be the one
+        calibrated). Unbound and without provenance: ``calibrate.certify`` binds it."""
         from .. import __version__
 
         self._check_calibrated()
+        check_calibrated_alpha(alpha, self.alpha_)
         names = confidence_names or ["confidence"] * len(self.stages_)
         stage_records = []
         for record, confidence_name in zip(self.stages_, names):
@@ -255,7 +257,8 @@ class CascadeCalibrator:
             stage_records.append(entry)
         split = (f"equal: delta / {len(self.stages_)} per stage" if isinstance(self.delta_split, str)
                  else f"weights {list(map(float, self.delta_split))} normalised to sum to delta")
-        details = {"route_counts": self.route_counts_.tolist(),
+        details = {"n_used": self.n_used_, "n_ties_dropped": self.n_ties_dropped_,
+                   "route_counts": self.route_counts_.tolist(),
                    "stage_deltas": self.deltas_.tolist(),
                    "cascade_note": "stage l is calibrated on the items stages before it did not accept"}
         details.update(extra or {})

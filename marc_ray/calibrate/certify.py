@@ -62,12 +62,16 @@ class Stage:
 @dataclass
 class Certified:
     """What :func:`certify` made: one certificate and one calibrator per alpha (in the order
-    given), and the calibration rows it used and left out."""
+    given), the calibration rows it used and left out, and the counts every closing line states
+    ("419 calibration items, 59 ties dropped (policy drop), 360 used"), the same for every kind."""
 
     certificates: dict
     calibrators: dict
     kept: np.ndarray          # mask over the rows given: True where the row was calibrated on
     n_excluded: int           # rows left out because the provenance saw them (exclude_seen)
+    n_calibration: int        # rows calibrated on (kept), ties included
+    n_ties_dropped: int       # of those, human ties the tie policy dropped (0 under "disagree")
+    n_used: int               # n_calibration - n_ties_dropped: what the guarantee counts
 
 
 def certify(stages: Sequence[Stage], human_label, ids, *, alpha=0.1, delta=0.1, grid=None,
@@ -118,6 +122,8 @@ def certify(stages: Sequence[Stage], human_label, ids, *, alpha=0.1, delta=0.1, 
     Returns
     -------
     Certified
+        With the counts every summary states (``n_calibration``, ``n_ties_dropped``,
+        ``n_used``), the same for every kind of certificate.
 
     Raises
     ------
@@ -126,10 +132,6 @@ def certify(stages: Sequence[Stage], human_label, ids, *, alpha=0.1, delta=0.1, 
     ValueError
         Bad parameters or inputs (from the calibrators), a grid built from calibration rows.
     """
-    from .calibrator import SelectiveCalibrator
-    from .cascade import CascadeCalibrator
-    from .groups import GroupedCalibrator
-
     human_label = np.asarray(human_label, dtype=object).ravel()
     ids = np.asarray(ids, dtype=object).ravel()
     if not stages:
@@ -141,6 +143,7 @@ def certify(stages: Sequence[Stage], human_label, ids, *, alpha=0.1, delta=0.1, 
                  if grid.kind == "quantile" and grid.source_ids else {})
     designed = None
     if design is not None:
+        given_names = [s.name for s in stages]
         designed, stages = _design(stages, design, len(ids), alpha, delta, n_grid, tie_policy,
                                    groups)
         grid_rows[DESIGN_ROLE] = provenance_record(sorted(str(i) for i in design["train"]["ids"]))
@@ -150,8 +153,10 @@ def certify(stages: Sequence[Stage], human_label, ids, *, alpha=0.1, delta=0.1, 
     kept = check_unseen(provenance, ids, source, exclude_seen=exclude_seen, flag=exclude_flag)
     n_excluded = int((~kept).sum())
     ids, human_label = ids[kept], human_label[kept]
-    parsed = [(s.name, np.asarray(s.confidence, dtype=float).ravel()[kept],
-               np.asarray(s.pred, dtype=object).ravel()[kept]) for s in stages]
+    # every stage's column of the calibration rows kept: (n, L), cheapest first
+    confidence = np.stack([np.asarray(s.confidence, dtype=float).ravel()[kept] for s in stages], axis=1)
+    pred = np.stack([np.asarray(s.pred, dtype=object).ravel()[kept] for s in stages], axis=1)
+    stage_names = [s.name for s in stages]
     groups = None if groups is None else np.asarray(groups, dtype=object).ravel()[kept]
     alphas = [alpha] if np.ndim(alpha) == 0 else list(alpha)
     settings = dict(delta=delta, grid=grid, n_grid=n_grid, procedure=procedure, min_n=min_n,
@@ -159,7 +164,7 @@ def certify(stages: Sequence[Stage], human_label, ids, *, alpha=0.1, delta=0.1, 
     if hashed is not None:
         data_hash = table_hash(hashed.filter(pa.array(kept)) if n_excluded else hashed, hash_columns)
     else:
-        data_hash = table_hash(_arrays_table(ids, human_label, parsed))
+        data_hash = table_hash(_arrays_table(ids, human_label, stage_names, confidence, pred))
     names = [s.confidence_name for s in stages]
     record = dict(provenance_summary(provenance), n_excluded=n_excluded)
     extra = dict(extra or {})
@@ -169,35 +174,46 @@ def certify(stages: Sequence[Stage], human_label, ids, *, alpha=0.1, delta=0.1, 
         extra["design"] = {"per_group": True, "recorded": "in each group's design field"}
     elif designed is not None:
         chosen, grid_designs = designed
-        extra["design"] = {**chosen.record(list(design["names"])),
+        extra["design"] = {**chosen.record(given_names),
                            "stage_grids": [g.record() for g in grid_designs]}
         if len(stages) == 1:  # one judge kept: its designed grid and start
             settings.update(grid=grid_designs[0].grid, min_n=grid_designs[0].min_n)
         else:
             settings["stage_grids"] = [(g.grid, g.min_n) for g in grid_designs]
             delta_split = chosen.delta_weights
-    calibrators, certificates = {}, {}
-    if groups is None and len(stages) == 1:
-        single = SelectiveCalibrator(alpha=alphas if len(alphas) > 1 else alphas[0], **settings)
-        single.calibrate(parsed[0][1], parsed[0][2], human_label, ids=ids)
-    for value in alphas:
-        if groups is not None:
-            calibrator = GroupedCalibrator(alpha=value, stage_split=delta_split, **settings)
-            calibrator.calibrate_cascade(parsed, human_label, groups.astype(str), ids=ids)
-            certificate = calibrator.certificate(data_hash, by or "group", names, model_hash,
-                                                 extra=extra)
-        elif len(stages) == 1:
-            calibrator = single
-            certificate = single.certificate(data_hash, names[0], model_hash, stages[0].name,
-                                             alpha=value, extra=extra)
-        else:
-            calibrator = CascadeCalibrator(alpha=value, delta_split=delta_split, **settings)
-            calibrator.calibrate(parsed, human_label, ids=ids)
-            certificate = calibrator.certificate(data_hash, names, model_hash, extra=extra)
+    # one calibrator per alpha (one judge: one for every alpha, the data counted once), all
+    # three called the same way
+    calibrators = _calibrators(alphas, len(stages), groups is not None, settings, delta_split, by)
+    grouping = {} if groups is None else {"groups": groups.astype(str)}
+    for calibrator in {id(c): c for c in calibrators.values()}.values():
+        calibrator.calibrate(confidence, pred, human_label, ids=ids, names=stage_names, **grouping)
+    certificates = {}
+    for value, calibrator in calibrators.items():
+        certificate = calibrator.certificate(data_hash, confidence_names=names,
+                                             model_hash=model_hash, extra=extra, alpha=value)
         certificate = with_binding(certificate, [_binding(s) for s in stages])
         certificate.provenance = record
-        calibrators[value], certificates[value] = calibrator, certificate
-    return Certified(certificates, calibrators, kept, n_excluded)
+        certificates[value] = certificate
+    first = calibrators[alphas[0]]
+    return Certified(certificates, calibrators, kept, n_excluded, n_calibration=first.n_calibration_,
+                     n_ties_dropped=first.n_ties_dropped_, n_used=first.n_used_)
+
+
+def _calibrators(alphas: list, n_stages: int, grouped: bool, settings: dict, delta_split,
+                 by: str | None) -> dict:
+    """{alpha: calibrator}: per group (``GroupedCalibrator``), a cascade (``CascadeCalibrator``)
+    or one judge (``SelectiveCalibrator``, one calibrator for every alpha)."""
+    from .calibrator import SelectiveCalibrator
+    from .cascade import CascadeCalibrator
+    from .groups import GroupedCalibrator
+
+    if grouped:
+        return {a: GroupedCalibrator(alpha=a, stage_split=delta_split, by=by or "group", **settings)
+                for a in alphas}
+    if n_stages > 1:
+        return {a: CascadeCalibrator(alpha=a, delta_split=delta_split, **settings) for a in alphas}
+    single = SelectiveCalibrator(alpha=alphas if len(alphas) > 1 else alphas[0], **settings)
+    return dict.fromkeys(alphas, single)
 
 
 def _design(stages, design: dict, n_calibration: int, alpha, delta: float, n_grid: int,
@@ -207,11 +223,10 @@ def _design(stages, design: dict, n_calibration: int, alpha, delta: float, n_gri
 
     if np.ndim(alpha) != 0:
         raise ValueError("a design chosen on training rows certifies one alpha at a time")
-    options = {k: v for k, v in design.items() if k not in ("train", "names")}
+    options = {k: v for k, v in design.items() if k != "train"}
     train = design["train"]
     if train.get("ids") is None or len(train["human_label"]) == 0:
         raise ValueError("a design needs labelled training rows with their ids")
-    design["names"] = [s.name for s in stages]
     if groups is not None:  # every group keeps every stage, in order: only grids and splits vary
         from .group_design import design_groups
         from .groups import group_deltas
@@ -219,7 +234,7 @@ def _design(stages, design: dict, n_calibration: int, alpha, delta: float, n_gri
         groups = np.asarray([str(g) for g in groups], dtype=object)
         deltas = group_deltas(sorted(set(groups.tolist())), delta)
         return design_groups(train, groups, float(alpha), deltas, tie_policy=tie_policy,
-                             names=design["names"], n_grid=n_grid, **options), stages
+                             names=[s.name for s in stages], n_grid=n_grid, **options), stages
     chosen, grids = design_stages(train, n_calibration, float(alpha), float(delta), n_grid=n_grid,
                                   tie_policy=tie_policy, **options)
     return (chosen, grids), [stages[j] for j in chosen.order]
@@ -236,10 +251,10 @@ def _binding(stage: Stage) -> dict:
     return binding
 
 
-def _arrays_table(ids, human_label, parsed) -> pa.Table:
+def _arrays_table(ids, human_label, names, confidence, pred) -> pa.Table:
     columns = {"id": pa.array([str(i) for i in ids], pa.string()),
                "human_label": pa.array(human_label.tolist(), pa.string())}
-    for name, confidence, pred in parsed:
-        columns[f"pred:{name}"] = pa.array(pred.tolist(), pa.string())
-        columns[f"conf:{name}"] = pa.array(confidence)
+    for l, name in enumerate(names):
+        columns[f"pred:{name}"] = pa.array(pred[:, l].tolist(), pa.string())
+        columns[f"conf:{name}"] = pa.array(confidence[:, l])
     return pa.table(columns)

@@ -368,7 +368,8 @@ def run_calibrate(args) -> int:
               "confidence": args.confidence_column, "delta": args.delta,
               "procedure": args.procedure, "tie_policy": args.tie_policy,
               "data_hash": certificates[alphas[0]].data_hash,
-              "n_excluded_seen": certified.n_excluded,
+              "n_excluded_seen": certified.n_excluded, "n_calibration": certified.n_calibration,
+              "n_ties_dropped": certified.n_ties_dropped, "n_used": certified.n_used,
               "provenance_digest": certificates[alphas[0]].provenance["digest"], "files": files}
     if args.by is not None:
         summary, lines = _grouped_summary(args, certified, alphas)
@@ -384,9 +385,7 @@ def run_calibrate(args) -> int:
     write_json_atomic({**common, **summary}, os.path.join(args.out, "summary.json"))
     for line in lines:
         print(line)
-    n_items = int(certified.kept.sum())
-    ties = sum(int(getattr(c, "n_ties_dropped_", 0)) for c in list(certified.calibrators.values())[:1])
-    print(calibrated_on_line(n_items, ties, args.tie_policy,
+    print(calibrated_on_line(certified.n_calibration, certified.n_ties_dropped, args.tie_policy,
                              f"{note}; provenance digest {common['provenance_digest'][:12]}",
                              args.out))
     return 0
@@ -462,11 +461,10 @@ def _single_summary(args, certified, alphas, judge: str):
     calibrator = certified.calibrators[alphas[0]]
 
     def sentence(result) -> str:  # every count named, shares of the items as given
-        return result_sentence(result, calibrator.n_calibration_, calibrator.n_ties_dropped_,
+        return result_sentence(result, certified.n_calibration, certified.n_ties_dropped,
                                calibrator.tie_policy)
 
-    summary = {"judge": judge, "n_calibration": calibrator.n_calibration_,
-               "n_ties_dropped": calibrator.n_ties_dropped_,
+    summary = {"judge": judge,
                "grid": {"kind": "fixed", "n_points": args.n_grid, "low": args.grid_low,
                         "high": args.grid_high},
                "results": [{"alpha": r.alpha, "threshold": r.threshold, "n": r.n, "k": r.k,
@@ -498,7 +496,7 @@ def _grouped_summary(args, certified, alphas):
     results, lines = [], []
     for alpha in alphas:
         certificate = certified.certificates[alpha]
-        results.append({"alpha": alpha, "coverage": certified.calibrators[alpha].coverage_overall_,
+        results.append({"alpha": alpha, "coverage": certified.calibrators[alpha].coverage_,
                         "groups": certificate.groups})
         for name, entry in certificate.groups["values"].items():
             stage = entry["stages"][0]

@@ -161,7 +161,7 @@ def _judges_alone(certificate: Certificate, calibration_items: ItemSet) -> list[
         confidence, pred = calibration_items.confidence[:, l], calibration_items.pred[:, l]
         if certificate.groups:
             grouped = GroupedCalibrator(**settings).calibrate(
-                confidence, pred, labels, np.asarray([str(g) for g in calibration_items.groups]))
+                confidence, pred, labels, groups=np.asarray([str(g) for g in calibration_items.groups]))
 
             def router(items, stage, grouped=grouped):
                 groups = (items.groups if items.groups is not None

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..contracts import Certificate
-from .groups import GroupRouting, route_by_group, thresholds_from_record, thresholds_per_item
+from .groups import route_by_group, thresholds_from_record, thresholds_per_item
 from .reasons import explain
+from .routing import Routing
 
 __all__ = ["DECISION_COLUMNS", "Decisions", "decide", "thresholds_by_group"]
 
@@ -27,8 +28,8 @@ _ALL = "__all__"  # the single group of a certificate without groups
 
 
 @dataclass
-class Decisions(GroupRouting):
-    """A :class:`~marc_ray.calibrate.groups.GroupRouting` (stage, verdict, unseen) with, per
+class Decisions(Routing):
+    """A :class:`~marc_ray.calibrate.routing.Routing` (stage, verdict, unseen) with, per
     item, the reason's kind and the reason in plain words (both shape (n,))."""
 
     kind: np.ndarray

@@ -471,8 +471,9 @@ def design_and_calibrate(train: dict, calibration: dict, alpha: float, delta: fl
     calibrator = CascadeCalibrator(alpha=alpha, delta=delta, delta_split=design.delta_weights,
                                    stage_grids=[(g.grid, g.min_n) for g in grids],
                                    tie_policy=tie_policy)
-    stages = [(str(j), cal_confidence[:, j], cal_pred[:, j]) for j in design.order]
-    calibrator.calibrate(stages, calibration["human_label"], ids=calibration.get("ids"))
+    calibrator.calibrate(cal_confidence[:, design.order], cal_pred[:, design.order],
+                         calibration["human_label"], ids=calibration.get("ids"),
+                         names=[str(j) for j in design.order])
     calibrator.design_ = design
     calibrator.grid_designs_ = grids
     return calibrator, design
@@ -574,8 +575,8 @@ def _fixed_cascade(calibration: dict, alpha: float, delta: float, *, n_grid: int
     pred = np.asarray(calibration["pred"], dtype=object)
     n_judges = confidence.shape[1]
     calibrator = CascadeCalibrator(alpha=alpha, delta=delta, n_grid=n_grid, tie_policy=tie_policy)
-    calibrator.calibrate([(str(j), confidence[:, j], pred[:, j]) for j in range(n_judges)],
-                         calibration["human_label"])
+    calibrator.calibrate(confidence, pred, calibration["human_label"],
+                         names=[str(j) for j in range(n_judges)])
     design = CascadeDesign(list(range(n_judges)), [], [1.0 / n_judges] * n_judges, float("nan"),
                            None, {"order_rule": "given", "delta_split_rule": "equal", "drop": False})
     return calibrator, design

@@ -285,8 +285,8 @@ def single_threshold_thresholds(certificate: Certificate, calibration_items: Ite
     names = [stage["name"] for stage in certificate.stages]
     cascade = CascadeCalibrator(alpha=certificate.alpha, delta=certificate.delta, grid=grid,
                                 procedure=certificate.procedure, tie_policy=certificate.tie_policy)
-    cascade.calibrate([(name, calibration_items.confidence[:, l], calibration_items.pred[:, l])
-                       for l, name in enumerate(names)], calibration_items.human_label)
+    cascade.calibrate(calibration_items.confidence, calibration_items.pred,
+                      calibration_items.human_label, names=names)
     return np.asarray(cascade.thresholds_, dtype=float)
 
 

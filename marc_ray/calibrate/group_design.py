@@ -108,9 +108,9 @@ def design_and_calibrate_groups(train: dict, calibration: dict, alpha: float, de
     pred = np.asarray(calibration["pred"], dtype=object)
     calibrator = GroupedCalibrator(alpha=alpha, delta=delta, n_grid=n_grid, tie_policy=tie_policy,
                                    group_designs=designs)
-    calibrator.calibrate_cascade([(str(j), confidence[:, j], pred[:, j])
-                                  for j in range(confidence.shape[1])],
-                                 calibration["human_label"], groups, ids=calibration.get("ids"))
+    calibrator.calibrate(confidence, pred, calibration["human_label"], groups=groups,
+                         ids=calibration.get("ids"),
+                         names=[str(j) for j in range(confidence.shape[1])])
     return calibrator
 
 

@@ -29,17 +29,17 @@ References
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from ..contracts import Certificate, agreement
 from .bounds import n_needed_at_rate
-from .calibrator import NotCalibratedError, check_alpha, check_delta, refuse_seen, verdict_mask
+from .calibrator import (NotCalibratedError, calibration_inputs, check_alpha,
+                         check_calibrated_alpha, check_delta, refuse_seen, tie_counts, verdict_mask)
 from .cascade import CascadeCalibrator
 from .routing import ESCALATE, Routing, route, stage_matrix
-__all__ = ["GroupedCalibrator", "GroupRouting", "route_by_group", "group_deltas",
+__all__ = ["GroupedCalibrator", "route_by_group", "group_deltas",
            "labels_needed", "groups_record", "thresholds_from_record", "thresholds_per_item"]
 
 
@@ -84,21 +84,8 @@ def labels_needed(confidence, agree, alpha: float, delta: float, share: float = 
             "share": share, "delta": delta}
 
 
-@dataclass
-class GroupRouting(Routing):
-    """Where each item went, by group: a :class:`Routing` (``stage``, ``verdict``) plus
-
-    Attributes
-    ----------
-    unseen : ndarray of bool, shape (n,)
-        The item's group was not in the calibration set (escalated for that reason).
-    """
-
-    unseen: np.ndarray
-
-
 def route_by_group(thresholds: Mapping[str, Sequence[float]], groups, confidence, pred
-                   ) -> GroupRouting:
+                   ) -> Routing:
     """Route items through their group's stages (pure; the grouped twin of ``apply.route``).
 
     Parameters
@@ -113,7 +100,7 @@ def route_by_group(thresholds: Mapping[str, Sequence[float]], groups, confidence
 
     Returns
     -------
-    GroupRouting
+    Routing
         Items of a group missing from ``thresholds`` are escalated with ``unseen`` True.
     """
     confidence = np.asarray(confidence, dtype=float)
@@ -136,7 +123,7 @@ def route_by_group(thresholds: Mapping[str, Sequence[float]], groups, confidence
             routed = route(np.asarray(group_thresholds, dtype=float), confidence[members],
                            pred[members])
             stage[members], verdict[members] = routed.stage, routed.verdict
-    return GroupRouting(stage=stage, verdict=verdict, unseen=unseen)
+    return Routing(stage=stage, verdict=verdict, unseen=unseen)
 
 
 def thresholds_per_item(thresholds: Mapping[str, Sequence[float]], groups, n_stages: int
@@ -179,6 +166,9 @@ class GroupedCalibrator:
         ``{"delta_split", "stage_grids", "record"}``; a group's ``stage_grids`` replace
         ``grid`` and ``min_n`` there and its ``delta_split`` replaces ``stage_split`` (None:
         that group keeps the fixed procedure). The record goes into the group's certificate.
+    by : str, default="group"
+        The group column's name, recorded in the certificate (``groups["column"]``) and the
+        name ``apply`` reads each item's group from.
 
     Attributes
     ----------
@@ -188,17 +178,22 @@ class GroupedCalibrator:
     thresholds_ : dict group -> ndarray of float, shape (n_stages,)
         ``inf`` where a stage accepts nothing (every stage ``inf``: the group abstains).
     calibrators_ : dict group -> CascadeCalibrator or None (None: no usable item)
-    n_calibration_, coverage_, agreement_ : dict group -> int / float
+    group_n_calibration_, group_coverage_, group_agreement_ : dict group -> int / float
     abstains_ : dict group -> bool
     labels_needed_ : dict group -> dict (see :func:`labels_needed`; for abstaining groups)
-    coverage_overall_, agreement_overall_ : float
+    n_calibration_, n_used_, n_ties_dropped_ : int
+        Over all groups, as on the other calibrators.
+    coverage_, agreement_ : float
+        Over all groups: the share of calibration items some group's stage decides, and the
+        agreement on them.
     stage_names_ : list of str
     """
 
     def __init__(self, alpha=0.1, delta=0.1, delta_split="equal", stage_split="equal", grid=None,
                  n_grid=200, procedure="fixed_sequence", min_n="auto", tie_policy="drop",
-                 group_designs=None):
+                 group_designs=None, by="group"):
         self.group_designs = group_designs
+        self.by = by
         self.alpha = alpha
         self.delta = delta
         self.delta_split = delta_split
@@ -209,33 +204,25 @@ class GroupedCalibrator:
         self.min_n = min_n
         self.tie_policy = tie_policy
 
-    def calibrate(self, confidence, pred, human_label, groups, *, judge_name="judge", ids=None,
+    def calibrate(self, confidence, pred, human_label, *, groups, ids=None, names=None,
                   provenance=None) -> "GroupedCalibrator":
-        """One judge: a threshold per group (a one-stage cascade is exactly SelectiveCalibrator)."""
-        return self.calibrate_cascade([(judge_name, confidence, pred)], human_label, groups,
-                                      ids=ids, provenance=provenance)
-
-    def calibrate_cascade(self, stages: Sequence[tuple], human_label, groups, *, ids=None,
-                          provenance=None) -> "GroupedCalibrator":
-        """Calibrate a cascade per group.
+        """Calibrate a threshold (one judge) or a cascade (several) per group.
 
         Parameters
         ----------
-        stages : sequence of (name, confidence, pred), cheapest first (see CascadeCalibrator)
-        human_label : array-like of str, shape (n_items,)
+        confidence, pred, human_label, ids, names, provenance
+            As for :meth:`CascadeCalibrator.calibrate` (one column: one judge, where each
+            group's one-stage cascade is exactly :class:`SelectiveCalibrator`).
         groups : array-like of str, shape (n_items,)
-            None is refused (name a group for every calibration item).
-        ids : array-like of str, shape (n_items,), optional
-            Item ids; each group's calibration refuses a quantile grid built from them.
-        provenance : dict, optional
-            Rows that shaped what the result relies on; calibration ids among them are refused.
+            Each item's group. None is refused (name a group for every calibration item).
 
         Returns
         -------
         self
         """
         (alpha,) = check_alpha(self.alpha)
-        human_label = np.asarray(human_label, dtype=object).ravel()
+        stage_names, confidence, pred, human_label, ids = calibration_inputs(
+            confidence, pred, human_label, ids, names)
         groups = np.asarray(groups, dtype=object).ravel()
         refuse_seen(provenance, ids, human_label.size)
         if groups.size != human_label.size:
@@ -247,15 +234,11 @@ class GroupedCalibrator:
         groups = groups.astype(str)
         names = tuple(sorted(set(groups.tolist())))
         deltas = group_deltas(names, self.delta, self.delta_split)
-        parsed = [(str(n), np.asarray(c, dtype=float).ravel(), np.asarray(p, dtype=object).ravel())
-                  for n, c, p in stages]
-        if ids is not None:
-            ids = np.asarray(ids, dtype=object).ravel()
-            if ids.size != human_label.size:
-                raise ValueError(f"ids ({ids.size}) and human_label ({human_label.size}) differ in length")
-        self.stage_names_ = [name for name, *_ in parsed]
+        parsed = [(name, confidence[:, l], pred[:, l]) for l, name in enumerate(stage_names)]
+        self.stage_names_ = stage_names
         self.calibrators_, self.thresholds_, self.labels_needed_ = {}, {}, {}
-        self.n_calibration_, self.coverage_, self.agreement_, self.abstains_ = {}, {}, {}, {}
+        self.group_n_calibration_, self.group_coverage_, self.group_agreement_ = {}, {}, {}
+        self.abstains_ = {}
         decided_agree = []
         for g in names:
             rows = groups == g
@@ -267,24 +250,22 @@ class GroupedCalibrator:
                                         stage_grids=designed.get("stage_grids"))
             _, usable = agreement(np.full(rows.sum(), "a", dtype=object), human_label[rows], self.tie_policy)
             if usable.any():
-                cascade.calibrate([(n, c[rows], p[rows]) for n, c, p in parsed], human_label[rows],
-                                  ids=None if ids is None else ids[rows])
+                cascade.calibrate(confidence[rows], pred[rows], human_label[rows],
+                                  ids=None if ids is None else ids[rows], names=stage_names)
                 thresholds = cascade.thresholds_
-                self.coverage_[g] = cascade.coverage_
-                self.agreement_[g] = cascade.agreement_
-                routing = route_by_group({g: thresholds}, groups[rows],
-                                         np.stack([c[rows] for _, c, _ in parsed], axis=1),
-                                         np.stack([p[rows] for _, _, p in parsed], axis=1))
+                self.group_coverage_[g] = cascade.coverage_
+                self.group_agreement_[g] = cascade.agreement_
+                routing = route_by_group({g: thresholds}, groups[rows], confidence[rows], pred[rows])
                 agree_g, _ = agreement(routing.verdict[routing.accepted],
                                        human_label[rows][routing.accepted], self.tie_policy)
                 decided_agree.append(agree_g)
             else:
                 cascade = None
                 thresholds = np.full(len(parsed), np.inf)
-                self.coverage_[g], self.agreement_[g] = 0.0, float("nan")
+                self.group_coverage_[g], self.group_agreement_[g] = 0.0, float("nan")
             self.calibrators_[g] = cascade
             self.thresholds_[g] = np.asarray(thresholds, dtype=float)
-            self.n_calibration_[g] = int(rows.sum())
+            self.group_n_calibration_[g] = int(rows.sum())
             self.abstains_[g] = bool(np.all(np.isinf(self.thresholds_[g])))
             if self.abstains_[g]:
                 first_conf, first_pred = parsed[0][1][rows], parsed[0][2][rows]
@@ -297,18 +278,20 @@ class GroupedCalibrator:
         self.deltas_ = deltas
         self.alpha_ = alpha
         n_total = groups.size
-        self.coverage_overall_ = (sum(self.coverage_[g] * self.n_calibration_[g] for g in names)
-                                  / n_total if n_total else 0.0)
+        self.n_calibration_ = int(n_total)
+        self.n_used_, self.n_ties_dropped_ = tie_counts(human_label, self.tie_policy)
+        self.coverage_ = (sum(self.group_coverage_[g] * self.group_n_calibration_[g] for g in names)
+                          / n_total if n_total else 0.0)
         pooled = np.concatenate(decided_agree) if decided_agree else np.array([], dtype=bool)
-        self.agreement_overall_ = float(pooled.mean()) if pooled.size else float("nan")
+        self.agreement_ = float(pooled.mean()) if pooled.size else float("nan")
         return self
 
     def _check_calibrated(self) -> None:
         if not hasattr(self, "thresholds_"):
             raise NotCalibratedError("This GroupedCalibrator is not calibrated yet: call "
-                                     "calibrate(confidence, pred, human_label, groups) first")
+                                     "calibrate(confidence, pred, human_label, groups=...) first")
 
-    def route(self, confidence, pred, *, groups) -> GroupRouting:
+    def route(self, confidence, pred, *, groups) -> Routing:
         """Which stage decides each item (:func:`route_by_group` with this calibrator's
         thresholds): the calibrators' one ``route`` (``confidence`` and ``pred`` of shape (n,),
         (n, L) or a list of L per-stage arrays), plus the items' ``groups``."""
@@ -316,24 +299,25 @@ class GroupedCalibrator:
         return route_by_group(self.thresholds_, groups, stage_matrix(confidence, float),
                               stage_matrix(pred, object))
 
-    def accept(self, confidence, groups) -> np.ndarray:
-        """One judge: which items their group's certified threshold accepts (unseen: none)."""
+    def accept(self, confidence, *, groups, pred=None) -> np.ndarray:
+        """One judge: which items their group's certified threshold accepts (unseen: none; an
+        item without a verdict in ``pred``, when given: none), as ``SelectiveCalibrator.accept``."""
         self._check_calibrated()
         confidence = np.asarray(confidence, dtype=float).ravel()
-        routing = route_by_group(self.thresholds_, groups, confidence,
-                                 np.full(confidence.size, "a", dtype=object))
-        return routing.accepted
+        verdicts = np.full(confidence.size, "a", dtype=object) if pred is None else pred
+        return self.route(confidence, verdicts, groups=groups).accepted
 
     def groups_record(self, column: str, confidence_names: Sequence[str] | None = None) -> dict:
         """The per-group part of a certificate (see :func:`groups_record`)."""
         self._check_calibrated()
         return groups_record(self, column, confidence_names)
 
-    def certificate(self, data_hash: str, column: str = "group",
-                    confidence_names: Sequence[str] | None = None,
-                    model_hash: str | None = None, extra: dict | None = None) -> Certificate:
-        """A certificate whose ``groups`` field holds every group's thresholds (``column``: the
-        group column's name). Unbound and without provenance: ``calibrate.certify`` binds it.
+    def certificate(self, data_hash: str, *, confidence_names: Sequence[str] | None = None,
+                    model_hash: str | None = None, extra: dict | None = None, alpha=None
+                    ) -> Certificate:
+        """A certificate whose ``groups`` field holds every group's thresholds (its column is
+        ``by``); the calibrators' shared ``certificate``. Unbound and without provenance:
+        ``calibrate.certify`` binds it.
 
         The top-level ``stages`` name the judges with threshold ``inf``: a router that ignores
         ``groups`` escalates everything (fails safe) rather than applying a wrong threshold.
@@ -341,7 +325,9 @@ class GroupedCalibrator:
         from .. import __version__
         from ..contracts import ASSUMPTIONS
 
-        record = self.groups_record(column, confidence_names)
+        self._check_calibrated()
+        check_calibrated_alpha(alpha, self.alpha_)
+        record = self.groups_record(self.by, confidence_names)
         names = confidence_names or ["confidence"] * len(self.stage_names_)
         stages = [{"name": n, "confidence": c, "threshold": float("inf"), "grouped": True,
                    "note": "per-group thresholds are in the certificate's groups field"}
@@ -349,15 +335,16 @@ class GroupedCalibrator:
         first = next((c for c in self.calibrators_.values() if c is not None), None)
         from .calibrator import _grid_record
 
-        agreement_overall = None if np.isnan(self.agreement_overall_) else self.agreement_overall_
+        agreement_overall = None if np.isnan(self.agreement_) else self.agreement_
         return Certificate(
             alpha=self.alpha_, delta=check_delta(self.delta), procedure=self.procedure,
             tie_policy=self.tie_policy, grid=_grid_record(first.grid_) if first else {},
-            stages=stages, delta_split=record["delta_split"], coverage=self.coverage_overall_,
-            n_calibration=int(sum(self.n_calibration_.values())),
+            stages=stages, delta_split=record["delta_split"], coverage=self.coverage_,
+            n_calibration=self.n_calibration_,
             agreement_on_accepted=agreement_overall, data_hash=data_hash, model_hash=model_hash,
             assumptions=list(ASSUMPTIONS) + [GROUP_ASSUMPTION], version=__version__,
-            extra=dict(extra or {}), groups=record)
+            extra={"n_used": self.n_used_, "n_ties_dropped": self.n_ties_dropped_, **(extra or {})},
+            groups=record)
 
 
 GROUP_ASSUMPTION = ("Per group: the calibration items of a group and its deployment items are "
@@ -397,9 +384,10 @@ def groups_record(calibrator: GroupedCalibrator, column: str,
                       for n, c in zip(calibrator.stage_names_, names)]
         else:
             stages = cascade.certificate(data_hash="-", confidence_names=names).stages
-        agreement_g = calibrator.agreement_[g]
-        values[g] = {"delta": calibrator.deltas_[g], "n_calibration": calibrator.n_calibration_[g],
-                     "coverage": calibrator.coverage_[g],
+        agreement_g = calibrator.group_agreement_[g]
+        values[g] = {"delta": calibrator.deltas_[g],
+                     "n_calibration": calibrator.group_n_calibration_[g],
+                     "coverage": calibrator.group_coverage_[g],
                      "agreement": None if np.isnan(agreement_g) else agreement_g,
                      "abstains": calibrator.abstains_[g],
                      "labels_needed": calibrator.labels_needed_.get(g), "stages": stages}

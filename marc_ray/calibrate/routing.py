@@ -23,7 +23,7 @@ ESCALATE = "escalate"
 
 @dataclass
 class Routing:
-    """Where each item went.
+    """Where each item went: what every calibrator's ``route`` returns (one type for all three).
 
     Attributes
     ----------
@@ -31,10 +31,14 @@ class Routing:
         Index of the deciding stage, -1 when escalated.
     verdict : ndarray of object, shape (n,)
         "a", "b" or "escalate".
+    unseen : ndarray of bool, shape (n,)
+        The item's group was not in the calibration set, so it is escalated for that reason
+        (per-group routing, ``groups.route_by_group``); all False without groups.
     """
 
     stage: np.ndarray
     verdict: np.ndarray
+    unseen: np.ndarray
 
     @property
     def accepted(self) -> np.ndarray:
@@ -110,4 +114,4 @@ def route(thresholds: Certificate | np.ndarray, confidence: np.ndarray, pred: np
     verdict = np.full(len(stage), ESCALATE, dtype=object)
     decided = stage >= 0
     verdict[decided] = pred[np.flatnonzero(decided), stage[decided]]
-    return Routing(stage=stage, verdict=verdict)
+    return Routing(stage=stage, verdict=verdict, unseen=np.zeros(len(stage), dtype=bool))

@@ -38,7 +38,8 @@ def calibrate_stage(settings: CalibrateConfig, names: list[str], score_paths: li
 
     Returns
     -------
-    dict : λ̂, coverage and n, for the stage's progress line
+    dict : λ̂, coverage and the counts (calibration items, ties dropped, used), for the
+        stage's progress line
     """
     from ..contracts.align import aligned_sets
     from ..contracts.model_folder import MODEL_FILE
@@ -119,18 +120,24 @@ def calibrate_stage(settings: CalibrateConfig, names: list[str], score_paths: li
         kept = certified.kept
         certificate.extra.update(_calibration_sample(conf[kept], has_verdict[kept], names, seed))
     certificate.write(out_path)
-    excluded = ({"excluded (seen by provenance)": certified.n_excluded}
-                if certified.n_excluded else {})
-    if cal.by is not None:
-        record = certificate.groups["values"]
-        return {"lambda_hat": "; ".join(f"{g}: " + " ".join(f"{s['threshold']:.4g}" for s in v["stages"])
-                                        for g, v in record.items()),
-                "coverage": round(certificate.coverage, 4), "n_calibration": certificate.n_calibration,
-                "groups": len(record), **excluded}
-    thresholds = [float(s["threshold"]) for s in certificate.stages]
-    return {"lambda_hat": " ".join(f"{t:.4g}" for t in thresholds),
-            "coverage": round(certificate.coverage, 4), "n_calibration": certificate.n_calibration,
-            **excluded}
+    return _progress(certified, certificate)
+
+
+def _progress(certified, certificate) -> dict:
+    """The stage's progress line, the same for every kind: λ̂ per stage (per group: "g: λ̂ ..."),
+    coverage and every count named."""
+    from .decide import thresholds_by_group
+
+    per_group = thresholds_by_group(certificate)
+    lambda_hat = "; ".join((f"{g}: " if certificate.groups else "")
+                           + " ".join(f"{t:.4g}" for t in thresholds)
+                           for g, thresholds in per_group.items())
+    return {"lambda_hat": lambda_hat, "coverage": round(certificate.coverage, 4),
+            "n_calibration": certified.n_calibration, "n_ties_dropped": certified.n_ties_dropped,
+            "n_used": certified.n_used,
+            **({"groups": len(per_group)} if certificate.groups else {}),
+            **({"excluded (seen by provenance)": certified.n_excluded}
+               if certified.n_excluded else {})}
 
 
 def design_options(settings: CalibrateConfig, n_judges: int) -> dict:

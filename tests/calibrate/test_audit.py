@@ -206,9 +206,10 @@ def _grouped_audit_table(rng, n=3000):
 @pytest.fixture(scope="module")
 def grouped_certificate():
     confidence, groups, pred, human = _grouped_deciding_three_percent(np.random.default_rng(11), 8000)
-    calibrator = GroupedCalibrator(alpha=ALPHA, delta=0.1, n_grid=34).calibrate(confidence, pred, human, groups)
-    assert 0.02 < calibrator.coverage_overall_ < 0.04
-    return calibrator.certificate(data_hash="h", column="task")
+    calibrator = GroupedCalibrator(alpha=ALPHA, delta=0.1, n_grid=34, by="task").calibrate(
+        confidence, pred, human, groups=groups)
+    assert 0.02 < calibrator.coverage_ < 0.04
+    return calibrator.certificate(data_hash="h")
 
 
 def test_cli_no_false_alarm_on_fresh_labels_drawn_like_calibration(tmp_path, grouped_certificate):
@@ -273,8 +274,8 @@ def test_a_cascade_audit_routes_through_the_stages(tmp_path):
     conf = rng.uniform(0.5, 1, (n, 2))
     pred = np.full((n, 2), "a", dtype=object)
     human = np.where(rng.random(n) < conf[:, 1], "a", "b").astype(object)
-    cascade = CascadeCalibrator(alpha=ALPHA, delta=0.1).calibrate(
-        [("small", conf[:, 0], pred[:, 0]), ("large", conf[:, 1], pred[:, 1])], human)
+    cascade = CascadeCalibrator(alpha=ALPHA, delta=0.1).calibrate(conf, pred, human,
+                                                                  names=["small", "large"])
     certificate = cascade.certificate(data_hash="h", confidence_names=["conf_simulated", "conf_marc"])
     certificate.write(tmp_path / "certificate.json")
     fresh = rng.uniform(0.5, 1, (1000, 2))
@@ -344,8 +345,8 @@ def test_per_group_audit_finds_the_group_that_dropped(tmp_path, capsys):
     conf = rng.uniform(0.5, 1, 4000)
     cal_groups = np.where(np.arange(4000) % 2, "coding", "chat")
     human = np.where(rng.random(4000) < np.where(conf > 0.8, 1.0, 0.6), "a", "b")
-    certificate = GroupedCalibrator().calibrate(conf, np.full(4000, "a", dtype=object), human,
-                                                cal_groups).certificate(data_hash="h", column="task")
+    certificate = GroupedCalibrator(by="task").calibrate(
+        conf, np.full(4000, "a", dtype=object), human, groups=cal_groups).certificate(data_hash="h")
     certificate.write(tmp_path / "certificate.json")
     rows = [{"id": str(i), "pred": "a", "confidence": 0.999, "task": g,
              "human_label": "a" if a else "b"} for i, (g, a) in enumerate(zip(groups, agree))]

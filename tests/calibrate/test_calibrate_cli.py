@@ -305,3 +305,42 @@ def test_validity_by_group(tmp_path, capsys):
     assert set(report["per_group"]) == {"chat", "coding"} and report["by"] == "task"
     assert report["joint"]["success_rate"] >= 0.8
     assert "Per-group thresholds kept every group's promise" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind", ["single", "grouped", "cascade"])
+@pytest.mark.parametrize("tie_policy", ["drop", "disagree"])
+def test_every_closing_line_states_the_ties_dropped(kind, tie_policy, tmp_path, capsys):
+    """The closing line read the ties dropped from the single-judge calibrator only, so a
+    cascade's or a grouped certificate's line said "all used" while ties were dropped (issue 20).
+    Every kind now states "N calibration items, M ties dropped (policy drop), K used", and the
+    line, summary.json and the certificate agree with the data."""
+    rows = _rows(n_items=1200, seed=4)
+    for i, row in enumerate(rows):
+        row["task"] = "coding" if i % 2 else "chat"
+    first = _write_jsonl(tmp_path / "cheap.jsonl", rows)
+    args = [str(first)]
+    if kind == "grouped":
+        args += ["--by", "task"]
+    if kind == "cascade":
+        other = _rows(n_items=1200, seed=5)  # another judge on the same items and labels
+        for row, mine in zip(other, rows):
+            row["human_label"] = mine["human_label"]
+        args += [str(_write_jsonl(tmp_path / "strong.jsonl", other)), "--cascade"]
+    out = tmp_path / "out"
+    assert main(["calibrate", *args, "--confidence-column", "conf", "--tie-policy", tie_policy,
+                 "--out", str(out)]) == 0
+    n_ties = sum(r["human_label"] == "tie" for r in rows)
+    assert n_ties == 33  # every 37th item
+    dropped = n_ties if tie_policy == "drop" else 0
+    closing = capsys.readouterr().out.strip().splitlines()[-1]
+    if dropped:
+        assert closing.startswith(f"(calibrated on 1200 calibration items, {dropped} ties dropped "
+                                  f"(policy drop), {1200 - dropped} used: ")
+    else:
+        assert closing.startswith("(calibrated on 1200 calibration items, all used: ")
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["n_calibration"], summary["n_ties_dropped"], summary["n_used"]) == \
+        (1200, dropped, 1200 - dropped)
+    certificate = Certificate.read(out / "certificate.json")
+    assert certificate.n_calibration == 1200
+    assert (certificate.extra["n_ties_dropped"], certificate.extra["n_used"]) == (dropped, 1200 - dropped)

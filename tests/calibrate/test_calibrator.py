@@ -152,9 +152,10 @@ def test_min_n_rule_recorded():
 
 def test_certificate_contents_round_trip(tmp_path):
     confidence, pred, human = _data(seed=8)
-    calibrator = SelectiveCalibrator(alpha=0.1, delta=0.05).calibrate(confidence, pred, human)
-    certificate = calibrator.certificate(data_hash="sha256:abc", confidence_name="conf_simulated",
-                                         model_hash="sha256:model", judge_name="smollm2")
+    calibrator = SelectiveCalibrator(alpha=0.1, delta=0.05).calibrate(confidence, pred, human,
+                                                                      names=["smollm2"])
+    certificate = calibrator.certificate("sha256:abc", confidence_names=["conf_simulated"],
+                                         model_hash="sha256:model")
     path = tmp_path / "certificate.json"
     certificate.write(path)
     back = Certificate.read(path)

@@ -19,12 +19,19 @@ def _two_judges(n_items=5000, seed=0):
     return stages, human
 
 
+def _fit(calibrator, stages, human, **options):
+    """The calibrators' one ``calibrate``: per-judge columns, cheapest first, and their names."""
+    return calibrator.calibrate([c for _, c, _ in stages], [p for _, _, p in stages], human,
+                                names=[n for n, _, _ in stages], **options)
+
+
 @pytest.mark.parametrize("procedure", sorted(PROCEDURES))
 def test_one_stage_cascade_equals_plain_calibration(procedure):
     stages, human = _two_judges(seed=1)
     name, confidence, pred = stages[0]
-    cascade = CascadeCalibrator(alpha=0.1, delta=0.1, procedure=procedure).calibrate([stages[0]], human)
-    plain = SelectiveCalibrator(alpha=0.1, delta=0.1, procedure=procedure).calibrate(confidence, pred, human)
+    cascade = _fit(CascadeCalibrator(alpha=0.1, delta=0.1, procedure=procedure), [stages[0]], human)
+    plain = SelectiveCalibrator(alpha=0.1, delta=0.1, procedure=procedure).calibrate(
+        confidence, pred, human, names=[name])
     result = cascade.stages_[0]["result"]
     assert cascade.thresholds_[0] == plain.threshold_
     assert (result.n, result.k, result.upper_bound) == (plain.n_, plain.k_, plain.upper_bound_)
@@ -33,14 +40,15 @@ def test_one_stage_cascade_equals_plain_calibration(procedure):
     assert np.array_equal(cascade.route([confidence], [pred]).stage == 0, plain.accept(confidence, pred=pred))
     assert np.array_equal(plain.route(confidence, pred).stage, cascade.route([confidence], [pred]).stage)
     certificate = cascade.certificate(data_hash="h", confidence_names=["conf"]).to_dict()
-    single = plain.certificate(data_hash="h", confidence_name="conf", judge_name=name).to_dict()
+    single = plain.certificate(data_hash="h", confidence_names=["conf"]).to_dict()
+    assert certificate["stages"][0]["name"] == single["stages"][0]["name"] == name
     for key in ("threshold", "n", "k", "upper_bound", "coverage", "agreement", "delta"):
         assert certificate["stages"][0][key] == single["stages"][0][key]
 
 
 def test_two_stages_each_on_what_earlier_left():
     stages, human = _two_judges(seed=2)
-    cascade = CascadeCalibrator(alpha=0.1, delta=0.1).calibrate(stages, human)
+    cascade = _fit(CascadeCalibrator(alpha=0.1, delta=0.1), stages, human)
     assert cascade.deltas_.tolist() == [0.05, 0.05]
     first = SelectiveCalibrator(alpha=0.1, delta=0.05).calibrate(stages[0][1], stages[0][2], human)
     assert cascade.thresholds_[0] == first.threshold_
@@ -68,7 +76,7 @@ def test_two_stages_each_on_what_earlier_left():
 
 def test_weighted_delta_split():
     stages, human = _two_judges(seed=3)
-    cascade = CascadeCalibrator(delta=0.1, delta_split=[3, 1]).calibrate(stages, human)
+    cascade = _fit(CascadeCalibrator(delta=0.1, delta_split=[3, 1]), stages, human)
     assert cascade.deltas_ == pytest.approx([0.075, 0.025])
     assert "weights" in cascade.certificate(data_hash="h").delta_split
 
@@ -84,7 +92,7 @@ def test_cascade_guarantee_holds_in_repetition():
     repetitions = 300
     for seed in range(repetitions):
         stages, human = _two_judges(n_items=1500, seed=1000 + seed)
-        cascade = CascadeCalibrator(alpha=0.1, delta=0.1).calibrate(stages, human)
+        cascade = _fit(CascadeCalibrator(alpha=0.1, delta=0.1), stages, human)
         route = cascade.route(test_confidence, test_pred).stage
         if (route >= 0).any():
             agree = np.where(route == 0, test_agree[0], test_agree[1])[route >= 0]
@@ -98,21 +106,22 @@ def test_cascade_guarantee_holds_in_repetition():
     (dict(delta_split=[1]), None, "delta_split weights must be 2 positive numbers"),
     (dict(alpha=[0.1, 0.2]), None, "a cascade takes one alpha"),
     (dict(delta=1.0), None, "delta must be a number in"),
-    (dict(), lambda s: [], "at least one stage"),
-    (dict(), lambda s: [s[0][:2]], "must be \\(name, confidence, pred\\)"),
-    (dict(), lambda s: [(s[0][0], s[0][1][:-1], s[0][2])], "one entry per item"),
+    (dict(), lambda s: [(s[0][0], s[0][1][:-1], s[0][2])], "must have the same length"),
+    (dict(), lambda s: [s[0], ("small", s[1][1], s[1][2])], "must name each of the 2 judges once"),
 ])
 def test_errors(params, stages_fn, match):
     stages, human = _two_judges(n_items=300)
     with pytest.raises(ValueError, match=match):
-        CascadeCalibrator(**params).calibrate(stages if stages_fn is None else stages_fn(stages), human)
+        _fit(CascadeCalibrator(**params), stages if stages_fn is None else stages_fn(stages), human)
+    with pytest.raises(ValueError, match="at least one stage"):
+        CascadeCalibrator().calibrate(np.empty((300, 0)), np.empty((300, 0), dtype=object), human)
 
 
 def test_route_errors():
     with pytest.raises(NotCalibratedError, match="not calibrated yet"):
         CascadeCalibrator().route([[0.9]], [["a"]])
     stages, human = _two_judges(n_items=500)
-    cascade = CascadeCalibrator().calibrate(stages, human)
+    cascade = _fit(CascadeCalibrator(), stages, human)
     with pytest.raises(ValueError, match="one confidence and one pred array per stage"):
         cascade.route([stages[0][1]], [stages[0][2]])
 
@@ -125,7 +134,7 @@ def test_stage_with_nothing_left_accepts_nothing():
     stages = [("first", confident, np.full(n_items, "a", dtype=object)),
               ("second", np.full(n_items, 0.99), np.full(n_items, "a", dtype=object))]
     grid = fixed_grid(51, 0.5, 1.0)  # the tie items (confidence 0.1) stay below every threshold
-    cascade = CascadeCalibrator(alpha=0.1, delta=0.1, grid=grid).calibrate(stages, human)
+    cascade = _fit(CascadeCalibrator(alpha=0.1, delta=0.1, grid=grid), stages, human)
     assert cascade.thresholds_[0] == 0.5 and np.isinf(cascade.thresholds_[1])
     assert cascade.stages_[1]["n_seen"] == 100 and cascade.stages_[1]["result"] is None
     stage = cascade.certificate(data_hash="h").stages[1]
@@ -145,7 +154,7 @@ def test_items_without_a_verdict_move_on_and_are_never_dropped():
     pred_large = pred_large.copy()
     pred_large[silent_large] = None               # a confidence without a verdict: still no
     cascade = CascadeCalibrator(alpha=0.1, delta=0.1).calibrate(
-        [(small, conf_small, pred_small), (large, conf_large, pred_large)], human)
+        [conf_small, conf_large], [pred_small, pred_large], human, names=[small, large])
 
     # stage 1 = plain calibration with the silent items present but never accepted
     first = SelectiveCalibrator(alpha=0.1, delta=0.05).calibrate(conf_small, pred_small, human)

@@ -176,7 +176,7 @@ def test_a_quantile_grid_from_calibration_items_is_refused_on_the_grouped_path(t
     groups = np.array(["x", "y"] * 300, dtype=object)
     grid = quantile_grid(confidence[:100], 20, ids=ids[:100])
     with pytest.raises(ValueError, match="quantile grid was built from"):
-        GroupedCalibrator(grid=grid).calibrate(confidence, pred, human, groups, ids=ids)
+        GroupedCalibrator(grid=grid).calibrate(confidence, pred, human, groups=groups, ids=ids)
     # through certify the grid's rows are provenance: refused as such, or left out on request
     with pytest.raises(ContractError, match="quantile grid"):
         certify([Stage("j", CONF, confidence, pred)], human, ids, grid=grid, groups=groups)
@@ -205,11 +205,12 @@ def test_grouped_stage_certificate_refuses_another_judges_scores(tmp_path, capsy
 # ---- the property: no certificate's calibration ids meet its provenance ids --------------------
 
 def test_no_certificate_calibrates_on_its_provenance_rows_over_random_splits():
-    """Over random splits and provenance sets, every certify path (single, cascade, grouped;
-    refusing or excluding) gives a certificate whose calibration rows are disjoint from every
+    """Over random splits and provenance sets, every certify path (single, cascade, grouped, a
+    cascade designed on training rows; refusing or excluding) gives a certificate whose calibration rows are disjoint from every
     provenance row, or refuses."""
     rng = np.random.default_rng(20)
-    for repetition in range(60):
+    certified_by_mode = dict.fromkeys(("single", "cascade", "grouped", "designed"), 0)
+    for repetition in range(80):
         n = int(rng.integers(80, 400))
         ids = np.array([f"r{repetition}-{k}" for k in range(n)], dtype=object)
         is_calibration = rng.random(n) < rng.uniform(0.2, 0.9)
@@ -222,15 +223,23 @@ def test_no_certificate_calibrates_on_its_provenance_rows_over_random_splits():
         pred = rng.choice(["a", "b"], n).astype(object)
         human = np.where(rng.random(n) < confidence, pred, np.where(pred == "a", "b", "a")).astype(object)
         groups = rng.choice(["u", "v"], n).astype(object)
-        mode = ("single", "cascade", "grouped")[repetition % 3]
+        mode = ("single", "cascade", "grouped", "designed")[repetition % 4]
+        second = rng.uniform(0.5, 1, n)
         stages = [Stage("j1", CONF, confidence[cal], pred[cal])]
-        if mode == "cascade":
-            stages.append(Stage("j2", CONF, rng.uniform(0.5, 1, cal.size), pred[cal]))
+        if mode in ("cascade", "designed"):
+            stages.append(Stage("j2", CONF, second[cal], pred[cal]))
+        design = None
+        if mode == "designed":  # a design read on training rows, and sometimes calibration rows
+            read = np.flatnonzero(~is_calibration | leak)
+            design = {"train": {"confidence": np.stack([confidence, second], axis=1)[read],
+                                "pred": np.stack([pred, pred], axis=1)[read],
+                                "human_label": human[read], "ids": ids[read]}, "drop": False}
+            seen_ids = np.union1d(seen_ids, ids[read])
         exclude = bool(repetition % 2)
         try:
             certified = certify(stages, human[cal], ids[cal], provenance=provenance,
                                 groups=groups[cal] if mode == "grouped" else None,
-                                exclude_seen=exclude)
+                                exclude_seen=exclude, design=design)
         except ContractError:
             assert leak.any() and (not exclude or np.isin(ids[cal], seen_ids).all())
             continue
@@ -240,30 +249,75 @@ def test_no_certificate_calibrates_on_its_provenance_rows_over_random_splits():
         certificate = certified.certificates[0.1]
         assert certificate.n_calibration == used.size
         assert certificate.provenance["n_excluded"] == certified.n_excluded
+        certified_by_mode[mode] += 1
+    assert min(certified_by_mode.values()) >= 3, certified_by_mode  # every path, not only refusals
 
 
-# ---- one interface: route returns one type ----------------------------------------------------
+# ---- one interface: calibrate, route and certificate, the same on all three -------------------
 
-def test_the_three_calibrators_share_route_and_certificate():
+def test_the_three_calibrators_share_calibrate_route_and_certificate():
+    import inspect
+
     rng = np.random.default_rng(1)
     confidence = rng.uniform(0.5, 1, 800)
     pred = rng.choice(["a", "b"], 800).astype(object)
     human = np.where(rng.random(800) < confidence, pred, "tie").astype(object)
     groups = np.array(["x", "y"] * 400, dtype=object)
-    single = SelectiveCalibrator().calibrate(confidence, pred, human)
-    cascade = CascadeCalibrator().calibrate([("j", confidence, pred)], human)
-    grouped = GroupedCalibrator().calibrate(confidence, pred, human, groups)
-    routes = [single.route(confidence, pred), cascade.route([confidence], [pred]),
+    ids = np.array([f"i{k}" for k in range(800)], dtype=object)
+    kinds = (SelectiveCalibrator, CascadeCalibrator, GroupedCalibrator)
+    # one signature: the same names everywhere; GroupedCalibrator adds groups (as in route)
+    for method in ("calibrate", "route", "certificate"):
+        signatures = [{name: (p.kind, p.default) for name, p in
+                       inspect.signature(getattr(kind, method)).parameters.items() if name != "groups"}
+                      for kind in kinds]
+        assert signatures[0] == signatures[1] == signatures[2], method
+    common = dict(ids=ids, names=["j"])
+    single = SelectiveCalibrator().calibrate(confidence, pred, human, **common)
+    cascade = CascadeCalibrator().calibrate(confidence, pred, human, **common)
+    grouped = GroupedCalibrator().calibrate(confidence, pred, human, groups=groups, **common)
+    routes = [single.route(confidence, pred), cascade.route(confidence, pred),
               grouped.route(confidence, pred, groups=groups)]
-    assert all(isinstance(r, Routing) for r in routes)
+    assert all(type(r) is Routing for r in routes)
     assert np.array_equal(routes[0].stage, routes[1].stage)
+    assert not any(r.unseen.any() for r in routes)
     assert np.array_equal(routes[0].stage >= 0, single.accept(confidence, pred=pred))
-    # and one certificate call: data hash, confidence names, model hash, extra
+    ties = int((human == "tie").sum())
+    assert ties > 0
     for calibrator in (single, cascade, grouped):
+        # the counts every closing line states, the same attributes on every calibrator
+        assert (calibrator.n_calibration_, calibrator.n_ties_dropped_, calibrator.n_used_) == \
+            (800, ties, 800 - ties)
+        assert calibrator.stage_names_ == ["j"]
+        # and one certificate call: data hash, confidence names, model hash, extra, alpha
         certificate = calibrator.certificate("h", confidence_names=["c"], model_hash="m",
-                                             extra={"k": 1})
+                                             extra={"k": 1}, alpha=0.1)
         assert certificate.stages[0]["confidence"] == "c" and certificate.model_hash == "m"
+        assert certificate.stages[0]["name"] == "j"
         assert certificate.extra["k"] == 1 and certificate.data_hash == "h"
+        assert certificate.extra["n_ties_dropped"] == ties and certificate.extra["n_used"] == 800 - ties
+        with pytest.raises(ValueError, match="was not calibrated"):
+            calibrator.certificate("h", alpha=0.2)
+
+
+def test_certify_leaves_the_callers_design_dict_as_given():
+    """certify's design wrote design["names"] into the caller's dict (a side effect)."""
+    rng = np.random.default_rng(3)
+    n = 600
+    ids = np.array([f"i{k}" for k in range(n)], dtype=object)
+    confidence = rng.uniform(0.5, 1, (n, 2))
+    pred = np.full((n, 2), "a", dtype=object)
+    human = np.where(rng.random(n) < confidence[:, 1], "a", "b").astype(object)
+    train, cal = np.arange(n) < 300, np.arange(n) >= 300
+    design = {"train": {"confidence": confidence[train], "pred": pred[train],
+                        "human_label": human[train], "ids": ids[train]}, "drop": False}
+    before = {key: value for key, value in design.items()}
+    stages = [Stage(f"j{l}", CONF, confidence[cal, l], pred[cal, l]) for l in range(2)]
+    certified = certify(stages, human[cal], ids[cal], alpha=0.2, design=design)
+    assert design.keys() == before.keys() and design["train"] is before["train"]
+    assert certified.certificates[0.2].extra["design"]["order"] in (["j0", "j1"], ["j1", "j0"])
+    # the same dict certifies again, with the same result
+    again = certify(stages, human[cal], ids[cal], alpha=0.2, design=design)
+    assert again.certificates[0.2].thresholds == certified.certificates[0.2].thresholds
 
 
 def test_provenance_hashes_are_exact_on_a_million_distinct_ids():
@@ -296,8 +350,9 @@ def test_cli_cascade_cheapest_first_with_the_delta_split_and_apply_accepts_it(tm
     tables = [pq.read_table(p) for p in (cheap, strong)]
     rows = [t.filter(pa.compute.equal(t.column("split"), "calibration")) for t in tables]
     direct = CascadeCalibrator(alpha=0.2, delta=0.1, delta_split=[1, 3]).calibrate(
-        [(n, r.column(CONF).to_numpy(), np.asarray(r.column("pred").to_pylist(), object))
-         for n, r in zip(("cheap", "strong"), rows)], rows[0].column("human_label").to_pylist())
+        [r.column(CONF).to_numpy() for r in rows],
+        [np.asarray(r.column("pred").to_pylist(), object) for r in rows],
+        rows[0].column("human_label").to_pylist(), names=["cheap", "strong"])
     assert certificate.thresholds == direct.thresholds_.tolist()
     assert certificate.coverage == pytest.approx(direct.coverage_)
     assert json.loads((out / "summary.json").read_text())["judges"] == ["cheap", "strong"]
@@ -333,9 +388,9 @@ def test_each_calibrator_refuses_provenance_rows_on_its_own():
     human = np.where(rng.random(500) < confidence, "a", "b").astype(object)
     provenance = {"model: trained": provenance_record(ids[[7, 300]])}
     calls = [lambda: SelectiveCalibrator().calibrate(confidence, pred, human, ids=ids, provenance=provenance),
-             lambda: CascadeCalibrator().calibrate([("j", confidence, pred)], human, ids=ids,
+             lambda: CascadeCalibrator().calibrate(confidence, pred, human, ids=ids,
                                                    provenance=provenance),
-             lambda: GroupedCalibrator().calibrate(confidence, pred, human, np.array(["x"] * 500),
+             lambda: GroupedCalibrator().calibrate(confidence, pred, human, groups=np.array(["x"] * 500),
                                                    ids=ids, provenance=provenance)]
     for call in calls:
         with pytest.raises(ContractError, match="2 of 500 calibration rows .*first id 'i7'"):
@@ -371,3 +426,29 @@ def test_a_designed_certificate_records_its_design_and_refuses_design_rows(tmp_p
     with pytest.raises(ContractError, match="calibration rows"):
         certify(stages, tables[0].column("human_label").to_pylist(), tables[0].column("id").to_pylist(),
                 design={"train": everything})
+
+
+@pytest.mark.parametrize("kind", ["single", "cascade", "grouped"])
+def test_the_stage_reports_one_shape_with_its_counts_for_every_kind(kind, tmp_path):
+    """calibrate_stage returned a different progress record per kind, without the ties dropped;
+    now one record (λ̂, coverage, calibration items, ties dropped, used) for every kind."""
+    paths = [_scored(tmp_path / f"judge{l}.parquet", f"judge{l}", seed=l)
+             for l in range(2 if kind == "cascade" else 1)]
+    settings = CalibrateConfig(confidence=CONF, by="group" if kind == "grouped" else None)
+    progress = calibrate_stage(settings, [p.stem for p in paths], [str(p) for p in paths],
+                               str(tmp_path / "c.json"), model_folders=[None] * len(paths))
+    table = pq.read_table(paths[0])
+    calibration = [h for h, s in zip(table.column("human_label").to_pylist(),
+                                     table.column("split").to_pylist()) if s == "calibration"]
+    ties = calibration.count("tie")
+    assert ties > 0
+    assert (progress["n_calibration"], progress["n_ties_dropped"], progress["n_used"]) == \
+        (len(calibration), ties, len(calibration) - ties)
+    certificate = Certificate.read(tmp_path / "c.json")
+    assert progress["coverage"] == round(certificate.coverage, 4)
+    assert certificate.extra["n_ties_dropped"] == ties
+    if kind == "grouped":
+        assert progress["groups"] == len(certificate.groups["values"])
+        assert all(f"{g}: " in progress["lambda_hat"] for g in certificate.groups["values"])
+    else:
+        assert progress["lambda_hat"].split() == [f"{t:.4g}" for t in certificate.thresholds]

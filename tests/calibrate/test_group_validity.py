@@ -65,7 +65,7 @@ def test_study_thresholds_equal_grouped_calibrator_on_one_draw():
     rows = groups == "easy"
     thresholds = calibrate_batch(conf[rows][None], agree[rows][None], ALPHA, DELTA / 2)
     grouped = GroupedCalibrator(alpha=ALPHA, delta=DELTA).calibrate(
-        conf, np.full(conf.size, "a", dtype=object), np.where(agree, "a", "b"), groups)
+        conf, np.full(conf.size, "a", dtype=object), np.where(agree, "a", "b"), groups=groups)
     assert thresholds[0] == grouped.thresholds_["easy"][0]
     single = SelectiveCalibrator(alpha=ALPHA, delta=DELTA).calibrate_agreement(conf[rows], agree[rows])
     coverage, agreement, success = judge_thresholds(conf[rows], agree[rows], np.array([single.threshold_]), ALPHA)

@@ -28,13 +28,13 @@ def _items(sizes, hardness, seed=0):
 
 def test_each_group_equals_a_selective_calibrator_at_delta_over_g():
     confidence, pred, human, groups = _items({"coding": 1500, "chat": 2500}, {"coding": 0.6, "chat": 0.2})
-    grouped = GroupedCalibrator(alpha=0.1, delta=0.1).calibrate(confidence, pred, human, groups)
+    grouped = GroupedCalibrator(alpha=0.1, delta=0.1).calibrate(confidence, pred, human, groups=groups)
     assert grouped.groups_ == ("chat", "coding") and grouped.deltas_ == {"chat": 0.05, "coding": 0.05}
     for g in grouped.groups_:
         rows = groups == g
         single = SelectiveCalibrator(alpha=0.1, delta=0.05).calibrate(confidence[rows], pred[rows], human[rows])
         assert grouped.thresholds_[g][0] == single.threshold_
-        assert grouped.coverage_[g] == pytest.approx(single.coverage_)
+        assert grouped.group_coverage_[g] == pytest.approx(single.coverage_)
     assert grouped.thresholds_["coding"][0] > grouped.thresholds_["chat"][0]  # harder: stricter
 
 
@@ -48,13 +48,13 @@ def test_weights_split_delta_and_are_validated():
 
 def test_small_group_abstains_and_says_how_many_labels_it_needs():
     confidence, pred, human, groups = _items({"big": 3000, "legal": 15}, {"big": 0.2, "legal": 0.2})
-    grouped = GroupedCalibrator(alpha=0.1, delta=0.1).calibrate(confidence, pred, human, groups)
+    grouped = GroupedCalibrator(alpha=0.1, delta=0.1).calibrate(confidence, pred, human, groups=groups)
     assert grouped.abstains_["legal"] and not grouped.abstains_["big"]
     assert math.isinf(grouped.thresholds_["legal"][0])
     need = grouped.labels_needed_["legal"]
     assert need["n_labelled"] > 15 and need["n_accepted"] >= min_n_to_pass(0.1, 0.05)
     assert need["n_accepted"] == n_needed_at_rate(need["observed_disagreement"], 0.1, 0.05)
-    assert not grouped.accept(np.ones(3), ["legal"] * 3).any()
+    assert not grouped.accept(np.ones(3), groups=["legal"] * 3).any()
 
 
 def test_labels_needed_rule():
@@ -86,14 +86,16 @@ def test_cascade_per_group_equals_cascade_calibrator_at_delta_g():
     confidence, pred, human, groups = _items({"x": 2000, "y": 2000}, {"x": 0.5, "y": 0.2}, seed=3)
     rng = np.random.default_rng(4)
     cheap = np.clip(confidence + rng.normal(0, 0.2, confidence.size), 0, 1)
-    stages = [("small", cheap, pred), ("big", confidence, pred)]
-    grouped = GroupedCalibrator(alpha=0.1, delta=0.1).calibrate_cascade(stages, human, groups)
+    both = np.stack([cheap, confidence], axis=1)
+    preds = np.stack([pred, pred], axis=1)
+    grouped = GroupedCalibrator(alpha=0.1, delta=0.1, by="task").calibrate(
+        both, preds, human, groups=groups, names=["small", "big"])
     for g in ("x", "y"):
         rows = groups == g
-        cascade = CascadeCalibrator(alpha=0.1, delta=0.05).calibrate(
-            [(n, c[rows], p[rows]) for n, c, p in stages], human[rows])
+        cascade = CascadeCalibrator(alpha=0.1, delta=0.05).calibrate(both[rows], preds[rows], human[rows])
         np.testing.assert_array_equal(grouped.thresholds_[g], cascade.thresholds_)
-    certificate = grouped.certificate(data_hash="h", column="task", confidence_names=["c1", "c2"])
+    certificate = grouped.certificate(data_hash="h", confidence_names=["c1", "c2"])
+    assert certificate.groups["column"] == "task" and certificate.stages[0]["name"] == "small"
     assert "delta_g / 2 per stage" in certificate.delta_split
     assert [s["delta"] for s in certificate.groups["values"]["x"]["stages"]] == [0.025, 0.025]
 
@@ -101,8 +103,9 @@ def test_cascade_per_group_equals_cascade_calibrator_at_delta_g():
 def test_certificate_round_trip_and_fail_safe_top_level(tmp_path):
     confidence, pred, human, groups = _items({"coding": 1500, "chat": 2500, "legal": 10},
                                              {"coding": 0.6, "chat": 0.2, "legal": 0.2})
-    grouped = GroupedCalibrator(alpha=0.1, delta=0.1).calibrate(confidence, pred, human, groups)
-    certificate = grouped.certificate(data_hash="h", column="task", confidence_names=["conf"])
+    grouped = GroupedCalibrator(alpha=0.1, delta=0.1, by="task").calibrate(confidence, pred, human,
+                                                                           groups=groups)
+    certificate = grouped.certificate(data_hash="h", confidence_names=["conf"])
     certificate.write(tmp_path / "c.json")
     back = Certificate.read(tmp_path / "c.json")
     assert back.groups["column"] == "task" and "delta / 3 per group" in back.groups["delta_split"]
@@ -118,4 +121,4 @@ def test_certificate_round_trip_and_fail_safe_top_level(tmp_path):
 
 def test_missing_group_is_refused():
     with pytest.raises(ValueError, match="group is missing at position 1"):
-        GroupedCalibrator().calibrate([0.9, 0.9], ["a", "a"], ["a", "a"], ["x", None])
+        GroupedCalibrator().calibrate([0.9, 0.9], ["a", "a"], ["a", "a"], groups=["x", None])

@@ -83,7 +83,7 @@ def test_decide_with_single_and_grouped_certificates():
     decisions = decide(single, conf, pred)
     np.testing.assert_array_equal(decisions.accepted, conf >= single.stages[0]["threshold"])
     assert set(decisions.kind) == {"accepted", "below_threshold"} and "group" not in decisions.reason[0]
-    grouped = GroupedCalibrator().calibrate(conf, pred, human, groups).certificate(data_hash="h", column="task")
+    grouped = GroupedCalibrator(by="task").calibrate(conf, pred, human, groups=groups).certificate(data_hash="h")
     new_groups = np.array(["coding", "chat", "legal"], dtype=object)
     decisions = decide(grouped, np.array([0.99, 0.51, 0.99]), np.array(["a", "b", "a"], dtype=object), new_groups)
     assert decisions.verdict.tolist() == ["a", "escalate", "escalate"]

@@ -16,8 +16,9 @@ def single():
     """A single-judge certificate that accepts part of the items (alpha 0.15, delta 0.1)."""
     confidence, pred, human = toy_items(600, seed=0)
     grid = fixed_grid(100, 0.5, 1.0)
-    calibrator = SelectiveCalibrator(alpha=0.15, delta=0.1, grid=grid).calibrate(confidence, pred, human)
-    certificate = calibrator.certificate("sha256:toy", "conf_marc", judge_name="toy-judge",
+    calibrator = SelectiveCalibrator(alpha=0.15, delta=0.1, grid=grid).calibrate(
+        confidence, pred, human, names=["toy-judge"])
+    certificate = calibrator.certificate("sha256:toy", confidence_names=["conf_marc"],
                                          extra={"calibration_confidence": {"toy-judge": confidence.tolist()}})
     assert 0 < calibrator.coverage_ < 1
     return certificate, (confidence, pred, human)
@@ -28,9 +29,9 @@ def abstaining():
     """A certificate where even the top threshold fails (alpha far below the judge's risk)."""
     confidence, pred, human = toy_items(200, seed=1)
     calibrator = SelectiveCalibrator(alpha=0.01, delta=0.1, grid=fixed_grid(50, 0.5, 1.0)).calibrate(
-        confidence, pred, human)
+        confidence, pred, human, names=["toy-judge"])
     assert calibrator.threshold_ == float("inf")
-    return calibrator.certificate("sha256:toy", "conf_simulated", judge_name="toy-judge"), \
+    return calibrator.certificate("sha256:toy", confidence_names=["conf_simulated"]), \
         (confidence, pred, human)
 
 
@@ -48,5 +49,5 @@ def cascade():
         pred = np.array([h if ok else flip[h] for h, ok in zip(human, agree)], dtype=object)
         stages.append((name, confidence, pred))
     calibrator = CascadeCalibrator(alpha=0.12, delta=0.1, grid=fixed_grid(100, 0.5, 1.0)).calibrate(
-        stages, human)
-    return calibrator.certificate("sha256:toy", ["conf_marc", "conf_marc"]), stages, human
+        [c for _, c, _ in stages], [p for _, _, p in stages], human, names=[n for n, _, _ in stages])
+    return calibrator.certificate("sha256:toy", confidence_names=["conf_marc", "conf_marc"]), stages, human

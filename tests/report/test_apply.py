@@ -129,17 +129,19 @@ def test_python_api_and_cli_route_an_item_without_a_verdict_alike(tmp_path):
     new_conf[:5], new_pred[:5] = 1.0, None  # confident, but no verdict
     new_pred = new_pred.astype(object)
 
-    single = SelectiveCalibrator(alpha=0.15, delta=0.1, grid=grid).calibrate(confidence, pred, human)
+    single = SelectiveCalibrator(alpha=0.15, delta=0.1, grid=grid).calibrate(confidence, pred, human,
+                                                                            names=["one"])
     assert single.threshold_ < 1.0
+    large_conf, large_pred = _second_judge(human, seed=13)
     cascade = CascadeCalibrator(alpha=0.2, delta=0.1, grid=grid).calibrate(
-        [("small", confidence, pred), ("large", *_second_judge(human, seed=13))], human)
+        [confidence, large_conf], [pred, large_pred], human, names=["small", "large"])
     assert np.isfinite(cascade.thresholds_).all()
     second_conf, second_pred = _second_judge(np.where(new_pred == None, "a", new_pred), seed=14)  # noqa: E711
     second_pred[:5:2] = None  # items 0, 2, 4: no verdict from either judge
 
-    single.certificate("sha256:t", "conf_marc", judge_name="one").write(tmp_path / "single.json")
+    single.certificate("sha256:t", confidence_names=["conf_marc"]).write(tmp_path / "single.json")
     write_table_atomic(scored_table(new_conf, new_pred), tmp_path / "one.parquet")
-    cascade.certificate("sha256:t", ["conf_marc", "conf_marc"]).write(tmp_path / "cascade.json")
+    cascade.certificate("sha256:t", confidence_names=["conf_marc", "conf_marc"]).write(tmp_path / "cascade.json")
     write_table_atomic(pa.concat_tables([scored_table(new_conf, new_pred, judge="small"),
                                          scored_table(second_conf, second_pred, judge="large")]),
                        tmp_path / "two.parquet")

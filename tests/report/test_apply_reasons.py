@@ -8,6 +8,8 @@ unseen group with that reason, and writes every reason kind into decisions.parqu
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -42,9 +44,16 @@ def grouped_items(seed: int = 0):
 def grouped():
     confidence, pred, human, groups = grouped_items()
     calibrator = GroupedCalibrator(alpha=ALPHA, delta=DELTA, grid=fixed_grid(50, 0.5, 1.0))
-    calibrator.calibrate(confidence, pred, human, groups, judge_name="toy-judge")
-    certificate = calibrator.certificate("sha256:toy", "group", ["conf_simulated"])
+    calibrator.calibrate(confidence, pred, human, groups=groups, names=["toy-judge"])
+    certificate = calibrator.certificate("sha256:toy", confidence_names=["conf_simulated"])
     return certificate, calibrator, (confidence, pred, human, groups)
+
+
+def certified_by(calibrator: GroupedCalibrator, column: str):
+    """The same calibration certified as grouped by another column name (``by``)."""
+    renamed = copy.copy(calibrator)
+    renamed.by = column
+    return renamed.certificate("sha256:toy", confidence_names=["conf_simulated"])
 
 
 def test_per_group_thresholds_and_the_single_threshold_over_accepting_the_hard_group(grouped):
@@ -125,7 +134,7 @@ def test_a_per_group_certificate_needs_the_group_column(grouped):
 def test_apply_routes_by_the_certificates_column_not_by_group(grouped):
     # the same certificate, certified per "language": the data's group column is ignored
     _, calibrator, _ = grouped
-    by_language = calibrator.certificate("sha256:toy", "language", ["conf_simulated"])
+    by_language = certified_by(calibrator, "language")
     assert by_language.groups["column"] == "language"
     easy = float(by_language.groups["values"]["easy"]["stages"][0]["threshold"])
     table = new_items(easy)
@@ -144,7 +153,7 @@ def test_apply_routes_by_the_certificates_column_not_by_group(grouped):
                                          "threshold is for a group")
     with pytest.raises(ContractError, match=r"field 'language'.*carry: \[language\]"):
         apply_certificate(by_language, table.drop_columns(["language"]))
-    by_reason = calibrator.certificate("sha256:toy", "reason", ["conf_simulated"])
+    by_reason = certified_by(calibrator, "reason")
     with pytest.raises(ContractError, match=r"field 'reason'.*also a column of the decisions"):
         apply_certificate(by_reason, table.append_column("reason", table.column("language")))
 

@@ -129,10 +129,9 @@ def test_a_grouped_cascade_compares_each_judge_certified_per_group():
 
     data = piled_up_groups({"A": 500, "B": 400}, seed=3)
     names = ["weak", "strong"]
-    grouped = GroupedCalibrator(alpha=0.15, delta=0.1).calibrate_cascade(
-        [(n, data["confidence"][:, j], data["pred"][:, j]) for j, n in enumerate(names)],
-        data["human_label"], data["groups"])
-    certificate = grouped.certificate("sha256:toy", "group", ["conf_simulated"] * 2)
+    grouped = GroupedCalibrator(alpha=0.15, delta=0.1).calibrate(
+        data["confidence"], data["pred"], data["human_label"], groups=data["groups"], names=names)
+    certificate = grouped.certificate("sha256:toy", confidence_names=["conf_simulated"] * 2)
     items = ItemSet("calibration", data["confidence"], data["pred"], data["human_label"],
                     groups=data["groups"])
     figures = cost_coverage(certificate, items, costs=[1.0, 10.0])
@@ -140,7 +139,7 @@ def test_a_grouped_cascade_compares_each_judge_certified_per_group():
     for j, row in enumerate(figures["rows"][1:]):
         alone = GroupedCalibrator(alpha=0.15, delta=0.1, grid=ThresholdGrid(certificate.grid["values"], kind="fixed")
                                   ).calibrate(data["confidence"][:, j], data["pred"][:, j],
-                                              data["human_label"], data["groups"])
+                                              data["human_label"], groups=data["groups"])
         assert row["thresholds"] == {g: float(t[0]) for g, t in alone.thresholds_.items()}
-        assert row["sets"]["calibration"]["coverage"] == pytest.approx(alone.coverage_overall_)
+        assert row["sets"]["calibration"]["coverage"] == pytest.approx(alone.coverage_)
     assert "per group" in figures["judges_alone"]

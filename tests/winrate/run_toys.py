@@ -54,9 +54,9 @@ def build_run(root: Path, n: int = 900, seed: int = 0, tie_share: float = 0.05,
     calibration = split == "calibration"
     calibrator = SelectiveCalibrator(alpha=0.2, delta=0.1, grid=fixed_grid(100, 0.5, 1.0),
                                      tie_policy=tie_policy).calibrate(
-        confidence[calibration], pred[calibration], label[calibration])
+        confidence[calibration], pred[calibration], label[calibration], names=[JUDGE])
     Path(folder.certificate).parent.mkdir(parents=True, exist_ok=True)
-    calibrator.certificate("sha256:toy", "conf_simulated", judge_name=JUDGE).write(folder.certificate)
+    calibrator.certificate("sha256:toy", confidence_names=["conf_simulated"]).write(folder.certificate)
     if fitted:  # a fitted confidence model's saved record (fit.estimator.save's keys read here)
         model_dir = Path(folder.path("fit", JUDGE))
         model_dir.mkdir(parents=True, exist_ok=True)
