@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .annotate.config import AnnotateConfig, judge_name
+from .annotate.engines import engine_spec
 from .calibrate.config import AUTO, CONFIDENCE_MEASURES, GRIDS, LEARNED_MEASURES, CalibrateConfig
 from .contracts import TIE_POLICIES
 from .contracts.validation import check_safe_name, check_section_types, fail, reject_unknown
@@ -219,7 +220,7 @@ class PipelineConfig:
         ``n_annotators * k_shots`` non-tie items (the largest over judges; none for replay)."""
         if self.data.demo is None and not self.data.pool and not self.data.pool_size:
             self.data.pool_size = max((judge.n_annotators * judge.k_shots for judge in judges
-                                       if judge.engine != "replay"), default=0)
+                                       if engine_spec(judge.engine).needs_pool), default=0)
 
     def _validate_judges(self) -> list[AnnotateConfig]:
         from .annotate.models import MODEL_ALIASES, check_model_spec
@@ -232,27 +233,23 @@ class PipelineConfig:
                 judge.validate()
             except ValueError as error:
                 raise ValueError(f"{self.source}: {where}: {error}") from error
-            if judge.engine == "http":  # credentials in base_url: refused before anything runs
-                from .annotate.http_engine import HttpEngine, check_base_url
-
+            spec = engine_spec(judge.engine)
+            # e.g. credentials in an http base_url, a replay run table that is not there:
+            # refused before anything runs
+            for option, check in spec.option_checks.items():
                 try:
-                    check_base_url(judge.engine_options.get("base_url", HttpEngine().base_url))
+                    check(judge.engine_options)
                 except ValueError as error:
-                    raise ValueError(f"{self.source}: {where}.engine_options.base_url: "
+                    raise ValueError(f"{self.source}: {where}.engine_options.{option}: "
                                      f"{error}") from error
             # A local run checks the model here; on a cluster the paths name the cluster's
             # storage, and the annotate job checks them there before any engine starts.
             local = not (self.ray.address or os.environ.get("RAY_ADDRESS"))
-            if judge.engine in ("transformers", "vllm") and (local or judge.model in MODEL_ALIASES):
+            if spec.loads_model and (local or judge.model in MODEL_ALIASES):
                 try:
                     check_model_spec(judge.model)
                 except ValueError as error:
                     raise ValueError(f"{self.source}: {where}.model: {error}") from error
-            runs = judge.engine_options.get("runs") if judge.engine == "replay" else None
-            if isinstance(runs, str) and "://" not in runs and not os.path.exists(runs):
-                # the driver reads a replay judge's run table: checked before any stage runs
-                raise ValueError(f"{self.source}: {where}.engine_options.runs: no such file "
-                                 f"{runs!r}")
             name = judge_name(judge)
             if name in names:
                 raise ValueError(f"{self.source}: two judges are named {name!r}; give each cascade "
