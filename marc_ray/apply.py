@@ -349,8 +349,8 @@ def apply_run(run_dir: str | os.PathLike, comparisons_path: str | os.PathLike,
 
     run_dir, comparisons_path, out_dir = map(os.fspath, (run_dir, comparisons_path, out_dir))
     check_output_dir(out_dir)
-    config = PipelineConfig.from_run(run_dir)
     run, out = RunFolder(run_dir), RunFolder(out_dir)  # out_dir gets a run's annotate/ and score/
+    config = PipelineConfig.from_run(run)  # read once; its judges are resolved with `run`
     certificate_path = run.certificate
     if not is_file(certificate_path):
         raise ContractError(run_dir, "the run has no certificate yet",

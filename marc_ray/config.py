@@ -116,9 +116,10 @@ class PipelineConfig:
         return cls.from_dict(data, source=path)
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "<config>") -> "PipelineConfig":
+    def from_dict(cls, data: dict, source: str = "<config>",
+                  folder: RunFolder | None = None) -> "PipelineConfig":
         """Build every section from a mapping and validate; unknown keys are errors naming the
-        allowed ones."""
+        allowed ones. ``folder``: the run folder already built for ``run_dir``, if any."""
         top = [f.name for f in fields(cls) if f.name != "source"]
         reject_unknown(data, top, source, "")
         values: dict[str, Any] = {"source": source}
@@ -156,7 +157,18 @@ class PipelineConfig:
                 tie_policy=tie_policy if tie_policy in TIE_POLICIES else "drop")
         except (TypeError, ValueError) as error:
             raise ValueError(f"{source}: fit: {error}") from error
-        return cls(**values).validate()
+        config = cls(**values)
+        if folder is not None:
+            config._folder = folder  # the `folder` property checks it is run_dir's
+        return config.validate()
+
+    @property
+    def folder(self) -> RunFolder:
+        """The run folder's layout at ``run_dir``: built once, and passed to every stage."""
+        folder = getattr(self, "_folder", None)
+        if folder is None or folder.root != os.fspath(self.run_dir):
+            folder = self._folder = RunFolder(self.run_dir)
+        return folder
 
     # -- the judges ---------------------------------------------------------------------------
 
@@ -172,7 +184,7 @@ class PipelineConfig:
     def _resolve_judges(self) -> list[AnnotateConfig]:
         base = {k: v for k, v in self.annotate.to_dict().items()
                 if k not in PIPELINE_OWNED_ANNOTATE_KEYS}
-        folder = RunFolder(self.run_dir)
+        folder = self.folder
         out = []
         for index, override in enumerate(self.cascade or [{}]):
             config = AnnotateConfig.from_dict({**base, **override}, self.source)
@@ -276,22 +288,22 @@ class PipelineConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @classmethod
-    def from_run(cls, run_dir: str | os.PathLike) -> "PipelineConfig":
+    def from_run(cls, run_dir: str | os.PathLike | RunFolder) -> "PipelineConfig":
         """The configuration a run folder was made with, pointed at the folder's own data.
 
         The saved config may name data files that have since moved, or another ``run_dir``
         (the folder itself may have moved); the run's copies in ``run_dir/data`` are what its
-        annotators and splits were built from, so they are what is used.
+        annotators and splits were built from, so they are what is used. The returned config's
+        :attr:`folder` is ``run_dir`` (the same object when a ``RunFolder`` is passed).
         """
-        run_dir = os.fspath(run_dir)
-        data = read_run_config(run_dir)
-        data["run_dir"] = run_dir
+        folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(os.fspath(run_dir))
+        data = read_run_config(folder)
+        data["run_dir"] = folder.root
         data["data"] = {key: value for key, value in (data.get("data") or {}).items()
                         if key not in ("demo", "comparisons", "pool", "max_items", "columns",
                                        "labels", "pool_size")}
-        folder = RunFolder(run_dir)
         data["data"]["comparisons"], data["data"]["pool"] = folder.comparisons, folder.pool
-        return cls.from_dict(data, source=folder.config)
+        return cls.from_dict(data, source=folder.config, folder=folder)
 
     def replace(self, **changes: Any) -> "PipelineConfig":
         """A copy with top-level fields changed (validated again)."""
@@ -300,7 +312,7 @@ class PipelineConfig:
         return PipelineConfig.from_dict(data, self.source)
 
 
-def read_run_config(run_dir: str | os.PathLike) -> dict:
+def read_run_config(run_dir: str | os.PathLike | RunFolder) -> dict:
     """The resolved configuration ``marc-ray run`` wrote into a run folder, as a mapping.
 
     Raises
@@ -312,9 +324,10 @@ def read_run_config(run_dir: str | os.PathLike) -> dict:
     from .contracts.io import is_file, read_text
     from .contracts.yaml_file import load_yaml
 
-    path = RunFolder(run_dir).config
+    folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(os.fspath(run_dir))
+    path = folder.config
     if not is_file(path):
-        raise ContractError(os.fspath(run_dir), f"not a marc_ray run folder (no {RUN_CONFIG})",
+        raise ContractError(folder.root, f"not a marc_ray run folder (no {RUN_CONFIG})",
                             hint="pass the run folder `marc-ray run` wrote (its run_dir or --out)")
     return load_yaml(read_text(path), os.fspath(path)) or {}
 
