@@ -192,4 +192,7 @@ def judge_name(config: AnnotateConfig) -> str:
     """The name of a judge's folders (annotate/<name>, fit/<name>, score/<name>.parquet):
     ``judge_name``, else its engine's rule (the model's short name; "replay" for a replay judge,
     which has no model)."""
-    return engine_spec(config.engine).judge_name(config)
+    # an unknown engine is refused by validate(), which may come later (a pipeline names its
+    # judges' folders first): meanwhile it is named as the default engine names its judges
+    known = config.engine in REGISTRY
+    return engine_spec(config.engine if known else AnnotateConfig.engine).judge_name(config)
