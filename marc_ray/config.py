@@ -131,8 +131,9 @@ class PipelineConfig:
         seed = values.get("seed", 0)
         if not isinstance(seed, int) or isinstance(seed, bool):
             fail("seed", "an integer", seed, source)
-        sections = {name: _mapping(data, name, source)
+        sections = {name: dict(_mapping(data, name, source))
                     for name in ("data", "annotate", "fit", "calibrate", "report", "ray")}
+        derive_seeds(sections, seed)
         for name, kind in (("data", DataConfig), ("calibrate", CalibrateConfig),
                            ("report", ReportConfig), ("ray", RayConfig)):
             reject_unknown(sections[name], [f.name for f in fields(kind)], source, name + ".")
@@ -149,12 +150,11 @@ class PipelineConfig:
             reject_unknown(mapping, [f.name for f in fields(AnnotateConfig)
                                      if f.name not in PIPELINE_OWNED_ANNOTATE_KEYS], source, where + ".")
         values["cascade"] = [dict(c) for c in cascade]
-        values["annotate"] = AnnotateConfig.from_dict({"seed": seed, **sections["annotate"]}, source)
+        values["annotate"] = AnnotateConfig.from_dict(sections["annotate"], source)
         tie_policy = values["calibrate"].tie_policy  # checked with its section, in validate
         try:
             values["fit"] = FitSection.from_dict(
-                sections["fit"], random_state=seed,
-                tie_policy=tie_policy if tie_policy in TIE_POLICIES else "drop")
+                sections["fit"], tie_policy=tie_policy if tie_policy in TIE_POLICIES else "drop")
         except (TypeError, ValueError) as error:
             raise ValueError(f"{source}: fit: {error}") from error
         config = cls(**values)
@@ -330,6 +330,21 @@ def read_run_config(run_dir: str | os.PathLike | RunFolder) -> dict:
         raise ContractError(folder.root, f"not a marc_ray run folder (no {RUN_CONFIG})",
                             hint="pass the run folder `marc-ray run` wrote (its run_dir or --out)")
     return load_yaml(read_text(path), os.fspath(path)) or {}
+
+
+# Every seed of a run is the top-level `seed` unless its section sets its own (docs/pipeline.md,
+# "Seeds"): one number reproduces the whole run, and one part can still be varied alone.
+# (The demo's data, `data.demo.seed`, and the certificate's drift sample follow the same rule
+# where they are drawn: datasets.prepare and the calibrate stage take the run's seed.)
+SECTION_SEEDS = (("data", "split_seed"),     # the train / calibration / test split, the drawn pool
+                 ("annotate", "seed"),       # the simulated annotators and their examples
+                 ("fit", "random_state"))    # C_theta's weights, pair sampling, validation split
+
+
+def derive_seeds(sections: dict[str, dict], seed: int) -> None:
+    """Set each of :data:`SECTION_SEEDS` a section leaves out to the run's ``seed`` (in place)."""
+    for section, key in SECTION_SEEDS:
+        sections[section].setdefault(key, seed)
 
 
 def _mapping(data: dict, name: str, source: str) -> dict:
