@@ -352,9 +352,8 @@ def run_folder_state(config, judges: list[dict]) -> dict:
     settings or inputs changed)."""
     from .annotate.job import DONE_DIR
     from .contracts.io import exists, join, list_names
-    from .run_folder import RunFolder
 
-    folder = RunFolder(config.run_dir)
+    folder = config.folder
     if not exists(folder.path()):
         return {"exists": False, "stages": [], "shards": {}}
     try:
