@@ -30,9 +30,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 # leaves that differ between two runs of the same computation: timings, where it ran, versions
-VOLATILE = re.compile(r"(^|\.)(wall_s|seconds\w*|\w*_seconds|elapsed\w*|finished|created\w*|"
+VOLATILE = re.compile(r"(^|\.)(\w*wall_s|seconds\w*|\w*_seconds|elapsed\w*|finished|created|"
                       r"timestamp|date|time|version|versions|command|run_dir|model_folders|"
-                      r"path|paths|source|digest|config_text|stage_times)(\.|\[|$)")
+                      r"path|paths|source|config_text|stage_times|config\.yaml)(\.|\[|$)"
+                      r"|^(certificate\.)?digest$")  # the certificate's digest covers its paths
+# (config.yaml's hash: the file records run_dir; its settings are compared through the numbers)
 RESUMED = ("data", "annotate")  # what the second commit takes from the first: the annotations
 
 
@@ -86,15 +88,17 @@ def leaves(value, prefix: str = "") -> dict:
 def compare(name: str, first: Path, second: Path) -> tuple[int, list[str], list[str]]:
     """(numbers compared, numbers that differ, other leaves that differ) of one JSON file."""
     a, b = (leaves(json.loads(path.read_text())) for path in (first, second))
-    numbers, differ, other = 0, [], []
+    numbers, differ, other, left_out = 0, [], [], []
     for key in sorted(set(a) | set(b)):
         x, y = a.get(key, "<absent>"), b.get(key, "<absent>")
         if VOLATILE.search(key):
+            left_out.append(key)
             continue
         is_number = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (x, y))
         numbers += is_number
         if x != y and not (is_number and x != x and y != y):  # NaN equals NaN here
             (differ if is_number or "<absent>" in (x, y) else other).append(f"{name}:{key}: {x!r} -> {y!r}")
+    print(f"{name}: left out {len(left_out)} leaves: " + ", ".join(left_out))
     return numbers, differ, other
 
 
@@ -105,13 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="configs/demo.yaml",
                         help="pipeline config, relative to each commit's tree")
     parser.add_argument("--work", default=None, help="scratch folder (default: a new temporary one)")
+    parser.add_argument("--compare-only", action="store_true",
+                        help="compare the run folders already in --work (no export, no run)")
     parser.add_argument("--annotations", default=None,
                         help="a finished run folder whose data/ and annotate/ both commits start from")
     args = parser.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="compare_commits_")).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    results = {}
-    for side, ref in (("base", args.base), ("head", args.head)):
+    for side, ref in (("base", args.base), ("head", args.head)) if not args.compare_only else ():
         tree, run_dir = work / f"src-{side}", work / f"run-{side}"
         commit = export(ref, tree)
         source = Path(args.annotations) if args.annotations else (
@@ -119,9 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         if source is not None:
             copy_annotations(source.resolve(), run_dir)
         seconds = run(tree, args.config, run_dir, work / f"{side}.log")
-        results[side] = (ref, commit, run_dir)
         print(f"{side}: {ref} ({commit[:10]}) ran in {seconds:.0f} s -> {run_dir}", flush=True)
-    (_, _, base), (_, _, head) = results["base"], results["head"]
+    base, head = work / "run-base", work / "run-head"
     configs = [(work / f"src-{side}" / args.config).read_text() for side in ("base", "head")]
     if configs[0] != configs[1]:
         print(f"note: {args.config} differs between the two commits")
