@@ -289,7 +289,8 @@ def run_calibrate(args) -> int:
     data_hash_columns = ["id", args.confidence_column, "pred", "human_label"]
     extra = {"scores_file": source if not args.cascade else list(args.scores),
              "calibration_rows": note}
-    certified = certify(stages, human, table.column("id").to_pylist(), alpha=alphas,
+    certified = certify(stages, human, table.column("id").to_pylist(),
+                        alpha=alphas if len(alphas) > 1 else alphas[0],
                         delta=args.delta, grid=_grid(args), procedure=args.procedure,
                         min_n=args.min_n, tie_policy=args.tie_policy,
                         delta_split=args.delta_split, groups=groups, by=args.by,
@@ -297,7 +298,7 @@ def run_calibrate(args) -> int:
                         exclude_flag="--exclude-seen-rows",
                         hashed=None if args.cascade else table,
                         hash_columns=data_hash_columns, model_hash=args.model_hash, extra=extra,
-                        source=source)
+                        source=source, design=design)
     if certified.n_excluded:
         print(f"left out {certified.n_excluded} calibration rows that trained the confidence "
               f"model, chose the measure or built the grid (--exclude-seen-rows)")
@@ -310,6 +311,8 @@ def run_calibrate(args) -> int:
               "data_hash": certificates[alphas[0]].data_hash,
               "n_excluded_seen": certified.n_excluded,
               "provenance_digest": certificates[alphas[0]].provenance["digest"], "files": files}
+    if design is not None:  # what the train rows chose (the summary's grid is then not used)
+        common["design"] = certificates[alphas[0]].extra["design"]
     if args.by is not None:
         summary, lines = _grouped_summary(args, certified, alphas)
     elif args.cascade:
