@@ -106,7 +106,7 @@ def _reader(kind: Any, default: Any) -> tuple[Callable[[str], Any] | None, str |
 def add_flags(parser, cls, names: Iterable[str] | None = None, *, exclude: Iterable[str] = (),
               flags: dict[str, list[str]] | None = None, repeat: Iterable[str] = (),
               check: Callable[[str, Any], None] | None = None, choices: dict | None = None,
-              help_suffix: dict[str, str] | None = None) -> None:
+              help_suffix: dict[str, str] | None = None, dest_prefix: str = "") -> None:
     """Add one flag per field of ``cls`` (``names``, in that order, else every field).
 
     Each flag's ``dest`` is the field's name and its default None (so :func:`flag_values` sees
@@ -115,6 +115,7 @@ def add_flags(parser, cls, names: Iterable[str] | None = None, *, exclude: Itera
     ``choices`` lists a field's allowed values in its help (``check`` still refuses the others,
     with the dataclass's message), ``help_suffix`` adds a sentence. ``check(name, value)`` raises
     ``ValueError`` for a bad value: argparse reports it as ``argument --flag: <message>``.
+    ``dest_prefix`` keeps two dataclasses' same-named fields apart on one parser.
     """
     hints = typing.get_type_hints(cls)
     specs = {spec.name: spec for spec in fields(cls)}
@@ -129,6 +130,8 @@ def add_flags(parser, cls, names: Iterable[str] | None = None, *, exclude: Itera
         parse = spec.metadata.get(PARSE, parse)
         if PARSE in spec.metadata:
             metavar = getattr(parse, "__name__", None)
+        elif metavar is None and parse is not None:
+            metavar = name.upper()  # not the dest, which may carry a prefix
         text = spec.metadata.get(HELP, "")
         if name in choices:
             allowed = choices[name]
@@ -136,7 +139,7 @@ def add_flags(parser, cls, names: Iterable[str] | None = None, *, exclude: Itera
                 if isinstance(allowed, dict) else f" (one of {', '.join(allowed)})"
         if name in help_suffix:
             text += "; " + help_suffix[name]
-        kwargs: dict[str, Any] = {"dest": name, "default": None,
+        kwargs: dict[str, Any] = {"dest": dest_prefix + name, "default": None,
                                   "help": f"{text} (default: {_shown(default)})".replace("%", "%%")}
         if parse is None:
             kwargs["action"] = argparse.BooleanOptionalAction
@@ -168,11 +171,12 @@ def _shown(default: Any) -> str:
     return "none" if default is None else str(default)
 
 
-def flag_values(args: argparse.Namespace, cls, names: Iterable[str] | None = None) -> dict[str, Any]:
+def flag_values(args: argparse.Namespace, cls, names: Iterable[str] | None = None,
+                dest_prefix: str = "") -> dict[str, Any]:
     """The fields of ``cls`` the user gave as flags (those left at None are absent)."""
     names = set(names) if names is not None else {spec.name for spec in fields(cls)}
-    return {name: getattr(args, name) for name in names
-            if getattr(args, name, None) is not None}
+    return {name: getattr(args, dest_prefix + name) for name in names
+            if getattr(args, dest_prefix + name, None) is not None}
 
 
 def check_by_building(cls, validate: Callable[[Any], Any] | None = None
@@ -191,12 +195,12 @@ def check_by_building(cls, validate: Callable[[Any], Any] | None = None
 
 
 def settings_from_args(args: argparse.Namespace, cls, names: Iterable[str] | None = None,
-                       **given: Any) -> Any:
+                       dest_prefix: str = "", **given: Any) -> Any:
     """``cls`` built from the flags the user gave and ``given`` (the other fields at their
     defaults). The flags left out are set on ``args`` to those defaults, so a command reads one
     resolved value per setting whichever way it looks."""
     names = list(names) if names is not None else [spec.name for spec in fields(cls)]
-    built = cls(**{**flag_values(args, cls, names), **given})
+    built = cls(**{**flag_values(args, cls, names, dest_prefix), **given})
     for name in names:
-        setattr(args, name, getattr(built, name))
+        setattr(args, dest_prefix + name, getattr(built, name))
     return built
