@@ -48,7 +48,8 @@ from ..contracts.options import option
 from ..contracts.validation import check_number, check_type, fail
 from .bounds import clopper_pearson_upper
 
-__all__ = ["AuditOptions", "AuditResult", "DEFAULT_BETS", "EXIT_CODES", "EXIT_CANNOT_TEST", "audit", "audit_by_group", "audit_p_value",
+__all__ = ["AuditOptions", "AuditResult", "DEFAULT_BETS", "EXIT_CODES", "EXIT_CANNOT_TEST", "audit",
+           "audit_by_group", "audit_p_value",
            "betting_e_values", "sequential_rejections", "exact_power"]
 
 # Bets as a fraction c = lambda * alpha of the largest safe bet (1 - c is the factor of an
