@@ -168,7 +168,7 @@ def _checked(parse: Callable[[str], Any], name: str, check: Callable[[str, Any],
 def _shown(default: Any) -> str:
     if isinstance(default, (tuple, list)):
         return ",".join(map(str, default)) or "none"
-    return "none" if default is None else str(default)
+    return "none" if default is None or default == "" else str(default)
 
 
 def flag_values(args: argparse.Namespace, cls, names: Iterable[str] | None = None,
