@@ -143,7 +143,7 @@ def register(subparsers) -> None:
         "by": "validity: the population design checks every group's guarantee and the joint "
               "one, next to a single threshold"})
     add_flags(validity, ValidityOptions, check=check_by_building(ValidityOptions),
-              choices={"design": DESIGNS})
+              choices={"design": DESIGNS}, flags={"random_state": ["--seed"]})
     validity.set_defaults(handler=run_validity)
 
     from .audit_cli import register as register_audit  # marc-ray audit (calibrate/audit.py)
@@ -524,9 +524,9 @@ def run_validity(args) -> int:
                             n_repetitions=args.repetitions, design=args.design,
                             calibration_size=size, groups=groups, procedure=args.procedure,
                             grid=_grid(args), min_n=args.min_n, tie_policy=args.tie_policy,
-                            random_state=args.seed)
+                            random_state=args.random_state)
     report = result.to_dict(repetitions=True)
-    report.update(scores_file=source, confidence=args.confidence_column, seed=args.seed,
+    report.update(scores_file=source, confidence=args.confidence_column, seed=args.random_state,
                   tie_policy=args.tie_policy, grouped=groups is not None,
                   data_hash=table_hash(table, ["id", args.confidence_column, "pred", "human_label"]))
     write_json_atomic(report, os.path.join(args.out, "validity.json"))
@@ -555,9 +555,9 @@ def _run_group_validity(args, table, source, confidence, pred, human) -> int:
     result = group_validity_study(confidence, agree, groups[kept], alpha=args.alpha, delta=args.delta,
                                   n_repetitions=args.repetitions, calibration_size=args.calibration_size,
                                   procedure=args.procedure, grid=_grid(args), min_n=args.min_n,
-                                  random_state=args.seed)
+                                  random_state=args.random_state)
     report = result.to_dict()
-    report.update(scores_file=source, confidence=args.confidence_column, seed=args.seed, by=args.by,
+    report.update(scores_file=source, confidence=args.confidence_column, seed=args.random_state, by=args.by,
                   tie_policy=args.tie_policy, design="population",
                   data_hash=table_hash(table, ["id", args.confidence_column, "pred", "human_label"]))
     write_json_atomic(report, os.path.join(args.out, "validity.json"))

@@ -33,6 +33,7 @@ from ..contracts.validation import (check_choice, check_number, check_type, fail
                                     is_number)
 from .bounds import clopper_pearson_interval
 from .calibrator import check_alpha, check_delta, verdict_mask
+from .config import CalibrateConfig
 from .grid import as_grid, counts_at_thresholds
 from .testing import check_procedure, select_thresholds
 
@@ -67,7 +68,7 @@ class ValidityOptions:
                                            "count", parse=read_size)
     group_column: str = option("group", "split design: keep each group on one side (used when "
                                "the file has this column)")
-    seed: int = option(0, "random seed: the same seed gives the same study")
+    random_state: int = option(0, "random seed: the same seed gives the same study")
 
     def validate(self, source: str = "") -> "ValidityOptions":
         check_choice("design", self.design, DESIGNS, source)
@@ -76,7 +77,7 @@ class ValidityOptions:
         if not (is_number(size) and 0 < size < 1 or is_integer(size) and size >= 1):
             fail("calibration_size", "a fraction in (0, 1) or a whole count >= 1", size, source)
         check_type("group_column", self.group_column, str, "a column name", source)
-        check_number("seed", self.seed, source, integer=True)
+        check_number("random_state", self.random_state, source, integer=True)
         return self
 
 
@@ -149,8 +150,10 @@ class ValidityResult:
         return summary
 
 
-def calibrate_batch(confidence, agree, alpha: float, delta: float, grid=None, n_grid: int = 200,
-                    procedure: str = "fixed_sequence", min_n="auto") -> np.ndarray:
+def calibrate_batch(confidence, agree, alpha: float, delta: float, grid=None,
+                    n_grid: int = CalibrateConfig.n_grid,
+                    procedure: str = CalibrateConfig.procedure,
+                    min_n=CalibrateConfig.min_n) -> np.ndarray:
     """Certified thresholds for many calibration sets at once.
 
     Parameters
@@ -240,12 +243,15 @@ def _from_top(cells: np.ndarray, n_thresholds: int) -> np.ndarray:
     return np.cumsum(cells[..., ::-1], axis=-1)[..., :n_thresholds]
 
 
-def validity_study_from_agreement(confidence, agree, alpha: float = 0.1, delta: float = 0.1,
+def validity_study_from_agreement(confidence, agree, alpha: float = CalibrateConfig.alpha,
+                                  delta: float = CalibrateConfig.delta,
                                   n_repetitions: int = ValidityOptions.repetitions,
                                   design: str = "split",
                                   calibration_size=ValidityOptions.calibration_size, groups=None,
-                                  procedure: str = "fixed_sequence", grid=None, n_grid: int = 200,
-                                  min_n="auto", random_state=None) -> ValidityResult:
+                                  procedure: str = CalibrateConfig.procedure, grid=None,
+                                  n_grid: int = CalibrateConfig.n_grid,
+                                  min_n=CalibrateConfig.min_n,
+                                  random_state=None) -> ValidityResult:
     """:func:`validity_study` on agreement indicators (ties already resolved).
 
     Parameters
@@ -342,11 +348,14 @@ def validity_study_from_agreement(confidence, agree, alpha: float = 0.1, delta: 
         abstention_rate=float(np.isinf(threshold).mean()))
 
 
-def validity_study(confidence, pred, human_label, alpha: float = 0.1, delta: float = 0.1,
+def validity_study(confidence, pred, human_label, alpha: float = CalibrateConfig.alpha,
+                   delta: float = CalibrateConfig.delta,
                    n_repetitions: int = ValidityOptions.repetitions, design: str = "split",
                    calibration_size=ValidityOptions.calibration_size, groups=None,
-                   procedure: str = "fixed_sequence", grid=None, n_grid: int = 200,
-                   min_n="auto", tie_policy: str = "drop", random_state=None) -> ValidityResult:
+                   procedure: str = CalibrateConfig.procedure, grid=None,
+                   n_grid: int = CalibrateConfig.n_grid,
+                   min_n=CalibrateConfig.min_n, tie_policy: str = CalibrateConfig.tie_policy,
+                   random_state=None) -> ValidityResult:
     """Repeat calibration on redrawn calibration sets and count how often the guarantee holds.
 
     Parameters
@@ -356,7 +365,7 @@ def validity_study(confidence, pred, human_label, alpha: float = 0.1, delta: flo
         The judge's verdicts ("a" / "b").
     human_label : array-like of str, shape (n_items,)
         "a", "b" or "tie"; ties follow ``tie_policy``.
-    alpha, delta : float in (0, 1), default=0.1
+    alpha, delta : float in (0, 1), default=CalibrateConfig.alpha, CalibrateConfig.delta
     n_repetitions : int, default=ValidityOptions.repetitions
     design : {"split", "population"}, default="split"
         See ``DESIGNS`` and the module notes.
