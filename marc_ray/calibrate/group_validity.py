@@ -26,7 +26,7 @@ from .bounds import clopper_pearson_interval
 from .calibrator import check_alpha, check_delta
 from .config import CalibrateConfig
 from .grid import as_grid
-from .groups import group_deltas
+from .groups import EQUAL_ACROSS_GROUPS, group_deltas
 from .validity import ValidityOptions, calibrate_batch
 
 __all__ = ["group_validity_study", "GroupValidityResult", "judge_thresholds"]
@@ -106,7 +106,7 @@ def group_validity_study(confidence, agree, groups, alpha: float = CalibrateConf
                          delta: float = CalibrateConfig.delta,
                          n_repetitions: int = ValidityOptions.repetitions,
                          calibration_size: float = ValidityOptions.calibration_size,
-                         delta_split=CalibrateConfig.delta_split,
+                         delta_split=EQUAL_ACROSS_GROUPS,
                          procedure: str = CalibrateConfig.procedure, grid=None,
                          n_grid: int = CalibrateConfig.n_grid, min_n=CalibrateConfig.min_n,
                          random_state=None) -> GroupValidityResult:
