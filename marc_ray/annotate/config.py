@@ -16,6 +16,7 @@ from ..contracts.options import option
 from ..contracts.schemas import carry_problem
 from ..contracts.validation import is_safe_name, reject_unknown
 from ..contracts.redact import shown
+from .models import DEFAULT_MODEL
 
 ENGINES = {
     "transformers": "local transformers model, CPU or GPU, shared-prefix KV reuse",
@@ -46,7 +47,7 @@ class AnnotateConfig:
                                         "contract's schema")
     # --- judge ------------------------------------------------------------------------------
     engine: str = option("transformers", "the judge's engine: one of ENGINES")
-    model: str = option("smollm2", "'smollm2' (offline default, SmolLM2-135M-Instruct) or a "
+    model: str = option(DEFAULT_MODEL, "'smollm2' (offline default, SmolLM2-135M-Instruct) or a "
                                    "local HF folder")
     judge_name: str = option("", "name written into each row; '' = derived from the model")
     mode: str = option("likelihood", "how P is read: one of MODES; likelihood because the "
