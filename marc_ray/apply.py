@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .calibrate.config import CalibrateConfig
 from .calibrate.routing import ESCALATE, certificate_thresholds
 from .contracts import (Certificate, ContractError, check_binding, metadata_binding, read_columns,
                         read_table,
@@ -198,7 +199,7 @@ def read_scored(path: str) -> pa.Table:
 
 
 def apply_certificate(certificate: Certificate, table: pa.Table, source: str = "<data>",
-                      drift_significance: float = 0.01) -> tuple[pa.Table, dict]:
+                      drift_significance: float = CalibrateConfig.drift_significance) -> tuple[pa.Table, dict]:
     """Verdict or escalation per item, and the drift diagnostic per stage.
 
     Parameters
@@ -208,7 +209,7 @@ def apply_certificate(certificate: Certificate, table: pa.Table, source: str = "
         Scored rows (see the module docstring).
     source : str
         For error messages.
-    drift_significance : float, default=0.01
+    drift_significance : float, default=CalibrateConfig.drift_significance
         The drift warning fires when the KS test's p-value is below it (a run's
         ``calibrate.drift_significance``).
 

@@ -60,8 +60,12 @@ def register(subparsers) -> None:
         description="Write the built-in benchmark of verifiable comparisons labelled by simulated "
                     "annotators (marc_ray.demo) as comparisons.jsonl and pool.jsonl.")
     demo.add_argument("--out", required=True, help="folder to write into")
-    demo.add_argument("--n-items", type=int, default=240, help="comparisons (default 240)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    from .demo import DemoSpec  # light: numpy only
+
+    demo.add_argument("--n-items", type=int, default=DemoSpec.n_items,
+                      help=f"comparisons (default {DemoSpec.n_items})")
+    demo.add_argument("--seed", type=int, default=DemoSpec.seed,
+                      help=f"random seed (default {DemoSpec.seed})")
     demo.set_defaults(handler=_demo)
 
 

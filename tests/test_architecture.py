@@ -181,3 +181,101 @@ def test_no_engine_comparison_outside_the_registry():
              for line in engine_name_comparisons(ast.parse(path.read_text(encoding="utf-8")),
                                                  set(REGISTRY))]
     assert not wrong, "ask the engine's EngineSpec instead: " + ", ".join(wrong)
+
+
+# -- every default written once (issue 24) ------------------------------------------------------
+
+def _settings_scopes():
+    """(settings dataclasses, the parts whose functions take those settings): a parameter of a
+    function there that is named like a field must not restate the field's default."""
+    from marc_ray.annotate.config import AnnotateConfig
+    from marc_ray.calibrate.audit import AuditOptions
+    from marc_ray.calibrate.config import CalibrateConfig
+    from marc_ray.calibrate.validity import ValidityOptions
+    from marc_ray.fit.config import FitConfig, TuneOptions
+
+    return [((CalibrateConfig, ValidityOptions, AuditOptions),
+             ("calibrate", "apply", "report", "benchmark", "cli")),
+            ((FitConfig, TuneOptions), ("fit", "cli")),
+            ((AnnotateConfig,), ("annotate", "cli"))]
+
+
+def _literal(node):
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        return _literal  # not a literal: a name (CalibrateConfig.alpha), a call, ...
+
+
+def _restated_defaults(tree, owned: dict) -> list[tuple[int, str, object, str]]:
+    """(line, name, value, owner) of each function parameter or ``add_argument(dest/--flag,
+    default=...)`` whose literal default equals the default of the field of that name."""
+    found = []
+    for node in ast.walk(tree):
+        pairs = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            args = node.args
+            positional = args.posonlyargs + args.args
+            pairs += [(a.arg, d) for a, d in zip(positional[len(positional) - len(args.defaults):],
+                                                   args.defaults)]
+            pairs += [(a.arg, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument":
+            keywords = {k.arg: k.value for k in node.keywords}
+            flags = [_literal(a) for a in node.args if isinstance(_literal(a), str)]
+            dest = _literal(keywords["dest"]) if "dest" in keywords else (
+                flags[0].lstrip("-").replace("-", "_") if flags else None)
+            if "default" in keywords and isinstance(dest, str):
+                pairs.append((dest, keywords["default"]))
+        for name, default in pairs:
+            value = _literal(default)
+            for owner, field_default in owned.get(name, ()):
+                if type(value) is type(field_default) and value == field_default:
+                    found.append((default.lineno, name, value, owner))
+    return found
+
+
+def test_no_literal_default_of_a_settings_field_outside_its_dataclass():
+    """``alpha=0.1`` written in a function of calibrate would be a second home of
+    ``CalibrateConfig.alpha``'s default: such a parameter says ``alpha=CalibrateConfig.alpha``
+    (and a CLI flag comes from ``contracts.options.add_flags``). None, "" and empty containers
+    mean "not given" and are not defaults of anything."""
+    from marc_ray.contracts.options import defaults
+
+    wrong = []
+    for classes, parts in _settings_scopes():
+        owned: dict = {}
+        for cls in classes:
+            for name, value in defaults(cls).items():
+                if value not in (None, "", ()) and not isinstance(value, (list, dict)):
+                    owned.setdefault(name, []).append((cls.__name__, value))
+        for path in sorted(PACKAGE.rglob("*.py")):
+            if part_of(module_name(path)) not in parts or path.name == "config.py":
+                continue
+            for line, name, value, owner in _restated_defaults(
+                    ast.parse(path.read_text(encoding="utf-8")), owned):
+                wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {name}={value!r} "
+                             f"restates {owner}.{name}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_default_scan_sees_a_restated_default():
+    owned = {"alpha": [("CalibrateConfig", 0.1)], "n_grid": [("CalibrateConfig", 200)]}
+    tree = ast.parse("def f(x, alpha=0.1, *, n_grid=CalibrateConfig.n_grid, beta=0.1): pass\n"
+                     "p.add_argument('--n-grid', type=int, default=200)\n"
+                     "p.add_argument('--alpha', default=0.2)\n")
+    assert [(line, name) for line, name, _, _ in _restated_defaults(tree, owned)] == [
+        (1, "alpha"), (2, "n_grid")]
+
+
+def test_jobs_use_no_argparse():
+    """``jobs/*.py`` wrap ``marc_ray.cli.main``: their flags and defaults are the CLI's."""
+    jobs = sorted((PACKAGE.parent / "jobs").glob("*.py"))
+    assert jobs
+    wrong = []
+    for path in jobs:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            wrong += [f"{path.name}:{node.lineno} imports {n}" for n in names
+                      if n.split(".")[0] in ("argparse", "click", "typer")]
+    assert not wrong, "\n".join(wrong)

@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..contracts import ContractError, RunLayout, check_pool_disjoint, validate_comparisons
+from .config import AnnotateConfig
 
 EXAMPLE_FIELDS = ("id", "instruction", "response_a", "response_b", "human_label")
 
@@ -59,8 +60,9 @@ def shot_subsets(k_shots: int, max_size: int = 0) -> tuple[tuple[int, ...], ...]
                  for subset in itertools.combinations(range(k_shots), size))
 
 
-def run_layout(n_annotators: int, k_shots: int, max_subset_size: int = 0,
-               orders: tuple[str, ...] = ("ab", "ba")) -> RunLayout:
+def run_layout(n_annotators: int, k_shots: int,
+               max_subset_size: int = AnnotateConfig.max_subset_size,
+               orders: tuple[str, ...] = AnnotateConfig.orders) -> RunLayout:
     """The run layout of N annotators × subsets × orders."""
     return RunLayout(n_annotators, shot_subsets(k_shots, max_subset_size), tuple(orders))
 
@@ -80,7 +82,8 @@ def read_pool(table: pa.Table, source: str = "<pool>") -> pa.Table:
     return validate_comparisons(table, source, require_labels=True, pool=has_annotator)
 
 
-def build_annotators(pool: pa.Table, n_annotators: int, k_shots: int, seed: int = 0,
+def build_annotators(pool: pa.Table, n_annotators: int, k_shots: int,
+                     seed: int = AnnotateConfig.seed,
                      source: str = "<pool>") -> list[SimulatedAnnotator]:
     """Draw N simulated annotators with K examples each from a validated pool.
 

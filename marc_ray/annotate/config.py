@@ -9,13 +9,15 @@ once, at the boundary (the job), before any data is read or any engine starts.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from ..contracts.options import option
 from ..contracts.schemas import carry_problem
 from ..contracts.validation import is_safe_name, reject_unknown
 from ..contracts.redact import shown
 from .engines import REGISTRY, engine_spec
+from .models import DEFAULT_MODEL
 
 ENGINES = {name: spec.summary for name, spec in REGISTRY.items()}  # the registry's, for --help
 MODES = {
@@ -32,42 +34,54 @@ class AnnotateConfig:
     """Settings of ``marc-ray annotate`` (see the module docstring)."""
 
     # --- I/O --------------------------------------------------------------------------------
-    input: str = ""            # comparisons to judge: .jsonl/.json/.parquet, local or any pyarrow URI
-    pool: str = ""             # few-shot pool (comparisons with human labels, optional `annotator`)
-    output: str = ""           # folder of annotation Parquet shards (+ _manifest.json); resumable
-    carry: tuple[str, ...] = ()  # extra comparison columns copied (as text) into each row
-                               # (e.g. the one calibrate.by names); () keeps the contract's schema
+    input: str = option("", "comparisons to judge: .jsonl/.json/.parquet, local or any pyarrow "
+                            "URI")
+    pool: str = option("", "few-shot pool (comparisons with human labels, optional `annotator`)")
+    output: str = option("", "folder of annotation Parquet shards (+ _manifest.json); resumable")
+    carry: tuple[str, ...] = option((), "extra comparison columns copied (as text) into each row "
+                                        "(e.g. the one calibrate.by names); () keeps the "
+                                        "contract's schema")
     # --- judge ------------------------------------------------------------------------------
-    engine: str = "transformers"   # one of ENGINES
-    model: str = "smollm2"     # "smollm2" (offline default, SmolLM2-135M-Instruct) or a local HF folder
-    judge_name: str = ""       # name written into each row; "" = derived from the model
-    mode: str = "likelihood"   # one of MODES; likelihood because the offline 135M model cannot answer
-                               # the choice question (PLATFORM.md); instruction-tuned judges: "choice"
-    labels: tuple[str, str] = ("A", "B")  # choice mode: labels of the first / second shown response;
-                                          # each must be a single token (with or without a space)
-    beta: float = 5.0          # likelihood mode: P = sigmoid(beta * dLL), dLL in nats per token;
-                               # 5 gave mean confidence 0.87 with 96% accuracy on trivial items
-    template: str = "default"  # prompt template: a name in prompts.TEMPLATES or a .json/.yaml file
+    engine: str = option("transformers", "the judge's engine: one of ENGINES")
+    model: str = option(DEFAULT_MODEL, "'smollm2' (offline default, SmolLM2-135M-Instruct) or a "
+                                   "local HF folder")
+    judge_name: str = option("", "name written into each row; '' = derived from the model")
+    mode: str = option("likelihood", "how P is read: one of MODES; likelihood because the "
+                       "offline 135M model cannot answer the choice question (PLATFORM.md); "
+                       "instruction-tuned judges: 'choice'")
+    labels: tuple[str, str] = option(("A", "B"), "choice mode: labels of the first / second "
+                                                 "shown response; each must be a single token "
+                                                 "(with or without a space)")
+    beta: float = option(5.0, "likelihood mode: P = sigmoid(beta * dLL), dLL in nats per token; "
+                              "5 gave mean confidence 0.87 with 96% accuracy on trivial items")
+    template: str = option("default", "prompt template: a name in prompts.TEMPLATES or a "
+                                      ".json/.yaml file")
     # --- simulated annotators (Jung et al. 2025; MARC defaults) ------------------------------
-    n_annotators: int = 5      # N simulated annotators (MARC: 5)
-    k_shots: int = 5           # K examples each (MARC: 5) -> N * (2^K - 1) = 155 runs per order
-    max_subset_size: int = 0   # largest shot subset run; 0 = K (every non-empty subset, as MARC)
-    orders: tuple[str, ...] = ("ab", "ba")  # response orders; both cancel position bias
-    zero_shot: bool = True     # also run the two zero-shot runs (the predictive-probability baseline)
-    seed: int = 0              # seeds annotator grouping and example draws (nothing else is random)
+    n_annotators: int = option(5, "N simulated annotators (MARC: 5)")
+    k_shots: int = option(5, "K examples each (MARC: 5) -> N * (2^K - 1) = 155 runs per order")
+    max_subset_size: int = option(0, "largest shot subset run; 0 = K (every non-empty subset, as "
+                                     "MARC)")
+    orders: tuple[str, ...] = option(("ab", "ba"), "response orders; both cancel position bias")
+    zero_shot: bool = option(True, "also run the two zero-shot runs (the predictive-probability "
+                                   "baseline)")
+    seed: int = option(0, "seeds annotator grouping and example draws (nothing else is random)")
     # --- execution --------------------------------------------------------------------------
-    device: str = "auto"       # transformers engine: "cuda" when available, else "cpu"
-    dtype: str = "auto"        # "auto" = float32 on CPU (exact), bfloat16 on GPU (speed, memory)
-    batch_size: int = 16       # sequences per forward pass (likelihood: 2 per run); memory-bound
-    num_workers: int = 1       # engine actors (one model each); on CPU each uses one thread
-    num_gpus_per_worker: float = 0.0  # GPUs requested by each actor; 0 = 1 when device is cuda
-    shard_size: int = 256      # items per output Parquet shard: the unit of resume and of KV reuse
-                               # (each (annotator, subset) prefix is prefilled once per shard)
-    max_restarts: int = 3      # an engine actor that dies is restarted this many times
-    max_task_retries: int = 3  # and its unfinished batches are retried this many times
-    progress: bool = True      # a progress bar over finished items
-    engine_options: dict = field(default_factory=dict)  # engine-specific settings (vllm, http,
-                               # replay), passed through unchanged to that engine
+    device: str = option("auto", "transformers engine: 'cuda' when available, else 'cpu'")
+    dtype: str = option("auto", "'auto' = float32 on CPU (exact), bfloat16 on GPU (speed, "
+                                "memory)")
+    batch_size: int = option(16, "sequences per forward pass (likelihood: 2 per run); "
+                                 "memory-bound")
+    num_workers: int = option(1, "engine actors (one model each); on CPU each uses one thread")
+    num_gpus_per_worker: float = option(0.0, "GPUs requested by each actor; 0 = 1 when device is "
+                                             "cuda")
+    shard_size: int = option(256, "items per output Parquet shard: the unit of resume and of KV "
+                                  "reuse (each (annotator, subset) prefix is prefilled once per "
+                                  "shard)")
+    max_restarts: int = option(3, "an engine actor that dies is restarted this many times")
+    max_task_retries: int = option(3, "and its unfinished batches are retried this many times")
+    progress: bool = option(True, "a progress bar over finished items")
+    engine_options: dict = option({}, "engine-specific settings (vllm, http, replay), passed "
+                                  "through unchanged to that engine")
 
     def validate(self) -> "AnnotateConfig":
         """Check every field once; return ``self``.

@@ -47,6 +47,7 @@ from typing import Any, Sequence
 
 from ..contracts.errors import InfrastructureError
 from ..contracts.redact import has_userinfo, redact_text, redact_url
+from .config import AnnotateConfig
 from .engine import RunResult, encode_parts, p_first_from_label_probs, p_first_from_loglik
 
 ENDPOINTS = {
@@ -111,7 +112,7 @@ class HttpEngine:
     def __init__(self, base_url: str = "http://localhost:8000/v1", model: str = "", *,
                  endpoint: str = "completions", api_key_env: str = "", top_logprobs: int = 20,
                  concurrency: int = 8, timeout: float = 60.0, max_retries: int = 4,
-                 backoff: float = 0.5, beta: float = 5.0, tokenizer: str | None = None):
+                 backoff: float = 0.5, beta: float = AnnotateConfig.beta, tokenizer: str | None = None):
         self.base_url = base_url
         self.model = model
         self.endpoint = endpoint

@@ -188,7 +188,7 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "flo
     return model.to(device).eval()
 
 
-def make_tiny_model(path: str | os.PathLike, seed: int = 0, *, hidden_size: int = 64,
+def make_tiny_model(path: str | os.PathLike, seed: int, *, hidden_size: int = 64,
                     num_layers: int = 2, initializer_range: float = 0.2) -> str:
     """Save a tiny random ``LlamaForCausalLM`` with the SmolLM2 tokenizer at ``path``.
 

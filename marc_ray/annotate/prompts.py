@@ -32,6 +32,7 @@ from typing import Any, Sequence
 
 from ..contracts import RunLayout
 from .annotators import SimulatedAnnotator
+from .config import AnnotateConfig
 from .engine import ZERO_SHOT_RUNS
 
 _SENTINEL = "\x00MARC_RAY_QUERY\x00"  # cannot occur in text that went through a JSON validator
@@ -124,8 +125,8 @@ class PromptBuilder:
     """
 
     def __init__(self, template: PromptTemplate, annotators: Sequence[SimulatedAnnotator],
-                 layout: RunLayout, mode: str, labels: tuple[str, str] = ("A", "B"),
-                 tokenizer=None, zero_shot: bool = True):
+                 layout: RunLayout, mode: str, labels: tuple[str, str] = AnnotateConfig.labels,
+                 tokenizer=None, zero_shot: bool = AnnotateConfig.zero_shot):
         if len(annotators) != layout.n_annotators:
             raise ValueError(f"{len(annotators)} annotators for a layout of {layout.n_annotators}")
         self.template, self.annotators, self.layout = template, list(annotators), layout

@@ -53,6 +53,7 @@ import pyarrow.parquet as pq
 from ..contracts import ORDERS, ContractError, RunLayout, annotation_schema, carried_names
 from ..contracts.io import write_atomic
 from ..contracts.verdicts import validate_verdicts
+from .config import AnnotateConfig
 from .run_table import (DEFAULT_SUBSET, NO_PROBABILITY, NOT_RUN, OK, RAW, STATUS_TEXT, UNUSABLE,
                         VERDICT_PROBABILITY, RunBatches, codes, empty, encoded, first_true,
                         member_name, parse_subset, raw_reasons, run_values, as_text,
@@ -375,7 +376,7 @@ def _annotation_chunks(part: _Range, item_ids: pa.Array, judge: str, layout: Run
 def replay_stream(runs: pa.Table | str, judge: str, *, comparisons: pa.Table | None = None,
                   zero_shot: str | None = None, annotators: Sequence[str] | None = None,
                   source: str | None = None, max_dense_bytes: int = MAX_DENSE_BYTES,
-                  carry: Sequence[str] = (), labels: tuple[str, str] = ("A", "B")):
+                  carry: Sequence[str] = (), labels: tuple[str, str] = AnnotateConfig.labels):
     """A run table → its annotation table in chunks: ``(schema, iterator of tables)``.
 
     ``runs`` is a table or the path of a run table in any shape of
@@ -438,7 +439,7 @@ def replay_stream(runs: pa.Table | str, judge: str, *, comparisons: pa.Table | N
 def replay_annotations(runs: pa.Table, judge: str, *, comparisons: pa.Table | None = None,
                        zero_shot: str | None = None, annotators: Sequence[str] | None = None,
                        source: str | None = None, carry: Sequence[str] = (),
-                       labels: tuple[str, str] = ("A", "B")) -> pa.Table:
+                       labels: tuple[str, str] = AnnotateConfig.labels) -> pa.Table:
     """A run table → an annotation table (one row per item), the rows of ``assemble.annotation_row``.
 
     Parameters

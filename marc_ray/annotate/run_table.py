@@ -45,6 +45,7 @@ import pyarrow.dataset as pa_dataset
 
 from ..contracts import ContractError, read_table
 from ..contracts.io import read_text
+from .config import AnnotateConfig
 
 VERDICT_PROBABILITY = {"a": 1.0, "b": 0.0, "tie": 0.5}  # P(response_a better) of a verdict
 DEFAULT_SUBSET = "0"
@@ -196,7 +197,7 @@ class RunBatches:
     """
 
     def __init__(self, runs: pa.Table | str, source: str, *, judge: str = "judge",
-                 labels: tuple[str, str] = ("A", "B")):
+                 labels: tuple[str, str] = AnnotateConfig.labels):
         self.source, self.judge = source, judge
         self.table, self.dataset = None, None
         if isinstance(runs, pa.Table):

@@ -28,10 +28,11 @@ from typing import Any, Sequence
 
 from .engine import (RunResult, encode_parts, label_token_ids, p_first_from_label_probs,
                      p_first_from_loglik)
-from .models import DEFAULT_MODEL, load_model, load_tokenizer
+from .models import load_model, load_tokenizer
+from .config import AnnotateConfig
 
 
-def resolve_device(device: str = "auto") -> str:
+def resolve_device(device: str = AnnotateConfig.device) -> str:
     """"auto" → "cuda" when torch sees a GPU, else "cpu"."""
     import torch
 
@@ -78,8 +79,9 @@ class TransformersEngine:
 
     name = "transformers"
 
-    def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "auto",
-                 batch_size: int = 16, beta: float = 5.0, reuse_prefix: bool = True,
+    def __init__(self, model: str = AnnotateConfig.model, *, device: str = AnnotateConfig.device,
+                 dtype: str = AnnotateConfig.dtype, batch_size: int = AnnotateConfig.batch_size,
+                 beta: float = AnnotateConfig.beta, reuse_prefix: bool = True,
                  num_threads: int | None = 1, prefix_cache_size: int = 4):
         self.model = model
         self.device = device

@@ -40,9 +40,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Sequence
 
+from .config import AnnotateConfig
 from .engine import (RunResult, encode_parts, label_token_ids, p_first_from_label_probs,
                      p_first_from_loglik)
 
+VLLM_SEED = 0  # vLLM's own sampling seed: decoding is greedy, fixed so reruns are identical
 CPU_KV_CACHE_GIB = 1  # VLLM_CPU_KVCACHE_SPACE: enough for a 135M judge at 8k tokens x a few seqs
 SLOT_COLUMN = "slot"  # likelihood: 0 = continuation_first, 1 = continuation_second
 _TOO_LONG = "prompt of {n} tokens exceeds max_model_len {limit}"
@@ -52,7 +54,7 @@ _TOO_LONG = "prompt of {n} tokens exceeds max_model_len {limit}"
 # Settings (the only place where GPU and CPU differ)
 # ---------------------------------------------------------------------------------------------
 
-def use_gpu(device: str = "auto") -> bool:
+def use_gpu(device: str = AnnotateConfig.device) -> bool:
     """Whether the engine runs on a GPU ("auto": when Ray, or torch, sees one)."""
     if device == "cpu":
         return False
@@ -93,8 +95,9 @@ def engine_env(gpu: bool, options: dict | None = None) -> dict[str, str]:
     return env
 
 
-def engine_settings(gpu: bool, *, dtype: str = "auto", max_model_len: int | None = None,
-                    seed: int = 0, options: dict | None = None) -> dict[str, Any]:
+def engine_settings(gpu: bool, *, dtype: str = AnnotateConfig.dtype,
+                    max_model_len: int | None = None, options: dict | None = None
+                    ) -> dict[str, Any]:
     """Keyword arguments of ``vllm.LLM`` / ``vllm.AsyncEngineArgs``.
 
     Parameters
@@ -110,7 +113,7 @@ def engine_settings(gpu: bool, *, dtype: str = "auto", max_model_len: int | None
     """
     settings: dict[str, Any] = {
         "enable_prefix_caching": True,  # each (annotator, subset) few-shot prefix is shared
-        "seed": seed,
+        "seed": VLLM_SEED,
         "max_logprobs": 32,  # logprob_token_ids carries at most 4 label ids; 32 leaves room
     }
     if max_model_len:
@@ -297,8 +300,8 @@ class VllmEngine:
 
     name = "vllm"
 
-    def __init__(self, model: str = "smollm2", *, device: str = "auto", dtype: str = "auto",
-                 beta: float = 5.0, max_model_len: int | None = None, options: dict | None = None):
+    def __init__(self, model: str = AnnotateConfig.model, *, device: str = AnnotateConfig.device,
+                 dtype: str = AnnotateConfig.dtype, beta: float = AnnotateConfig.beta, max_model_len: int | None = None, options: dict | None = None):
         self.model = model
         self.device = device
         self.dtype = dtype

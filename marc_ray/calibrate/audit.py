@@ -44,9 +44,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import special
 
+from ..contracts.options import option
+from ..contracts.validation import check_number, check_type, fail
 from .bounds import clopper_pearson_upper
 
-__all__ = ["AuditResult", "DEFAULT_BETS", "EXIT_CODES", "EXIT_CANNOT_TEST", "audit", "audit_by_group", "audit_p_value",
+__all__ = ["AuditOptions", "AuditResult", "DEFAULT_BETS", "EXIT_CODES", "EXIT_CANNOT_TEST", "audit",
+           "audit_by_group", "audit_p_value",
            "betting_e_values", "sequential_rejections", "exact_power"]
 
 # Bets as a fraction c = lambda * alpha of the largest safe bet (1 - c is the factor of an
@@ -245,7 +248,26 @@ class AuditResult:
                 "exit_code": self.exit_code, "exit_meaning": self.exit_meaning}
 
 
-def audit(agree, alpha: float, level: float = 0.05, batch=None, bets=DEFAULT_BETS,
+@dataclass
+class AuditOptions:
+    """How ``marc-ray audit`` tests a certificate (the certificate gives alpha)."""
+
+    level: float = option(0.05, "false-alarm rate of the test (and 1 - the confidence of the "
+                          "upper bound)")
+    sequential: bool = option(False, "anytime-valid test over the batches of --batch-column (the "
+                              "file may be re-audited after every batch)")
+    batch_column: str = option("batch", "column giving each item's batch / time")
+
+    def validate(self, source: str = "") -> "AuditOptions":
+        check_number("level", self.level, source, low=0, high=1, low_open=True, high_open=True,
+                     what="a number in (0, 1) (e.g. 0.05)")
+        if not isinstance(self.sequential, bool):
+            fail("sequential", "true or false", self.sequential, source)
+        check_type("batch_column", self.batch_column, str, "a column name", source)
+        return self
+
+
+def audit(agree, alpha: float, level: float = AuditOptions.level, batch=None, bets=DEFAULT_BETS,
           drift: dict | None = None, counts: dict | None = None) -> AuditResult:
     """Test a certificate's promise on audited decided items.
 
@@ -255,7 +277,7 @@ def audit(agree, alpha: float, level: float = 0.05, batch=None, bets=DEFAULT_BET
         Whether each audited decided item's verdict agrees with its human label.
     alpha : float in (0, 1)
         The certificate's tolerated disagreement rate.
-    level : float in (0, 1), default=0.05
+    level : float in (0, 1), default=AuditOptions.level
         False-alarm rate of the test (and 1 - confidence of the upper bound).
     batch : array-like, shape (n,), optional
         Batch (time) of each item; given, the anytime-valid sequential test decides, looking
@@ -302,7 +324,7 @@ def audit(agree, alpha: float, level: float = 0.05, batch=None, bets=DEFAULT_BET
     return result
 
 
-def audit_by_group(agree, groups, alpha: float, level: float = 0.05, batch=None,
+def audit_by_group(agree, groups, alpha: float, level: float = AuditOptions.level, batch=None,
                    bets=DEFAULT_BETS, drift: dict | None = None, counts: dict | None = None,
                    group_names=None) -> AuditResult:
     """Audit a per-group certificate: each group tested at ``level / G``, plus pooled figures.

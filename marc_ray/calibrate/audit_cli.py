@@ -38,7 +38,9 @@ import pyarrow.compute as pc
 
 from ..contracts import (Certificate, ContractError, agreement, align_items, majority_label,
                          read_table, write_json_atomic)
+from ..contracts.options import add_flags, check_by_building, settings_from_args
 from ..contracts.schemas import PREDICTIONS
+from .audit import AuditOptions
 
 EPILOG = """\
 example:
@@ -67,12 +69,7 @@ def register(subparsers) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("certificate", metavar="CERTIFICATE", help="certificate.json")
     parser.add_argument("audited", metavar="AUDITED", help="audited items (.jsonl, .json, .parquet)")
-    parser.add_argument("--level", type=float, default=0.05,
-                        help="false-alarm rate of the test (default 0.05)")
-    parser.add_argument("--sequential", action="store_true",
-                        help="anytime-valid test over the batches of --batch-column")
-    parser.add_argument("--batch-column", default="batch", metavar="NAME",
-                        help="column giving each item's batch / time (default: batch)")
+    add_flags(parser, AuditOptions, check=check_by_building(AuditOptions))
     parser.add_argument("--out", default=None, metavar="DIR", help="write audit.json there")
     parser.set_defaults(handler=run_audit)
 
@@ -317,8 +314,7 @@ def _drift(certificate: Certificate, confidence):
 def run_audit(args) -> int:
     from .audit import audit, audit_by_group
 
-    if not 0 < args.level < 1:
-        raise ValueError(f"--level must be in (0, 1), got {args.level}")
+    settings_from_args(args, AuditOptions).validate()
     if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
         raise ContractError(args.out, "--out must be a folder, but a file of that name exists")
     certificate = Certificate.read(args.certificate)

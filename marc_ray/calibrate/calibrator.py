@@ -33,6 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from ..contracts import ASSUMPTIONS, PREDICTIONS, TIE_POLICIES, Certificate, agreement
+from .config import CalibrateConfig
 from .grid import ThresholdGrid, as_grid, check_grid_independent, counts_at_thresholds
 from .bounds import clopper_pearson_upper
 from .testing import PROCEDURES, check_procedure, select_thresholds, threshold_records
@@ -240,23 +241,23 @@ class SelectiveCalibrator:
 
     Parameters
     ----------
-    alpha : float or sequence of float in (0, 1), default=0.1
+    alpha : float or sequence of float in (0, 1), default=CalibrateConfig.alpha
         Tolerated disagreement rate among accepted items. A sequence calibrates each value
         from the same counts; the fitted attributes then become arrays of shape (n_alpha,).
-    delta : float in (0, 1), default=0.1
+    delta : float in (0, 1), default=CalibrateConfig.delta
         Error level: the guarantee holds with probability at least ``1 - delta``.
     grid : None, "fixed", array-like or ThresholdGrid, default=None
         Candidate thresholds. None / "fixed": ``fixed_grid(n_grid)`` on [0, 1]. An array is
         refused if it looks derived from the calibration confidences; use
         :func:`quantile_grid` on a disjoint split for a data-shaped grid.
-    n_grid : int, default=200
+    n_grid : int, default=CalibrateConfig.n_grid
         Size of the fixed grid.
-    procedure : {"fixed_sequence", "bonferroni", "holm"}, default="fixed_sequence"
+    procedure : {"fixed_sequence", "bonferroni", "holm"}, default=CalibrateConfig.procedure
         Family-wise procedure, see ``PROCEDURES``.
-    min_n : "auto" or int, default="auto"
+    min_n : "auto" or int, default=CalibrateConfig.min_n
         Thresholds accepting fewer calibration items are skipped; "auto" is the smallest n at
         which a threshold can pass at all (22 for alpha = delta = 0.1).
-    tie_policy : {"drop", "disagree"}, default="drop"
+    tie_policy : {"drop", "disagree"}, default=CalibrateConfig.tie_policy
         How items whose human label is a tie count (``marc_ray.contracts.TIE_POLICIES``).
 
     Attributes
@@ -292,8 +293,9 @@ class SelectiveCalibrator:
        Guarantees for Human Agreement", ICLR 2025.
     """
 
-    def __init__(self, alpha=0.1, delta=0.1, grid=None, n_grid=200, procedure="fixed_sequence",
-                 min_n="auto", tie_policy="drop"):
+    def __init__(self, alpha=CalibrateConfig.alpha, delta=CalibrateConfig.delta, grid=None,
+                 n_grid=CalibrateConfig.n_grid, procedure=CalibrateConfig.procedure,
+                 min_n=CalibrateConfig.min_n, tie_policy=CalibrateConfig.tie_policy):
         self.alpha = alpha
         self.delta = delta
         self.grid = grid

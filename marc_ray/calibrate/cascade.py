@@ -28,6 +28,7 @@ from ..contracts import ASSUMPTIONS, TIE_POLICIES, Certificate, agreement
 from .calibrator import (CalibrationResult, NotCalibratedError, SelectiveCalibrator, _grid_record,
                          _stage_record, calibration_inputs, check_alpha, check_calibrated_alpha,
                          check_delta, refuse_seen, tie_counts, verdict_mask)
+from .config import CalibrateConfig
 from .grid import ThresholdGrid
 from .routing import Routing, deciding_stage, route, stage_matrix
 
@@ -44,11 +45,11 @@ class CascadeCalibrator:
 
     Parameters
     ----------
-    alpha : float in (0, 1), default=0.1
+    alpha : float in (0, 1), default=CalibrateConfig.alpha
         Tolerated disagreement rate for every stage (and hence for the whole cascade).
-    delta : float in (0, 1), default=0.1
+    delta : float in (0, 1), default=CalibrateConfig.delta
         Total error level, split across stages.
-    delta_split : "equal" or sequence of positive float, default="equal"
+    delta_split : "equal" or sequence of positive float, default=CalibrateConfig.delta_split
         "equal": delta / L per stage; a sequence: weights, normalised to sum to delta.
     grid, n_grid, procedure, min_n, tie_policy
         As for :class:`SelectiveCalibrator`, used for every stage.
@@ -74,8 +75,10 @@ class CascadeCalibrator:
         The judges, cheapest first (``calibrate(..., names=...)``).
     """
 
-    def __init__(self, alpha=0.1, delta=0.1, delta_split="equal", grid=None, n_grid=200,
-                 procedure="fixed_sequence", min_n="auto", tie_policy="drop", stage_grids=None):
+    def __init__(self, alpha=CalibrateConfig.alpha, delta=CalibrateConfig.delta,
+                 delta_split=CalibrateConfig.delta_split, grid=None, n_grid=CalibrateConfig.n_grid,
+                 procedure=CalibrateConfig.procedure, min_n=CalibrateConfig.min_n,
+                 tie_policy=CalibrateConfig.tie_policy, stage_grids=None):
         self.alpha = alpha
         self.stage_grids = stage_grids
         self.delta = delta

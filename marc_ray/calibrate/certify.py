@@ -32,6 +32,7 @@ import pyarrow as pa
 from ..contracts import BINDING_KEYS, table_hash, with_binding
 from ..contracts.provenance import (Provenance, check_unseen, merge_provenance,
                                     provenance_record, provenance_summary)
+from .config import CalibrateConfig
 from .grid import as_grid
 
 __all__ = ["Stage", "Certified", "certify", "GRID_ROLE"]
@@ -74,10 +75,14 @@ class Certified:
     n_used: int               # n_calibration - n_ties_dropped: what the guarantee counts
 
 
-def certify(stages: Sequence[Stage], human_label, ids, *, alpha=0.1, delta=0.1, grid=None,
-            n_grid: int = 200, procedure: str = "fixed_sequence", min_n="auto",
-            tie_policy: str = "drop", delta_split="equal", groups=None, by: str | None = None,
-            provenance: Provenance | None = None, exclude_seen: bool = False,
+def certify(stages: Sequence[Stage], human_label, ids, *, alpha=CalibrateConfig.alpha,
+            delta=CalibrateConfig.delta, grid=None,
+            n_grid: int = CalibrateConfig.n_grid, procedure: str = CalibrateConfig.procedure,
+            min_n=CalibrateConfig.min_n,
+            tie_policy: str = CalibrateConfig.tie_policy, delta_split=CalibrateConfig.delta_split,
+            groups=None, by: str | None = None,
+            provenance: Provenance | None = None,
+            exclude_seen: bool = CalibrateConfig.exclude_seen,
             exclude_flag: str = "exclude_seen=True", hashed: pa.Table | None = None,
             hash_columns: list[str] | None = None, model_hash: str | None = None,
             extra: dict | None = None, source: str = "<calibration data>",
@@ -102,7 +107,7 @@ def certify(stages: Sequence[Stage], human_label, ids, *, alpha=0.1, delta=0.1, 
         ``contracts.provenance`` records of rows that shaped what every stage relies on (the
         ``auto`` choice); each stage's own (``Stage.provenance``) and a quantile grid's source
         ids are added to it.
-    exclude_seen : bool, default False
+    exclude_seen : bool, default=CalibrateConfig.exclude_seen
         Leave out calibration rows the provenance saw instead of refusing them;
         ``exclude_flag`` names the switch in the refusal's hint.
     hashed, hash_columns : the calibration table and the columns whose hash is the

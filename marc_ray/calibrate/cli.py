@@ -18,7 +18,10 @@ import os
 
 import numpy as np
 
+from ..contracts.options import add_flags, check_by_building, settings_from_args
 from ..contracts.outputs import check_output_dir
+from .config import CalibrateConfig
+from .validity import DESIGNS, ValidityOptions
 from .wording import calibrated_on_line, result_sentence, share_phrase
 from ..contracts import (TIE_POLICIES, ContractError, metadata_binding, read_table, table_hash,
                          validate_scores, write_json_atomic)
@@ -59,65 +62,30 @@ outputs in --out: validity.json (summary, interval, and per-repetition results).
 """
 
 
-def _unit_interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, got {text!r}")
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {text}")
-    return value
+# CalibrateConfig fields both commands take as flags (the guarantee, the grid, the test)
+GUARANTEE_FLAGS = ("alpha", "delta", "procedure", "n_grid", "grid_low", "grid_high", "min_n",
+                   "tie_policy")
+# and those only ``calibrate`` takes (groups, cascades, provenance, the design)
+CALIBRATE_FLAGS = GUARANTEE_FLAGS + ("by", "delta_split", "exclude_seen", "design", "costs")
+_FLAG_NAMES = {"n_grid": ["--n-grid", "--grid-size"], "exclude_seen": ["--exclude-seen-rows"]}
+_CHECKED_WITH_THE_JUDGES = ("delta_split", "costs")  # their length is the number of judges
 
 
-def _positive_int(text: str, maximum: int | None = None) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    if maximum is not None and value > maximum:
-        raise argparse.ArgumentTypeError(f"must be at most {maximum:,}, got {text}")
-    return value
+def _check_setting(name: str, value) -> None:
+    """A flag's value gets ``CalibrateConfig.validate``'s check and message (those whose check
+    needs the number of judges are checked with the whole configuration)."""
+    if name not in _CHECKED_WITH_THE_JUDGES:
+        CalibrateConfig(**{name: value}).validate()
 
 
-# A million thresholds already resolve confidences to 1e-6; more only exhausts memory.
-MAX_GRID_POINTS = 1_000_000
+def _settings(args, names, n_judges: int = 1) -> CalibrateConfig:
+    """The CalibrateConfig the flags give, validated (``args`` carries the resolved values)."""
+    given = {"alpha": args.alpha[0]} if isinstance(args.alpha, list) else {}
+    return settings_from_args(args, CalibrateConfig, [n for n in names if n not in given],
+                              **given).validate(n_judges=n_judges)
 
 
-def _grid_points(text: str) -> int:
-    return _positive_int(text, MAX_GRID_POINTS)
-
-
-def _delta_split(text: str):
-    if text == "equal":
-        return text
-    try:
-        weights = [float(w) for w in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'equal' or comma-separated weights, got {text!r}")
-    if not all(np.isfinite(w) and w > 0 for w in weights):
-        raise argparse.ArgumentTypeError(f"weights must be positive numbers, got {text!r}")
-    return weights
-
-
-def _min_n(text: str):
-    return "auto" if text == "auto" else _positive_int(text)
-
-
-def _size(text: str):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a count, got {text!r}")
-    if 0 < value < 1:
-        return value
-    if value >= 1 and value == int(value):
-        return int(value)
-    raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a whole count >= 1, got {text}")
-
-
-def _common(parser: argparse.ArgumentParser, several: bool = False) -> None:
+def _common(parser: argparse.ArgumentParser, names, several: bool = False, **flag_options) -> None:
     from .testing import PROCEDURES
 
     if several:
@@ -131,21 +99,11 @@ def _common(parser: argparse.ArgumentParser, several: bool = False) -> None:
     parser.add_argument("--confidence-column", default="confidence", metavar="NAME",
                         help="column holding the confidence in [0, 1] (default: confidence; "
                              "annotation files have conf_simulated and conf_predictive)")
-    parser.add_argument("--delta", type=_unit_interval, default=0.1,
-                        help="error level: the guarantee holds with probability 1 - delta (default 0.1)")
-    parser.add_argument("--procedure", choices=sorted(PROCEDURES), default="fixed_sequence",
-                        help="how the thresholds are tested: " + "; ".join(
-                            f"{k}: {v}" for k, v in PROCEDURES.items()) + " (default fixed_sequence)")
-    parser.add_argument("--n-grid", "--grid-size", dest="n_grid", type=_grid_points, default=200,
-                        metavar="G", help="number of evenly spaced candidate thresholds, fixed in "
-                        "advance (default 200; --grid-size is the deprecated spelling)")
-    parser.add_argument("--grid-low", type=float, default=0.0, help="lowest candidate threshold (default 0)")
-    parser.add_argument("--grid-high", type=float, default=1.0, help="highest candidate threshold (default 1)")
-    parser.add_argument("--min-n", type=_min_n, default="auto", metavar="N|auto",
-                        help="skip thresholds accepting fewer calibration items; auto = the fewest "
-                             "with which a threshold can pass at all (default auto)")
-    parser.add_argument("--tie-policy", choices=sorted(TIE_POLICIES), default="drop",
-                        help="; ".join(f"{k}: {v}" for k, v in TIE_POLICIES.items()) + " (default drop)")
+    suffix = {"n_grid": "--grid-size is the deprecated spelling",
+              **flag_options.pop("help_suffix", {})}
+    add_flags(parser, CalibrateConfig, names, flags=_FLAG_NAMES, check=_check_setting,
+              choices={"procedure": PROCEDURES, "tie_policy": TIE_POLICIES},
+              help_suffix=suffix, **flag_options)
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
 
 
@@ -156,10 +114,12 @@ def register(subparsers) -> None:
         description="Find the confidence threshold above which the judge's verdicts can be trusted: "
                     "agreement with humans >= 1 - alpha, with probability >= 1 - delta.",
         epilog=CALIBRATE_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _common(calibrate, several=True)
-    calibrate.add_argument("--alpha", type=_unit_interval, action="append", metavar="A",
-                           help="tolerated disagreement rate among accepted items, e.g. 0.1 for 90%% "
-                                "agreement; repeat for several (default 0.1)")
+    _common(calibrate, CALIBRATE_FLAGS, several=True, repeat=("alpha",), help_suffix={
+        "alpha": "repeat for several",
+        "by": "items of groups absent here are escalated at apply time",
+        "exclude_seen": "the scored file's provenance says which; refused rows exit 2",
+        "design": "the scores files need train rows (split column)",
+    })
     calibrate.add_argument("--split-column", default="split", metavar="NAME",
                            help="column naming each row's split (default: split)")
     calibrate.add_argument("--calibration-split", default=None, metavar="VALUE",
@@ -169,43 +129,21 @@ def register(subparsers) -> None:
                            help="judge name for the certificate (default: the file's judge column, or 'judge')")
     calibrate.add_argument("--model-hash", default=None,
                            help="hash of the confidence model, recorded in the certificate")
-    calibrate.add_argument("--by", default=None, metavar="COLUMN",
-                           help="certify one threshold per value of COLUMN (a task category, a "
-                                "dataset, a language), delta split across the groups by the union "
-                                "bound; items of groups absent here are escalated at apply time")
     calibrate.add_argument("--cascade", action="store_true",
                            help="certify the scores files as a cascade of judges, cheapest first: "
                                 "each judge decides what the earlier ones escalated, delta split "
                                 "across them (--delta-split)")
-    calibrate.add_argument("--delta-split", type=_delta_split, default="equal", metavar="equal|W,W,...",
-                           help="cascade: 'equal' (delta / L per judge) or one positive weight per "
-                                "judge, normalised to sum to delta (default equal)")
-    calibrate.add_argument("--exclude-seen-rows", action="store_true",
-                           help="leave out (and count) calibration rows that trained or validated "
-                                "the confidence model (the scored file's provenance); without it "
-                                "such rows are refused (exit 2)")
     calibrate.set_defaults(handler=run_calibrate)
 
     validity = subparsers.add_parser(
         "validity", help="check the guarantee by recalibrating on >= 1000 redrawn calibration sets",
         description="Validity study: how often does the certified threshold keep its promise?",
         epilog=VALIDITY_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _common(validity)
-    validity.add_argument("--alpha", type=_unit_interval, default=0.1,
-                          help="tolerated disagreement rate among accepted items (default 0.1)")
-    validity.add_argument("--design", choices=("split", "population"), default="population",
-                          help="split or population (see below; default population)")
-    validity.add_argument("--repetitions", type=_positive_int, default=1000,
-                          help="number of seeded repetitions (default 1000)")
-    validity.add_argument("--calibration-size", type=_size, default=0.5, metavar="S",
-                          help="calibration set size: a fraction in (0, 1) or a count (default 0.5)")
-    validity.add_argument("--group-column", default="group", metavar="NAME",
-                          help="split design: keep each group on one side (default: the group "
-                               "column, when the file has one)")
-    validity.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    validity.add_argument("--by", default=None, metavar="COLUMN",
-                          help="per-group certificates (population design): check every group's "
-                               "guarantee and the joint one, next to a single threshold")
+    _common(validity, GUARANTEE_FLAGS + ("by",), help_suffix={
+        "by": "validity: the population design checks every group's guarantee and the joint "
+              "one, next to a single threshold"})
+    add_flags(validity, ValidityOptions, check=check_by_building(ValidityOptions),
+              choices={"design": DESIGNS}, flags={"random_state": ["--seed"]})
     validity.set_defaults(handler=run_validity)
 
     from .audit_cli import register as register_audit  # marc-ray audit (calibrate/audit.py)
@@ -219,8 +157,6 @@ def _load(args, for_validity: bool, source=None):
     """Read and validate the scores; return (table of the rows used, source, note)."""
     source = os.fspath(source if source is not None else args.scores)
     check_output_dir(args.out)  # before any work: a bad --out must not cost the computation
-    if not (np.isfinite(args.grid_low) and np.isfinite(args.grid_high) and args.grid_low < args.grid_high):
-        raise ValueError(f"--grid-low must be below --grid-high, got {args.grid_low} and {args.grid_high}")
     extra = [args.confidence_column, getattr(args, "split_column", None),
              getattr(args, "group_column", None), getattr(args, "by", None)]
     table = validate_scores(_read_scores(source, extra), args.confidence_column, source)
@@ -325,7 +261,8 @@ def run_calibrate(args) -> int:
     from ..contracts import agreement
     from .certify import certify
 
-    alphas = args.alpha or [0.1]
+    settings = _settings(args, CALIBRATE_FLAGS, n_judges=len(args.scores))
+    alphas = args.alpha if isinstance(args.alpha, list) else [args.alpha]
     if len(set(alphas)) != len(alphas):
         raise ValueError(f"--alpha values repeat: {alphas}")
     if len(args.scores) > 1 and not args.cascade:
@@ -337,9 +274,12 @@ def run_calibrate(args) -> int:
     if args.cascade and args.by is not None:
         raise ValueError("--cascade with --by is not offered on the command line; use the "
                          "pipeline's cascade with calibrate.by")
+    if settings.design and len(alphas) > 1:
+        raise ValueError(f"--design certifies one alpha at a time, got {alphas}")
     loaded = [_load(args, for_validity=False, source=path) for path in args.scores]
     table, source, note = loaded[0]
     stages = _stages(args, loaded)
+    design = _design(args, settings, [s.name for s in stages]) if settings.design else None
     human = np.asarray(table.column("human_label").to_pylist(), dtype=object)
     _, kept = agreement(stages[0].pred, human, args.tie_policy)
     _check_enough(int(kept.sum()), alphas, args, source, f"the calibration set ({note})")
@@ -349,15 +289,16 @@ def run_calibrate(args) -> int:
     data_hash_columns = ["id", args.confidence_column, "pred", "human_label"]
     extra = {"scores_file": source if not args.cascade else list(args.scores),
              "calibration_rows": note}
-    certified = certify(stages, human, table.column("id").to_pylist(), alpha=alphas,
+    certified = certify(stages, human, table.column("id").to_pylist(),
+                        alpha=alphas if len(alphas) > 1 else alphas[0],
                         delta=args.delta, grid=_grid(args), procedure=args.procedure,
                         min_n=args.min_n, tie_policy=args.tie_policy,
                         delta_split=args.delta_split, groups=groups, by=args.by,
-                        exclude_seen=args.exclude_seen_rows,
+                        exclude_seen=args.exclude_seen,
                         exclude_flag="--exclude-seen-rows",
                         hashed=None if args.cascade else table,
                         hash_columns=data_hash_columns, model_hash=args.model_hash, extra=extra,
-                        source=source)
+                        source=source, design=design)
     if certified.n_excluded:
         print(f"left out {certified.n_excluded} calibration rows that trained the confidence "
               f"model, chose the measure or built the grid (--exclude-seen-rows)")
@@ -371,6 +312,8 @@ def run_calibrate(args) -> int:
               "n_excluded_seen": certified.n_excluded, "n_calibration": certified.n_calibration,
               "n_ties_dropped": certified.n_ties_dropped, "n_used": certified.n_used,
               "provenance_digest": certificates[alphas[0]].provenance["digest"], "files": files}
+    if design is not None:  # what the train rows chose (the summary's grid is then not used)
+        common["design"] = certificates[alphas[0]].extra["design"]
     if args.by is not None:
         summary, lines = _grouped_summary(args, certified, alphas)
     elif args.cascade:
@@ -389,6 +332,35 @@ def run_calibrate(args) -> int:
                              f"{note}; provenance digest {common['provenance_digest'][:12]}",
                              args.out))
     return 0
+
+
+def _design(args, settings: CalibrateConfig, names: list[str]) -> dict:
+    """``certify``'s ``design`` from the scores files' train rows (``--design``): the grid, its
+    start and a cascade's order and delta split are chosen on them, never on calibration rows."""
+    from ..contracts.align import align_items
+
+    tables = []
+    for path in args.scores:
+        scores = validate_scores(_read_scores(path, [args.confidence_column, args.split_column]),
+                                 args.confidence_column, path)
+        if args.split_column not in scores.column_names:
+            raise ContractError(path, "--design needs train rows, but the file has no split "
+                                "column", field=args.split_column,
+                                hint="give the rows a split (train, calibration), or drop --design")
+        splits = np.asarray(scores.column(args.split_column).to_pylist(), dtype=object)
+        if not (splits == "train").any():
+            raise ContractError(path, f"--design needs train rows: no row has "
+                                f"{args.split_column} == 'train'", field=args.split_column,
+                                hint="give some rows the train split, or drop --design")
+        tables.append(scores.filter(splits == "train"))
+    aligned = align_items(tables, [args.confidence_column] * len(tables), carry=("human_label",))
+    return {"train": {"confidence": aligned.confidence, "pred": aligned.pred,
+                      "human_label": aligned.extra["human_label"],
+                      "ids": np.asarray(aligned.ids, dtype=object)},
+            "costs": settings.costs,
+            # as the pipeline's stage: every judge stays a stage, cheapest first as given; a judge
+            # the train rows say certifies little gets a small share of delta instead
+            "drop": False, "delta_split": "optimised" if len(names) > 1 else "equal"}
 
 
 def _stages(args, loaded) -> list:
@@ -521,6 +493,8 @@ def _grouped_summary(args, certified, alphas):
 def run_validity(args) -> int:
     from .validity import validity_study
 
+    _settings(args, GUARANTEE_FLAGS + ("by",))
+    settings_from_args(args, ValidityOptions).validate()
     table, source, note = _load(args, for_validity=True)
     confidence, pred, human = _arrays(table, args.confidence_column)
     if args.by is not None:
@@ -548,9 +522,9 @@ def run_validity(args) -> int:
                             n_repetitions=args.repetitions, design=args.design,
                             calibration_size=size, groups=groups, procedure=args.procedure,
                             grid=_grid(args), min_n=args.min_n, tie_policy=args.tie_policy,
-                            random_state=args.seed)
+                            random_state=args.random_state)
     report = result.to_dict(repetitions=True)
-    report.update(scores_file=source, confidence=args.confidence_column, seed=args.seed,
+    report.update(scores_file=source, confidence=args.confidence_column, seed=args.random_state,
                   tie_policy=args.tie_policy, grouped=groups is not None,
                   data_hash=table_hash(table, ["id", args.confidence_column, "pred", "human_label"]))
     write_json_atomic(report, os.path.join(args.out, "validity.json"))
@@ -579,9 +553,9 @@ def _run_group_validity(args, table, source, confidence, pred, human) -> int:
     result = group_validity_study(confidence, agree, groups[kept], alpha=args.alpha, delta=args.delta,
                                   n_repetitions=args.repetitions, calibration_size=args.calibration_size,
                                   procedure=args.procedure, grid=_grid(args), min_n=args.min_n,
-                                  random_state=args.seed)
+                                  random_state=args.random_state)
     report = result.to_dict()
-    report.update(scores_file=source, confidence=args.confidence_column, seed=args.seed, by=args.by,
+    report.update(scores_file=source, confidence=args.confidence_column, seed=args.random_state, by=args.by,
                   tie_policy=args.tie_policy, design="population",
                   data_hash=table_hash(table, ["id", args.confidence_column, "pred", "human_label"]))
     write_json_atomic(report, os.path.join(args.out, "validity.json"))

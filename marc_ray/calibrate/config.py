@@ -7,11 +7,14 @@ checks that need other sections (a learned measure needs the fit stage).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 from typing import Any
 
 from ..contracts import TIE_POLICIES, carry_problem, extra_carried
-from ..contracts.validation import check_choice, check_number, check_section_types, fail
+from ..contracts.options import comma_list, option, word_or
+from ..contracts.validation import (check_choice, check_number, check_section_types, fail,
+                                    is_number)
 
 # Confidence measures the pipeline can calibrate on: the two heuristics every annotation row
 # carries, and the learned models the fit stage writes (``MarcConfidence.column``).
@@ -34,6 +37,8 @@ DESIGN_ORDERS: dict[str, str] = {
     "given": "the order the judges are listed in (cheapest first)",
     "cost": "by cost per predicted decided item (cheapest per decision first)"}
 DEFAULT_PASS_PROBABILITY = 0.99  # start where the training rows predict a pass at least this likely
+# A million thresholds already resolve confidences to 1e-6; more only exhausts memory.
+MAX_GRID_POINTS = 1_000_000
 GRIDS: dict[str, str] = {
     "fixed": "evenly spaced thresholds between grid_low and grid_high, fixed in advance",
     "quantile": "quantiles of the training split's scores (disjoint from calibration)",
@@ -44,35 +49,51 @@ GRIDS: dict[str, str] = {
 class CalibrateConfig:
     """Calibration settings (``marc_ray.calibrate``): the guarantee's α and δ and how λ̂ is found."""
 
-    alpha: float = 0.1         # tolerated disagreement among decided items: agreement >= 1 - alpha
-                               # (the default of SelectiveCalibrator and `marc-ray calibrate` too)
-    delta: float = 0.1         # the guarantee holds with probability >= 1 - delta (calibration draw)
-    procedure: str = "fixed_sequence"  # "fixed_sequence" | "bonferroni" | "holm"
-    grid: str = "fixed"        # one of GRIDS; never thresholds read off the calibration scores
-    n_grid: int = 200          # thresholds in the grid (fixed-sequence pays nothing for more)
-    grid_low: float = 0.0      # fixed grid range; heuristic confidences live in [0.5, 1]
-    grid_high: float = 1.0
-    min_n: Any = "auto"        # skip thresholds accepting fewer items; "auto" = the fewest that can pass
-    tie_policy: str = "drop"   # "drop" | "disagree" (contracts.TIE_POLICIES)
-    confidence: str = "conf_marc"  # the measure certified (one of CONFIDENCE_MEASURES, or "auto":
-                               # chosen on the training split's validation part, calibrate/select.py)
-    compare: list = field(default_factory=lambda: ["conf_predictive", "conf_simulated", "conf_marc"])
-                               # measures compared (AUROC, ranking risk) on the test split
-    delta_split: Any = "equal"  # cascades: "equal" (delta / L per judge) or a list of L weights
-    drift_significance: float = 0.01  # the drift warning fires when the KS test's p < this
-    by: str | None = None      # a threshold per value of this column of the comparisons (group,
-                               # a language, a dataset: carried into every annotation row),
-                               # delta split across groups by the union bound (calibrate/groups.py)
-    exclude_seen: bool = False  # calibration rows that trained the confidence model, chose the
-                               # measure or built the grid: refused (False) or left out and counted
-    design: bool = False       # choose the grid, its start and a cascade's judges, order and delta
-                               # split on the train split (calibrate/design.py); the guarantee holds
-    costs: list | None = None  # a relative cost per judge (e.g. price per 1k tokens), cheapest
-                               # first: the report's cost-coverage frontier, the plan's expected
-                               # cost, and with design the cheapest design within 2% of the best
-    design_delta_split: str = "optimised"  # with design, a cascade's delta split (DESIGN_DELTA_SPLITS)
-    design_pass_probability: float = DEFAULT_PASS_PROBABILITY  # with design: the scan starts where
-                               # the train split predicts a pass at least this likely
+    alpha: float = option(0.1, "tolerated disagreement among decided items: agreement >= "
+                          "1 - alpha (e.g. 0.1 for 90% agreement)")
+    delta: float = option(0.1, "error level: the guarantee holds with probability >= 1 - delta "
+                          "over the draw of the calibration items")
+    procedure: str = option("fixed_sequence", "how the grid's thresholds are tested: one of "
+                            "calibrate.testing.PROCEDURES")
+    grid: str = option("fixed", "one of GRIDS; never thresholds read off the calibration scores")
+    n_grid: int = option(200, "thresholds in the grid, fixed in advance (fixed-sequence pays "
+                         "nothing for more)")
+    grid_low: float = option(0.0, "lowest threshold of the fixed grid (heuristic confidences "
+                             "live in [0.5, 1])")
+    grid_high: float = option(1.0, "highest threshold of the fixed grid")
+    min_n: Any = option("auto", "skip thresholds accepting fewer calibration items; auto = the "
+                        "fewest with which a threshold can pass at all",
+                        parse=word_or("auto", int, "N|auto"))
+    tie_policy: str = option("drop", "how a human tie counts: one of contracts.TIE_POLICIES")
+    confidence: str = option("conf_marc", "the measure certified (one of CONFIDENCE_MEASURES, or "
+                             "auto: chosen on the training split's validation part, "
+                             "calibrate/select.py)")
+    compare: list = option(["conf_predictive", "conf_simulated", "conf_marc"],
+                           "measures compared (AUROC, ranking risk) on the test split")
+    delta_split: Any = option("equal", "cascades: 'equal' (delta / L per judge) or one positive "
+                              "weight per judge, normalised to sum to delta",
+                              parse=word_or("equal", comma_list(float), "equal|W,W,..."))
+    drift_significance: float = option(0.01, "the drift warning fires when the KS test's p is "
+                                       "below this")
+    by: str | None = option(None, "a threshold per value of this column of the comparisons (a "
+                            "task category, a dataset, a language: carried into every "
+                            "annotation row), delta split across the groups by the union bound "
+                            "(calibrate/groups.py)")
+    exclude_seen: bool = option(False, "calibration rows that trained the confidence model, "
+                                "chose the measure or built the grid: refused (false) or left "
+                                "out and counted (true)")
+    design: bool = option(False, "choose the grid, its start and a cascade's judges, order and "
+                          "delta split on the train split (calibrate/design.py); the guarantee "
+                          "holds as before")
+    costs: list | None = option(None, "with design: a relative cost per judge, cheapest first "
+                                "(e.g. price per 1k tokens); the cheapest design within 2% of "
+                                "the best predicted coverage wins",
+                                parse=comma_list(float, "C,C,..."))
+    design_delta_split: str = option("optimised", "with design: a cascade's delta split, one of "
+                                     "DESIGN_DELTA_SPLITS")
+    design_pass_probability: float = option(DEFAULT_PASS_PROBABILITY, "with design: the scan "
+                                            "starts where the train split predicts a pass at "
+                                            "least this likely")
 
     def validate(self, source: str = "", n_judges: int = 1) -> "CalibrateConfig":
         """Check every field; raise ``ValueError`` in the package's one error form."""
@@ -96,7 +117,8 @@ class CalibrateConfig:
                                  f"(a task category, a dataset, a language): {problem}")
         for measure in self.compare:
             check_choice("calibrate.compare", measure, CONFIDENCE_MEASURES, source)
-        check_number("calibrate.n_grid", self.n_grid, source, low=1, integer=True)
+        check_number("calibrate.n_grid", self.n_grid, source, low=1, high=MAX_GRID_POINTS,
+                     integer=True, what=f"an integer from 1 to {MAX_GRID_POINTS:,}")
         if not 0 <= self.grid_low < self.grid_high <= 1:
             raise ValueError(f"{source}: need 0 <= calibrate.grid_low < calibrate.grid_high <= 1, "
                              f"got {self.grid_low!r} and {self.grid_high!r}")
@@ -116,10 +138,11 @@ class CalibrateConfig:
                      source)
         check_number("calibrate.design_pass_probability", self.design_pass_probability, source,
                      low=0, high=1, low_open=True, high_open=True, what="a number in (0, 1)")
-        if not isinstance(self.delta_split, str) and (
-                not isinstance(self.delta_split, list) or len(self.delta_split) != n_judges):
-            fail("calibrate.delta_split", f"'equal' or a list of {n_judges} weights (one per judge)",
-                 self.delta_split, source)
+        if self.delta_split != "equal" and (
+                not isinstance(self.delta_split, list) or len(self.delta_split) != n_judges
+                or not all(is_number(w) and math.isfinite(w) and w > 0 for w in self.delta_split)):
+            fail("calibrate.delta_split", f"'equal' or a list of {n_judges} positive weights (one "
+                 "per judge)", self.delta_split, source)
         return self
 
     @property

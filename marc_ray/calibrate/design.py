@@ -52,9 +52,10 @@ from scipy.special import betaln, gammaln
 from scipy.stats import binom
 
 from .bounds import max_disagreements, min_n_to_pass
-from .config import DEFAULT_PASS_PROBABILITY, DESIGN_DELTA_SPLITS, DESIGN_ORDERS
+from .config import DEFAULT_PASS_PROBABILITY, DESIGN_DELTA_SPLITS, DESIGN_ORDERS, CalibrateConfig
 from .cost_coverage import expected_cost, reach_shares
 from .grid import ThresholdGrid, counts_at_thresholds, fixed_grid, quantile_grid
+from .validity import ValidityOptions
 
 __all__ = ["DEFAULT_PASS_PROBABILITY", "DELTA_SPLITS", "ORDERS", "GridDesign", "CascadeDesign",
            "pass_probability", "predictive_pass_probability", "min_n_for_pass", "design_grid", "predicted_coverage",
@@ -176,7 +177,7 @@ def _scan_points(confidence, agree, grid, n_calibration: int, alpha: float, delt
 
 
 def design_grid(alpha: float, delta: float, n_calibration: int, *, train_confidence=None,
-                train_agree=None, train_ids=None, n_grid: int = 200,
+                train_agree=None, train_ids=None, n_grid: int = CalibrateConfig.n_grid,
                 probability: float = DEFAULT_PASS_PROBABILITY, prior_risk: float | None = None,
                 low: float = 0.0, high: float = 1.0) -> GridDesign:
     """The grid and its start (module docstring), from training rows when there are enough.
@@ -224,7 +225,8 @@ def designed_points(n_grid: int, n_calibration: int) -> int:
 
 
 def predicted_coverage(confidence, agree, n_calibration: int, alpha: float, delta: float,
-                       n_grid: int = 200, probability: float = DEFAULT_PASS_PROBABILITY,
+                       n_grid: int = CalibrateConfig.n_grid,
+                       probability: float = DEFAULT_PASS_PROBABILITY,
                        *, counts: tuple | None = None) -> tuple[float, float]:
     """The certified coverage (and threshold) the training rows predict for one judge.
 
@@ -338,8 +340,9 @@ def _simplex(n_stages: int, steps: int = 10) -> list[np.ndarray]:
 
 def design_cascade(train_confidences, train_agrees, train_verdicts, n_calibration: int,
                    alpha: float, delta: float, *, costs: Sequence[float] | None = None,
-                   order: str = "given", delta_split: str = "equal", drop: bool = True,
-                   n_grid: int = 200, probability: float = DEFAULT_PASS_PROBABILITY,
+                   order: str = "given", delta_split: str = CalibrateConfig.delta_split,
+                   drop: bool = True, n_grid: int = CalibrateConfig.n_grid,
+                   probability: float = DEFAULT_PASS_PROBABILITY,
                    coverage_tolerance: float = COVERAGE_TOLERANCE) -> CascadeDesign:
     """Choose a cascade's order, stages and δ split on training rows (module docstring).
 
@@ -408,9 +411,11 @@ def design_cascade(train_confidences, train_agrees, train_verdicts, n_calibratio
 
 
 def design_stages(train: dict, n_calibration: int, alpha: float, delta: float, *, costs=None,
-                  order: str = "given", delta_split: str = "equal", drop: bool = True,
-                  n_grid: int = 200, probability: float = DEFAULT_PASS_PROBABILITY,
-                  tie_policy: str = "drop") -> tuple[CascadeDesign, list[GridDesign]]:
+                  order: str = "given", delta_split: str = CalibrateConfig.delta_split,
+                  drop: bool = True, n_grid: int = CalibrateConfig.n_grid,
+                  probability: float = DEFAULT_PASS_PROBABILITY,
+                  tie_policy: str = CalibrateConfig.tie_policy
+                  ) -> tuple[CascadeDesign, list[GridDesign]]:
     """The design of a cascade (one judge: a cascade of one) from its training rows alone.
 
     ``train``: a dict of ``confidence`` (n, L), ``pred`` (n, L) of "a" / "b" / None,
@@ -454,7 +459,7 @@ def design_stages(train: dict, n_calibration: int, alpha: float, delta: float, *
 
 
 def design_and_calibrate(train: dict, calibration: dict, alpha: float, delta: float, *,
-                         tie_policy: str = "drop", **options):
+                         tie_policy: str = CalibrateConfig.tie_policy, **options):
     """The whole procedure: design on ``train`` (:func:`design_stages`), then calibrate the
     designed cascade on ``calibration`` (what the validity study repeats).
 
@@ -480,7 +485,7 @@ def design_and_calibrate(train: dict, calibration: dict, alpha: float, delta: fl
 
 
 def cascade_outcome(calibrator, design: CascadeDesign, data: dict, alpha: float,
-                    tie_policy: str = "drop", costs=None) -> dict:
+                    tie_policy: str = CalibrateConfig.tie_policy, costs=None) -> dict:
     """How a designed, calibrated cascade does on labelled items ``data`` (same keys as in
     :func:`design_and_calibrate`): coverage, agreement on decided items, success (agreement
     >= 1 - alpha, or nothing decided) and the expected cost per item."""
@@ -502,7 +507,8 @@ def cascade_outcome(calibrator, design: CascadeDesign, data: dict, alpha: float,
             "expected_cost": cost}
 
 
-def design_validity(data: dict, alpha: float, delta: float, *, repetitions: int = 1000,
+def design_validity(data: dict, alpha: float, delta: float, *,
+                    repetitions: int = ValidityOptions.repetitions,
                     design: str = "split", train_fraction: float = 0.4,
                     calibration_fraction: float = 0.5, seed: int = 0, fixed: bool = False,
                     **options) -> dict:
@@ -566,8 +572,9 @@ def design_validity(data: dict, alpha: float, delta: float, *, repetitions: int 
             "mean_cost": None if cost[0] is None else float(np.mean(cost))}
 
 
-def _fixed_cascade(calibration: dict, alpha: float, delta: float, *, n_grid: int = 200,
-                   tie_policy: str = "drop", **_) -> tuple:
+def _fixed_cascade(calibration: dict, alpha: float, delta: float, *,
+                   n_grid: int = CalibrateConfig.n_grid,
+                   tie_policy: str = CalibrateConfig.tie_policy, **_) -> tuple:
     """The undesigned procedure (every judge, given order, equal δ, fixed grid)."""
     from .cascade import CascadeCalibrator
 

@@ -27,6 +27,7 @@ import numpy as np
 from scipy import stats
 
 from .bounds import min_n_to_pass, n_needed_at_rate
+from .config import CalibrateConfig
 
 
 def monotonicity(confidence: np.ndarray, agree: np.ndarray, n_bins: int = 10,
@@ -113,7 +114,8 @@ def tie_respecting_cuts(sorted_values: np.ndarray, n_bins: int) -> np.ndarray:
 
 
 def drift(calibration_confidence: np.ndarray, deployment_confidence: np.ndarray,
-          threshold: float | None = None, significance: float = 0.01) -> dict:
+          threshold: float | None = None,
+          significance: float = CalibrateConfig.drift_significance) -> dict:
     """Two-sample Kolmogorov–Smirnov test between calibration and deployment confidences.
 
     Parameters
@@ -122,7 +124,7 @@ def drift(calibration_confidence: np.ndarray, deployment_confidence: np.ndarray,
     deployment_confidence : ndarray of shape (n_dep,)
     threshold : float, optional
         λ̂; when given, the share of items above it in each sample is reported too.
-    significance : float, default=0.01
+    significance : float, default=CalibrateConfig.drift_significance
         The warning fires when the test's p-value is below it.
 
     Returns

@@ -24,6 +24,7 @@ from .bounds import clopper_pearson_upper
 from .cost_coverage import certificate_costs, cost_coverage
 from .diagnostics import calibration_size, drift, monotonicity
 from .calibrator import SelectiveCalibrator
+from .config import CalibrateConfig
 from .grid import ThresholdGrid, counts_at_thresholds, quantile_grid
 from ..metrics import aurc, auroc, risk_coverage_curve
 from .routing import certificate_thresholds, route
@@ -156,7 +157,7 @@ def thin_curve(coverage: np.ndarray, risk: np.ndarray, points: int = CURVE_POINT
 
 def evaluate_certificate(certificate: Certificate, calibration_items: ItemSet,
                          deployment_items: ItemSet | None = None,
-                         drift_significance: float = 0.01) -> dict:
+                         drift_significance: float = CalibrateConfig.drift_significance) -> dict:
     """Every number of the report: routing per item set, the consistency checks against the
     certificate, the diagnostics per stage and the risk–coverage curves.
 
@@ -276,7 +277,8 @@ def _decided_figures(stage: np.ndarray, verdict: np.ndarray, human_label, tie_po
     return out
 
 
-def single_threshold_thresholds(certificate: Certificate, calibration_items: ItemSet) -> np.ndarray:
+def single_threshold_thresholds(certificate: Certificate,
+                                calibration_items: ItemSet) -> np.ndarray:
     """The thresholds one certificate for all groups would get: the same α, δ, grid and
     procedure on the same calibration items, groups ignored (what the groups are compared with)."""
     from .cascade import CascadeCalibrator
@@ -466,7 +468,8 @@ def _run_summary_at(runs: pa.Table | None, located, position: int) -> dict | Non
 
 
 def evaluate_run(certificate: Certificate, sets: dict, score_path: str,
-                 compare: Sequence[str] | None = None, drift_significance: float = 0.01,
+                 compare: Sequence[str] | None = None,
+                 drift_significance: float = CalibrateConfig.drift_significance,
                  stage_score_paths: Sequence[str] | None = None) -> dict:
     """Every number a run's report shows, from its certificate and its aligned items.
 

@@ -20,6 +20,8 @@ from typing import Iterable
 
 import numpy as np
 
+from .config import CalibrateConfig
+
 __all__ = ["ThresholdGrid", "fixed_grid", "quantile_grid", "as_grid", "check_grid_independent",
            "counts_at_thresholds", "GRID_KINDS"]
 
@@ -72,12 +74,12 @@ class ThresholdGrid(np.ndarray):
                 "high": float(values[0]), "low": float(values[-1]), "values": values.tolist()}
 
 
-def fixed_grid(n_points: int = 200, low: float = 0.0, high: float = 1.0) -> ThresholdGrid:
+def fixed_grid(n_points: int = CalibrateConfig.n_grid, low: float = 0.0, high: float = 1.0) -> ThresholdGrid:
     """Evenly spaced thresholds from ``high`` down to ``low`` (both included).
 
     Parameters
     ----------
-    n_points : int, default=200
+    n_points : int, default=CalibrateConfig.n_grid
         Number of thresholds (>= 1). More points give a finer threshold at the price of a
         stricter Bonferroni / Holm level (delta / n_points); fixed-sequence pays nothing.
     low, high : float, default=0.0, 1.0
@@ -94,7 +96,7 @@ def fixed_grid(n_points: int = 200, low: float = 0.0, high: float = 1.0) -> Thre
     return ThresholdGrid(np.linspace(high, low, int(n_points)), kind="fixed")
 
 
-def quantile_grid(scores_from_a_disjoint_split, n_points: int = 200,
+def quantile_grid(scores_from_a_disjoint_split, n_points: int = CalibrateConfig.n_grid,
                   ids: Iterable[str] | None = None) -> ThresholdGrid:
     """Thresholds at evenly spaced quantiles of scores from a split disjoint from calibration.
 
@@ -103,7 +105,7 @@ def quantile_grid(scores_from_a_disjoint_split, n_points: int = 200,
     scores_from_a_disjoint_split : array-like of float, shape (n_scores,)
         Confidences of items that are **not** in the calibration set (training items, or a
         held-out slice). Using the calibration scores here voids the guarantee.
-    n_points : int, default=200
+    n_points : int, default=CalibrateConfig.n_grid
     ids : iterable of str, optional
         Ids of those items; when given, :class:`SelectiveCalibrator` refuses to calibrate on
         any of them (pass the calibration ids to ``calibrate(..., ids=...)``).
@@ -125,7 +127,7 @@ def quantile_grid(scores_from_a_disjoint_split, n_points: int = 200,
                          source_ids=ids)
 
 
-def as_grid(grid, n_grid: int = 200) -> ThresholdGrid:
+def as_grid(grid, n_grid: int = CalibrateConfig.n_grid) -> ThresholdGrid:
     """Resolve the calibrator's ``grid`` parameter: None / "fixed" / an array / a ThresholdGrid."""
     if grid is None or (isinstance(grid, str) and grid == "fixed"):
         return fixed_grid(n_grid)

@@ -24,9 +24,10 @@ import numpy as np
 
 from .bounds import clopper_pearson_interval
 from .calibrator import check_alpha, check_delta
+from .config import CalibrateConfig
 from .grid import as_grid
-from .groups import group_deltas
-from .validity import calibrate_batch
+from .groups import EQUAL_ACROSS_GROUPS, group_deltas
+from .validity import ValidityOptions, calibrate_batch
 
 __all__ = ["group_validity_study", "GroupValidityResult", "judge_thresholds"]
 
@@ -101,10 +102,14 @@ def _summary(success, coverage, agreement, **more) -> dict:
             **more}
 
 
-def group_validity_study(confidence, agree, groups, alpha: float = 0.1, delta: float = 0.1,
-                         n_repetitions: int = 1000, calibration_size: float = 0.5,
-                         delta_split="equal", procedure: str = "fixed_sequence", grid=None,
-                         n_grid: int = 200, min_n="auto", random_state=None) -> GroupValidityResult:
+def group_validity_study(confidence, agree, groups, alpha: float = CalibrateConfig.alpha,
+                         delta: float = CalibrateConfig.delta,
+                         n_repetitions: int = ValidityOptions.repetitions,
+                         calibration_size: float = ValidityOptions.calibration_size,
+                         delta_split=EQUAL_ACROSS_GROUPS,
+                         procedure: str = CalibrateConfig.procedure, grid=None,
+                         n_grid: int = CalibrateConfig.n_grid, min_n=CalibrateConfig.min_n,
+                         random_state=None) -> GroupValidityResult:
     """Population-design validity study of per-group vs single-threshold certificates.
 
     Parameters

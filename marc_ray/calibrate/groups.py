@@ -37,6 +37,7 @@ from ..contracts import Certificate, agreement
 from .bounds import n_needed_at_rate
 from .calibrator import (NotCalibratedError, calibration_inputs, check_alpha,
                          check_calibrated_alpha, check_delta, refuse_seen, tie_counts, verdict_mask)
+from .config import CalibrateConfig
 from .cascade import CascadeCalibrator
 from .routing import ESCALATE, Routing, route, stage_matrix
 __all__ = ["GroupedCalibrator", "route_by_group", "group_deltas",
@@ -44,7 +45,13 @@ __all__ = ["GroupedCalibrator", "route_by_group", "group_deltas",
 
 
 
-def group_deltas(groups: Sequence[str], delta: float, delta_split="equal") -> dict[str, float]:
+# how delta is split across groups unless weights are given: delta / G each (the union bound).
+# Not CalibrateConfig.delta_split, which splits a cascade's delta across its stages.
+EQUAL_ACROSS_GROUPS = "equal"
+
+
+def group_deltas(groups: Sequence[str], delta: float,
+                 delta_split=EQUAL_ACROSS_GROUPS) -> dict[str, float]:
     """Split ``delta`` across groups: ``"equal"`` (``delta / G``) or a {group: weight} mapping."""
     delta = check_delta(delta)
     groups = list(groups)
@@ -150,13 +157,13 @@ class GroupedCalibrator:
 
     Parameters
     ----------
-    alpha : float in (0, 1), default=0.1
+    alpha : float in (0, 1), default=CalibrateConfig.alpha
         Tolerated disagreement rate, the same for every group.
-    delta : float in (0, 1), default=0.1
+    delta : float in (0, 1), default=CalibrateConfig.delta
         Total error level: every group's guarantee holds together with probability 1 - delta.
-    delta_split : "equal" or mapping group -> positive weight, default="equal"
+    delta_split : "equal" or mapping group -> positive weight, default=EQUAL_ACROSS_GROUPS
         How delta is split across groups (the union bound): delta / G, or by weights.
-    stage_split : "equal" or sequence of positive float, default="equal"
+    stage_split : "equal" or sequence of positive float, default=CalibrateConfig.delta_split
         For cascades: how each group's delta_g is split across its stages
         (``CascadeCalibrator.delta_split``).
     grid, n_grid, procedure, min_n, tie_policy
@@ -189,8 +196,10 @@ class GroupedCalibrator:
     stage_names_ : list of str
     """
 
-    def __init__(self, alpha=0.1, delta=0.1, delta_split="equal", stage_split="equal", grid=None,
-                 n_grid=200, procedure="fixed_sequence", min_n="auto", tie_policy="drop",
+    def __init__(self, alpha=CalibrateConfig.alpha, delta=CalibrateConfig.delta,
+                 delta_split=EQUAL_ACROSS_GROUPS, stage_split=CalibrateConfig.delta_split,
+                 grid=None, n_grid=CalibrateConfig.n_grid, procedure=CalibrateConfig.procedure,
+                 min_n=CalibrateConfig.min_n, tie_policy=CalibrateConfig.tie_policy,
                  group_designs=None, by="group"):
         self.group_designs = group_designs
         self.by = by

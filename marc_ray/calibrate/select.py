@@ -29,10 +29,11 @@ import numpy as np
 from ..contracts import ContractError, agreement
 from .bounds import clopper_pearson_interval
 from .calibrator import check_alpha, check_delta
+from .config import CalibrateConfig
 from .grid import as_grid
 from ..metrics import auroc
 from .testing import select_thresholds
-from .validity import ValidityResult, _cell_counts, _from_top
+from .validity import ValidityOptions, ValidityResult, _cell_counts, _from_top
 
 __all__ = ["choose_confidence", "choose_confidence_table", "predicted_coverage",
            "validity_study_auto", "DEFAULT_CANDIDATES", "LEARNED_CANDIDATES", "CRITERION"]
@@ -73,7 +74,8 @@ def _grid_auroc(n_cells: np.ndarray, k_cells: np.ndarray) -> np.ndarray:
 
 
 def predicted_coverage(confidence, agree, alpha: float, delta: float, n_calibration: int,
-                       grid=None, n_grid: int = 200, min_n="auto") -> tuple[float, float]:
+                       grid=None, n_grid: int = CalibrateConfig.n_grid,
+                       min_n=CalibrateConfig.min_n) -> tuple[float, float]:
     """The coverage fixed-sequence testing would certify on ``n_calibration`` such items.
 
     Parameters
@@ -108,7 +110,7 @@ def predicted_coverage(confidence, agree, alpha: float, delta: float, n_calibrat
 
 
 def choose_confidence(scores: dict, agree, alpha: float, delta: float, n_calibration: int, *,
-                      grid=None, n_grid: int = 200, min_n="auto",
+                      grid=None, n_grid: int = CalibrateConfig.n_grid, min_n=CalibrateConfig.min_n,
                       learned: Sequence[str] = LEARNED_CANDIDATES) -> dict:
     """Choose among candidate confidences on validation items (training data only).
 
@@ -250,7 +252,8 @@ def choose_confidence_table(table, alpha: float, delta: float, n_calibration: in
                             candidates: Sequence[str] | None = None,
                             validation_ids: Sequence[str] | None = None,
                             training_splits: Sequence[str] = _TRAINING_SPLITS,
-                            tie_policy: str = "drop", source: str = "<annotations>",
+                            tie_policy: str = CalibrateConfig.tie_policy,
+                            source: str = "<annotations>",
                             **options) -> dict:
     """:func:`choose_confidence` on an annotation table: only training-split rows are read.
 
@@ -302,10 +305,13 @@ def choose_confidence_table(table, alpha: float, delta: float, n_calibration: in
             "rows_read": provenance_record(rows.column("id").to_pylist())}
 
 
-def validity_study_auto(scores: dict, agree, alpha: float = 0.1, delta: float = 0.1,
-                        n_repetitions: int = 1000, validation_size: int = 100,
-                        calibration_size: int = 200, design: str = "population",
-                        grid=None, n_grid: int = 200, min_n="auto", random_state=None,
+def validity_study_auto(scores: dict, agree, alpha: float = CalibrateConfig.alpha,
+                        delta: float = CalibrateConfig.delta,
+                        n_repetitions: int = ValidityOptions.repetitions,
+                        validation_size: int = 100,
+                        calibration_size: int = 200, design: str = ValidityOptions.design,
+                        grid=None, n_grid: int = CalibrateConfig.n_grid,
+                        min_n=CalibrateConfig.min_n, random_state=None,
                         learned: Sequence[str] = LEARNED_CANDIDATES
                         ) -> tuple[ValidityResult, np.ndarray]:
     """The validity study with the automatic choice re-run inside every repetition.

@@ -40,6 +40,7 @@ from typing import Literal
 
 import numpy as np
 
+from .config import CalibrateConfig
 from .bounds import _p_value, clopper_pearson_upper, max_disagreements, min_n_to_pass
 
 __all__ = ["PROCEDURES", "Procedure", "Selection", "select_thresholds", "resolve_min_n",
@@ -103,8 +104,8 @@ class Selection:
     min_n: int
 
 
-def select_thresholds(n, k, alpha: float, delta: float, procedure: str = "fixed_sequence",
-                      min_n="auto") -> Selection:
+def select_thresholds(n, k, alpha: float, delta: float, procedure: str = CalibrateConfig.procedure,
+                      min_n=CalibrateConfig.min_n) -> Selection:
     """Apply a family-wise procedure to per-threshold counts on a descending grid.
 
     Parameters
@@ -116,8 +117,8 @@ def select_thresholds(n, k, alpha: float, delta: float, procedure: str = "fixed_
         Tolerated disagreement rate among accepted items.
     delta : float in (0, 1)
         Family-wise error level.
-    procedure : {"fixed_sequence", "bonferroni", "holm"}, default="fixed_sequence"
-    min_n : "auto" or int, default="auto"
+    procedure : {"fixed_sequence", "bonferroni", "holm"}, default=CalibrateConfig.procedure
+    min_n : "auto" or int, default=CalibrateConfig.min_n
         See the module notes and :func:`resolve_min_n`.
 
     Returns

@@ -28,18 +28,58 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..contracts import TIE_POLICIES, agreement
+from ..contracts.options import option
+from ..contracts.validation import (check_choice, check_number, check_type, fail, is_integer,
+                                    is_number)
 from .bounds import clopper_pearson_interval
 from .calibrator import check_alpha, check_delta, verdict_mask
+from .config import CalibrateConfig
 from .grid import as_grid, counts_at_thresholds
 from .testing import check_procedure, select_thresholds
 
-__all__ = ["validity_study", "validity_study_from_agreement", "ValidityResult", "DESIGNS",
+__all__ = ["validity_study", "validity_study_from_agreement", "ValidityResult", "ValidityOptions",
+           "DESIGNS",
            "calibrate_batch", "draw_calibration_sets"]
 
 DESIGNS = {
     "split": "random calibration/test splits; success judged on the test part",
     "population": "calibration sets drawn with replacement from the file; success judged on the whole file",
 }
+
+
+
+def read_size(text: str):
+    """``--calibration-size`` text: a fraction stays a float, a whole count becomes an int."""
+    value = float(text)
+    return int(value) if value >= 1 and value == int(value) else value
+
+
+read_size.__name__ = "S"  # argparse's metavar and its "invalid S value" message
+
+@dataclass
+class ValidityOptions:
+    """How ``marc-ray validity`` redraws calibration sets (the guarantee's own settings, α, δ,
+    the grid and the procedure, are ``CalibrateConfig``'s)."""
+
+    design: str = option("population", "how calibration sets are drawn and judged: one of "
+                         "DESIGNS")
+    repetitions: int = option(1000, "seeded repetitions, each a fresh calibration set")
+    calibration_size: float | int = option(0.5, "calibration set size: a fraction in (0, 1) or a "
+                                           "count", parse=read_size)
+    group_column: str = option("group", "split design: keep each group on one side (used when "
+                               "the file has this column)")
+    random_state: int = option(0, "random seed: the same seed gives the same study")
+
+    def validate(self, source: str = "") -> "ValidityOptions":
+        check_choice("design", self.design, DESIGNS, source)
+        check_number("repetitions", self.repetitions, source, low=1, integer=True)
+        size = self.calibration_size
+        if not (is_number(size) and 0 < size < 1 or is_integer(size) and size >= 1):
+            fail("calibration_size", "a fraction in (0, 1) or a whole count >= 1", size, source)
+        check_type("group_column", self.group_column, str, "a column name", source)
+        check_number("random_state", self.random_state, source, integer=True)
+        return self
+
 
 _CHUNK_CELLS = 4_000_000  # repetitions are processed in chunks of about this many (rep, item) cells
 
@@ -110,8 +150,10 @@ class ValidityResult:
         return summary
 
 
-def calibrate_batch(confidence, agree, alpha: float, delta: float, grid=None, n_grid: int = 200,
-                    procedure: str = "fixed_sequence", min_n="auto") -> np.ndarray:
+def calibrate_batch(confidence, agree, alpha: float, delta: float, grid=None,
+                    n_grid: int = CalibrateConfig.n_grid,
+                    procedure: str = CalibrateConfig.procedure,
+                    min_n=CalibrateConfig.min_n) -> np.ndarray:
     """Certified thresholds for many calibration sets at once.
 
     Parameters
@@ -201,11 +243,15 @@ def _from_top(cells: np.ndarray, n_thresholds: int) -> np.ndarray:
     return np.cumsum(cells[..., ::-1], axis=-1)[..., :n_thresholds]
 
 
-def validity_study_from_agreement(confidence, agree, alpha: float = 0.1, delta: float = 0.1,
-                                  n_repetitions: int = 1000, design: str = "split",
-                                  calibration_size=0.5, groups=None,
-                                  procedure: str = "fixed_sequence", grid=None, n_grid: int = 200,
-                                  min_n="auto", random_state=None) -> ValidityResult:
+def validity_study_from_agreement(confidence, agree, alpha: float = CalibrateConfig.alpha,
+                                  delta: float = CalibrateConfig.delta,
+                                  n_repetitions: int = ValidityOptions.repetitions,
+                                  design: str = "split",
+                                  calibration_size=ValidityOptions.calibration_size, groups=None,
+                                  procedure: str = CalibrateConfig.procedure, grid=None,
+                                  n_grid: int = CalibrateConfig.n_grid,
+                                  min_n=CalibrateConfig.min_n,
+                                  random_state=None) -> ValidityResult:
     """:func:`validity_study` on agreement indicators (ties already resolved).
 
     Parameters
@@ -302,10 +348,14 @@ def validity_study_from_agreement(confidence, agree, alpha: float = 0.1, delta: 
         abstention_rate=float(np.isinf(threshold).mean()))
 
 
-def validity_study(confidence, pred, human_label, alpha: float = 0.1, delta: float = 0.1,
-                   n_repetitions: int = 1000, design: str = "split", calibration_size=0.5,
-                   groups=None, procedure: str = "fixed_sequence", grid=None, n_grid: int = 200,
-                   min_n="auto", tie_policy: str = "drop", random_state=None) -> ValidityResult:
+def validity_study(confidence, pred, human_label, alpha: float = CalibrateConfig.alpha,
+                   delta: float = CalibrateConfig.delta,
+                   n_repetitions: int = ValidityOptions.repetitions, design: str = "split",
+                   calibration_size=ValidityOptions.calibration_size, groups=None,
+                   procedure: str = CalibrateConfig.procedure, grid=None,
+                   n_grid: int = CalibrateConfig.n_grid,
+                   min_n=CalibrateConfig.min_n, tie_policy: str = CalibrateConfig.tie_policy,
+                   random_state=None) -> ValidityResult:
     """Repeat calibration on redrawn calibration sets and count how often the guarantee holds.
 
     Parameters
@@ -315,11 +365,11 @@ def validity_study(confidence, pred, human_label, alpha: float = 0.1, delta: flo
         The judge's verdicts ("a" / "b").
     human_label : array-like of str, shape (n_items,)
         "a", "b" or "tie"; ties follow ``tie_policy``.
-    alpha, delta : float in (0, 1), default=0.1
-    n_repetitions : int, default=1000
+    alpha, delta : float in (0, 1), default=CalibrateConfig.alpha, CalibrateConfig.delta
+    n_repetitions : int, default=ValidityOptions.repetitions
     design : {"split", "population"}, default="split"
         See ``DESIGNS`` and the module notes.
-    calibration_size : float in (0, 1) or int, default=0.5
+    calibration_size : float in (0, 1) or int, default=ValidityOptions.calibration_size
         Fraction or number of items per calibration set (population design: drawn with
         replacement). With groups, the fraction applies to groups.
     groups : array-like, shape (n_items,), optional

@@ -52,7 +52,8 @@ def confidence_measures(table: pa.Table, models: Sequence = ()) -> dict[str, np.
 
 
 def evaluate_measures(table: pa.Table, measures: dict[str, np.ndarray], *,
-                      tie_policy: str = "drop", splits: Sequence[str] | None = ("test",),
+                      tie_policy: str = FitConfig.tie_policy,
+                      splits: Sequence[str] | None = ("test",),
                       source: str = "<annotations>") -> list[dict]:
     """Held-out ranking risk and AUROC of each measure.
 

@@ -32,6 +32,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .config import FitConfig
+
 
 @dataclass(frozen=True)
 class BoundTerms:
@@ -92,7 +94,8 @@ def margin_risk(differences: np.ndarray, gamma: float) -> float:
 
 
 def bound_terms(differences: np.ndarray, weights: Sequence[np.ndarray], gamma: float,
-                delta_prime: float = 0.05, n_pairs: int | None = None) -> BoundTerms:
+                delta_prime: float = FitConfig.delta_prime,
+                n_pairs: int | None = None) -> BoundTerms:
     """The bound's right-hand side at margin ``gamma``, with every term.
 
     Parameters

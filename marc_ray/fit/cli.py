@@ -10,38 +10,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import typing
-from dataclasses import MISSING, fields
 
+from ..contracts.options import add_flags, check_by_building, flag_values, settings_from_args
 from ..contracts.outputs import check_output_dir, check_output_file
 
 
-def _config_field_type(name: str):
-    from .config import FitConfig
-
-    return typing.get_type_hints(FitConfig)[name]
-
-
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    from .config import FitConfig
+    from .config import BACKENDS, LABEL_MODES, VARIANTS, FitConfig
+
+    from ..contracts import TIE_POLICIES
 
     group = parser.add_argument_group("FitConfig fields (defaults: MARC's published settings)")
-    for f in fields(FitConfig):
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not MISSING else None
-        kind = _config_field_type(f.name)
-        if kind is bool:
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                               default=None, help=f"default {default}")
-        elif isinstance(default, tuple):
-            caster = int if default and isinstance(default[0], int) else str
-            group.add_argument(flag, dest=f.name, default=None, metavar="A,B,...",
-                               type=lambda text, c=caster: tuple(c(v) for v in text.split(",") if v),
-                               help=f"comma-separated, default {','.join(map(str, default))}")
-        else:
-            caster = float if isinstance(default, float) else int if isinstance(default, int) else str
-            group.add_argument(flag, dest=f.name, type=caster, default=None,
-                               help=f"default {default}")
+    add_flags(group, FitConfig, choices={"variant": VARIANTS, "label_mode": LABEL_MODES,
+                                         "tie_policy": TIE_POLICIES, "backend": BACKENDS})
     parser.add_argument("--config", dest="config_file", help="a JSON file of FitConfig fields")
 
 
@@ -69,10 +50,7 @@ def config_from_args(args: argparse.Namespace):
                                 field="--config") from error
         if not isinstance(data, dict):
             raise ContractError(path, "must be a JSON object of FitConfig fields", field="--config")
-    for f in fields(FitConfig):
-        value = getattr(args, f.name, None)
-        if value is not None:
-            data[f.name] = value
+    data.update(flag_values(args, FitConfig))
     try:
         return FitConfig.from_dict(data)
     except (TypeError, ValueError) as error:
@@ -161,17 +139,24 @@ def _tune(args: argparse.Namespace) -> int:
                             "row and leave none to certify on", field="split",
                             hint="give the file a split column (train, valid, calibration), or "
                                  "use `marc-ray fit`, which draws one and writes it out")
+    from .config import TuneOptions
+
+    options = settings_from_args(args, TuneOptions, dest_prefix=_TUNE)
+    if options.storage_path:
+        options = TuneOptions.from_dict({**options.to_dict(),
+                                         "storage_path": os.path.abspath(options.storage_path)})
     ray.init(address=args.address)
-    outcome = tune_margin(args.annotations, config, num_samples=args.num_samples,
-                          select=args.select, trainer=args.trainer,
-                          storage_path=os.path.abspath(args.storage) if args.storage else None)
+    outcome = tune_margin(args.annotations, config, **options.to_dict())
     outcome.model.save(args.out)
     write_json_atomic({"best_config": outcome.best_config.to_dict(),
-                       "best_metrics": outcome.best_metrics, "select": args.select,
+                       "best_metrics": outcome.best_metrics, "select": options.select,
                        "trials": outcome.trials}, os.path.join(args.out, "tune.json"))
-    print(f"best of {len(outcome.trials)} trials by {args.select}: {_summary(outcome.model)}; "
+    print(f"best of {len(outcome.trials)} trials by {options.select}: {_summary(outcome.model)}; "
           f"saved to {args.out}")
     return 0
+
+
+_TUNE = "tune_"  # TuneOptions and FitConfig both have storage_path: kept apart on the parser
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -202,12 +187,12 @@ def register(subparsers) -> None:
                                  description="ASHA sweep; refits the best configuration into --out.")
     tune.add_argument("annotations")
     tune.add_argument("--out", required=True, help="folder for the best model and tune.json")
-    tune.add_argument("--num-samples", type=int, default=8)
-    tune.add_argument("--select", default="valid_ranking_risk",
-                      choices=["valid_ranking_risk", "bound"])
-    tune.add_argument("--trainer", default="local", choices=["local", "ray_train"])
-    tune.add_argument("--storage", default=None, help="Tune results folder")
     tune.add_argument("--address", default=None, help="Ray cluster address")
+    from .config import TUNE_SELECTIONS, TuneOptions
+
+    add_flags(tune.add_argument_group("TuneOptions fields (the pipeline's fit.tune_options)"),
+              TuneOptions, dest_prefix=_TUNE, flags={"storage_path": ["--storage"]},
+              choices={"select": TUNE_SELECTIONS}, check=check_by_building(TuneOptions))
     _add_config_flags(tune)
     tune.set_defaults(handler=_tune)
 

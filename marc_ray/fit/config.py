@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..contracts import TIE_POLICIES
+from ..contracts.options import option
 from ..contracts.validation import check_choice, check_number, reject_unknown
 
 VARIANTS: dict[str, str] = {
@@ -48,46 +49,56 @@ class FitConfig:
     """
 
     # --- model ---
-    variant: str = "marc"                      # "marc" | "vanilla" (see VARIANTS)
-    hidden_sizes: tuple[int, ...] = (64, 32, 16)  # MLP widths; ReLU between, sigmoid on the output
+    variant: str = option("marc", "how the margin is learned: one of VARIANTS")
+    hidden_sizes: tuple[int, ...] = option((64, 32, 16), "MLP widths; ReLU between, sigmoid on "
+                                                         "the output")
     # --- loss and margin ---
-    temperature: float = 0.1                   # τ of softplus(−(C_i − C_j − γ)/τ); MARC: 0.1
-    n_pairs: int = 5000                        # (agree, disagree) pairs sampled per epoch; MARC: 5,000
-    pairs_per_step: int = 250                  # pairs per SGD step (n_pairs / this = steps per epoch)
-    complexity_weight: float = 1e-4            # β of the penalty β·sqrt(Σ‖W_l‖_F²)/γ; MARC: 1e-4
-    margin_init: float = 0.1                   # γ at epoch 0 (and the fixed γ of "vanilla"); in confidence units
-    margin_min: float = 0.001                  # smallest γ of the line search (> 0: the penalty divides by γ);
-                                               # below sqrt(β‖W‖τ) ≈ 0.008, the smallest optimum β = 1e-4 gives
-                                               # (0.01 cut it off on PandaLM / LLMFAO: docs/benchmarks_fit.md)
-    margin_max: float = 1.0                    # largest γ; C ∈ (0, 1) so C_i − C_j < 1 always
-    margin_grid_size: int = 50                 # candidate γ, geometric between margin_min and margin_max
-    delta_prime: float = 0.05                  # δ′ of the bound's ln(3 m_p / δ′) term
+    temperature: float = option(0.1, "τ of softplus(−(C_i − C_j − γ)/τ); MARC: 0.1")
+    n_pairs: int = option(5000, "(agree, disagree) pairs sampled per epoch; MARC: 5,000")
+    pairs_per_step: int = option(250, "pairs per SGD step (n_pairs / this = steps per epoch)")
+    complexity_weight: float = option(1e-4, "β of the penalty β·sqrt(Σ‖W_l‖_F²)/γ; MARC: 1e-4")
+    margin_init: float = option(0.1, "γ at epoch 0 (and the fixed γ of 'vanilla'); in confidence "
+                                     "units")
+    margin_min: float = option(0.001, "smallest γ of the line search (> 0: the penalty divides "
+                                      "by γ); below sqrt(β‖W‖τ) ≈ 0.008, the smallest optimum β "
+                                      "= 1e-4 gives (0.01 cut it off on PandaLM / LLMFAO: "
+                                      "docs/benchmarks_fit.md)")
+    margin_max: float = option(1.0, "largest γ; C ∈ (0, 1) so C_i − C_j < 1 always")
+    margin_grid_size: int = option(50, "candidate γ, geometric between margin_min and margin_max")
+    delta_prime: float = option(0.05, "δ′ of the bound's ln(3 m_p / δ′) term")
     # --- optimisation ---
-    epochs: int = 30                           # MARC: 30
-    learning_rate: float = 1e-3                # AdamW step size; MARC: 1e-3
-    weight_decay: float = 1e-4                 # AdamW decoupled weight decay; MARC: 1e-4
-    random_state: int = 0                      # seeds weights, pair sampling and the validation split
+    epochs: int = option(30, "training epochs; MARC: 30")
+    learning_rate: float = option(1e-3, "AdamW step size; MARC: 1e-3")
+    weight_decay: float = option(1e-4, "AdamW decoupled weight decay; MARC: 1e-4")
+    random_state: int = option(0, "seeds weights, pair sampling and the validation split")
     # --- labels ---
-    label_mode: str = "human"                  # "human" | "simulated" (see LABEL_MODES)
-    held_out_annotator: int = 0                # simulated mode: the annotator used as pseudo-human
-    tie_policy: str = "drop"                   # "drop" | "disagree" (contracts.TIE_POLICIES)
-    soft_targets: bool = False                 # weight a pair by the gap of its items' human vote fractions
+    label_mode: str = option("human", "what counts as the human label: one of LABEL_MODES")
+    held_out_annotator: int = option(0, "simulated mode: the annotator used as pseudo-human")
+    tie_policy: str = option("drop", "how a human tie counts: one of contracts.TIE_POLICIES")
+    soft_targets: bool = option(False, "weight a pair by the gap of its items' human vote "
+                                       "fractions")
     # --- data split ---
-    train_splits: tuple[str, ...] = ("train",)  # `split` values trained on
-    valid_splits: tuple[str, ...] = ("valid", "validation", "dev")  # `split` values for model selection
-    valid_fraction: float = 0.2                # no valid split: share of groups held out (stratified by disagreement)
+    train_splits: tuple[str, ...] = option(("train",), "`split` values trained on")
+    valid_splits: tuple[str, ...] = option(("valid", "validation", "dev"), "`split` values for "
+                                                                           "model selection")
+    valid_fraction: float = option(0.2, "no valid split: share of groups held out (stratified by "
+                                        "disagreement)")
     # --- execution ---
-    backend: str = "local"                     # "local" | "ray" (see BACKENDS)
-    num_workers: int = 2                       # Ray Train workers (DDP ranks)
-    use_gpu: bool = False                      # Ray Train workers on GPUs
-    cpus_per_worker: float = 1.0               # CPUs requested per Ray Train worker (0.99 when nested in Tune)
-    max_failures: int = 1                      # worker-group restarts from the last checkpoint (FailureConfig)
-    storage_path: str | None = None            # where Ray Train keeps checkpoints: a path or a pyarrow
-                                               # filesystem URI (s3://...); None: ~/ray_results
-    checkpoint_every: int = 10                 # Ray Train: a checkpoint (and metrics report) every N epochs
-                                               # and at the last; each report costs a ~2 s round trip
-    torch_threads: int = 1                     # torch CPU threads per training process; 2 threads ran
-                                               # ~10x slower than 1 on a busy 2-core machine
+    backend: str = option("local", "where training runs: one of BACKENDS")
+    num_workers: int = option(2, "Ray Train workers (DDP ranks)")
+    use_gpu: bool = option(False, "Ray Train workers on GPUs")
+    cpus_per_worker: float = option(1.0, "CPUs requested per Ray Train worker (0.99 when nested "
+                                         "in Tune)")
+    max_failures: int = option(1, "worker-group restarts from the last checkpoint "
+                                  "(FailureConfig)")
+    storage_path: str | None = option(None, "where Ray Train keeps checkpoints: a path or a "
+                                            "pyarrow filesystem URI (s3://...); None: "
+                                            "~/ray_results")
+    checkpoint_every: int = option(10, "Ray Train: a checkpoint (and metrics report) every N "
+                                       "epochs and at the last; each report costs a ~2 s round "
+                                       "trip")
+    torch_threads: int = option(1, "torch CPU threads per training process; 2 threads ran ~10x "
+                                   "slower than 1 on a busy 2-core machine")
 
     def __post_init__(self) -> None:
         _choice("variant", self.variant, VARIANTS)
@@ -164,15 +175,18 @@ def _positive(name: str, value: float) -> None:
 class TuneOptions:
     """How ``fit.tune.tune_margin`` sweeps FitConfig values (the pipeline's ``fit.tune_options``)."""
 
-    search_space: dict | None = None     # FitConfig field -> Tune domain (YAML: {grid_search: [...]});
-                                         # None: fit.tune.default_search_space() (β, γ range, τ, lr)
-    num_samples: int = 8                 # trials drawn from the space
-    select: str = "valid_ranking_risk"   # one of TUNE_SELECTIONS
-    trainer: str = "local"               # "local" (a trial is one process) | "ray_train" (DDP trials)
-    grace_period: int = 5                # epochs every trial runs before ASHA may stop it
-    max_concurrent_trials: int | None = None  # None: as many as the cluster's CPUs allow
-    storage_path: str | None = None      # where Tune writes its results (a path or URI)
-    name: str | None = None              # the experiment's folder name under storage_path
+    search_space: dict | None = option(None, "FitConfig field -> Tune domain (YAML: "
+                                       "{grid_search: [...]}); none: "
+                                       "fit.tune.default_search_space() (β, γ range, τ, lr)")
+    num_samples: int = option(8, "trials drawn from the space")
+    select: str = option("valid_ranking_risk", "how the best trial is chosen: one of "
+                         "TUNE_SELECTIONS")
+    trainer: str = option("local", "local (a trial is one process) or ray_train (DDP trials)")
+    grace_period: int = option(5, "epochs every trial runs before ASHA may stop it")
+    max_concurrent_trials: int | None = option(None, "trials at once; none: as many as the "
+                                               "cluster's CPUs allow")
+    storage_path: str | None = option(None, "where Tune writes its results (a path or URI)")
+    name: str | None = option(None, "the experiment's folder name under storage_path")
 
     def __post_init__(self) -> None:
         _choice("select", self.select, TUNE_SELECTIONS)
@@ -210,8 +224,8 @@ class FitSection:
     and ``tune_options`` are the stage's switches, every other key is a FitConfig field.
     """
 
-    enabled: bool = True                 # false: no learned confidence (calibrate a heuristic)
-    tune: bool = False                   # true: sweep with Ray Tune first, then fit the best config
+    enabled: bool = option(True, "false: no learned confidence (calibrate a heuristic)")
+    tune: bool = option(False, "true: sweep with Ray Tune first, then fit the best config")
     tune_options: TuneOptions = field(default_factory=TuneOptions)
     model: FitConfig = field(default_factory=FitConfig)
 

@@ -20,12 +20,14 @@ import numpy as np
 import pyarrow as pa
 
 from ..annotate.assemble import heuristic
+from .config import FitConfig
 from ..contracts import ContractError, RunLayout, agreement, annotation_schema, layout_of
 
 HELD_OUT_STATUS = "missing: held out as pseudo-human"
 
 
-def human_labels(table: pa.Table, tie_policy: str = "drop", source: str = "<annotations>"
+def human_labels(table: pa.Table, tie_policy: str = FitConfig.tie_policy,
+                 source: str = "<annotations>"
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Agreement labels, the rows kept by the tie policy, and soft targets.
 

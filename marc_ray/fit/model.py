@@ -12,6 +12,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .config import FitConfig
+
 
 class ConfidenceMLP(nn.Module):
     """MLP_θ: features (batch, n_features) → logit (batch,).
@@ -23,7 +25,7 @@ class ConfidenceMLP(nn.Module):
     hidden_sizes : sequence of int, default=(64, 32, 16)
     """
 
-    def __init__(self, n_features: int, hidden_sizes: Sequence[int] = (64, 32, 16)):
+    def __init__(self, n_features: int, hidden_sizes: Sequence[int] = FitConfig.hidden_sizes):
         super().__init__()
         widths = [int(n_features), *[int(h) for h in hidden_sizes]]
         layers: list[nn.Module] = []

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .config import TUNE_SELECTIONS as SELECTIONS, TUNE_TRAINERS as TRAINERS, FitConfig
+from .config import FitConfig, TuneOptions
 from .data import prepare
 
 # the validation ranking risk of the epoch the collapse guard keeps (the model a trial returns),
@@ -86,11 +86,13 @@ def _ray_train_trial(params: dict, base: dict, data) -> None:
     trainer_for(config, data.train, data.valid, callbacks=[TuneReportCallback()]).fit()
 
 
-def tune_margin(annotations, config: FitConfig | None = None, *, search_space: dict | None = None,
-                num_samples: int = 8, select: str = "valid_ranking_risk", trainer: str = "local",
-                grace_period: int = 5, max_concurrent_trials: int | None = None,
-                storage_path: str | None = None, name: str | None = None,
-                refit: bool = True) -> TuneOutcome:
+def tune_margin(annotations, config: FitConfig | None = None, *,
+                search_space: dict | None = TuneOptions.search_space,
+                num_samples: int = TuneOptions.num_samples, select: str = TuneOptions.select,
+                trainer: str = TuneOptions.trainer, grace_period: int = TuneOptions.grace_period,
+                max_concurrent_trials: int | None = TuneOptions.max_concurrent_trials,
+                storage_path: str | None = TuneOptions.storage_path,
+                name: str | None = TuneOptions.name, refit: bool = True) -> TuneOutcome:
     """Sweep FitConfig values with Ray Tune and ASHA early stopping.
 
     Parameters
@@ -114,22 +116,16 @@ def tune_margin(annotations, config: FitConfig | None = None, *, search_space: d
     -------
     TuneOutcome
     """
-    if select not in SELECTIONS:
-        raise ValueError(f"select must be one of {sorted(SELECTIONS)}, got {select!r}")
-    if trainer not in TRAINERS:
-        raise ValueError(f"trainer must be one of {list(TRAINERS)}, got {trainer!r}")
-    if not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
+    # the sweep's settings get TuneOptions' one check (the pipeline's fit.tune_options too)
+    TuneOptions(search_space=search_space, num_samples=num_samples, select=select,
+                trainer=trainer, grace_period=grace_period,
+                max_concurrent_trials=max_concurrent_trials, storage_path=storage_path, name=name)
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
     config = config or FitConfig()
     space = default_search_space() if search_space is None else dict(search_space)
-    unknown = sorted(set(space) - set(config.to_dict()))
-    if unknown:  # fail here, not inside every trial
-        raise ValueError(f"unknown FitConfig keys {unknown} in the search space; known keys: "
-                         f"{sorted(config.to_dict())}")
     data = prepare(annotations, config)
     base = config.to_dict()
     if trainer == "local":

@@ -227,14 +227,21 @@ def test_missing_file_and_empty_split(scores, tmp_path, capsys):
     assert not out.exists()
 
 
+# one check per value, with the one message: CalibrateConfig.validate's (a config file's too)
 @pytest.mark.parametrize("flag, value, message", [
-    ("--alpha", "0", "argument --alpha: must be strictly between 0 and 1, got 0"),
-    ("--alpha", "1.2", "argument --alpha: must be strictly between 0 and 1, got 1.2"),
-    ("--delta", "1", "argument --delta: must be strictly between 0 and 1, got 1"),
-    ("--delta", "-0.1", "argument --delta: must be strictly between 0 and 1, got -0.1"),
-    ("--alpha", "ten", "argument --alpha: expected a number strictly between 0 and 1, got 'ten'"),
-    ("--grid-size", "0", "argument --n-grid/--grid-size: must be at least 1"),
-    ("--min-n", "some", "argument --min-n: expected a positive whole number"),
+    ("--alpha", "0", "argument --alpha: calibrate.alpha must be a number in (0, 1) (e.g. 0.15: "
+                     "at least 85% agreement), got 0.0"),
+    ("--alpha", "1.2", "argument --alpha: calibrate.alpha must be a number in (0, 1)"),
+    ("--delta", "1", "argument --delta: calibrate.delta must be a number in (0, 1) (e.g. 0.1: 90% "
+                     "confidence), got 1.0"),
+    ("--delta", "-0.1", "argument --delta: calibrate.delta must be a number in (0, 1)"),
+    ("--alpha", "ten", "argument --alpha: invalid float value: 'ten'"),
+    ("--grid-size", "0", "argument --n-grid/--grid-size: calibrate.n_grid must be an integer from 1 "
+                         "to 1,000,000, got 0"),
+    ("--min-n", "some", "argument --min-n: invalid N|auto value: 'some'"),
+    ("--min-n", "0", "argument --min-n: calibrate.min_n must be 'auto' or an integer >= 1, got 0"),
+    ("--tie-policy", "keep", "argument --tie-policy: calibrate.tie_policy must be one of "
+                             "['disagree', 'drop'], got 'keep'"),
 ])
 @pytest.mark.parametrize("command", ["calibrate", "validity"])
 def test_bad_parameters_exit_2(command, flag, value, message, scores, tmp_path, capsys):

@@ -452,3 +452,74 @@ def test_the_stage_reports_one_shape_with_its_counts_for_every_kind(kind, tmp_pa
         assert all(f"{g}: " in progress["lambda_hat"] for g in certificate.groups["values"])
     else:
         assert progress["lambda_hat"].split() == [f"{t:.4g}" for t in certificate.thresholds]
+
+
+# ---- the design from the command line (calibrate.design / calibrate.costs as flags) -----------
+
+def _direct_design(paths, names, alpha, delta, costs=None):
+    """What ``certify(design=...)`` makes from the same scored files: the design on the train
+    rows, the certificate on the calibration rows (the CLI must give the same)."""
+    tables = [pq.read_table(p) for p in paths]
+    rows = {split: [t.filter(pa.compute.equal(t.column("split"), split)) for t in tables]
+            for split in ("train", "calibration")}
+
+    def stacked(split, column, kind):
+        return np.stack([np.asarray(t.column(column).to_pylist(), dtype=kind)
+                         for t in rows[split]], axis=1)
+
+    train = {"confidence": stacked("train", CONF, float), "pred": stacked("train", "pred", object),
+             "human_label": np.asarray(rows["train"][0].column("human_label").to_pylist(), object),
+             "ids": np.asarray(rows["train"][0].column("id").to_pylist(), object)}
+    calibration = rows["calibration"]
+    stages = [Stage(name, CONF, t.column(CONF).to_numpy(),
+                    np.asarray(t.column("pred").to_pylist(), object)) for name, t in
+              zip(names, calibration)]
+    return certify(stages, calibration[0].column("human_label").to_pylist(),
+                   calibration[0].column("id").to_pylist(), alpha=alpha, delta=delta,
+                   design={"train": train, "costs": costs, "drop": False,
+                           "delta_split": "optimised" if len(names) > 1 else "equal"}
+                   ).certificates[alpha]
+
+
+@pytest.mark.parametrize("cascade", [False, True])
+def test_cli_design_chooses_on_the_train_rows_as_certify_does(cascade, tmp_path, capsys):
+    paths = [_scored(tmp_path / "cheap.parquet", "cheap", seed=3)]
+    if cascade:
+        paths.append(_scored(tmp_path / "strong.parquet", "strong", seed=4))
+    names = ["cheap", "strong"][:len(paths)]
+    costs = [1.0, 10.0] if cascade else None
+    out = tmp_path / "cal"
+    flags = ["--cascade", "--costs", "1,10"] if cascade else []
+    assert main(["calibrate", *map(str, paths), *flags, "--design", "--confidence-column", CONF,
+                 "--alpha", "0.2", "--delta", "0.1", "--out", str(out)]) == 0, capsys.readouterr()
+    certificate = Certificate.read(out / "certificate.json")
+    direct = _direct_design(paths, names, 0.2, 0.1, costs)
+    assert certificate.extra["design"] == direct.extra["design"]
+    assert certificate.thresholds == direct.thresholds
+    assert [s["delta"] for s in certificate.stages] == [s["delta"] for s in direct.stages]
+    assert certificate.coverage == pytest.approx(direct.coverage)
+    # the design read the train rows: they are in the provenance, disjoint from calibration
+    assert any(role.startswith("design") for role in certificate.provenance["roles"]), \
+        certificate.provenance
+    _assert_bound_and_recorded(certificate, len(paths))
+    # without --design the grid is the fixed one: a different certificate
+    capsys.readouterr()
+    assert main(["calibrate", *map(str, paths), *flags[:1], "--confidence-column", CONF,
+                 "--alpha", "0.2", "--delta", "0.1", "--out", str(tmp_path / "plain")]) == 0
+    assert "design" not in Certificate.read(tmp_path / "plain" / "certificate.json").extra
+    assert json.loads((out / "summary.json").read_text())["design"] == certificate.extra["design"]
+
+
+def test_cli_design_needs_train_rows_and_costs_one_per_judge(tmp_path, capsys):
+    cheap = _scored(tmp_path / "cheap.parquet", "cheap", seed=3)
+    strong = _scored(tmp_path / "strong.parquet", "strong", seed=4)
+    out = tmp_path / "cal"
+    assert main(["calibrate", str(cheap), str(strong), "--cascade", "--design", "--costs", "1",
+                 "--confidence-column", CONF, "--out", str(out)]) == 2
+    assert "calibrate.costs must be a list of 2 numbers >= 0" in capsys.readouterr().err
+    no_split = tmp_path / "no_split.parquet"
+    pq.write_table(pq.read_table(cheap).drop_columns(["split"]), no_split)
+    assert main(["calibrate", str(no_split), "--design", "--confidence-column", CONF,
+                 "--out", str(out)]) == 2
+    assert "--design needs train rows" in capsys.readouterr().err
+    assert not out.exists()

@@ -25,5 +25,5 @@ def test_tiny_sweep_selects_and_refits(ray_local, trap_table, tmp_path):
 def test_bad_sweep_arguments_are_refused(trap_table):
     with pytest.raises(ValueError, match=r"select must be one of \['bound', 'valid_ranking_risk'\]"):
         tune_margin(trap_table, select="auc")
-    with pytest.raises(ValueError, match=r"unknown FitConfig keys \['margin'\]"):
+    with pytest.raises(ValueError, match=r"search_space names unknown FitConfig fields \['margin'\]"):
         tune_margin(trap_table, search_space={"margin": 0.1})

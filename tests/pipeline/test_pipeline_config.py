@@ -93,7 +93,7 @@ def test_sections_are_typed_once():
     ({"annotate__input": "x.jsonl"}, r"annotate.input is set by the pipeline"),
     ({"annotate__engine": "magic"}, r"annotate: annotate config: engine must be one of"),
     ({"data__train_fraction": 0.9}, r"sum to 1"),
-    ({"calibrate__delta_split": [1, 2]}, r"delta_split must be 'equal' or a list of 1 weights"),
+    ({"calibrate__delta_split": [1, 2]}, r"delta_split must be 'equal' or a list of 1 positive weights"),
     ({"cascade": [{"judge_name": "x"}, {"judge_name": "x"}]}, r"two judges are named 'x'"),
 ])
 def test_bad_values_are_named(changes, match):
