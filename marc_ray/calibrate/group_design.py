@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .config import CalibrateConfig
 from .design import MIN_TRAINING_ROWS, design_stages
 
 __all__ = ["design_groups", "design_and_calibrate_groups", "grouped_outcome", "FALLBACK"]
@@ -30,7 +31,7 @@ FALLBACK = "fixed procedure: too few training rows in this group"
 
 
 def design_groups(train: dict, calibration_groups, alpha: float, deltas: dict, *,
-                  tie_policy: str = "drop", names=None, **options) -> dict:
+                  tie_policy: str = CalibrateConfig.tie_policy, names=None, **options) -> dict:
     """Each calibration group's design, chosen on its own training rows.
 
     Parameters
@@ -91,7 +92,8 @@ def _usable_rows(train: dict, rows: np.ndarray, tie_policy: str) -> int:
 
 
 def design_and_calibrate_groups(train: dict, calibration: dict, alpha: float, delta: float, *,
-                                tie_policy: str = "drop", n_grid: int = 200, fixed: bool = False,
+                                tie_policy: str = CalibrateConfig.tie_policy,
+                                n_grid: int = CalibrateConfig.n_grid, fixed: bool = False,
                                 **options):
     """The whole per-group procedure (what the validity study repeats): the designs on
     ``train`` (:func:`design_groups`), then a :class:`GroupedCalibrator` on ``calibration``
@@ -114,7 +116,7 @@ def design_and_calibrate_groups(train: dict, calibration: dict, alpha: float, de
     return calibrator
 
 
-def grouped_outcome(calibrator, data: dict, alpha: float, tie_policy: str = "drop") -> dict:
+def grouped_outcome(calibrator, data: dict, alpha: float, tie_policy: str = CalibrateConfig.tie_policy) -> dict:
     """How a grouped certificate does on labelled items: coverage, and success when *every*
     group's agreement on its decided items is at least 1 - alpha (the simultaneous guarantee;
     a group deciding nothing succeeds)."""
