@@ -12,69 +12,17 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from http_servers import closed_port_url, echoing
 from marc_ray.contracts.errors import EXIT_INFRASTRUCTURE, EXIT_INPUT
 from marc_ray.demo import DemoSpec, write_demo
 
 REPO = Path(__file__).resolve().parents[1]
 KEY_ENV = "MARC_RAY_TEST_JUDGE_KEY"
 CLI_TIMEOUT_S = 600  # a Ray start on a loaded machine can take a minute; the work is tiny
-
-
-class Server:
-    """A real HTTP server on 127.0.0.1 answering every POST with ``status``; its body echoes the
-    request's headers (as careless servers do) and ``on_request`` runs first when given."""
-
-    def __init__(self, status: int, on_request=None):
-        owner = self
-        self.requests = 0
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's naming
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                owner.requests += 1
-                if on_request is not None:
-                    on_request(self)
-                body = json.dumps({"error": {"message": "rejected request with headers "
-                                             + json.dumps(dict(self.headers)) + " "
-                                             + str(self.headers)}}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def closed_port_url() -> str:
-    import socket
-
-    with socket.socket() as sock:  # bound, never listening: a connection is refused
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1"
 
 
 @pytest.fixture(scope="module")
@@ -151,13 +99,13 @@ def files_holding(folder: Path, secret: str) -> list[str]:
 def test_a_401_that_echoes_the_key_is_one_line_and_the_key_is_nowhere(demo_files, tmp_path,
                                                                       ray_tmp):
     key = "sk-proj-Zq81NeverPrintMe0x7f"
-    with Server(401) as server:
+    with echoing(401) as server:
         result = marc_ray(annotate_args(demo_files, tmp_path, server.base_url,
                                         api_key_env=KEY_ENV), tmp_path, ray_tmp,
                           env={KEY_ENV: key})
     line = assert_one_line_failure(result, EXIT_INFRASTRUCTURE, "answered 401",
                                    "check the API key", "rerun to resume")
-    assert server.requests >= 1  # the request really reached the server, with the key
+    assert len(server.requests) >= 1  # the request really reached the server, with the key
     for noise in RAY_NOISE:  # a quiet terminal: Ray's own lines went to its logs
         assert noise not in result.stderr, noise
     assert key not in result.stdout + result.stderr, line
@@ -167,9 +115,9 @@ def test_a_401_that_echoes_the_key_is_one_line_and_the_key_is_nowhere(demo_files
 
 
 def test_a_server_error_after_the_retries_is_one_line(demo_files, tmp_path, ray_tmp):
-    with Server(500) as server:
+    with echoing(500) as server:
         result = marc_ray(annotate_args(demo_files, tmp_path, server.base_url), tmp_path, ray_tmp)
-    assert server.requests >= 2  # retried once (max_retries 1), then gave up
+    assert len(server.requests) >= 2  # retried once (max_retries 1), then gave up
     assert_one_line_failure(result, EXIT_INFRASTRUCTURE, "failed after 2 attempts", "500",
                             "rerun to resume")
 
@@ -375,7 +323,7 @@ def test_redaction_finds_every_shape_wherever_it_is_written(secret):
 def test_a_server_body_echoing_any_key_shape_is_scrubbed(monkeypatch):
     from marc_ray.annotate.http_engine import HttpEngine, HttpJudgeError
 
-    with Server(401) as server:
+    with echoing(401) as server:
         for secret in SECRETS:
             monkeypatch.setenv(KEY_ENV, secret)
             engine = HttpEngine(server.base_url, "judge", api_key_env=KEY_ENV, max_retries=0,
@@ -387,7 +335,7 @@ def test_a_server_body_echoing_any_key_shape_is_scrubbed(monkeypatch):
             engine.close()
             assert "answered 401" in str(raised.value)
             assert secret not in str(raised.value) and secret not in repr(raised.value.args)
-    assert server.requests == len(SECRETS)
+    assert len(server.requests) == len(SECRETS)
 
 
 # ---- Ray failing to start, a worker lost beyond the retries -------------------------------------
@@ -395,10 +343,10 @@ def test_a_server_body_echoing_any_key_shape_is_scrubbed(monkeypatch):
 def test_ray_failing_to_start_is_retried_once_then_one_line_with_a_hint(demo_files, tmp_path):
     not_a_folder = tmp_path / "ray-tmp-is-a-file"
     not_a_folder.write_text("")  # Ray cannot make its session folder here: a real start failure
-    with Server(500) as server:
+    with echoing(500) as server:
         result = marc_ray(annotate_args(demo_files, tmp_path, server.base_url), tmp_path,
                           not_a_folder)
-    assert server.requests == 0
+    assert len(server.requests) == 0
     assert_one_line_failure(result, EXIT_INFRASTRUCTURE, "Ray could not start a local cluster "
                             "after 2 tries", "RAY_TMPDIR", "rerun to resume")
 
@@ -415,10 +363,10 @@ def kill_the_client(handler) -> None:
 
 
 def test_a_worker_lost_beyond_the_retries_is_one_line(demo_files, tmp_path, ray_tmp):
-    with Server(200, on_request=kill_the_client) as server:
+    with echoing(200, on_request=kill_the_client) as server:
         result = marc_ray(annotate_args(demo_files, tmp_path, server.base_url)
                           + ["--max-restarts", "0", "--max-task-retries", "0"], tmp_path, ray_tmp)
-    assert server.requests >= 1
+    assert len(server.requests) >= 1
     # the job restarts on lost actors itself (issue 21); with no restart allowed it gives up
     assert_one_line_failure(result, EXIT_INFRASTRUCTURE, "lost its engine actors",
                             "beyond the retries", "max_restarts", "rerun to resume")
@@ -429,7 +377,7 @@ def test_a_worker_killed_for_memory_is_one_line(demo_files, tmp_path, ray_tmp):
     # as it would on a node that really runs out (no retries allowed, so the job ends)
     low_memory = {"RAY_memory_usage_threshold": "0.02", "RAY_memory_monitor_refresh_ms": "100",
                   "RAY_task_oom_retries": "0"}
-    with Server(500) as server:
+    with echoing(500) as server:
         result = marc_ray(annotate_args(demo_files, tmp_path, server.base_url)
                           + ["--max-restarts", "0", "--max-task-retries", "0"], tmp_path, ray_tmp,
                           env=low_memory)

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,16 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from http_servers import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 SECTION = "### Bring your own judge"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _blocks() -> tuple[dict[str, str], list[str]]:
@@ -67,10 +62,13 @@ def _run(script: str, folder: Path, timeout: float) -> subprocess.CompletedProce
     return subprocess.CompletedProcess(script, process.returncode, output)
 
 
-@pytest.fixture
-def readme_folder(tmp_path):
+@pytest.fixture(scope="module")
+def readme_folder(tmp_path_factory):
+    """One folder for the three variants, as a user would: the exports run once, each variant
+    writes its own YAML file and its own run folder."""
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder not found at {SHARED_DATA}")
+    tmp_path = tmp_path_factory.mktemp("readme")
     configs, commands = _blocks()
     # a Ray session of its own, under a short path (Ray's socket paths are limited to 107 bytes)
     ray_tmp = tempfile.mkdtemp(prefix="ray-readme-", dir="/tmp")

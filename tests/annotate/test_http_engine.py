@@ -3,70 +3,20 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from http_servers import ScriptedServer, free_port
 from marc_ray.annotate.http_engine import (HttpEngine, HttpJudgeError,
                                            choice_from_top_logprobs)
 
 SECRET = "sk-test-never-print-me"
-
-
-# ---- a scripted OpenAI-compatible server on a socket ------------------------------------------
-
-class ScriptedServer:
-    """Answers POSTs from a script: a list of (status, body, headers), the last one repeated."""
-
-    def __init__(self, script):
-        self.script = list(script)
-        self.requests: list[dict] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's naming
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                owner.requests.append({"path": self.path, "body": body,
-                                       "authorization": self.headers.get("Authorization")})
-                status, answer, headers = (owner.script.pop(0) if len(owner.script) > 1
-                                           else owner.script[0])
-                if callable(answer):
-                    answer = answer(body)
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):  # keep the test output clean
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def completion(top: dict[str, float]) -> dict:
@@ -179,9 +129,9 @@ def test_likelihood_reads_echoed_prompt_logprobs():
     run = {**choice_run(), "mode": "likelihood", "prefix": "Q: 2+2?", "suffix": "\nA:",
            "continuation_first": " 4", "continuation_second": " five"}
 
-    def echo(body):
+    def echo(request):
         # text prompt: tokens are characters here; the continuation starts at len(prefix+suffix)
-        text = body["prompt"]
+        text = request["body"]["prompt"]
         value = -0.5 if text.endswith(" 4") else -2.0
         return {"choices": [{"logprobs": {"tokens": list(text) + ["x"],
                                           "token_logprobs": [None] + [value] * len(text),
@@ -196,12 +146,6 @@ def test_likelihood_reads_echoed_prompt_logprobs():
 
 # ---- a real vLLM server process -----------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def vllm_server(tmp_path_factory):
     """``python -m vllm.entrypoints.openai.api_server`` on a tiny model, on a free port."""
@@ -210,7 +154,7 @@ def vllm_server(tmp_path_factory):
     from marc_ray.annotate.vllm_engine import engine_env
 
     model = make_tiny_model(tmp_path_factory.mktemp("tiny-served"), seed=1, hidden_size=256)
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
     env = {**os.environ, **engine_env(gpu=False)}
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
