@@ -105,7 +105,7 @@ def _run_counts(parts: list[pa.Table], ids: np.ndarray) -> dict[str, np.ndarray]
 
     unreadable = np.zeros((len(ids), len(parts)), dtype=np.int64)
     total = np.zeros((len(ids), len(parts)), dtype=np.int64)
-    value_set = pa.array(ids.tolist(), pa.string())
+    value_set = pa.array(ids, pa.string())
     for l, part in enumerate(parts):
         rows = pc.index_in(part.column("id").cast(pa.string()), value_set=value_set).to_numpy()
         if "probs" in part.column_names:
@@ -141,14 +141,14 @@ def check_inputs(certificate: Certificate, table: pa.Table, source: str = "<data
     per_judge = ({k: {key.encode(): v.encode() for key, v in m.items()}
                   for k, m in json.loads(metadata[BINDINGS_METADATA_KEY]).items()}
                  if BINDINGS_METADATA_KEY in metadata else None)
-    judges = (np.asarray(table.column("judge").to_pylist(), dtype=object)
-              if "judge" in table.column_names else None)
-    multi_judge = judges is not None and len(set(judges.tolist())) > 1
+    judges = table.column("judge") if "judge" in table.column_names else None  # Arrow: no
+    multi_judge = judges is not None and len(pc.unique(judges)) > 1  # Python string per row
     if len(certificate.stages) > 1 and not multi_judge:
         return  # one judge's rows cannot stand for a cascade: stage_columns says so
     for index, stage in enumerate(certificate.stages):
         judge, column = stage.get("judge", stage["name"]), stage["confidence"]
-        rows = np.flatnonzero(judges == judge) if multi_judge else np.arange(table.num_rows)
+        rows = (np.flatnonzero(pc.equal(judges, judge).fill_null(False).to_numpy(zero_copy_only=False))
+                if multi_judge else np.arange(table.num_rows))
         if column not in table.column_names or rows.size == 0:
             continue  # stage_columns says which column or judge is missing
         part = table.take(pa.array(rows)) if multi_judge else table
@@ -158,7 +158,9 @@ def check_inputs(certificate: Certificate, table: pa.Table, source: str = "<data
             row = None if error.row is None else int(rows[error.row])
             raise ContractError(error.source, error.problem, row=row, field=error.field,
                                 hint=error.hint) from None
-        seen = sorted({j for j in judges[rows].tolist() if j is not None}) if judges is not None else []
+        mine = judges.take(pa.array(rows)) if multi_judge else judges
+        seen = (sorted(j for j in pc.unique(mine).to_pylist() if j is not None)
+                if judges is not None else [])
         own = per_judge.get(judge) if per_judge is not None else metadata
         observed = metadata_binding(own, column, judge=seen[0] if len(seen) == 1 else None)
         if judges is not None and len(seen) == 1:
@@ -179,23 +181,36 @@ def with_file_metadata(tables: list[pa.Table]) -> pa.Table:
     return table.replace_schema_metadata({BINDINGS_METADATA_KEY: json.dumps(per_judge).encode()})
 
 
-def read_for_apply(path: str) -> pa.Table:
-    """What apply reads of a scored file: every column but the per-run lists (metadata kept),
-    and per row the counts of unreadable runs and of runs (the reasons' "no usable verdict";
-    a run the data never had counts as neither), streamed from ``probs`` and ``status`` batch
-    by batch (``calibrate.run_counts``): the run vectors, most of the file, are never held whole."""
+def apply_columns(certificate: Certificate) -> list[str]:
+    """The columns apply reads of a scored file: ids, judges, verdicts, each stage's confidence,
+    the per-group certificate's column and the human labels (``apply_run``'s observed agreement).
+    Never the item texts or the run vectors, which grow with the items (issue 22)."""
+    columns = ["id", "judge", "pred", *(stage["confidence"] for stage in certificate.stages),
+               "human_label"]
+    if certificate.groups:
+        columns.append(certificate.groups["column"])
+    return list(dict.fromkeys(columns))
+
+
+def read_for_apply(path: str, columns: list[str] | None = None) -> pa.Table:
+    """What apply reads of a scored file: ``columns`` (:func:`apply_columns`; default every
+    column but the per-run lists), metadata kept, and per row the counts of unreadable runs and
+    of runs (the reasons' "no usable verdict"; a run the data never had counts as neither),
+    streamed from ``probs`` and ``status`` batch by batch (``calibrate.run_counts``): the run
+    vectors, most of the file, are never held whole."""
     from .calibrate.run_counts import with_run_counts
 
-    return with_run_counts(read_columns(path), path)
+    return with_run_counts(read_columns(path, columns), path)
 
 
-def read_scored(path: str) -> pa.Table:
-    """A scored file, or a folder of per-judge scored files (the run's ``score/``), metadata kept."""
+def read_scored(path: str, columns: list[str] | None = None) -> pa.Table:
+    """A scored file, or a folder of per-judge scored files (the run's ``score/``), metadata kept
+    (:func:`read_for_apply`'s ``columns`` of each)."""
     if is_dir(path):
         files = [join(path, n) for n in list_names(path) if n.endswith(".parquet")]
         if len(files) > 1:
-            return with_file_metadata([read_for_apply(f) for f in files])
-    return read_for_apply(path)
+            return with_file_metadata([read_for_apply(f, columns) for f in files])
+    return read_for_apply(path, columns)
 
 
 def apply_certificate(certificate: Certificate, table: pa.Table, source: str = "<data>",
@@ -232,7 +247,7 @@ def apply_certificate(certificate: Certificate, table: pa.Table, source: str = "
     ContractError
         A per-group certificate and data without its group column.
     """
-    from .calibrate.decide import DECISION_COLUMNS, decide
+    from .calibrate.decide import DECISION_COLUMNS, decide_in_slices
     from .calibrate.diagnostics import drift
     from .calibrate.reasons import KINDS
 
@@ -251,37 +266,59 @@ def apply_certificate(certificate: Certificate, table: pa.Table, source: str = "
                                 "data has no such column", field=column,
                                 hint=f"annotate with carry: [{column}] (the pipeline does when "
                                 f"calibrate.by is {column!r}) so the scored rows keep it")
-    routing = decide(certificate, confidence, pred, groups=groups,
-                     runs_unreadable=extra.get("runs_unreadable"), runs_total=extra.get("runs_total"))
     names = [stage["name"] for stage in certificate.stages]
-    decided_by = np.array(names + [None], dtype=object)[routing.stage]  # stage -1: None
-    columns = {
-        "id": pa.array(ids, pa.string()),
-        "verdict": pa.array(routing.verdict.tolist(), pa.string()),
-        "decided_by": pa.array(decided_by, pa.string()),
-        "stage": pa.array(routing.stage.astype(np.int32)),
-        "confidence": pa.array(confidence[:, 0]),
-    }
-    if groups is not None:
-        columns[certificate.groups["column"]] = pa.array(groups.tolist(), pa.string())
-    columns["reason_kind"] = pa.array(routing.kind.tolist(), pa.string())
-    columns["reason"] = pa.array(routing.reason.tolist(), pa.string())
-    decisions = pa.table(columns)
+    stage_names = pa.array(names + [None], pa.string())  # stage -1 (escalated): null
+    group_column = certificate.groups["column"] if groups is not None else None
     n = len(ids)
-    summary = {"n": n, "coverage": float(routing.accepted.mean()) if n else 0.0,
-               "escalated": int((~routing.accepted).sum()),
-               "by_stage": {name: int((routing.stage == l).sum()) for l, name in enumerate(names)},
-               "by_reason": {kind: int((routing.kind == kind).sum()) for kind in KINDS
-                             if (routing.kind == kind).any()},
+    accepted = 0
+    by_stage = np.zeros(len(names), dtype=np.int64)
+    by_kind: dict = {}
+    by_group: dict = {}
+    parts = []
+    # each item's decision depends on that item alone: decided a slice at a time, each slice's
+    # verdicts and reasons go to Arrow at once (a million reasons as Python strings: issue 22)
+    for lo, routing in decide_in_slices(certificate, confidence, pred, groups=groups,
+                                        runs_unreadable=extra.get("runs_unreadable"),
+                                        runs_total=extra.get("runs_total")):
+        rows = slice(lo, lo + len(routing.stage))
+        columns = {
+            "id": pa.array(ids[rows], pa.string()),
+            "verdict": pa.array(routing.verdict.tolist(), pa.string()),
+            "decided_by": stage_names.take(pa.array(np.where(routing.stage < 0, len(names),
+                                                             routing.stage))),
+            "stage": pa.array(routing.stage.astype(np.int32)),
+            "confidence": pa.array(confidence[rows, 0]),
+        }
+        if group_column is not None:
+            columns[group_column] = pa.array(groups[rows].tolist(), pa.string())
+        columns["reason_kind"] = pa.array(routing.kind.tolist(), pa.string())
+        columns["reason"] = pa.array(routing.reason.tolist(), pa.string())
+        parts.append(pa.table(columns))
+        accepted += int(routing.accepted.sum())
+        by_stage += np.bincount(routing.stage[routing.stage >= 0], minlength=len(names))
+        kinds, counts = np.unique(routing.kind, return_counts=True)
+        for kind, count in zip(kinds.tolist(), counts.tolist()):
+            by_kind[kind] = by_kind.get(kind, 0) + count
+        if group_column is not None:
+            labels, member_of = np.unique(np.asarray([str(g) for g in groups[rows]], dtype=object),
+                                          return_inverse=True)
+            tallies = zip(labels.tolist(), np.bincount(member_of).tolist(),
+                          np.bincount(member_of, weights=routing.accepted).tolist(),
+                          np.bincount(member_of, weights=routing.unseen).tolist())
+            for g, members, decided, unseen in tallies:
+                entry = by_group.setdefault(g, {"n": 0, "decided": 0, "escalated": 0, "unseen": False})
+                entry["n"] += int(members)
+                entry["decided"] += int(decided)
+                entry["escalated"] += int(members - decided)
+                entry["unseen"] = entry["unseen"] or unseen > 0
+    decisions = pa.concat_tables(parts)
+    summary = {"n": n, "coverage": accepted / n if n else 0.0, "escalated": n - accepted,
+               "by_stage": {name: int(by_stage[l]) for l, name in enumerate(names)},
+               "by_reason": {kind: by_kind[kind] for kind in KINDS if by_kind.get(kind)},
                "drift": {},
                "certificate_provenance": provenance_line(certificate)}
-    if groups is not None:
-        labels = np.asarray([str(g) for g in groups], dtype=object)
-        summary["by_group"] = {
-            str(g): {"n": int(members.sum()), "decided": int(routing.accepted[members].sum()),
-                     "escalated": int((~routing.accepted[members]).sum()),
-                     "unseen": bool(routing.unseen[members].any())}
-            for g in sorted(set(labels.tolist())) for members in [labels == g]}
+    if group_column is not None:
+        summary["by_group"] = {g: by_group[g] for g in sorted(by_group)}
     stored = (certificate.extra or {}).get("calibration_confidence", {})
     thresholds = certificate_thresholds(certificate)
     for l, name in enumerate(names):
@@ -311,7 +348,7 @@ def apply_file(certificate_path: str | os.PathLike, data_path: str | os.PathLike
     """:func:`apply_certificate` on files: writes ``decisions.parquet`` and ``apply_summary.json``."""
     check_output_dir(out_dir)  # before any work: a bad --out must not cost the computation
     certificate = Certificate.read(certificate_path)
-    table = read_scored(os.fspath(data_path))
+    table = read_scored(os.fspath(data_path), apply_columns(certificate))
     decisions, summary = apply_certificate(certificate, table, os.fspath(data_path))
     write_table_atomic(decisions, join(out_dir, "decisions.parquet"))
     summary["certificate"], summary["data"] = absolute(certificate_path), absolute(data_path)
@@ -375,7 +412,7 @@ def apply_run(run_dir: str | os.PathLike, comparisons_path: str | os.PathLike,
         annotate_stage(judge, config.ray)
         score_path = out.scores(name)
         score_stage(judge.output, run.model_folder(name) if config.fit.enabled else None, score_path)
-        scored.append(read_for_apply(score_path))
+        scored.append(read_for_apply(score_path, apply_columns(certificate)))
     table = with_file_metadata(scored)
     decisions, summary = apply_certificate(certificate, table, comparisons_path,
                                            config.calibrate.drift_significance)

@@ -18,7 +18,8 @@ from .groups import route_by_group, thresholds_from_record, thresholds_per_item
 from .reasons import explain
 from .routing import Routing
 
-__all__ = ["DECISION_COLUMNS", "Decisions", "decide", "thresholds_by_group"]
+__all__ = ["DECISION_COLUMNS", "DECIDE_ROWS", "Decisions", "decide", "decide_in_slices",
+           "thresholds_by_group"]
 
 # the columns of decisions.parquet (``apply``); a per-group certificate adds its group column,
 # which therefore may not take one of these names
@@ -78,3 +79,26 @@ def decide(certificate: Certificate, confidence, pred, groups=None, runs_unreada
                            runs_unreadable=runs_unreadable, runs_total=runs_total)
     return Decisions(stage=routing.stage, verdict=routing.verdict, unseen=unseen, kind=kind,
                      reason=reason)
+
+
+DECIDE_ROWS = 1 << 16  # items decided at once: their reasons are Python strings (~100 bytes each)
+
+
+def decide_in_slices(certificate: Certificate, confidence, pred, groups=None, runs_unreadable=None,
+                     runs_total=None, rows: int | None = None):
+    """:func:`decide` on consecutive slices of at most ``rows`` items (default
+    :data:`DECIDE_ROWS`): yields ``(start,
+    Decisions)`` per slice, in item order. Each item's decision and reason depend on that item
+    alone, so the slices together equal one call on every item; memory holds one slice's reason
+    strings instead of a million of them (issue 22)."""
+    rows = rows or DECIDE_ROWS
+    confidence = np.asarray(confidence, dtype=float)
+    n = confidence.shape[0]
+
+    def part(values, lo, dtype=None):
+        return None if values is None else np.asarray(values, dtype=dtype)[lo:lo + rows]
+
+    for lo in range(0, max(n, 1), rows):
+        yield lo, decide(certificate, confidence[lo:lo + rows], part(pred, lo, object),
+                         groups=part(groups, lo, object),
+                         runs_unreadable=part(runs_unreadable, lo), runs_total=part(runs_total, lo))

@@ -216,10 +216,12 @@ def compare_certified_measures(table: pa.Table, measures: Sequence[str], certifi
                                ) -> dict:
     """Held-out AUROC, ranking risk and AURC of each confidence measure (first judge), and the
     coverage each would get if certified with the same α, δ and grid on the calibration split."""
-    splits = np.array(table.column("split").to_pylist(), dtype=object)
+    from ..contracts.align import as_objects
+
+    splits = as_objects(table.column("split"))  # one Python string per value, not per row
     held_out = "test" if (splits == "test").any() else "calibration"
-    labels = np.array(table.column("human_label").to_pylist(), dtype=object)
-    pred = np.array(table.column("pred").to_pylist(), dtype=object)
+    labels = as_objects(table.column("human_label"))
+    pred = as_objects(table.column("pred"))
     has_verdict = np.isin(pred, ["a", "b"])
     grid_record = certificate.grid
     out = {}
@@ -395,7 +397,7 @@ def escalation_examples(certificate: Certificate, items: ItemSet, runs=None,
         {``id``, ``group``, ``stage`` (the stage the reason quotes), ``confidence`` (that
         stage's), ``reason``, ``runs`` (that stage's summary, or None)}.
     """
-    from .decide import decide
+    from .decide import decide_in_slices
 
     n = len(items.confidence)
     names = [stage["name"] for stage in certificate.stages]
@@ -408,24 +410,27 @@ def escalation_examples(certificate: Certificate, items: ItemSet, runs=None,
         unreadable = np.stack([e[1] if e else np.zeros(n, np.int64) for e in located], axis=1)
         total = np.stack([e[2] if e else np.zeros(n, np.int64) for e in located], axis=1)
     groups = items.groups if items.groups is not None else np.full(n, None, dtype=object)
-    decided = decide(certificate, items.confidence, items.pred,
-                     groups=groups if certificate.groups else None, runs_unreadable=unreadable,
-                     runs_total=total)
     quoted = len(names) - 1  # an escalated item's reason describes the last stage
     counts: dict = {}
     examples: dict = {}
-    for position in np.flatnonzero(decided.stage < 0):
-        kind = str(decided.kind[position])
-        counts[kind] = counts.get(kind, 0) + 1
-        if len(examples.setdefault(kind, [])) < per_kind:
-            confidence = float(items.confidence[position, quoted])
-            examples[kind].append({
-                "id": ids[position],
-                "group": None if groups[position] is None else str(groups[position]),
-                "stage": names[quoted],
-                "confidence": confidence if math.isfinite(confidence) else None,
-                "reason": str(decided.reason[position]),
-                "runs": _run_summary_at(tables[quoted], located[quoted], position)})
+    # decided a slice at a time (each item's reason depends on it alone): the reasons of every
+    # item as Python strings at once cost ~1 GB at a million items (issue 22)
+    for start, decided in decide_in_slices(certificate, items.confidence, items.pred,
+                                           groups=groups if certificate.groups else None,
+                                           runs_unreadable=unreadable, runs_total=total):
+        for offset in np.flatnonzero(decided.stage < 0):
+            position = start + int(offset)
+            kind = str(decided.kind[offset])
+            counts[kind] = counts.get(kind, 0) + 1
+            if len(examples.setdefault(kind, [])) < per_kind:
+                confidence = float(items.confidence[position, quoted])
+                examples[kind].append({
+                    "id": ids[position],
+                    "group": None if groups[position] is None else str(groups[position]),
+                    "stage": names[quoted],
+                    "confidence": confidence if math.isfinite(confidence) else None,
+                    "reason": str(decided.reason[offset]),
+                    "runs": _run_summary_at(tables[quoted], located[quoted], position)})
     fetch = (list(run_vectors) + [None] * len(names))[quoted] if run_vectors else None
     if fetch is not None:  # counts were streamed: the few examples' vectors are read by id
         chosen = [example for kind in examples.values() for example in kind if example["runs"] is None]
@@ -576,15 +581,26 @@ def _auto_choice(certificate: Certificate, candidates: list, score_path: str,
     from .grid import fixed_grid
     from .select import choose_confidence_table
 
+    import pyarrow.compute as pc
+
+    from .select import _TRAINING_SPLITS
+
     table = read_columns(score_path, ["id", "split", "pred", "human_label", *candidates])
-    splits = table.column("split").to_pylist()
+    n_calibration = pc.sum(pc.equal(table.column("split"), "calibration")).as_py() or 0
+    # only the rows choose_confidence_table keeps (training splits, the validation part), kept
+    # here with Arrow: it makes Python objects of every row it is given (issue 22)
+    keep = pc.is_in(table.column("split"), value_set=pa.array(list(_TRAINING_SPLITS), pa.string()))
+    if validation_ids is not None:
+        keep = pc.and_(keep, pc.is_in(table.column("id").cast(pa.string()),
+                                      value_set=pa.array([str(i) for i in validation_ids], pa.string())))
+    table = table.filter(keep)
     record = certificate.grid
     if grid_values is None and record.get("kind") == "fixed" and record.get("values"):
         grid_values = record["values"]
     grid = (ThresholdGrid(grid_values, kind="fixed") if grid_values is not None
             else fixed_grid(100, 0.5, 1.0))
     result = choose_confidence_table(table, certificate.alpha, certificate.delta,
-                                     max(splits.count("calibration"), 1), candidates=candidates,
+                                     max(n_calibration, 1), candidates=candidates,
                                      validation_ids=validation_ids, tie_policy=certificate.tie_policy,
                                      source=score_path, grid=grid)
     rows = ("the fitted model's validation part of the training split" if validation_ids is not None

@@ -21,6 +21,19 @@ from .io import read_columns
 SPLITS = ("train", "calibration", "test")
 
 
+def as_objects(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A column as an object array in which equal values are one Python object (None for null).
+
+    ``to_numpy`` / ``to_pylist`` make a Python string per row: ~60 bytes for each split name,
+    label or group of a million items (issue 22). A column of few distinct values costs here
+    one pointer per row."""
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    values = pc.unique(column)
+    codes = pc.index_in(column, value_set=values).to_numpy(zero_copy_only=False)
+    return values.to_numpy(zero_copy_only=False).astype(object)[codes]
+
+
 @dataclass
 class Aligned:
     """Items × judges.
@@ -70,12 +83,12 @@ def align_items(tables: Sequence[pa.Table], confidence_columns: Sequence[str],
         rows = pc.index_in(table.column("id").cast(pa.string()), value_set=ids).to_numpy()
         rows_of.append(rows)
         confidence[rows, l] = table.column(column).to_numpy(zero_copy_only=False).astype(float)
-        pred[rows, l] = table.column("pred").to_numpy(zero_copy_only=False)
+        pred[rows, l] = as_objects(table.column("pred"))
     extra = {}
     for name in carry:
         if name in tables[0].column_names:
             values = np.full(n, None, dtype=object)
-            values[rows_of[0]] = tables[0].column(name).to_numpy(zero_copy_only=False)
+            values[rows_of[0]] = as_objects(tables[0].column(name))
             extra[name] = values
     return Aligned(ids.to_numpy(zero_copy_only=False).astype(object), confidence, pred, extra)
 
