@@ -33,8 +33,9 @@ of every one of its items is in. A crash or interruption loses at most the runs 
 
 Node loss: when Ray Data gives up on lost actors (``ActorUnavailableError`` once a node is
 gone), the driver starts a new execution over the work units still missing runs, with as many
-actors as the alive nodes can host (1 to ``num_workers``), and repeats while that makes
-progress. It never waits forever: no node able to host an actor for ``capacity_timeout_s``
+actors as the alive nodes can host (1 to ``num_workers``) once the failed execution's actors
+have freed their resources (``release_failed_actors``: else, on a cluster shrunk below the pool,
+a survivor would keep the only CPU from the new actors), and repeats while that makes progress. It never waits forever: no node able to host an actor for ``capacity_timeout_s``
 (``ray.capacity_timeout_s``) raises ``InfrastructureError`` naming the missing resource (the
 CLI prints it on one line and exits 5); any other stall fails after ``STALL_TIMEOUT_S``.
 """
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gc
 import json
 import math
 import sys
@@ -57,7 +59,7 @@ import pyarrow.compute as pc
 from ..contracts import (ContractError, InfrastructureError, check_pool_disjoint, extra_carried,
                          read_table, table_hash, validate_comparisons, write_json_atomic, write_table_atomic)
 from ..contracts.io import is_file, join, list_names, make_dirs, read_text, remove
-from ..ray_cluster import CAPACITY_TIMEOUT_S, ensure_ray
+from ..ray_cluster import CAPACITY_TIMEOUT_S, LOST_HINT, ensure_ray
 from ..storage import cluster_nodes, require_shared
 from .annotators import build_annotators, read_pool, run_layout
 from ..contracts.redact import redact
@@ -399,6 +401,7 @@ PARTIAL_DIR = "_partial"  # results of shards not finished yet ("_": Parquet rea
 PARTIAL_FLUSH_S = 2.0  # results are persisted at least this often: a stop loses at most this
 CAPACITY_POLL_S = 1.0  # how often the driver looks for a node that can host an engine actor
 STALL_TIMEOUT_S = 1800.0  # an execution with capacity but no block moving fails after this
+RELEASE_TIMEOUT_S = 120.0  # longest wait for a failed execution's actors to free their resources
 
 
 def _run_pending(plan: Plan, pending: list[int], summary: AnnotateSummary,
@@ -420,10 +423,12 @@ def _run_pending(plan: Plan, pending: list[int], summary: AnnotateSummary,
     summary.shards_written.extend(collector.take(partial.read()))
     bar = tqdm(total=collector.total, initial=collector.total - collector.missing_runs(),
                unit="run", desc="annotate", disable=not config.progress)
-    demand, lost_in_a_row = actor_demand(config), 0
+    demand, lost_in_a_row, failed = actor_demand(config), 0, False
     try:
         while units := collector.missing_units():
             hostable = wait_for_capacity(demand, capacity_timeout_s)
+            if failed:  # the engine actors of the failed execution may still hold resources
+                hostable = release_failed_actors(demand, hostable)
             before = collector.received
             watch = CapacityWatch(demand, capacity_timeout_s)
             try:
@@ -445,8 +450,8 @@ def _run_pending(plan: Plan, pending: list[int], summary: AnnotateSummary,
                     raise InfrastructureError(
                         f"annotate lost its engine actors {lost_in_a_row} times in a row without "
                         f"progress, beyond the retries: {_first_line(cause)}",
-                        hint="check the nodes' health and memory; raise annotate.max_restarts "
-                             "to survive more losses") from error
+                        hint=LOST_HINT) from error
+                failed = True
                 print(f"annotate: engine actors lost ({type(cause).__name__}); judging the "
                       f"{len(collector.missing_units())} unfinished work units again on the "
                       f"nodes left", file=sys.stderr, flush=True)
@@ -609,6 +614,33 @@ class CapacityWatch:
                         # a real SIGINT: it also wakes a main thread blocked in a system call
                         signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
                 return
+
+
+def free_actors(demand: dict[str, float]) -> int:
+    """How many engine actors the cluster's free resources could host now (summed over nodes)."""
+    import ray
+
+    free = ray.available_resources()
+    return min(int(free.get(name, 0.0) // amount) for name, amount in demand.items())
+
+
+def release_failed_actors(demand: dict[str, float], hostable: int,
+                          within_s: float = RELEASE_TIMEOUT_S) -> int:
+    """Free the engine actors of a failed execution; the pool size for the next one (>= 1).
+
+    Ray Data releases a failed execution's actors by dropping its handles (it kills none), and
+    those handles live on in the exception's traceback, a reference cycle, until the garbage
+    collector runs. On a cluster that shrank below the pool, a surviving actor would keep the
+    only free CPU while the next execution's actors waited for it forever (a hang). So collect
+    now, then wait (at most ``within_s``, a cluster event) until the resources of ``hostable``
+    actors are free; the next pool is no larger than what is free by then.
+    """
+    gc.collect()
+    deadline = time.monotonic() + within_s
+    while (free := free_actors(demand)) < hostable and time.monotonic() < deadline:
+        time.sleep(CAPACITY_POLL_S)
+        gc.collect()
+    return max(1, min(hostable, free))
 
 
 def wait_for_capacity(demand: dict[str, float], timeout_s: float) -> int:

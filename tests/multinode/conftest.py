@@ -21,6 +21,12 @@ from annotate_toys import arithmetic_rows, write_jsonl  # noqa: E402
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
+# Cluster events (a raylet starting, a lost node's actors freeing their CPUs) get generous time:
+# on a loaded 2-core machine a raylet can take minutes to register (Ray's own default is 30 s)
+NODE_START_TIMEOUT_S = 300
+IDLE_TIMEOUT_S = 300
+
+
 class MultiNode:
     """The cluster, its head and worker node ids, and a way to grow it for node-loss tests."""
 
@@ -34,8 +40,8 @@ class MultiNode:
         ray.init(address=cluster.address, log_to_driver=False)
 
     def add_worker(self, **resources):
-        node = self.cluster.add_node(num_cpus=1, **resources)
-        self.cluster.wait_for_nodes()
+        node = self.cluster.add_node(wait=False, num_cpus=1, **resources)
+        self.cluster.wait_for_nodes(timeout=NODE_START_TIMEOUT_S)
         self.workers.append(node)
         return node
 
@@ -43,7 +49,7 @@ class MultiNode:
         self.cluster.remove_node(node, allow_graceful=False)
         self.workers.remove(node)
 
-    def wait_until_idle(self, timeout_s: float = 240) -> None:
+    def wait_until_idle(self, timeout_s: float = IDLE_TIMEOUT_S) -> None:
         """Wait until every CPU of the alive nodes is free (actors of an earlier test gone)."""
         import time
 
@@ -77,8 +83,9 @@ def multinode(tmp_path_factory):
     os.environ["MARC_RAY_SHARED_MOUNTS"] = str(tmp_path_factory.getbasetemp())
     was_up = ray.is_initialized()
     ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1,
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "wait": False,
                                                             "include_dashboard": False})
+    cluster.wait_for_nodes(timeout=NODE_START_TIMEOUT_S)
     try:
         yield MultiNode(cluster)
     finally:
@@ -135,7 +142,8 @@ def annotate_files(folder: Path, n_items: int) -> dict:
             "output": str(folder / "annotations")}
 
 
-TEST_TIME_LIMIT_S = 240  # every test here is bounded: a hung cluster fails the test, not the suite
+TEST_TIME_LIMIT_S = 600  # every test here is bounded: a hung cluster fails the test, not the suite
+                         # (generous: under load the cluster events above take minutes)
 
 
 @pytest.fixture(autouse=True)
