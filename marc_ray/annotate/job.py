@@ -35,9 +35,13 @@ Node loss: when Ray Data gives up on lost actors (``ActorUnavailableError`` once
 gone), the driver starts a new execution over the work units still missing runs, with as many
 actors as the alive nodes can host (1 to ``num_workers``) once the failed execution's actors
 have freed their resources (``release_failed_actors``: else, on a cluster shrunk below the pool,
-a survivor would keep the only CPU from the new actors), and repeats while that makes progress. It never waits forever: no node able to host an actor for ``capacity_timeout_s``
-(``ray.capacity_timeout_s``) raises ``InfrastructureError`` naming the missing resource (the
-CLI prints it on one line and exits 5); any other stall fails after ``STALL_TIMEOUT_S``.
+a survivor would keep the only CPU from the new actors), and repeats while that makes progress.
+A cluster that shrank below the pool while an execution runs is caught too (``CapacityWatch``):
+Ray's restart of a lost actor would wait forever for a CPU its siblings hold, so the execution is
+stopped and started again with the pool the nodes left can host. It never waits forever: no
+node able to host an actor for ``capacity_timeout_s`` (``ray.capacity_timeout_s``) raises
+``InfrastructureError`` naming the missing resource (the CLI prints it on one line and exits 5);
+any other stall fails after ``STALL_TIMEOUT_S``.
 """
 
 from __future__ import annotations
@@ -401,6 +405,7 @@ PARTIAL_DIR = "_partial"  # results of shards not finished yet ("_": Parquet rea
 PARTIAL_FLUSH_S = 2.0  # results are persisted at least this often: a stop loses at most this
 CAPACITY_POLL_S = 1.0  # how often the driver looks for a node that can host an engine actor
 STALL_TIMEOUT_S = 1800.0  # an execution with capacity but no block moving fails after this
+SHRINK_GRACE_S = 10.0  # the nodes left host fewer actors than the pool this long: start smaller
 RELEASE_TIMEOUT_S = 120.0  # longest wait for a failed execution's actors to free their resources
 
 
@@ -429,16 +434,24 @@ def _run_pending(plan: Plan, pending: list[int], summary: AnnotateSummary,
             hostable = wait_for_capacity(demand, capacity_timeout_s)
             if failed:  # the engine actors of the failed execution may still hold resources
                 hostable = release_failed_actors(demand, hostable)
-            before = collector.received
-            watch = CapacityWatch(demand, capacity_timeout_s)
+            before, pool = collector.received, max(1, min(config.num_workers, hostable))
+            watch = CapacityWatch(demand, capacity_timeout_s, pool)
             try:
                 with watch:
-                    _judge_units(plan, units, hostable, collector, partial, bar, summary,
+                    _judge_units(plan, units, pool, collector, partial, bar, summary,
                                  capacity_timeout_s)
             except KeyboardInterrupt:
                 if watch.expired:  # the watch stopped it: no node can host an actor any more
                     raise _capacity_error(demand, capacity_timeout_s) from None
-                raise
+                if not watch.shrunk:
+                    raise
+                lost_in_a_row = 0 if collector.received > before else lost_in_a_row + 1
+                if lost_in_a_row > config.max_restarts:
+                    raise _capacity_error(demand, capacity_timeout_s) from None
+                failed = True
+                print(f"annotate: engine actors lost (the nodes left can host fewer than the "
+                      f"{pool} of the pool); judging the {len(collector.missing_units())} "
+                      f"unfinished work units again on the nodes left", file=sys.stderr, flush=True)
             except Exception as error:  # noqa: BLE001  (sorted out just below)
                 cause = _infrastructure_cause(error)
                 if cause is None:
@@ -573,14 +586,23 @@ def _capacity_error(demand: dict[str, float], timeout_s: float) -> Infrastructur
 
 
 class CapacityWatch:
-    """While an execution runs: when no alive node can host an engine actor for ``timeout_s``
-    in a row (the nodes were lost and none came back), stop it (``KeyboardInterrupt`` in the
-    main thread, with ``expired`` set) rather than let Ray wait for resources forever."""
+    """While an execution runs, stop it (``KeyboardInterrupt`` in the main thread) rather than
+    let Ray wait for resources forever:
 
-    def __init__(self, demand: dict[str, float], timeout_s: float):
+    - ``expired``: no alive node could host an engine actor for ``timeout_s`` in a row (the
+      nodes were lost and none came back): the job fails with the capacity line;
+    - ``shrunk``: the alive nodes can host fewer actors than the execution's ``pool`` for
+      ``SHRINK_GRACE_S``. Ray restarts a lost actor where there is room, and there is none: the
+      restart waits for a CPU its surviving siblings hold, and so do the lost actor's batches,
+      retried on it (a deadlock, ray-project/ray#26991). The job starts again with the pool the
+      nodes left can host.
+    """
+
+    def __init__(self, demand: dict[str, float], timeout_s: float, pool: int = 1):
         import threading
 
-        self.demand, self.timeout_s, self.expired = demand, timeout_s, False
+        self.demand, self.timeout_s, self.pool = demand, timeout_s, pool
+        self.expired = self.shrunk = False
         self._lock, self._active = threading.Lock(), False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="capacity-watch", daemon=True)
@@ -600,17 +622,21 @@ class CapacityWatch:
         import signal
         import threading
 
-        since = None
+        since = smaller_since = None
         while not self._stop.wait(CAPACITY_POLL_S):
             try:
                 hostable = hostable_actors(self.demand)
             except Exception:  # noqa: BLE001  (the GCS is busy: ask again next time)
                 continue
-            since = None if hostable else (since or time.monotonic())
-            if since is not None and time.monotonic() - since >= self.timeout_s:
+            now = time.monotonic()
+            since = None if hostable else (since or now)
+            smaller_since = (smaller_since or now) if 0 < hostable < self.pool else None
+            expired = since is not None and now - since >= self.timeout_s
+            shrunk = smaller_since is not None and now - smaller_since >= SHRINK_GRACE_S
+            if expired or shrunk:
                 with self._lock:
                     if self._active:
-                        self.expired = True
+                        self.expired, self.shrunk = expired, shrunk
                         # a real SIGINT: it also wakes a main thread blocked in a system call
                         signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
                 return
