@@ -453,12 +453,12 @@ run = {"id": "x", "run": 0, "mode": "choice", "prefix": "Q", "suffix": "A or B?"
        "label_first": "A", "label_second": "B"}
 
 def judge(batch):  # one block, one request, with the key of its own variable
-    engine = HttpEngine(base_url, "judge", api_key_env=f"MARC_RAY_TEST_KEY_{int(batch['i'][0])}",
+    engine = HttpEngine(base_url, "judge", api_key_env=f"MARC_RAY_TEST_KEY_{int(batch['id'][0])}",
                         max_retries=0, concurrency=1)
     engine.judge([run])
     return batch
 
-rows = ray.data.range(n, override_num_blocks=n).map(lambda row: {"i": row["id"]})
+rows = ray.data.range(n, override_num_blocks=n)
 print("rows judged:", rows.map_batches(judge, batch_size=1).count())
 """
 

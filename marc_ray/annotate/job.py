@@ -655,18 +655,45 @@ def release_failed_actors(demand: dict[str, float], hostable: int,
     """Free the engine actors of a failed execution; the pool size for the next one (>= 1).
 
     Ray Data releases a failed execution's actors by dropping its handles (it kills none), and
-    those handles live on in the exception's traceback, a reference cycle, until the garbage
-    collector runs. On a cluster that shrank below the pool, a surviving actor would keep the
-    only free CPU while the next execution's actors waited for it forever (a hang). So collect
-    now, then wait (at most ``within_s``, a cluster event) until the resources of ``hostable``
-    actors are free; the next pool is no larger than what is free by then.
+    handles live on (in the exception's traceback, a reference cycle, and inside Ray Data). On a
+    cluster that shrank below the pool, a surviving actor would keep the only free CPU while the
+    next execution's actors waited for it forever (a hang). So collect, kill what is left
+    (``_kill_engine_actors``), then wait (at most ``within_s``, a cluster event) until the
+    resources of ``hostable`` actors are free; the next pool is no larger than what is free.
     """
     gc.collect()
+    _kill_engine_actors()
     deadline = time.monotonic() + within_s
     while (free := free_actors(demand)) < hostable and time.monotonic() < deadline:
         time.sleep(CAPACITY_POLL_S)
         gc.collect()
     return max(1, min(hostable, free))
+
+
+def _kill_engine_actors() -> None:
+    """Kill the engine actors of this job still alive between two executions (none should be).
+
+    Ray Data drops its handles to a failed execution's actors and kills none, and references
+    kept inside Ray Data outlive the garbage collection (seen: the survivor on a shrunk cluster
+    alive for minutes after its execution failed). Ray has no public way to list actors without
+    the dashboard, nor to kill one without its handle, so this reads Ray's actor table
+    (``ray._private.state``, as ``ray list actors`` does) and kills through the core worker (as
+    ``ray.kill`` does). Best effort: what cannot be killed is left to the bounded wait.
+    """
+    import ray
+    from ray._private import state, worker
+
+    try:
+        job = ray.JobID.from_hex(ray.get_runtime_context().get_job_id())
+        actors = state.actors(job_id=job)
+    except Exception:  # noqa: BLE001  (the GCS is busy: the wait after this still bounds it)
+        return
+    for actor_id, info in actors.items():
+        if "EngineBatches" in str(info.get("ActorClassName")) and info.get("State") != "DEAD":
+            try:
+                worker.global_worker.core_worker.kill_actor(ray.ActorID.from_hex(actor_id), True)
+            except Exception:  # noqa: BLE001  (no handle left here: it dies with its references)
+                continue
 
 
 def wait_for_capacity(demand: dict[str, float], timeout_s: float) -> int:
