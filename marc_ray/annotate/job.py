@@ -659,12 +659,14 @@ def release_failed_actors(demand: dict[str, float], hostable: int,
     cluster that shrank below the pool, a surviving actor would keep the only free CPU while the
     next execution's actors waited for it forever (a hang). So collect, kill what is left
     (``_kill_engine_actors``), then wait (at most ``within_s``, a cluster event) until the
-    resources of ``hostable`` actors are free; the next pool is no larger than what is free.
+    resources of as many actors as the alive nodes can host (``hostable`` at most: a node just
+    lost may still count as alive) are free; the next pool is no larger than what is free.
     """
     gc.collect()
     _kill_engine_actors()
     deadline = time.monotonic() + within_s
-    while (free := free_actors(demand)) < hostable and time.monotonic() < deadline:
+    while (free := free_actors(demand)) < (hostable := min(hostable, hostable_actors(demand))) \
+            and time.monotonic() < deadline:
         time.sleep(CAPACITY_POLL_S)
         gc.collect()
     return max(1, min(hostable, free))
