@@ -250,20 +250,19 @@ def test_the_capacity_watch_stops_an_execution_whose_pool_the_nodes_cannot_host(
     assert not fine.shrunk and not fine.expired
 
 
-class _Holder:
-    def ready(self) -> bool:
-        return True
-
-
 @pytest.mark.slow
 def test_a_failed_executions_actors_are_freed_before_the_next_pool_is_sized(ray_local):
     import gc
 
     import ray
 
+    class Holder:  # defined here: shipped by value (workers cannot import this test module)
+        def ready(self) -> bool:
+            return True
+
     demand = {"CPU": 1.0}
     free = job.free_actors(demand)
-    holder = ray.remote(num_cpus=1)(_Holder).remote()
+    holder = ray.remote(num_cpus=1)(Holder).remote()
     assert ray.get(holder.ready.remote())
     assert job.free_actors(demand) == free - 1
     gc.disable()  # as after a failed execution: only a reference cycle (its traceback) holds it
