@@ -679,7 +679,7 @@ def _kill_engine_actors() -> None:
     kept inside Ray Data outlive the garbage collection (seen: the survivor on a shrunk cluster
     alive for minutes after its execution failed). Ray has no public way to list actors without
     the dashboard, nor to kill one without its handle, so this reads Ray's actor table
-    (``ray._private.state``, as ``ray list actors`` does) and kills through the core worker (as
+    (``ray._private.state``: the GCS actor table) and kills through the core worker (as
     ``ray.kill`` does). Best effort: what cannot be killed is left to the bounded wait.
     """
     import ray
