@@ -29,8 +29,12 @@ LOST_WORKER_ERRORS = ("RayActorError", "ActorDiedError", "ActorUnavailableError"
 # ValueError), not as a UserCodeException whose cause is lost on the way (read at ray.data import)
 os.environ.setdefault("RAY_DATA_RAISE_ORIGINAL_MAP_EXCEPTION", "1")
 MEMORY_HINT = ("lower annotate.batch_size or num_workers, or give the node more memory")
-LOST_HINT = ("check the cluster (`ray status`) and the machine's memory (the kernel's OOM killer "
-             "ends a worker the same way); raise annotate.max_restarts to survive more losses")
+# The kernel's OOM killer SIGKILLs a worker; Ray cannot tell that from any other loss (its docs
+# say so; its own memory monitor, which kills first, is the OutOfMemoryError case above), so a
+# loss names memory as a likely cause with what to lower
+LOST_HINT = ("check the cluster (`ray status`) and the nodes' memory (a worker the kernel's OOM "
+             f"killer ends reads as lost: {MEMORY_HINT}); raise annotate.max_restarts to survive "
+             "more losses")
 CAPACITY_TIMEOUT_S = 300.0  # longest wait for a node able to host the work (ray.capacity_timeout_s)
 
 

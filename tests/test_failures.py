@@ -383,3 +383,52 @@ def test_a_worker_killed_for_memory_is_one_line(demo_files, tmp_path, ray_tmp):
                           env=low_memory)
     assert_one_line_failure(result, EXIT_INFRASTRUCTURE, "killed for running out of memory",
                             "OutOfMemoryError", "batch_size", "rerun to resume")
+
+
+# ---- every secret shape through Ray: one Ray session, its logs grepped (issue 21) ---------------
+
+RAY_SECRETS_SCRIPT = """
+import os, sys
+import ray
+from marc_ray.annotate.http_engine import HttpEngine
+from marc_ray.ray_cluster import ensure_ray
+
+base_url, n = sys.argv[1], int(sys.argv[2])
+ensure_ray(num_cpus=1)
+context = ray.data.DataContext.get_current()
+context.max_errored_blocks = -1  # each failing block is logged by Ray Data, and the next one runs
+run = {"id": "x", "run": 0, "mode": "choice", "prefix": "Q", "suffix": "A or B?",
+       "label_first": "A", "label_second": "B"}
+
+def judge(batch):  # one block, one request, with the key of its own variable
+    engine = HttpEngine(base_url, "judge", api_key_env=f"MARC_RAY_TEST_KEY_{int(batch['id'][0])}",
+                        max_retries=0, concurrency=1)
+    engine.judge([run])
+    return batch
+
+rows = ray.data.range(n, override_num_blocks=n)
+print("rows judged:", rows.map_batches(judge, batch_size=1).count())
+"""
+
+
+def test_every_secret_shape_stays_out_of_rays_logs(tmp_path, ray_tmp):
+    # Every generated shape is the API key of one request to a server that answers 401 and
+    # echoes the Authorization header; the engine's error (raised inside a Ray worker, logged by
+    # Ray Data with its traceback) is scrubbed before Ray sees it. One Ray session for all of them.
+    keys = {f"MARC_RAY_TEST_KEY_{i}": secret for i, secret in enumerate(SECRETS)}
+    with Server(401) as server:
+        env = dict(os.environ, PYTHONPATH=str(REPO), RAY_TMPDIR=str(ray_tmp),
+                   RAY_AUTH_MODE="disabled", **keys)
+        env.pop("RAY_ADDRESS", None)
+        result = subprocess.run([sys.executable, "-c", RAY_SECRETS_SCRIPT, server.base_url,
+                                 str(len(SECRETS))], capture_output=True, text=True, env=env,
+                                cwd=tmp_path, timeout=CLI_TIMEOUT_S)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "rows judged: 0" in result.stdout  # every request failed, and the run went on
+    assert server.requests == len(SECRETS)  # each key really went out
+    logs = [path for path in ray_tmp.rglob("*") if path.is_file() and not path.is_symlink()]
+    answered = sum(path.read_bytes().count(b"answered 401") for path in logs)
+    assert answered >= len(SECRETS), "Ray's logs should hold every request's error to grep"
+    leaked = {secret: files_holding(ray_tmp, secret) for secret in SECRETS}
+    assert {secret: files for secret, files in leaked.items() if files} == {}
+    assert all(secret not in result.stdout + result.stderr for secret in SECRETS)

@@ -33,16 +33,22 @@ of every one of its items is in. A crash or interruption loses at most the runs 
 
 Node loss: when Ray Data gives up on lost actors (``ActorUnavailableError`` once a node is
 gone), the driver starts a new execution over the work units still missing runs, with as many
-actors as the alive nodes can host (1 to ``num_workers``), and repeats while that makes
-progress. It never waits forever: no node able to host an actor for ``capacity_timeout_s``
-(``ray.capacity_timeout_s``) raises ``InfrastructureError`` naming the missing resource (the
-CLI prints it on one line and exits 5); any other stall fails after ``STALL_TIMEOUT_S``.
+actors as the alive nodes can host (1 to ``num_workers``) once the failed execution's actors
+have freed their resources (``release_failed_actors``: else, on a cluster shrunk below the pool,
+a survivor would keep the only CPU from the new actors), and repeats while that makes progress.
+A cluster that shrank below the pool while an execution runs is caught too (``CapacityWatch``):
+Ray's restart of a lost actor would wait forever for a CPU its siblings hold, so the execution is
+stopped and started again with the pool the nodes left can host. It never waits forever: no
+node able to host an actor for ``capacity_timeout_s`` (``ray.capacity_timeout_s``) raises
+``InfrastructureError`` naming the missing resource (the CLI prints it on one line and exits 5);
+any other stall fails after ``STALL_TIMEOUT_S``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import gc
 import json
 import math
 import sys
@@ -57,7 +63,7 @@ import pyarrow.compute as pc
 from ..contracts import (ContractError, InfrastructureError, check_pool_disjoint, extra_carried,
                          read_table, table_hash, validate_comparisons, write_json_atomic, write_table_atomic)
 from ..contracts.io import is_file, join, list_names, make_dirs, read_text, remove
-from ..ray_cluster import CAPACITY_TIMEOUT_S, ensure_ray
+from ..ray_cluster import CAPACITY_TIMEOUT_S, LOST_HINT, ensure_ray
 from ..storage import cluster_nodes, require_shared
 from .annotators import build_annotators, read_pool, run_layout
 from ..contracts.redact import redact
@@ -366,6 +372,8 @@ PARTIAL_DIR = "_partial"  # results of shards not finished yet ("_": Parquet rea
 PARTIAL_FLUSH_S = 2.0  # results are persisted at least this often: a stop loses at most this
 CAPACITY_POLL_S = 1.0  # how often the driver looks for a node that can host an engine actor
 STALL_TIMEOUT_S = 1800.0  # an execution with capacity but no block moving fails after this
+SHRINK_GRACE_S = 10.0  # the nodes left host fewer actors than the pool this long: start smaller
+RELEASE_TIMEOUT_S = 120.0  # longest wait for a failed execution's actors to free their resources
 
 
 def _run_pending(plan: Plan, pending: list[int], summary: AnnotateSummary,
@@ -387,20 +395,30 @@ def _run_pending(plan: Plan, pending: list[int], summary: AnnotateSummary,
     summary.shards_written.extend(collector.take(partial.read()))
     bar = tqdm(total=collector.total, initial=collector.total - collector.missing_runs(),
                unit="run", desc="annotate", disable=not config.progress)
-    demand, lost_in_a_row = actor_demand(config), 0
+    demand, lost_in_a_row, failed = actor_demand(config), 0, False
     try:
         while units := collector.missing_units():
             hostable = wait_for_capacity(demand, capacity_timeout_s)
-            before = collector.received
-            watch = CapacityWatch(demand, capacity_timeout_s)
+            if failed:  # the engine actors of the failed execution may still hold resources
+                hostable = release_failed_actors(demand, hostable)
+            before, pool = collector.received, max(1, min(config.num_workers, hostable))
+            watch = CapacityWatch(demand, capacity_timeout_s, pool)
             try:
                 with watch:
-                    _judge_units(plan, units, hostable, collector, partial, bar, summary,
+                    _judge_units(plan, units, pool, collector, partial, bar, summary,
                                  capacity_timeout_s)
             except KeyboardInterrupt:
                 if watch.expired:  # the watch stopped it: no node can host an actor any more
                     raise _capacity_error(demand, capacity_timeout_s) from None
-                raise
+                if not watch.shrunk:
+                    raise
+                lost_in_a_row = 0 if collector.received > before else lost_in_a_row + 1
+                if lost_in_a_row > config.max_restarts:
+                    raise _capacity_error(demand, capacity_timeout_s) from None
+                failed = True
+                print(f"annotate: engine actors lost (the nodes left can host fewer than the "
+                      f"{pool} of the pool); judging the {len(collector.missing_units())} "
+                      f"unfinished work units again on the nodes left", file=sys.stderr, flush=True)
             except Exception as error:  # noqa: BLE001  (sorted out just below)
                 cause = _infrastructure_cause(error)
                 if cause is None:
@@ -412,8 +430,8 @@ def _run_pending(plan: Plan, pending: list[int], summary: AnnotateSummary,
                     raise InfrastructureError(
                         f"annotate lost its engine actors {lost_in_a_row} times in a row without "
                         f"progress, beyond the retries: {_first_line(cause)}",
-                        hint="check the nodes' health and memory; raise annotate.max_restarts "
-                             "to survive more losses") from error
+                        hint=LOST_HINT) from error
+                failed = True
                 print(f"annotate: engine actors lost ({type(cause).__name__}); judging the "
                       f"{len(collector.missing_units())} unfinished work units again on the "
                       f"nodes left", file=sys.stderr, flush=True)
@@ -535,14 +553,23 @@ def _capacity_error(demand: dict[str, float], timeout_s: float) -> Infrastructur
 
 
 class CapacityWatch:
-    """While an execution runs: when no alive node can host an engine actor for ``timeout_s``
-    in a row (the nodes were lost and none came back), stop it (``KeyboardInterrupt`` in the
-    main thread, with ``expired`` set) rather than let Ray wait for resources forever."""
+    """While an execution runs, stop it (``KeyboardInterrupt`` in the main thread) rather than
+    let Ray wait for resources forever:
 
-    def __init__(self, demand: dict[str, float], timeout_s: float):
+    - ``expired``: no alive node could host an engine actor for ``timeout_s`` in a row (the
+      nodes were lost and none came back): the job fails with the capacity line;
+    - ``shrunk``: the alive nodes can host fewer actors than the execution's ``pool`` for
+      ``SHRINK_GRACE_S``. Ray restarts a lost actor where there is room, and there is none: the
+      restart waits for a CPU its surviving siblings hold, and so do the lost actor's batches,
+      retried on it (a deadlock, ray-project/ray#26991). The job starts again with the pool the
+      nodes left can host.
+    """
+
+    def __init__(self, demand: dict[str, float], timeout_s: float, pool: int = 1):
         import threading
 
-        self.demand, self.timeout_s, self.expired = demand, timeout_s, False
+        self.demand, self.timeout_s, self.pool = demand, timeout_s, pool
+        self.expired = self.shrunk = False
         self._lock, self._active = threading.Lock(), False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="capacity-watch", daemon=True)
@@ -562,20 +589,80 @@ class CapacityWatch:
         import signal
         import threading
 
-        since = None
+        since = smaller_since = None
         while not self._stop.wait(CAPACITY_POLL_S):
             try:
                 hostable = hostable_actors(self.demand)
             except Exception:  # noqa: BLE001  (the GCS is busy: ask again next time)
                 continue
-            since = None if hostable else (since or time.monotonic())
-            if since is not None and time.monotonic() - since >= self.timeout_s:
+            now = time.monotonic()
+            since = None if hostable else (since or now)
+            smaller_since = (smaller_since or now) if 0 < hostable < self.pool else None
+            expired = since is not None and now - since >= self.timeout_s
+            shrunk = smaller_since is not None and now - smaller_since >= SHRINK_GRACE_S
+            if expired or shrunk:
                 with self._lock:
                     if self._active:
-                        self.expired = True
+                        self.expired, self.shrunk = expired, shrunk
                         # a real SIGINT: it also wakes a main thread blocked in a system call
                         signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
                 return
+
+
+def free_actors(demand: dict[str, float]) -> int:
+    """How many engine actors the cluster's free resources could host now (summed over nodes)."""
+    import ray
+
+    free = ray.available_resources()
+    return min(int(free.get(name, 0.0) // amount) for name, amount in demand.items())
+
+
+def release_failed_actors(demand: dict[str, float], hostable: int,
+                          within_s: float = RELEASE_TIMEOUT_S) -> int:
+    """Free the engine actors of a failed execution; the pool size for the next one (>= 1).
+
+    Ray Data releases a failed execution's actors by dropping its handles (it kills none), and
+    handles live on (in the exception's traceback, a reference cycle, and inside Ray Data). On a
+    cluster that shrank below the pool, a surviving actor would keep the only free CPU while the
+    next execution's actors waited for it forever (a hang). So collect, kill what is left
+    (``_kill_engine_actors``), then wait (at most ``within_s``, a cluster event) until the
+    resources of as many actors as the alive nodes can host (``hostable`` at most: a node just
+    lost may still count as alive) are free; the next pool is no larger than what is free.
+    """
+    gc.collect()
+    _kill_engine_actors()
+    deadline = time.monotonic() + within_s
+    while (free := free_actors(demand)) < (hostable := min(hostable, hostable_actors(demand))) \
+            and time.monotonic() < deadline:
+        time.sleep(CAPACITY_POLL_S)
+        gc.collect()
+    return max(1, min(hostable, free))
+
+
+def _kill_engine_actors() -> None:
+    """Kill the engine actors of this job still alive between two executions (none should be).
+
+    Ray Data drops its handles to a failed execution's actors and kills none, and references
+    kept inside Ray Data outlive the garbage collection (seen: the survivor on a shrunk cluster
+    alive for minutes after its execution failed). Ray has no public way to list actors without
+    the dashboard, nor to kill one without its handle, so this reads Ray's actor table
+    (``ray._private.state``: the GCS actor table) and kills through the core worker (as
+    ``ray.kill`` does). Best effort: what cannot be killed is left to the bounded wait.
+    """
+    import ray
+    from ray._private import state, worker
+
+    try:
+        job = ray.JobID.from_hex(ray.get_runtime_context().get_job_id())
+        actors = state.actors(job_id=job)
+    except Exception:  # noqa: BLE001  (the GCS is busy: the wait after this still bounds it)
+        return
+    for actor_id, info in actors.items():
+        if "EngineBatches" in str(info.get("ActorClassName")) and info.get("State") != "DEAD":
+            try:
+                worker.global_worker.core_worker.kill_actor(ray.ActorID.from_hex(actor_id), True)
+            except Exception:  # noqa: BLE001  (no handle left here: it dies with its references)
+                continue
 
 
 def wait_for_capacity(demand: dict[str, float], timeout_s: float) -> int:

@@ -231,3 +231,45 @@ def test_the_capacity_watch_stops_an_execution_no_node_can_host(ray_local):
     with job.CapacityWatch({"CPU": 1.0}, timeout_s=1) as fine:
         time.sleep(3)  # a node can host the actor: nothing is stopped
     assert not fine.expired
+
+
+@pytest.mark.slow
+def test_the_capacity_watch_stops_an_execution_whose_pool_the_nodes_cannot_host(ray_local,
+                                                                                monkeypatch):
+    # a cluster shrunk below the running pool: Ray's restart of the lost actor would wait forever
+    monkeypatch.setattr(job, "SHRINK_GRACE_S", 1.0)
+    hostable = job.hostable_actors({"CPU": 1.0})
+    watch = job.CapacityWatch({"CPU": 1.0}, timeout_s=600, pool=hostable + 1)
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        with watch:
+            time.sleep(60)
+    assert watch.shrunk and not watch.expired and time.monotonic() - start < 30
+    with job.CapacityWatch({"CPU": 1.0}, timeout_s=600, pool=hostable) as fine:
+        time.sleep(3)  # the nodes host the whole pool: nothing is stopped
+    assert not fine.shrunk and not fine.expired
+
+
+@pytest.mark.slow
+def test_a_failed_executions_actors_are_freed_before_the_next_pool_is_sized(ray_local):
+    import gc
+
+    import ray
+
+    class Holder:  # defined here: shipped by value (workers cannot import this test module)
+        def ready(self) -> bool:
+            return True
+
+    demand = {"CPU": 1.0}
+    free = job.free_actors(demand)
+    holder = ray.remote(num_cpus=1)(Holder).remote()
+    assert ray.get(holder.ready.remote())
+    assert job.free_actors(demand) == free - 1
+    gc.disable()  # as after a failed execution: only a reference cycle (its traceback) holds it
+    try:
+        cycle = [holder]
+        cycle.append(cycle)
+        del holder, cycle
+        assert job.release_failed_actors(demand, hostable=free, within_s=120) == free
+    finally:
+        gc.enable()

@@ -97,8 +97,6 @@ def test_run_survives_losing_a_worker_node(multinode, tmp_path):
     check_every_item_once(run_losing_a_node(multinode, tmp_path))
 
 
-@pytest.mark.skip(reason="hangs: with one 1-CPU node left the restarted engine actor takes the only "
-                         "CPU and Ray Data's upstream tasks never run (issue 21 stays open for it)")
 def test_run_completes_on_a_cluster_shrunk_below_num_workers(multinode, tmp_path):
     while len(multinode.workers) > 1:  # head + one worker: 2 CPUs for num_workers 2
         multinode.remove(multinode.workers[0])
