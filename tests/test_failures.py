@@ -416,7 +416,7 @@ def test_every_secret_shape_stays_out_of_rays_logs(tmp_path, ray_tmp):
     # echoes the Authorization header; the engine's error (raised inside a Ray worker, logged by
     # Ray Data with its traceback) is scrubbed before Ray sees it. One Ray session for all of them.
     keys = {f"MARC_RAY_TEST_KEY_{i}": secret for i, secret in enumerate(SECRETS)}
-    with Server(401) as server:
+    with echoing(401) as server:
         env = dict(os.environ, PYTHONPATH=str(REPO), RAY_TMPDIR=str(ray_tmp),
                    RAY_AUTH_MODE="disabled", **keys)
         env.pop("RAY_ADDRESS", None)
@@ -425,7 +425,7 @@ def test_every_secret_shape_stays_out_of_rays_logs(tmp_path, ray_tmp):
                                 cwd=tmp_path, timeout=CLI_TIMEOUT_S)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "rows judged: 0" in result.stdout  # every request failed, and the run went on
-    assert server.requests == len(SECRETS)  # each key really went out
+    assert len(server.requests) == len(SECRETS)  # each key really went out
     logs = [path for path in ray_tmp.rglob("*") if path.is_file() and not path.is_symlink()]
     answered = sum(path.read_bytes().count(b"answered 401") for path in logs)
     assert answered >= len(SECRETS), "Ray's logs should hold every request's error to grep"
