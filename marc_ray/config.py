@@ -296,7 +296,7 @@ class PipelineConfig:
         annotators and splits were built from, so they are what is used. The returned config's
         :attr:`folder` is ``run_dir`` (the same object when a ``RunFolder`` is passed).
         """
-        folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(os.fspath(run_dir))
+        folder = RunFolder.of(run_dir)
         data = read_run_config(folder)
         data["run_dir"] = folder.root
         data["data"] = {key: value for key, value in (data.get("data") or {}).items()
@@ -324,7 +324,7 @@ def read_run_config(run_dir: str | os.PathLike | RunFolder) -> dict:
     from .contracts.io import is_file, read_text
     from .contracts.yaml_file import load_yaml
 
-    folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(os.fspath(run_dir))
+    folder = RunFolder.of(run_dir)
     path = folder.config
     if not is_file(path):
         raise ContractError(folder.root, f"not a marc_ray run folder (no {RUN_CONFIG})",

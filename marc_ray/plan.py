@@ -404,13 +404,12 @@ def _predicted_reach(config, names: list[str], n_calibration: int) -> tuple[list
     from .contracts import ContractError
     from .contracts.align import aligned_sets
     from .contracts.io import exists
-    from .run_folder import RunFolder
 
     cal = config.calibrate
     worst = [1.0] * len(names)
     if len(names) == 1:
         return worst, "one judge: it sees every item"
-    folder = RunFolder(config.run_dir)
+    folder = config.folder
     paths = [folder.scores(name) for name in names]
     measure = cal.confidence
     if not all(exists(path) for path in paths):

@@ -43,6 +43,12 @@ class RunFolder:
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", os.fspath(self.root))
 
+    @classmethod
+    def of(cls, run_dir: "str | os.PathLike | RunFolder") -> "RunFolder":
+        """``run_dir`` itself when it is a RunFolder already (a command builds its folder once
+        and passes it down), else the folder at that path."""
+        return run_dir if isinstance(run_dir, cls) else cls(run_dir)
+
     @property
     def is_uri(self) -> bool:
         return is_uri(self.root)

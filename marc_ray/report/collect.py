@@ -43,11 +43,11 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def run_manifest(run_dir: str, certificate: Certificate, command: str | None) -> dict:
+def run_manifest(run_dir: "str | RunFolder", certificate: Certificate, command: str | None) -> dict:
     """The reproducibility record: config, hashes, versions, seeds, the command, stage times."""
     import yaml
 
-    folder = RunFolder(run_dir)
+    folder = RunFolder.of(run_dir)
     config_path = folder.config
     config_text = read_text(config_path)
     config = shown_config(redact(load_yaml(config_text, config_path) or {}))
@@ -77,10 +77,10 @@ def run_manifest(run_dir: str, certificate: Certificate, command: str | None) ->
     manifests = folder.manifests_dir
     for name in list_names(manifests):
         stage_times[name.removesuffix(".json")] = json.loads(read_text(join(manifests, name))).get("wall_s")
-    return {"command": command or f"marc-ray run {config_path} --out {run_dir}",
+    return {"command": command or f"marc-ray run {config_path} --out {folder.root}",
             "config_text": config_text, "config": config, "hashes": hashes,
             "versions": package_versions(), "seeds": seeds,
-            "run_dir": absolute(run_dir),
+            "run_dir": absolute(folder.root),
             "stage_wall_s": stage_times, "host_cpus": os.cpu_count()}
 
 
@@ -142,10 +142,10 @@ def drift_significance(config: dict) -> float:
     return float((config.get("calibrate") or {}).get("drift_significance", 0.01))
 
 
-def run_items(run_dir: str) -> RunItems:
+def run_items(run_dir: "str | RunFolder") -> RunItems:
     """Read what a run's report is about (nothing is computed here)."""
-    config = redact(read_run_config(run_dir))  # shown in the report: never a secret
-    folder = RunFolder(run_dir)
+    folder = RunFolder.of(run_dir)
+    config = redact(read_run_config(folder))  # shown in the report: never a secret
     certificate = Certificate.read(folder.certificate)
     names = [stage["name"] for stage in certificate.stages]
     check_stage_names(names, folder.certificate)
@@ -168,7 +168,7 @@ def check_stage_names(names: list[str], source: str) -> None:
                                 hint="use the certificate the run wrote")
 
 
-def build_report(run_dir: str, evaluated: dict, command: str | None = None,
+def build_report(run_dir: "str | RunFolder", evaluated: dict, command: str | None = None,
                  out_dir: str | None = None, items: RunItems | None = None) -> dict:
     """Write the report of a finished run (``run_dir/report`` unless ``out_dir``); return the paths.
 
@@ -178,9 +178,9 @@ def build_report(run_dir: str, evaluated: dict, command: str | None = None,
     """
     from .render import write_report
 
-    items = items or run_items(run_dir)
+    folder = RunFolder.of(run_dir)
+    items = items or run_items(folder)
     config, certificate, sets = items.config, items.certificate, items.sets
-    folder = RunFolder(run_dir)
     names = [stage["name"] for stage in certificate.stages]
     measures = evaluated["measures"]
     notes = list((config.get("report") or {}).get("notes") or [])
@@ -205,7 +205,7 @@ def build_report(run_dir: str, evaluated: dict, command: str | None = None,
     title = (config.get("report") or {}).get("title") or "marc_ray: certified selective judge"
     inputs = ReportInputs(certificate=certificate, calibration=sets["calibration"],
                           deployment=sets.get("test"), measures=measures,
-                          manifest=run_manifest(run_dir, certificate, command), title=title,
+                          manifest=run_manifest(folder, certificate, command), title=title,
                           notes=notes, drift_significance=drift_significance(config),
                           evaluation=evaluated["evaluation"], groups=evaluated.get("groups"),
                           escalations=evaluated.get("escalations"), fit=evaluated.get("fit"),

@@ -60,8 +60,9 @@ def report_stage(run_dir: str, command: str | None = None, out_dir: str | None =
     from ..run_folder import RunFolder
     from .winrate_section import write_winrate_section
 
-    items = run_items(run_dir)
+    folder = RunFolder.of(run_dir)  # built once, passed down
+    items = run_items(folder)
     report = items.config["report"] = dict(items.config.get("report") or {})  # its notes are shown
     report["notes"] = [*(report.get("notes") or []), data_note(items)]
-    paths = build_report(run_dir, evaluate(items), command=command, out_dir=out_dir, items=items)
-    return {**paths, **write_winrate_section(run_dir, out_dir or RunFolder(run_dir).report_dir)}
+    paths = build_report(folder, evaluate(items), command=command, out_dir=out_dir, items=items)
+    return {**paths, **write_winrate_section(folder, out_dir or folder.report_dir)}

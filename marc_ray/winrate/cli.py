@@ -37,9 +37,10 @@ def _winrate(args) -> int:
 
     if args.delta is not None and not 0.0 < args.delta < 1.0:
         raise ValueError(f"--delta must be in (0, 1), got {args.delta}")
-    out = args.out or RunFolder(args.run_dir).path("winrate")
+    folder = RunFolder(args.run_dir)  # built once, passed down
+    out = args.out or folder.path("winrate")
     check_output_dir(out)  # before any work
-    record = win_rates(read_run(args.run_dir, args.delta), args.sparse)
+    record = win_rates(read_run(folder, args.delta), args.sparse)
     for kind, path in write_win_rates(record, out).items():
         print(f"{kind:<15} {path}")
     return 0

@@ -85,7 +85,7 @@ def recorded_seen(table, ids: np.ndarray) -> np.ndarray:
     return seen_rows(provenance_from_metadata(table.schema.metadata), ids)[0]
 
 
-def read_run(run_dir: str, delta: float | None = None) -> RunWinItems:
+def read_run(run_dir: "str | RunFolder", delta: float | None = None) -> RunWinItems:
     """Read a finished run's items for win rates.
 
     Raises
@@ -96,7 +96,7 @@ def read_run(run_dir: str, delta: float | None = None) -> RunWinItems:
     """
     from ..calibrate.decide import decide
 
-    folder = RunFolder(run_dir)
+    folder = RunFolder.of(run_dir)
     certificate = Certificate.read(folder.certificate)
     judges = [stage["name"] for stage in certificate.stages]
     confidence = certificate.stages[0]["confidence"]
