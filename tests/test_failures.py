@@ -355,9 +355,14 @@ def kill_the_client(handler) -> None:
     """Kill (SIGKILL) the Ray worker process that sent this request: a worker lost mid-batch."""
     import psutil
 
-    port = handler.client_address[1]
+    # the client's end of this very connection: its address and port, and the server's port at
+    # the other end (a port number alone also matched another process's socket on another local
+    # address: once the suite's own Ray GCS, which took the rest of the suite with it)
+    client = handler.client_address
+    server_port = handler.server.server_address[1]
     for connection in psutil.net_connections(kind="tcp"):
-        if connection.laddr and connection.laddr.port == port and connection.pid \
+        if connection.laddr and tuple(connection.laddr) == tuple(client) and connection.raddr \
+                and connection.raddr.port == server_port and connection.pid \
                 and connection.pid != os.getpid():
             os.kill(connection.pid, signal.SIGKILL)
 
