@@ -161,7 +161,8 @@ def test_deciding_in_slices_equals_deciding_every_item_at_once(annotations, monk
     table = table.append_column("conf_marc", pa.array(conf))
     cal = np.asarray(table.column("split").to_pylist()) == "calibration"
     certificate = SelectiveCalibrator(alpha=0.2, delta=0.1, grid=fixed_grid(50, 0.5, 1.0)).calibrate(
-        conf[cal], pred[cal], labels[cal]).certificate("sha256:t", "conf_marc", judge_name="synthetic")
+        conf[cal], pred[cal], labels[cal], names=["synthetic"]).certificate(
+        "sha256:t", confidence_names=["conf_marc"])
     items = ItemSet("test", conf, pred, labels, table.column("id").to_pylist())
     runs = table.select(["id", "probs"])
 
