@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from marc_ray.cli import main
+from replay_runs import write_replay_runs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -355,19 +356,12 @@ def _majority(votes: list[dict]) -> str:
 def _write_run_table(path: Path, rows: list[dict], seed: int = 7) -> str:
     """A replay run table (zero-shot + two simulated annotators, both orders): right and sure,
     except on a fifth of the items, where it leans the wrong way with little confidence."""
-    rng = np.random.default_rng(seed)
-    lines = []
-    for row in rows:
+    def target(row, rng):
         label = _majority(row["human_votes"])
-        target = (0.42 if label == "a" else 0.58) if rng.random() < 0.2 else \
+        return (0.42 if label == "a" else 0.58) if rng.random() < 0.2 else \
             {"a": 0.92, "b": 0.08, "tie": 0.5}[label]
-        for annotator in ("zero", "sim-1", "sim-2"):
-            for order in ("ab", "ba"):
-                p = float(np.clip(target + rng.normal(0, 0.03), 0.01, 0.99))
-                lines.append(json.dumps({"id": row["id"], "annotator": annotator, "order": order,
-                                         "p_response_a": p}))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return str(path)
+
+    return write_replay_runs(path, rows, target, seed)
 
 
 def _run_config(folder: Path, **sections) -> dict:

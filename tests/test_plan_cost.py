@@ -8,7 +8,6 @@ import json
 import signal
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
@@ -20,6 +19,7 @@ from marc_ray.config import PipelineConfig
 from marc_ray.contracts.align import aligned_sets
 from marc_ray.demo import DemoSpec, write_demo
 from marc_ray.plan import WORST_CASE, build_plan, format_plan
+from replay_runs import write_replay_runs
 
 pytestmark = pytest.mark.slow
 COSTS = [1.0, 20.0]
@@ -27,22 +27,14 @@ COSTS = [1.0, 20.0]
 
 def _runs(path: Path, rows: list[dict], good_kinds: tuple, seed: int) -> str:
     """A replay run table: confident and right on ``good_kinds`` items, unsure elsewhere."""
-    rng = np.random.default_rng(seed)
-    lines = []
-    for row in rows:
+    def target(row, rng):
         a, b = (sum(v["label"] == x for v in row["human_votes"]) for x in "ab")
         label = "a" if a > b else "b" if b > a else "tie"
         if row["kind"] in good_kinds and label != "tie":
-            target = 0.95 if label == "a" else 0.05
-        else:
-            target = 0.5 + float(rng.choice([-1, 1])) * float(rng.uniform(0.02, 0.15))
-        for annotator in ("zero", "sim-1", "sim-2"):
-            for order in ("ab", "ba"):
-                p = float(np.clip(target + rng.normal(0, 0.03), 0.01, 0.99))
-                lines.append(json.dumps({"id": row["id"], "annotator": annotator, "order": order,
-                                         "p_response_a": p}))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return str(path)
+            return 0.95 if label == "a" else 0.05
+        return 0.5 + float(rng.choice([-1, 1])) * float(rng.uniform(0.02, 0.15))
+
+    return write_replay_runs(path, rows, target, seed)
 
 
 @pytest.fixture(scope="module")
