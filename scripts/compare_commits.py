@@ -85,21 +85,26 @@ def leaves(value, prefix: str = "") -> dict:
     return {prefix: value}
 
 
-def compare(name: str, first: Path, second: Path) -> tuple[int, list[str], list[str]]:
-    """(numbers compared, numbers that differ, other leaves that differ) of one JSON file."""
+def compare(name: str, first: Path, second: Path) -> tuple[int, list[str], list[str], list[str]]:
+    """(numbers compared, numbers that differ or vanished, other leaves that differ, leaves only
+    the second has) of one JSON file. A leaf the second commit adds (a new key) changes no
+    number the first produced, so it is listed, not counted as a difference."""
     a, b = (leaves(json.loads(path.read_text())) for path in (first, second))
-    numbers, differ, other, left_out = 0, [], [], []
+    numbers, differ, other, added, left_out = 0, [], [], [], []
     for key in sorted(set(a) | set(b)):
         x, y = a.get(key, "<absent>"), b.get(key, "<absent>")
         if VOLATILE.search(key):
             left_out.append(key)
+            continue
+        if key not in a:
+            added.append(f"{name}:{key}: {y!r}")
             continue
         is_number = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (x, y))
         numbers += is_number
         if x != y and not (is_number and x != x and y != y):  # NaN equals NaN here
             (differ if is_number or "<absent>" in (x, y) else other).append(f"{name}:{key}: {x!r} -> {y!r}")
     print(f"{name}: left out {len(left_out)} leaves: " + ", ".join(left_out))
-    return numbers, differ, other
+    return numbers, differ, other, added
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,13 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     configs = [(work / f"src-{side}" / args.config).read_text() for side in ("base", "head")]
     if configs[0] != configs[1]:
         print(f"note: {args.config} differs between the two commits")
-    total, differ, other = 0, [], []
+    total, differ, other, added = 0, [], [], []
     for name in ("calibrate/certificate.json", "report/report.json"):
-        n, d, o = compare(name, base / name, head / name)
-        total, differ, other = total + n, differ + d, other + o
-        print(f"{name}: {n} numbers compared, {len(d)} differ, {len(o)} other leaves differ")
+        n, d, o, new = compare(name, base / name, head / name)
+        total, differ, other, added = total + n, differ + d, other + o, added + new
+        print(f"{name}: {n} numbers compared, {len(d)} differ, {len(o)} other leaves differ, "
+              f"{len(new)} leaves added")
     for line in differ + other:
         print("  " + line)
+    for line in added:
+        print("  added " + line)
     print("IDENTICAL" if not differ else "DIFFERENT", f"({total} numbers; left out: {VOLATILE.pattern})")
     return 0 if not differ else 1
 

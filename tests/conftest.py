@@ -46,6 +46,17 @@ def ray_local():
     ray.shutdown()
 
 
+@pytest.fixture
+def ray_tmp():
+    """A short RAY_TMPDIR of this test's own (Ray's socket paths must stay under 107 bytes)."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="mrt", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -32,17 +32,6 @@ def demo_files(tmp_path_factory):
     return {"input": comparisons, "pool": pool}
 
 
-@pytest.fixture
-def ray_tmp():
-    """A short RAY_TMPDIR of this test's own (Ray's socket paths must stay under 107 bytes)."""
-    import shutil
-    import tempfile
-
-    folder = Path(tempfile.mkdtemp(prefix="mrf", dir="/tmp"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-
 def marc_ray(args, tmp_path, ray_tmp, env=None, timeout=CLI_TIMEOUT_S):
     """Run ``marc-ray ARGS`` in its own process, in tmp_path, Ray's session folder in ray_tmp."""
     full_env = dict(os.environ, PYTHONPATH=str(REPO), RAY_TMPDIR=str(ray_tmp),
@@ -377,10 +366,6 @@ def test_a_worker_lost_beyond_the_retries_is_one_line(demo_files, tmp_path, ray_
                             "beyond the retries", "max_restarts", "rerun to resume")
 
 
-@pytest.mark.skip(reason="races: at a 2% memory threshold Ray's monitor also kills Ray Data's "
-                  "ActorLocationTracker each time it restarts, and the driver learns of the engine "
-                  "actor's OOM only between two kills (73 s on one CI run, past the 600 s limit on "
-                  "another); issue 21: CapacityWatch should stop a run whose engine actor died of OOM")
 def test_a_worker_killed_for_memory_is_one_line(demo_files, tmp_path, ray_tmp):
     # Ray's own memory monitor, told that 2% of the node's memory is the limit, kills the workers
     # as it would on a node that really runs out (no retries allowed, so the job ends)

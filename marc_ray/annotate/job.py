@@ -63,7 +63,7 @@ import pyarrow.compute as pc
 from ..contracts import (ContractError, InfrastructureError, check_pool_disjoint, extra_carried,
                          read_table, table_hash, validate_comparisons, write_json_atomic, write_table_atomic)
 from ..contracts.io import is_file, join, list_names, make_dirs, read_text, remove
-from ..ray_cluster import CAPACITY_TIMEOUT_S, LOST_HINT, ensure_ray
+from ..ray_cluster import CAPACITY_TIMEOUT_S, LOST_HINT, MEMORY_HINT, ensure_ray
 from ..storage import cluster_nodes, require_shared
 from .annotators import build_annotators, read_pool, run_layout
 from ..contracts.redact import redact
@@ -410,6 +410,11 @@ def _run_pending(plan: Plan, pending: list[int], summary: AnnotateSummary,
             except KeyboardInterrupt:
                 if watch.expired:  # the watch stopped it: no node can host an actor any more
                     raise _capacity_error(demand, capacity_timeout_s) from None
+                if watch.out_of_memory:  # an engine actor died of OOM, its restarts spent
+                    raise InfrastructureError(
+                        f"a Ray worker was killed for running out of memory (OutOfMemoryError: "
+                        f"an engine actor: {_first_line(watch.out_of_memory)})",
+                        hint=MEMORY_HINT) from None
                 if not watch.shrunk:
                     raise
                 lost_in_a_row = 0 if collector.received > before else lost_in_a_row + 1
@@ -563,6 +568,10 @@ class CapacityWatch:
       restart waits for a CPU its surviving siblings hold, and so do the lost actor's batches,
       retried on it (a deadlock, ray-project/ray#26991). The job starts again with the pool the
       nodes left can host.
+    - ``out_of_memory``: Ray's memory monitor killed an engine actor and its restarts are spent
+      (the monitor's message). Ray Data learns of a dead actor only when a call to it fails,
+      and while the node stays short of memory the monitor also keeps killing Ray Data's own
+      helper actor, which the driver waits on: the execution could wait for minutes.
     """
 
     def __init__(self, demand: dict[str, float], timeout_s: float, pool: int = 1):
@@ -570,6 +579,7 @@ class CapacityWatch:
 
         self.demand, self.timeout_s, self.pool = demand, timeout_s, pool
         self.expired = self.shrunk = False
+        self.out_of_memory: str | None = None
         self._lock, self._active = threading.Lock(), False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="capacity-watch", daemon=True)
@@ -600,10 +610,12 @@ class CapacityWatch:
             smaller_since = (smaller_since or now) if 0 < hostable < self.pool else None
             expired = since is not None and now - since >= self.timeout_s
             shrunk = smaller_since is not None and now - smaller_since >= SHRINK_GRACE_S
-            if expired or shrunk:
+            out_of_memory = _engine_actor_out_of_memory()
+            if expired or shrunk or out_of_memory:
                 with self._lock:
                     if self._active:
                         self.expired, self.shrunk = expired, shrunk
+                        self.out_of_memory = out_of_memory
                         # a real SIGINT: it also wakes a main thread blocked in a system call
                         signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
                 return
@@ -639,26 +651,45 @@ def release_failed_actors(demand: dict[str, float], hostable: int,
     return max(1, min(hostable, free))
 
 
+def _engine_actors() -> dict:
+    """This job's engine actors in Ray's actor table (``ray._private.state``: the GCS actor
+    table; Ray has no public way to list actors without the dashboard). Empty when the GCS
+    cannot answer now."""
+    import ray
+    from ray._private import state
+
+    try:
+        job = ray.JobID.from_hex(ray.get_runtime_context().get_job_id())
+        actors = state.actors(job_id=job)
+    except Exception:  # noqa: BLE001  (the GCS is busy: the callers ask again or wait, bounded)
+        return {}
+    return {actor_id: info for actor_id, info in actors.items()
+            if "EngineBatches" in str(info.get("ActorClassName"))}
+
+
+def _engine_actor_out_of_memory() -> str | None:
+    """The memory monitor's message when an engine actor of this job died of OOM, else None."""
+    for info in _engine_actors().values():
+        cause = info.get("DeathCause")
+        if info.get("State") == "DEAD" and cause is not None and cause.HasField("oom_context"):
+            return cause.oom_context.error_message or "killed by Ray's memory monitor"
+    return None
+
+
 def _kill_engine_actors() -> None:
     """Kill the engine actors of this job still alive between two executions (none should be).
 
     Ray Data drops its handles to a failed execution's actors and kills none, and references
     kept inside Ray Data outlive the garbage collection (seen: the survivor on a shrunk cluster
-    alive for minutes after its execution failed). Ray has no public way to list actors without
-    the dashboard, nor to kill one without its handle, so this reads Ray's actor table
-    (``ray._private.state``: the GCS actor table) and kills through the core worker (as
-    ``ray.kill`` does). Best effort: what cannot be killed is left to the bounded wait.
+    alive for minutes after its execution failed). Ray has no public way to kill an actor
+    without its handle, so this kills through the core worker (as ``ray.kill`` does). Best
+    effort: what cannot be killed is left to the bounded wait.
     """
     import ray
-    from ray._private import state, worker
+    from ray._private import worker
 
-    try:
-        job = ray.JobID.from_hex(ray.get_runtime_context().get_job_id())
-        actors = state.actors(job_id=job)
-    except Exception:  # noqa: BLE001  (the GCS is busy: the wait after this still bounds it)
-        return
-    for actor_id, info in actors.items():
-        if "EngineBatches" in str(info.get("ActorClassName")) and info.get("State") != "DEAD":
+    for actor_id, info in _engine_actors().items():
+        if info.get("State") != "DEAD":
             try:
                 worker.global_worker.core_worker.kill_actor(ray.ActorID.from_hex(actor_id), True)
             except Exception:  # noqa: BLE001  (no handle left here: it dies with its references)

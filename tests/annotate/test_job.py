@@ -250,6 +250,50 @@ def test_the_capacity_watch_stops_an_execution_whose_pool_the_nodes_cannot_host(
     assert not fine.shrunk and not fine.expired
 
 
+OUT_OF_MEMORY_SCRIPT = """
+import time
+import ray
+from marc_ray.annotate import job
+
+ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+
+@ray.remote(max_restarts=0)
+class EngineBatches:  # the name of the engine actors' class: the watch looks for it
+    def judge(self):
+        time.sleep(120)
+
+actor = EngineBatches.remote()
+actor.judge.remote()
+watch = job.CapacityWatch({"CPU": 1.0}, timeout_s=600)
+start = time.monotonic()
+try:
+    with watch:
+        time.sleep(120)  # the driver waiting on anything but the dead actor (Ray Data's helper)
+    print("not stopped")
+except KeyboardInterrupt:
+    print(round(time.monotonic() - start), "s:", repr(watch.out_of_memory))
+"""
+
+
+@pytest.mark.slow
+def test_the_capacity_watch_stops_an_execution_whose_engine_actor_died_of_memory(ray_tmp):
+    # Ray's memory monitor at a 2% threshold kills the engine actor as on a node out of memory.
+    # The driver learns of it only when it calls the actor; here it waits on something else, as
+    # in the CLI test's race (the monitor also kills Ray Data's helper actor, which the driver
+    # waits on): only the watch ends the wait, with the monitor's message
+    import subprocess
+    import sys
+
+    env = dict(os.environ, RAY_memory_usage_threshold="0.02", RAY_memory_monitor_refresh_ms="100",
+               RAY_TMPDIR=str(ray_tmp), RAY_AUTH_MODE="disabled")
+    env.pop("RAY_ADDRESS", None)
+    done = subprocess.run([sys.executable, "-c", OUT_OF_MEMORY_SCRIPT], env=env, text=True,
+                          capture_output=True, timeout=300, cwd=ray_tmp)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seconds, message = done.stdout.strip().splitlines()[-1].split(" s: ", 1)
+    assert "running low on memory" in message and int(seconds) < 60, done.stdout
+
+
 @pytest.mark.slow
 def test_a_failed_executions_actors_are_freed_before_the_next_pool_is_sized(ray_local):
     import gc
