@@ -21,6 +21,30 @@ S3_KEY, S3_SECRET = "AKIAMARCRAYTEST", "marc-ray-test-secret-never-logged"
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+# The files that take a minute or more, longest first (CI durations). The suite runs on parallel
+# workers, one file to a worker at a time (pytest-xdist, `--dist loadfile` in pyproject.toml);
+# a long file handed out last would keep one worker busy while the others sit idle, so these
+# are handed out first and the short files fill the gaps.
+SLOW_FILES = (
+    "test_readme.py", "multinode/test_node_loss.py", "pipeline/test_pipeline_e2e.py",
+    "test_failures.py", "annotate/test_job.py", "annotate/test_vllm_engine.py",
+    "pipeline/test_jobs.py", "test_scale_guard.py", "multinode/test_job_submit_multinode.py",
+    "annotate/test_http_engine.py", "multinode/test_node_loss_fit.py",
+    "pipeline/test_job_submit.py", "multinode/test_placement.py",
+    "pipeline/test_pipeline_cascade.py", "fit/test_train_ray_data.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: position for position, name in enumerate(SLOW_FILES)}
+    tests = Path(__file__).resolve().parent
+
+    def slowness(item) -> int:
+        return rank.get(Path(item.fspath).resolve().relative_to(tests).as_posix(), len(rank))
+
+    items.sort(key=slowness)  # a stable sort: the tests of a file, and the other files, keep order
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` beside the checkout (tests read the real datasets there, never copy them)."""
