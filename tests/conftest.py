@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -11,6 +12,10 @@ from pathlib import Path
 
 import pytest
 
+# pytest-xdist's workers ignore SIGINT, and the processes they start inherit that: a test that
+# stops `marc-ray run` with Ctrl-C's SIGINT would then wait forever. A Python handler is reset
+# to the default by exec, so the processes the tests start take SIGINT as a terminal gives it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local test clusters need no token
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -211,3 +211,33 @@ def test_certificate_from_dict_errors():
             problem="unknown keys")
     _raises(Certificate.from_dict, dict(good, stages=[{"name": "j"}]), "cert.json",
             field="stages[0].confidence", problem="missing key")
+
+
+def test_the_hash_of_run_vectors_is_their_content_however_stored(tmp_path):
+    # run vectors (list columns of numbers) are hashed as bytes, not JSON (minutes at 1M items):
+    # the digest must still be the table's content, whatever its chunks or file
+    import numpy as np
+
+    from marc_ray.contracts.io import file_table_hash, table_hash
+
+    rng = np.random.default_rng(0)
+    vectors = [None if i % 97 == 0 else [None if j == 3 and i % 5 == 0 else float(x)
+                                         for j, x in enumerate(rng.random(7))] for i in range(5000)]
+    vectors[10] = [math.nan] * 7
+
+    def table(values):
+        return pa.table({"id": [str(i) for i in range(len(values))],
+                         "probs": pa.array(values, pa.list_(pa.float32()))})
+
+    digest = table_hash(table(vectors))
+    pq.write_table(table(vectors), tmp_path / "runs.parquet", row_group_size=700)
+    assert table_hash(pa.Table.from_batches(table(vectors).to_batches(max_chunksize=333))) == digest
+    assert file_table_hash(tmp_path / "runs.parquet", ["id", "probs"]) == digest
+    changed = [list(v) if v else v for v in vectors]
+    changed[20][2] = 0.5
+    assert table_hash(table(changed)) != digest
+    changed = [list(v) if v else v for v in vectors]
+    changed[30][3] = math.nan  # a missing run (null) and an unreadable one (NaN) differ
+    assert vectors[30][3] is None and table_hash(table(changed)) != digest
+    # the same values, split differently between two items
+    assert table_hash(table([[1.0, 2.0], [3.0]])) != table_hash(table([[1.0], [2.0, 3.0]]))

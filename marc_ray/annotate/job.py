@@ -585,15 +585,30 @@ class CapacityWatch:
         self._thread = threading.Thread(target=self._watch, name="capacity-watch", daemon=True)
 
     def __enter__(self) -> "CapacityWatch":
+        import signal
+        import threading
+
+        # The watch stops the execution with a SIGINT, which a process started with SIGINT
+        # ignored (a background job of a script: `marc-ray run ... &`, or a pytest-xdist
+        # worker's child) would drop: the run would then wait forever. While the watch is
+        # active, SIGINT raises KeyboardInterrupt, as it does in a terminal.
+        self._previous_handler = None
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL, None):
+            self._previous_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
         self._active = True
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        import signal
+
         with self._lock:
             self._active = False
         self._stop.set()
         self._thread.join()
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGINT, self._previous_handler)
 
     def _watch(self) -> None:
         import signal
@@ -603,6 +618,7 @@ class CapacityWatch:
         while not self._stop.wait(CAPACITY_POLL_S):
             try:
                 hostable = hostable_actors(self.demand)
+                out_of_memory = _engine_actor_out_of_memory()
             except Exception:  # noqa: BLE001  (the GCS is busy: ask again next time)
                 continue
             now = time.monotonic()
@@ -610,7 +626,6 @@ class CapacityWatch:
             smaller_since = (smaller_since or now) if 0 < hostable < self.pool else None
             expired = since is not None and now - since >= self.timeout_s
             shrunk = smaller_since is not None and now - smaller_since >= SHRINK_GRACE_S
-            out_of_memory = _engine_actor_out_of_memory()
             if expired or shrunk or out_of_memory:
                 with self._lock:
                     if self._active:

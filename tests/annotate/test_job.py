@@ -233,6 +233,22 @@ def test_the_capacity_watch_stops_an_execution_no_node_can_host(ray_local):
     assert not fine.expired
 
 
+def test_the_capacity_watch_stops_an_execution_where_sigint_is_ignored(ray_local):
+    # a background job of a script (`marc-ray run ... &`) or a pytest-xdist worker's child
+    # starts with SIGINT ignored: the watch's SIGINT must still stop the execution
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        watch = job.CapacityWatch({"GPU": 1.0}, timeout_s=1)  # the local cluster has no GPU
+        start = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            with watch:
+                time.sleep(60)
+        assert watch.expired and time.monotonic() - start < 30
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # as it was
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.slow
 def test_the_capacity_watch_stops_an_execution_whose_pool_the_nodes_cannot_host(ray_local,
                                                                                 monkeypatch):
