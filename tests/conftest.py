@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from ports import free_port  # noqa: F401  (the suite's one source of free ports)
+
 # pytest-xdist's workers ignore SIGINT, and the processes they start inherit that: a test that
 # stops `marc-ray run` with Ctrl-C's SIGINT would then wait forever. A Python handler is reset
 # to the default by exec, so the processes the tests start take SIGINT as a terminal gives it.
@@ -84,12 +86,6 @@ def ray_tmp():
     folder = Path(tempfile.mkdtemp(prefix="mrt", dir="/tmp"))
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def stop_process(process: subprocess.Popen, timeout_s: float) -> None:

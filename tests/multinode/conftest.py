@@ -128,7 +128,8 @@ def remove_node_hosting(multinode, fragment: str, ready, deadline_s: float, lost
             hosts = set(alive_actor_nodes(fragment)) - {multinode.head_id}
             victims = [node for node in multinode.workers if node.node_id in hosts]
             if victims:
-                lost.update(before=ready(), at=time.monotonic(), node=victims[0].node_id)
+                lost.update(before=ready(), at=time.monotonic(), wall=time.time(),
+                            node=victims[0].node_id)
                 multinode.remove(victims[0])  # returns once its processes are gone
                 lost["removed_after_s"] = time.monotonic() - lost["at"]
                 return

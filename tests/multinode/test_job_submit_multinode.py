@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,24 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from ports import free_port, ray_start_ports
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
 TIME_LIMIT_S = 900  # two raylets, the dashboard's job server and the smoke pipeline
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def node_ports() -> list[str]:
-    """Every port a raylet and its agents bind, free (the suite's clusters hold the defaults)."""
-    return [f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
-            f"--dashboard-agent-listen-port={free_port()}",
-            f"--dashboard-agent-grpc-port={free_port()}",
-            f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}"]
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -58,7 +45,7 @@ def two_node_cluster(tmp_path_factory):
     try:
         started.append(subprocess.Popen(
             [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}",
-             f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1", *node_ports(),
+             f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1", *ray_start_ports(head=True),
              "--num-cpus=1", "--include-dashboard=true", "--disable-usage-stats",
              f"--temp-dir={temp_dir}"], env=env, cwd=REPO, start_new_session=True,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
@@ -70,7 +57,7 @@ def two_node_cluster(tmp_path_factory):
                 pytest.fail("ray start --head did not come up")
             time.sleep(1)
         started.append(subprocess.Popen(
-            [str(BIN / "ray"), "start", "--block", f"--address=127.0.0.1:{port}", *node_ports(),
+            [str(BIN / "ray"), "start", "--block", f"--address=127.0.0.1:{port}", *ray_start_ports(head=False),
              "--num-cpus=1", "--disable-usage-stats",
              # its own folder: two raylets unpacking the job's working dir into one folder race
              f"--temp-dir={tmp_path_factory.mktemp('ray-worker')}"], env=env, cwd=REPO,

@@ -95,6 +95,14 @@ def check_every_item_once(run: dict) -> None:
     print(f"\nnode loss during `marc-ray run`: {len(ids)} items, node lost "
           f"{lost['at'] - run['start']:.1f} s in with {len(lost['before'])} shards written; "
           f"run exited 0 after {run['wall']:.1f} s")
+    # recovery, for docs/benchmarks_annotate.md: when the last shard was written, against the
+    # pace before the loss (the lost node's in-flight work is one shard per engine actor)
+    written = sorted(p.stat().st_mtime for p in run["shards"].glob("part-*.parquet"))
+    before = [t for t in written if t <= lost["wall"]]
+    pace = (before[-1] - before[0]) / (len(before) - 1) if len(before) > 1 else float("nan")
+    print(f"annotate recovered: its last shard written {written[-1] - lost['wall']:.1f} s after "
+          f"the loss, {len(written) - len(before)} shards after it; before it, one shard every "
+          f"{pace:.1f} s")
 
 
 def test_run_survives_losing_a_worker_node(multinode, tmp_path):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,15 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from ports import free_port, ray_start_ports
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def dashboard_missing() -> bool:
@@ -46,11 +41,7 @@ def cluster(tmp_path_factory):
     temp_dir = tmp_path_factory.mktemp("ray")
     head = subprocess.Popen([str(BIN / "ray"), "start", "--head", "--block", f"--port={port}",
                              f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
-                             # the suite's own Ray cluster already holds the default agent ports
-                             f"--dashboard-agent-listen-port={free_port()}",
-                             f"--dashboard-agent-grpc-port={free_port()}",
-                             f"--runtime-env-agent-port={free_port()}",
-                             f"--metrics-export-port={free_port()}",
+                             *ray_start_ports(head=True),
                              "--num-cpus=2", "--include-dashboard=true", "--disable-usage-stats",
                              f"--temp-dir={temp_dir}"],
                             env=env, cwd=REPO, start_new_session=True,
