@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ports import free_port  # noqa: F401  (the suite's one source of free ports)
+from localhost import free_port, short_temp_dir  # noqa: F401  (free_port: for the tests)
 
 # pytest-xdist's workers ignore SIGINT, and the processes they start inherit that: a test that
 # stops `marc-ray run` with Ctrl-C's SIGINT would then wait forever. A Python handler is reset
@@ -81,9 +81,8 @@ def ray_local():
 def ray_tmp():
     """A short RAY_TMPDIR of this test's own (Ray's socket paths must stay under 107 bytes)."""
     import shutil
-    import tempfile
 
-    folder = Path(tempfile.mkdtemp(prefix="mrt", dir="/tmp"))
+    folder = short_temp_dir("mrt")
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
 

@@ -8,7 +8,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from ports import free_port
+from localhost import free_port
 
 
 def closed_port_url() -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ports import free_port, ray_start_ports
+from localhost import free_port, ray_start_ports, short_temp_dir
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -40,7 +41,8 @@ def two_node_cluster(tmp_path_factory):
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
                PYTHONPATH="", MARC_RAY_SHARED_MOUNTS=str(tmp_path_factory.getbasetemp()))
     port, dashboard = free_port(), free_port()
-    temp_dir = tmp_path_factory.mktemp("ray")
+    temp_dir = short_temp_dir("mrjm")  # Ray's socket paths must stay short
+    worker_temp_dir = short_temp_dir("mrjw")
     started = []
     try:
         started.append(subprocess.Popen(
@@ -60,12 +62,14 @@ def two_node_cluster(tmp_path_factory):
             [str(BIN / "ray"), "start", "--block", f"--address=127.0.0.1:{port}", *ray_start_ports(head=False),
              "--num-cpus=1", "--disable-usage-stats",
              # its own folder: two raylets unpacking the job's working dir into one folder race
-             f"--temp-dir={tmp_path_factory.mktemp('ray-worker')}"], env=env, cwd=REPO,
+             f"--temp-dir={worker_temp_dir}"], env=env, cwd=REPO,
             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         yield {"address": address, "env": env, "gcs": f"127.0.0.1:{port}"}
     finally:
         for process in reversed(started):
             stop(process)
+        for folder in (temp_dir, worker_temp_dir):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def alive_nodes(cluster) -> int:

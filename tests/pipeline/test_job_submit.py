@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ports import free_port, ray_start_ports
+from localhost import free_port, ray_start_ports, short_temp_dir
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -38,7 +38,7 @@ def cluster(tmp_path_factory):
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
                PYTHONPATH="")  # the job must find marc_ray through its working dir, not ours
     port, dashboard = free_port(), free_port()
-    temp_dir = tmp_path_factory.mktemp("ray")
+    temp_dir = short_temp_dir("mrjs")  # Ray's socket paths must stay short
     head = subprocess.Popen([str(BIN / "ray"), "start", "--head", "--block", f"--port={port}",
                              f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
                              *ray_start_ports(head=True),
