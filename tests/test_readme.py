@@ -112,7 +112,7 @@ def test_a_local_model_as_written(readme_folder):
     result = _run(_command(commands, "marc-ray run local.yaml"), folder, 900)
     assert result.returncode == 0, result.stdout[-3000:]
     _certificate(folder, "runs/byoj-local")
-    assert "comparisons 28, pool 2" in result.stdout  # 2 x 1 shots drawn from the 30 items' train split
+    assert "comparisons 14, pool 2" in result.stdout  # 2 x 1 shots drawn from the 16 items' train split
     assert "2 pool partitions, not real annotators" in _report_text(folder, "runs/byoj-local")
 
 
