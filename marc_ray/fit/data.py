@@ -156,7 +156,7 @@ def file_arrays(path: str, mask: np.ndarray, config: FitConfig, source: str,
     built batch by batch: the features go straight into one matrix, and only the columns the
     labels need are kept from each batch. Errors name the file's row."""
     schema = parquet_schema(path)
-    features, filled, offset, label_parts, file_rows = None, 0, 0, [], []
+    features, filled, offset, label_parts = None, 0, 0, []
     for batch in parquet_batches(path, FILE_BATCH_ROWS):
         part = mask[offset:offset + batch.num_rows]
         rows = np.flatnonzero(part) + offset
@@ -173,12 +173,11 @@ def file_arrays(path: str, mask: np.ndarray, config: FitConfig, source: str,
         features[filled:filled + len(block)] = block
         filled += len(block)
         label_parts.append(table.select([c for c in LABEL_COLUMNS if c in table.column_names]))
-        file_rows.append(rows)
     if features is None:  # no row at all: the contract's own error for an empty table
         return labelled_arrays(pa.Table.from_batches([], schema=schema), config, source, layout)
     pa.default_memory_pool().release_unused()  # the batches' decoding, kept by the allocator
     labels = pa.concat_tables(label_parts)
-    agree, kept, soft = _file_rows(np.concatenate(file_rows),
+    agree, kept, soft = _file_rows(np.flatnonzero(mask),
                                    lambda: human_labels(labels, config.tie_policy, source))
     ids = np.asarray(labels.column("id").to_pylist(), dtype=object)
     return Arrays(_keep_rows(features[:filled], kept), agree, soft, ids[kept]), layout
