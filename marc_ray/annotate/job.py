@@ -58,7 +58,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..contracts import (ContractError, InfrastructureError, check_pool_disjoint, extra_carried,
                          read_table, table_hash, validate_comparisons, write_json_atomic, write_table_atomic)
@@ -68,6 +67,7 @@ from ..storage import cluster_nodes, require_shared
 from .annotators import build_annotators, read_pool, run_layout
 from ..contracts.redact import redact
 from .assemble import annotation_row, annotation_table, carried_columns, judge_metadata
+from .run_table import TextIndex
 from .config import AnnotateConfig
 from .engines import engine_spec
 from .engine import RunResult, label_token_ids
@@ -230,11 +230,12 @@ def recarry(plan: Plan, shards: list[int]) -> None:
     (a shard whose rewrite was cut short has lost its marker: it is judged again)."""
     from ..contracts import ANNOTATION_SCHEMA
 
+    item_index = TextIndex(plan.comparisons.column("id"))  # hashed once, not once per shard
     for shard in shards:
         table = read_table(shard_path(plan.config.output, shard))
         metadata = table.schema.metadata
         table = table.select(ANNOTATION_SCHEMA.names)  # the contract's columns, carried ones too
-        rows = pc.index_in(table.column("id"), value_set=plan.comparisons.column("id"))
+        rows = pa.array(item_index(table.column("id")))
         for name in extra_carried(plan.config.carry):
             table = table.append_column(name, plan.comparisons.column(name).take(rows))
         write_finished_shard(plan, shard, table.replace_schema_metadata(metadata))

@@ -55,8 +55,8 @@ from ..contracts.io import write_atomic
 from ..contracts.verdicts import validate_verdicts
 from .config import AnnotateConfig
 from .run_table import (DEFAULT_SUBSET, NO_PROBABILITY, NOT_RUN, OK, RAW, STATUS_TEXT, UNUSABLE,
-                        VERDICT_PROBABILITY, RunBatches, codes, empty, encoded, first_true,
-                        member_name, parse_subset, raw_reasons, run_values, as_text,
+                        VERDICT_PROBABILITY, RunBatches, TextIndex, codes, empty, encoded,
+                        first_true, member_name, parse_subset, raw_reasons, run_values, as_text,
                         verdict_to_probability)
 
 REPLAY_METADATA_KEY = b"marc_ray.replay"
@@ -236,7 +236,7 @@ def _duplicate(cells: np.ndarray, taken: np.ndarray) -> int:
     return first_true(again)
 
 
-def _scatter_pass(batches: RunBatches, part: _Range, item_ids: pa.Array, value_column: str,
+def _scatter_pass(batches: RunBatches, part: _Range, item_index: TextIndex, value_column: str,
                   zero_shot: str | None, annotators: list[str], subset_of: dict[str, int],
                   layout: RunLayout, known_ids: bool, check: bool) -> None:
     """Pass 2 over the whole run table for one item range (``check``: validate every row too)."""
@@ -258,7 +258,7 @@ def _scatter_pass(batches: RunBatches, part: _Range, item_ids: pa.Array, value_c
                 raise ContractError(source, f"order {order_text[bad].as_py()!r} is not one of "
                                     f"{list(ORDERS)}", row=offset + bad, field="order")
         p, code, raw = run_values(batch, value_column, offset, source, check)
-        item = codes(ids, item_ids)
+        item = item_index(ids)
         if check and known_ids:
             bad = first_true(item < 0)
             if bad >= 0:
@@ -427,9 +427,10 @@ def replay_stream(runs: pa.Table | str, judge: str, *, comparisons: pa.Table | N
     n_items = len(item_ids)
 
     def chunks():
+        item_index = TextIndex(item_ids)  # built once: every pass looks every batch's ids up in it
         for lo in range(0, max(n_items, 1), step):
             part = _Range(lo, min(lo + step, n_items), layout.n_runs)
-            _scatter_pass(batches, part, item_ids, value_column, zero_shot, annotators, subset_of,
+            _scatter_pass(batches, part, item_index, value_column, zero_shot, annotators, subset_of,
                           layout, known_ids=comparisons is not None, check=lo == 0)
             yield from _annotation_chunks(part, item_ids, judge, layout, comparisons, schema, carry)
 

@@ -346,6 +346,63 @@ def codes(column, values) -> np.ndarray:
     return _per_row(found.to_numpy(zero_copy_only=False).astype(np.int64), indices, -1)
 
 
+class TextIndex:
+    """:func:`codes` against one large, fixed array of texts, hashed once.
+
+    ``pc.index_in`` hashes its whole value set on every call. The replay looks up each batch's
+    item ids among every item: once per batch, that is items × batches, quadratic in the data
+    (0.10-0.13 s a batch with a million items: 120-160 s of a 1M-item replay's 299,
+    ``benchmarks/bench_replay_lookup.py``). Here a batch costs its distinct values only.
+
+    The index holds 16 bytes per value (each value's 64-bit hash, sorted, and its position), not
+    a Python string per value: a dict of ten million ids would take ~2 GB. A hash found is
+    confirmed by comparing the texts, so a collision costs a second look, never a wrong answer.
+    The first position wins where ``values`` repeats one.
+    """
+
+    BUILD_ROWS = 1 << 16  # values turned into Python strings at a time while hashing
+
+    def __init__(self, values: pa.Array | pa.ChunkedArray):
+        self._values = _text(values.combine_chunks() if isinstance(values, pa.ChunkedArray)
+                             else values)
+        hashes = np.empty(len(self._values), np.int64)
+        for start in range(0, len(hashes), self.BUILD_ROWS):
+            part = self._values.slice(start, self.BUILD_ROWS)
+            hashes[start:start + len(part)] = self._hashes_of(part)
+        # stable: among equal hashes the earlier position comes first, so the first one wins
+        self._order = np.argsort(hashes, kind="stable")
+        self._sorted = hashes[self._order]
+
+    @staticmethod
+    def _hashes_of(texts: pa.Array) -> np.ndarray:
+        return np.fromiter((hash(text) for text in texts.to_pylist()), np.int64, count=len(texts))
+
+    def __call__(self, column) -> np.ndarray:
+        """Index of each value of ``column`` (-1: not there, or null)."""
+        if isinstance(column, pa.ChunkedArray):  # a table's column: one dictionary, not one a chunk
+            column = column.combine_chunks()
+        dictionary, indices = encoded(column)
+        return _per_row(self._find(dictionary), indices, -1)
+
+    def _find(self, texts: pa.Array) -> np.ndarray:
+        keys = self._hashes_of(texts)
+        found = np.full(len(texts), -1, np.int64)
+        pending = np.arange(len(texts))  # the texts not resolved yet
+        slot = np.searchsorted(self._sorted, keys)  # each one's next candidate among the hashes
+        while pending.size:
+            hit = np.zeros(pending.size, dtype=bool)
+            inside = slot < len(self._sorted)
+            hit[inside] = self._sorted[slot[inside]] == keys[pending[inside]]
+            pending, slot = pending[hit], slot[hit]  # the others' hash is not there: -1
+            position = self._order[slot]
+            same = pc.fill_null(pc.equal(self._values.take(pa.array(position)),
+                                         texts.take(pa.array(pending))), False)
+            same = same.to_numpy(zero_copy_only=False)
+            found[pending[same]] = position[same]
+            pending, slot = pending[~same], slot[~same] + 1  # a hash collision: the next equal hash
+        return found
+
+
 def empty(column) -> np.ndarray:
     """Rows whose text is null or empty."""
     dictionary, indices = encoded(column)

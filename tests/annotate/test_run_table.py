@@ -242,3 +242,34 @@ def test_each_documented_five_line_example_replays(tmp_path, shape):
     if shape == "c":  # q1 ab: P(A) = e^-0.2 / (e^-0.2 + e^-1.9) read at the answer position
         p = table.column("probs").to_pylist()[0][0]
         assert p == pytest.approx(math.exp(-0.2) / (math.exp(-0.2) + math.exp(-1.9)), abs=1e-6)
+
+
+def test_the_built_once_id_index_finds_what_index_in_finds():
+    """TextIndex (the replay's item lookup, hashed once) against ``codes`` (pc.index_in on every
+    call): plain and dictionary columns, nulls, unknown values, a repeated value (first wins)."""
+    from marc_ray.annotate.run_table import TextIndex
+
+    class Colliding(TextIndex):  # three hash values for all: every lookup walks collisions
+        @staticmethod
+        def _hashes_of(texts):
+            return np.array([len(text) % 3 for text in texts.to_pylist()], np.int64)
+
+    values = pa.array([f"item-{i}" for i in range(500)] + ["item-3"])  # "item-3" again: 3 wins
+    for index in (TextIndex(values), Colliding(values)):
+        _the_same_as_index_in(index, values)
+    assert TextIndex(pa.array([1, 2, 3]))(pa.array(["2"])).tolist() == [1]  # numbers as text
+
+
+def _the_same_as_index_in(index, values):
+    from marc_ray.annotate.run_table import codes
+
+    rng = np.random.default_rng(7)
+    picks = [None if k % 17 == 0 else f"item-{k}" for k in rng.integers(0, 700, 5000)]
+    chunked = pa.chunked_array([pa.array(picks[:2000], pa.string()),
+                                pa.array(picks[2000:], pa.string())])
+    for column in (pa.array(picks, pa.string()), pa.array(picks, pa.string()).dictionary_encode(),
+                   chunked):
+        found = index(column)
+        assert found.tolist() == codes(pa.array(picks, pa.string()), values).tolist()
+        assert (found == -1).sum() == sum(p is None or int(p[5:]) >= 500 for p in picks)
+    assert index(pa.array(["item-3", "item-499", "item-500"])).tolist() == [3, 499, -1]
