@@ -45,7 +45,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     ----------
     address : str, optional
         A running cluster (``ray.address`` of the configuration); None: $RAY_ADDRESS if set,
-        else a private local cluster.
+        else a private local cluster; "local": a private local cluster.
     num_cpus : int, optional
         Local cluster only: the CPUs it may use (None: all).
 
@@ -76,7 +76,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 def _init_ray(ray, address: str | None, num_cpus: int | None) -> None:
     # the CLI keeps Ray's own lines off the terminal unless --verbose (cli.quiet_ray)
     level = logging.ERROR if os.environ.get("MARC_RAY_QUIET") else logging.INFO
-    if address:
+    if address and address != "local":  # "local": Ray's word for a new embedded cluster
         ray.init(address=address, log_to_driver=False, logging_level=level)
     else:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local cluster needs no token
@@ -88,10 +88,11 @@ def _init_ray(ray, address: str | None, num_cpus: int | None) -> None:
 
 def ray_start_failure(address: str | None, error: BaseException) -> InfrastructureError:
     """The one-line failure of a Ray start (or join) that failed twice."""
-    what = f"could not join the Ray cluster at {address!r}" if address else \
+    join = address and address != "local"
+    what = f"could not join the Ray cluster at {address!r}" if join else \
         "Ray could not start a local cluster"
     hint = ("check that a cluster runs there (`ray status --address ...`), or leave ray.address "
-            "and $RAY_ADDRESS unset for a local cluster") if address else \
+            "and $RAY_ADDRESS unset for a local cluster") if join else \
         ("the machine may be overloaded or short of memory or /tmp space: free some, lower "
          "ray.num_cpus, or point RAY_TMPDIR at a writable folder with room")
     return InfrastructureError(f"{what} after {RAY_START_TRIES} tries "

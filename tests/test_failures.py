@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import pyarrow.parquet as pq
 
 from http_servers import closed_port_url, echoing
 from marc_ray.contracts.errors import EXIT_INFRASTRUCTURE, EXIT_INPUT
@@ -338,6 +339,23 @@ def test_ray_failing_to_start_is_retried_once_then_one_line_with_a_hint(demo_fil
     assert len(server.requests) == 0
     assert_one_line_failure(result, EXIT_INFRASTRUCTURE, "Ray could not start a local cluster "
                             "after 2 tries", "RAY_TMPDIR", "rerun to resume")
+
+
+@pytest.mark.parametrize("command", [["fit", "--backend", "ray", "--address", "local"],
+                                     ["fit", "--backend", "ray"], ["tune"]])
+def test_fit_and_tune_on_ray_failing_to_start_is_one_line(command, tmp_path):
+    from marc_ray.fit.synthetic import trap_annotations
+
+    annotations = tmp_path / "annotations.parquet"
+    pq.write_table(trap_annotations(60, seed=0, splits={"train": 0.5, "calibration": 0.5}),
+                   annotations)
+    not_a_folder = tmp_path / "ray-tmp-is-a-file"
+    not_a_folder.write_text("")  # Ray cannot make its session folder here: a real start failure
+    result = marc_ray([command[0], str(annotations), "--out", str(tmp_path / "model"),
+                       *command[1:]], tmp_path, not_a_folder)
+    assert_one_line_failure(result, EXIT_INFRASTRUCTURE, "Ray could not start a local cluster "
+                            "after 2 tries", "RAY_TMPDIR")
+    assert not (tmp_path / "model").exists()
 
 
 def kill_the_client(handler) -> None:

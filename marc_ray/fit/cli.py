@@ -15,6 +15,10 @@ from ..contracts.options import add_flags, check_by_building, flag_values, setti
 from ..contracts.outputs import check_output_dir, check_output_file
 
 
+ADDRESS_HELP = ("a running Ray cluster's address; left out: $RAY_ADDRESS if set, else a private "
+                "local cluster (as `marc-ray run` does)")
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     from .config import BACKENDS, LABEL_MODES, VARIANTS, FitConfig
 
@@ -77,15 +81,18 @@ def _fit(args: argparse.Namespace) -> int:
     check_output_dir(args.out)
     config = config_from_args(args)
     if config.backend == "ray":
-        import ray
+        from ..ray_cluster import ensure_ray
 
-        ray.init(address=args.address)
+        ensure_ray(args.address)  # one retry, then one line; quiet unless --verbose
     splits, note = _drawn_split(args.annotations, config)
     model = MarcConfidence(config).fit(args.annotations, splits=splits)
     model.save(args.out)
     if splits is not None:
         _write_split(args.annotations, splits, args.out)
     print(f"{_summary(model)}; saved to {args.out}")
+    for name, (read, had) in model.rows_sampled_.items():
+        print(f"the {name} set has {had} rows: a seeded sample of {read} was read "
+              f"(max_rows_per_set; rows left out shape nothing)")
     if note:
         print(note)
     return 0
@@ -124,7 +131,7 @@ def _write_split(annotations: str, splits, folder: str) -> None:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    import ray
+    from ..ray_cluster import ensure_ray
 
     from ..contracts import write_json_atomic
     from .tune import tune_margin
@@ -145,7 +152,7 @@ def _tune(args: argparse.Namespace) -> int:
     if options.storage_path:
         options = TuneOptions.from_dict({**options.to_dict(),
                                          "storage_path": os.path.abspath(options.storage_path)})
-    ray.init(address=args.address)
+    ensure_ray(args.address)
     outcome = tune_margin(args.annotations, config, **options.to_dict())
     outcome.model.save(args.out)
     write_json_atomic({"best_config": outcome.best_config.to_dict(),
@@ -179,7 +186,7 @@ def register(subparsers) -> None:
                                 "`marc-ray score` carries it into the scored file).")
     fit.add_argument("annotations", help="annotation file (Parquet from `marc-ray annotate`)")
     fit.add_argument("--out", required=True, help="folder for the model")
-    fit.add_argument("--address", default=None, help="Ray cluster address (backend ray)")
+    fit.add_argument("--address", default=None, help=ADDRESS_HELP + " (backend ray)")
     _add_config_flags(fit)
     fit.set_defaults(handler=_fit)
 
@@ -187,7 +194,7 @@ def register(subparsers) -> None:
                                  description="ASHA sweep; refits the best configuration into --out.")
     tune.add_argument("annotations")
     tune.add_argument("--out", required=True, help="folder for the best model and tune.json")
-    tune.add_argument("--address", default=None, help="Ray cluster address")
+    tune.add_argument("--address", default=None, help=ADDRESS_HELP)
     from .config import TUNE_SELECTIONS, TuneOptions
 
     add_flags(tune.add_argument_group("TuneOptions fields (the pipeline's fit.tune_options)"),

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..contracts import TIE_POLICIES
-from ..contracts.options import option
+from ..contracts.options import option, word_or
 from ..contracts.validation import check_choice, check_number, reject_unknown
 
 VARIANTS: dict[str, str] = {
@@ -83,6 +83,11 @@ class FitConfig:
                                                                            "model selection")
     valid_fraction: float = option(0.2, "no valid split: share of groups held out (stratified by "
                                         "disagreement)")
+    max_rows_per_set: int | None = option(
+        200_000, "training rows read at most, and validation rows at most: beyond it a seeded "
+        "sample of that many, in proportion to agreement and disagreement (each row costs its "
+        "features in memory, 2.5 KB at N = K = 5; MARC draws n_pairs pairs an epoch); "
+        "'all' (or null): every row", parse=word_or("all", int, "N|all"))
     # --- execution ---
     backend: str = option("local", "where training runs: one of BACKENDS")
     num_workers: int = option(2, "Ray Train workers (DDP ranks)")
@@ -120,6 +125,10 @@ class FitConfig:
             check_number(name, getattr(self, name), low=1, integer=True)
         for name in ("margin_init", "valid_fraction"):
             check_number(name, getattr(self, name))
+        if self.max_rows_per_set == "all":
+            object.__setattr__(self, "max_rows_per_set", None)
+        if self.max_rows_per_set is not None:  # 4: two of each kind, what training pairs need
+            check_number("max_rows_per_set", self.max_rows_per_set, low=4, integer=True)
         for name in ("held_out_annotator", "max_failures"):
             check_number(name, getattr(self, name), integer=True)
         if not 0 < self.margin_min < self.margin_max <= 1:

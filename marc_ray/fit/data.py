@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -54,6 +54,8 @@ class Prepared:
     data_hash: str
     source: str
     n_without_verdict: int = 0  # rows left out: no verdict, so no features and nothing to agree
+    # set name → (rows read, rows it had), for a set over FitConfig.max_rows_per_set
+    sampled: dict = field(default_factory=dict)
 
 
 def load_annotations(table_or_path, source: str | None = None) -> tuple[pa.Table, str]:
@@ -114,6 +116,12 @@ def prepare(table_or_path, config: FitConfig, source: str | None = None,
     if not is_valid.any():
         is_valid = _hold_out_groups(table, is_train, config)
         is_train &= ~is_valid
+    sampled = {}
+    for name, rows in (("training", is_train), ("validation", is_valid)):
+        available = int(rows.sum())
+        rows[:] = _sample_rows(table, rows, config)
+        if int(rows.sum()) < available:
+            sampled[name] = (int(rows.sum()), available)
     if path is not None:
         # one set at a time, batch by batch: memory holds the set's features and one batch of
         # run vectors, never every row's (issue 22: the rows of the training set alone took
@@ -135,7 +143,32 @@ def prepare(table_or_path, config: FitConfig, source: str | None = None,
                       f"{int(len(valid) - valid.agree.sum())} disagreement cases; its ranking risk "
                       f"is undefined (NaN)", UserWarning, stacklevel=2)
     return Prepared(train, valid, layout, data_hash, source,
-                    n_without_verdict=int((~has_verdict).sum()))
+                    n_without_verdict=int((~has_verdict).sum()), sampled=sampled)
+
+
+def _sample_rows(table: pa.Table, rows: np.ndarray, config: FitConfig) -> np.ndarray:
+    """At most ``config.max_rows_per_set`` of the rows where ``rows`` holds: a sample seeded by
+    ``random_state``, the disagreement cases and the others drawn in proportion (at least two of
+    each kind that exists), so the set keeps its disagreement rate.
+
+    Past a few hundred thousand rows more training rows add little to a model that draws
+    ``n_pairs`` pairs an epoch, while each costs its features in memory: 10M items at N = K = 5
+    would hold 7.6 GB of training features. Rows left out are not read, and the model's
+    provenance records only the rows it was trained and validated on."""
+    limit, n_rows = config.max_rows_per_set, int(rows.sum())
+    if limit is None or n_rows <= limit:
+        return rows
+    disagrees = _disagreement_rows(table, config) & rows
+    strata = [np.flatnonzero(disagrees), np.flatnonzero(rows & ~disagrees)]
+    n_disagree = int(round(limit * len(strata[0]) / n_rows))
+    # at least two of each kind where the set has them: training pairs need two of each
+    n_disagree = min(max(n_disagree, min(2, len(strata[0]))), len(strata[0]),
+                     limit - min(2, len(strata[1])))
+    rng = np.random.default_rng([config.random_state, 1])  # its own stream: the hold-out's is apart
+    kept = np.zeros_like(rows)
+    for stratum, size in zip(strata, (n_disagree, limit - n_disagree)):
+        kept[rng.choice(stratum, size=size, replace=False)] = True
+    return kept
 
 
 def _parquet_path(table_or_path) -> str | None:

@@ -98,6 +98,9 @@ class MarcConfidence:
         and ``calibrate.select.choose_confidence_table(validation_ids=...)`` use them).
     n_without_verdict_ : int
         Rows left out of training because the judge gave no verdict on them (after ``fit``).
+    rows_sampled_ : dict
+        ``{"training" | "validation": (rows read, rows the set had)}`` for a set larger than
+        ``FitConfig.max_rows_per_set`` (a seeded sample was read); empty otherwise.
     provenance_ : dict
         The rows that shaped the model (``contracts.provenance``): ``"<column>: trained"`` and
         ``"<column>: validated"``, each a count, a digest and a compact id set. ``score``
@@ -204,6 +207,7 @@ class MarcConfidence:
         self.provenance_ = self.fit_provenance(data.train.ids, data.valid.ids)
         self.drawn_split_ = None
         self.n_without_verdict_ = data.n_without_verdict
+        self.rows_sampled_ = dict(data.sampled)
         return self
 
     def fit_provenance(self, train_ids, valid_ids) -> dict:
@@ -299,6 +303,8 @@ class MarcConfidence:
             **({"agreement_map": self.agreement_map_.to_dict()}
                if getattr(self, "agreement_map_", None) is not None else {}),
             "n_train": self.n_train_, "n_valid": self.n_valid_,
+            **({"rows_sampled": {name: list(counts) for name, counts in self.rows_sampled_.items()}}
+               if getattr(self, "rows_sampled_", None) else {}),
         }, join(folder, CONFIG_FILE))
         return folder
 
@@ -372,6 +378,8 @@ class MarcConfidence:
 
             estimator.agreement_map_ = AgreementMap.from_dict(data["agreement_map"])
         estimator.n_train_, estimator.n_valid_ = int(data["n_train"]), int(data["n_valid"])
+        estimator.rows_sampled_ = {name: tuple(counts)
+                                   for name, counts in (data.get("rows_sampled") or {}).items()}
         return estimator
 
 

@@ -39,6 +39,8 @@ def fit_stage(section: FitSection, annotations: str, folder: str, ray) -> dict:
     model.save(folder)
     if getattr(model, "n_without_verdict_", 0):
         details["left out (no verdict)"] = model.n_without_verdict_
+    for name, (read, had) in getattr(model, "rows_sampled_", {}).items():
+        details[f"{name} rows sampled"] = f"{read} of {had}"
     return {"n_train": model.n_train_, "n_valid": model.n_valid_, "gamma": round(model.gamma_, 4),
             "kept epoch": f"{model.best_epoch_ + 1} of {len(model.history_)}", **details}
 
