@@ -19,7 +19,6 @@ def fit_stage(section: FitSection, annotations: str, folder: str, ray) -> dict:
     ``ray`` is the run's ``RayConfig``, joined when the fit runs on Ray Train or is swept with
     Ray Tune. Returns the counts of the stage's progress line.
     """
-    from ..contracts import read_table
     from .estimator import MarcConfidence
 
     config = section.model
@@ -29,9 +28,10 @@ def fit_stage(section: FitSection, annotations: str, folder: str, ray) -> dict:
     if section.tune:
         from .tune import tune_margin
 
-        table = read_table(annotations)
-        outcome = tune_margin(table, config, refit=True, **section.tune_options.to_dict())
-        model = outcome.model or MarcConfidence(outcome.best_config).fit(table, source=annotations)
+        # a path, as below: the sweep reads the training rows' runs only, not the whole table
+        outcome = tune_margin(annotations, config, refit=True, **section.tune_options.to_dict())
+        model = outcome.model or MarcConfidence(outcome.best_config).fit(annotations,
+                                                                          source=annotations)
         details["tuned trials"] = len(outcome.trials)
     else:
         # a path: fit reads the scalar columns, then only the training rows' runs (fit.data.prepare)

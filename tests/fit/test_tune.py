@@ -27,3 +27,29 @@ def test_bad_sweep_arguments_are_refused(trap_table):
         tune_margin(trap_table, select="auc")
     with pytest.raises(ValueError, match=r"search_space names unknown FitConfig fields \['margin'\]"):
         tune_margin(trap_table, search_space={"margin": 0.1})
+
+
+@pytest.mark.slow
+def test_the_pipelines_tune_stage_sweeps_a_file_and_saves_the_best_model(ray_local, trap_table,
+                                                                         tmp_path):
+    """fit.stage.fit_stage with ``fit.tune: true`` hands the sweep the file's path (its training
+    rows are read, not the whole table) and saves the refitted best model."""
+    import pyarrow.parquet as pq
+
+    from marc_ray.fit.config import FitSection
+    from marc_ray.fit.estimator import MarcConfidence
+    from marc_ray.fit.stage import fit_stage
+
+    path = tmp_path / "annotations.parquet"
+    pq.write_table(trap_table, path)
+
+    class JoinedAlready:  # the run's RayConfig; the ray_local fixture has started Ray
+        def join(self):
+            pass
+
+    section = FitSection.from_dict({"tune": True, "epochs": 2, "n_pairs": 500, "tune_options": {
+        "num_samples": 2, "grace_period": 1, "storage_path": str(tmp_path / "tune")}})
+    details = fit_stage(section, str(path), str(tmp_path / "model"), JoinedAlready())
+    assert details["tuned trials"] == 2
+    model = MarcConfidence.load(tmp_path / "model")
+    assert model.n_train_ == details["n_train"] > 0 and math.isfinite(model.gamma_)
