@@ -47,9 +47,14 @@ def test_the_pipelines_tune_stage_sweeps_a_file_and_saves_the_best_model(ray_loc
         def join(self):
             pass
 
-    section = FitSection.from_dict({"tune": True, "epochs": 2, "n_pairs": 500, "tune_options": {
-        "num_samples": 2, "grace_period": 1, "storage_path": str(tmp_path / "tune")}})
+    section = FitSection.from_dict({"tune": True, "epochs": 2, "n_pairs": 500,
+                                    "max_rows_per_set": 100, "tune_options": {
+                                        "num_samples": 2, "grace_period": 1,
+                                        "storage_path": str(tmp_path / "tune")}})
     details = fit_stage(section, str(path), str(tmp_path / "model"), JoinedAlready())
     assert details["tuned trials"] == 2
     model = MarcConfidence.load(tmp_path / "model")
-    assert model.n_train_ == details["n_train"] > 0 and math.isfinite(model.gamma_)
+    assert model.n_train_ == details["n_train"] <= 100 and math.isfinite(model.gamma_)
+    # the stage line says what was sampled, and the saved model knows it
+    assert details["training rows sampled"] == f"100 of {model.rows_sampled_['training'][1]}"
+    assert model.rows_sampled_["training"][1] > 100
