@@ -113,7 +113,7 @@ def _drawn_split(annotations: str, config):
     held = int((splits == HELD_OUT).sum())
     return splits, (f"the file declares no split: drew one (seed {config.random_state}, "
                     f"{HELD_OUT_FRACTION:.0%} of the {'groups' if groups else 'items'} held out): "
-                    f"fitted on {len(splits) - held} rows, held out {held} as {HELD_OUT!r} "
+                    f"{len(splits) - held} rows to fit on, {held} held out as {HELD_OUT!r} "
                     f"(never read by the fit); written to {SPLIT_FILE} beside the model, and "
                     f"`marc-ray score` writes it into the scored file's split column")
 
