@@ -45,6 +45,7 @@ import pyarrow.dataset as pa_dataset
 
 from ..contracts import ContractError, read_table
 from ..contracts.io import read_text
+from ..contracts.provenance import id_hashes
 from .config import AnnotateConfig
 
 VERDICT_PROBABILITY = {"a": 1.0, "b": 0.0, "tie": 0.5}  # P(response_a better) of a verdict
@@ -354,28 +355,23 @@ class TextIndex:
     (0.10-0.13 s a batch with a million items: 120-160 s of a 1M-item replay's 299,
     ``benchmarks/bench_replay_lookup.py``). Here a batch costs its distinct values only.
 
-    The index holds 16 bytes per value (each value's 64-bit hash, sorted, and its position), not
-    a Python string per value: a dict of ten million ids would take ~2 GB. A hash found is
-    confirmed by comparing the texts, so a collision costs a second look, never a wrong answer.
-    The first position wins where ``values`` repeats one.
+    The index holds 16 bytes per value (each value's 64-bit hash, by ``provenance.id_hashes``,
+    sorted, and its position), not a Python string per value: a dict of ten million ids would
+    take ~2 GB. A hash found is confirmed by comparing the texts, so a collision costs a second
+    look, never a wrong answer. The first position wins where ``values`` repeats one.
     """
-
-    BUILD_ROWS = 1 << 16  # values turned into Python strings at a time while hashing
 
     def __init__(self, values: pa.Array | pa.ChunkedArray):
         self._values = _text(values.combine_chunks() if isinstance(values, pa.ChunkedArray)
                              else values)
-        hashes = np.empty(len(self._values), np.int64)
-        for start in range(0, len(hashes), self.BUILD_ROWS):
-            part = self._values.slice(start, self.BUILD_ROWS)
-            hashes[start:start + len(part)] = self._hashes_of(part)
+        hashes = self._hashes_of(self._values)
         # stable: among equal hashes the earlier position comes first, so the first one wins
         self._order = np.argsort(hashes, kind="stable")
         self._sorted = hashes[self._order]
 
     @staticmethod
     def _hashes_of(texts: pa.Array) -> np.ndarray:
-        return np.fromiter((hash(text) for text in texts.to_pylist()), np.int64, count=len(texts))
+        return id_hashes(texts)  # vectorised over the Arrow buffers, chunk by chunk
 
     def __call__(self, column) -> np.ndarray:
         """Index of each value of ``column`` (-1: not there, or null)."""
