@@ -628,13 +628,22 @@ def _hash_columns(names: list[str], slices: Callable[[str], Iterable[pa.Array]])
     return "sha256:" + digest.hexdigest()
 
 
+def _is_list(data_type: pa.DataType) -> bool:
+    return pa.types.is_list(data_type) or pa.types.is_large_list(data_type)
+
+
+def _list_values(data_type: pa.DataType) -> tuple[pa.DataType, int]:
+    """The type of a (nested) list's values and its depth (0: not a list)."""
+    depth = 0
+    while _is_list(data_type):
+        data_type, depth = data_type.value_type, depth + 1
+    return data_type, depth
+
+
 def _is_number_list(data_type: pa.DataType) -> bool:
     """A list (of lists...) whose values are integers or floats."""
-    if not (pa.types.is_list(data_type) or pa.types.is_large_list(data_type)):
-        return False
-    while pa.types.is_list(data_type) or pa.types.is_large_list(data_type):
-        data_type = data_type.value_type
-    return pa.types.is_integer(data_type) or pa.types.is_floating(data_type)
+    values, depth = _list_values(data_type)
+    return depth > 0 and (pa.types.is_integer(values) or pa.types.is_floating(values))
 
 
 class _NumberListDigest:
@@ -644,11 +653,9 @@ class _NumberListDigest:
     does not change the digest; together they determine the column's values exactly."""
 
     def __init__(self, data_type: pa.DataType):
-        depth = 0
-        while pa.types.is_list(data_type) or pa.types.is_large_list(data_type):
-            data_type, depth = data_type.value_type, depth + 1
+        values, depth = _list_values(data_type)
         # the depth and the values' type (a list's field name differs between Arrow and Parquet)
-        self.data_type = f"list{depth}<{data_type}>"
+        self.data_type = f"list{depth}<{values}>"
         self.streams: dict[str, "hashlib._Hash"] = {}
 
     def _feed(self, key: str, array: np.ndarray) -> None:
@@ -656,7 +663,7 @@ class _NumberListDigest:
 
     def update(self, part: pa.Array) -> None:
         level, depth = part, 0
-        while pa.types.is_list(level.type) or pa.types.is_large_list(level.type):
+        while _is_list(level.type):
             self._feed(f"valid{depth}", pc.is_valid(level).to_numpy(zero_copy_only=False))
             lengths = pc.fill_null(pc.list_value_length(level), 0)
             self._feed(f"length{depth}", lengths.to_numpy(zero_copy_only=False).astype("<i8"))
